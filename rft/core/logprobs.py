@@ -1,0 +1,47 @@
+"""Token log-probabilities and entropies from LM logits.
+
+Both functions avoid materialising a full (B, T, V) float32 log-softmax: they work one batch row
+at a time, upcasting only that (T, V) slice to float32. This keeps bf16 / fp16 logits accurate
+(logsumexp over a 50k vocabulary is lossy in bf16) at a peak memory of one row. Outputs are
+float32.
+"""
+
+import torch
+from torch import Tensor
+
+from rft.core.masked import masked_sum
+
+
+def logprobs_from_logits(logits: Tensor, labels: Tensor) -> Tensor:
+    """log π(label_t | s_t) = logits[label_t] - logsumexp(logits).
+
+    logits: (B, T, V); labels: (B, T) int64. Returns (B, T) float32.
+    """
+    label_logits = logits.gather(-1, labels.unsqueeze(-1)).squeeze(-1).float()  # (B, T)
+    log_z = torch.stack([torch.logsumexp(row.float(), dim=-1) for row in logits])  # (B, T)
+    return label_logits - log_z
+
+
+def _row_entropy(row: Tensor) -> Tensor:
+    logp = torch.log_softmax(row.float(), dim=-1)  # (T, V)
+    p = logp.exp()
+    # Tokens masked to -inf (e.g. top-p filtered logits) have p = 0 and contribute 0 to the
+    # entropy; zero their log-prob so 0 * -inf does not give NaN in the value or the gradient.
+    logp = logp.masked_fill(p == 0, 0.0)
+    return -(p * logp).sum(-1)  # (T,)
+
+
+def entropy_from_logits(logits: Tensor) -> Tensor:
+    """Entropy H(π(· | s_t)) of the next-token distribution.
+
+    logits: (B, T, V). Returns (B, T) float32.
+    """
+    return torch.stack([_row_entropy(row) for row in logits])
+
+
+def sequence_logprob(token_logp: Tensor, mask: Tensor) -> Tensor:
+    """log π(y | x) = Σ_t log π(y_t | s_t) over valid tokens.
+
+    token_logp, mask: (B, T). Returns (B,).
+    """
+    return masked_sum(token_logp, mask, dim=-1)
