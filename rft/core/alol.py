@@ -31,14 +31,17 @@ def _clip(ratio: Tensor, clip_eps: float | None) -> Tensor:
 
 
 def _positive_weight(advantage: Tensor, ratio: Tensor | float = 1.0) -> Tensor:
-    # A+ · ρ built with `where`, so A ≤ 0 gives an exact 0 weight even if an unclipped ρ is inf.
+    # A+ · ρ built with `where`, so A ≤ 0 gives an exact 0 weight (and 0 gradient) even when an
+    # unclipped ρ is inf, where max(A, 0) · ρ would give 0 · inf = NaN.
     advantage = advantage.detach()
-    return torch.where(advantage > 0, advantage * ratio, torch.zeros_like(advantage))
+    return torch.where(advantage > 0, advantage * ratio, 0.0)
 
 
 def _sequence_ratio(logp: Tensor, ref_logp: Tensor, mask: Tensor) -> Tensor:
     # ρ = π_θ(y|x) / π_ref(y|x), a constant weight: no gradient through either log-prob.
-    return (masked_sum(logp.detach(), mask, dim=-1) - masked_sum(ref_logp.detach(), mask, dim=-1)).exp()
+    return (
+        masked_sum(logp.detach(), mask, dim=-1) - masked_sum(ref_logp.detach(), mask, dim=-1)
+    ).exp()
 
 
 def nll_loss(logp: Tensor, mask: Tensor) -> Tensor:
@@ -80,8 +83,11 @@ def a_lol_seq_loss(
 
     Returns (B,).
     """
-    token_ratio = _clip((logp.detach() - ref_logp.detach()).exp(), clip_eps)  # (B, T)
-    return _positive_weight(advantage) * masked_sum(token_ratio * -logp, mask, dim=-1)
+    # log ρ_t set to 0 on padding so that a stray inf ratio there cannot make a NaN gradient.
+    token_logratio = torch.where(mask.bool(), logp.detach() - ref_logp.detach(), 0.0)  # (B, T)
+    token_ratio = _clip(token_logratio.exp(), clip_eps)
+    token_weight = _positive_weight(advantage[:, None], token_ratio)  # (B, T)
+    return masked_sum(token_weight * -logp, mask, dim=-1)
 
 
 def a_lol_ref_free_loss(logp: Tensor, mask: Tensor, advantage: Tensor) -> Tensor:
@@ -122,6 +128,7 @@ def good_priority_weights(values: Tensor, kind: str) -> Tensor:
     weights = values.detach().double().clamp(min=0)
     if not (weights > 0).any():
         raise ValueError(
-            f"good_priority sampling: all {weights.numel()} {kind} weights are ≤ 0, nothing to sample"
+            f"good_priority sampling: all {weights.numel()} {kind} values are ≤ 0; "
+            "no example has a positive weight to sample"
         )
     return (weights / weights.sum()).to(values.dtype)

@@ -24,13 +24,17 @@ def gae(
     mask = mask.to(rewards.dtype)
     T = rewards.shape[-1]
     # V(s_{t+1}), 0 past the last valid token: the episode terminates there.
-    next_values = torch.cat([values[:, 1:] * mask[:, 1:], values.new_zeros(values.shape[0], 1)], dim=1)
+    next_values = torch.cat(
+        [values[:, 1:] * mask[:, 1:], values.new_zeros(values.shape[0], 1)], dim=1
+    )
     deltas = (rewards + gamma * next_values - values) * mask  # (B, T)
 
     t = torch.arange(T, device=rewards.device)
     power = (t[None, :] - t[:, None]).clamp(min=0).to(rewards.dtype)  # (T, T): j - t
     # 0 ** 0 == 1, so λ = 0 (or γ = 0) correctly leaves A_t = δ_t on the diagonal.
-    discount = torch.triu(torch.as_tensor(gamma * lam, dtype=rewards.dtype, device=rewards.device) ** power)
+    discount = torch.triu(
+        torch.as_tensor(gamma * lam, dtype=rewards.dtype, device=rewards.device) ** power
+    )
     advantages = deltas @ discount.T  # (B, T): A_t = Σ_j D[t, j] δ_j
     returns = (advantages + values) * mask
     return advantages * mask, returns

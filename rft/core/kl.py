@@ -74,7 +74,9 @@ class AdaptiveKLControllerRL4LMs(_BetaState):
 
 
 class AdaptiveKLControllerZiegler(_BetaState):
-    """Ziegler et al. / TRL: e = clip(KL / target - 1, -0.2, 0.2); β ← β · (1 + e · n_steps / horizon)."""
+    """Ziegler et al. / TRL: e = clip(KL / target - 1, -0.2, 0.2);
+    β ← β · (1 + e · n_steps / horizon).
+    """
 
     def __init__(self, init_beta: float, target: float, horizon: float) -> None:
         super().__init__(init_beta)
@@ -92,9 +94,11 @@ KL_CONTROLLER_KINDS = ("fixed", "adaptive_rl4lms", "adaptive_ziegler")
 def make_kl_controller(
     kind: str, init_beta: float, target: float | None = None, horizon: float | None = None
 ) -> KLController:
-    """Build a controller by name; `target` (and `horizon` for Ziegler) are required when adaptive."""
+    """Build a controller by name; adaptive kinds need `target`, Ziegler also `horizon`."""
     if kind not in KL_CONTROLLER_KINDS:
-        raise ValueError(f"unknown KL controller kind {kind!r}; allowed: {', '.join(KL_CONTROLLER_KINDS)}")
+        raise ValueError(
+            f"unknown KL controller kind {kind!r}; allowed: {', '.join(KL_CONTROLLER_KINDS)}"
+        )
     if kind == "fixed":
         return FixedKLController(init_beta)
     if target is None or target <= 0:

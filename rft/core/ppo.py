@@ -68,7 +68,7 @@ def explained_variance(values: Tensor, returns: Tensor, mask: Tensor) -> Tensor:
 def per_token_rewards(
     score: Tensor, logp: Tensor, ref_logp: Tensor, mask: Tensor, beta: float
 ) -> tuple[Tensor, Tensor]:
-    """RL4LMs reward: r_t = -β (log π_θ - log π_ref)(y_t), plus the task score at the last valid token.
+    """RL4LMs reward r_t = -β (log π_θ - log π_ref)(y_t), plus the score at the last valid token.
 
     score: (B,); logp, ref_logp, mask: (B, T), all without grad. Returns (rewards, kl), both
     (B, T) and 0 on padding. A row with no valid token gets no score.

@@ -1,0 +1,254 @@
+"""PPO for language models, as RL4LMs implements it (algorithms.md §1).
+
+One Lightning epoch = one iteration:
+  1. rollout: sample K completions for each of ``rollout_prompts`` train prompts (KV cache, one
+     ``generate`` call per iteration);
+  2. reward: score every completion in batches;
+  3. score (no grad, one forward pass each): old log-probs and values under the policy,
+     reference log-probs under the frozen π_ref;
+  4. per-token reward r_t = -β (log π - log π_ref), plus R(x, y) on the last token; GAE;
+  5. ``n_epochs`` × minibatches of the clipped surrogate + vf_coef · value loss - ent_coef · H,
+     advantages whitened per minibatch, grad-norm clipping;
+  6. the KL controller steps once with the rollout's mean per-token KL.
+
+Deviations from RL4LMs, on purpose:
+- The value function defaults to a head on the policy's own trunk (``value_model: shared``);
+  ``value_model: separate`` is RL4LMs' separate LM copy + linear head (no bias).
+- The value head starts at zero weights, so early value gradients do not disturb the policy.
+- Dropout is disabled in the policy and reference (as in TRL), so the log-ratio of an
+  un-updated policy is exactly 1.
+- Each iteration's RNG is seeded from (seed, iteration): a resumed run samples exactly what an
+  uninterrupted one would.
+
+Guide-policy variants (PPO++, AggreVaTeD, …) reuse ``collect_rollout`` / ``ppo_update`` and
+change only who generates which tokens and the loss masks in ``Rollout``.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass, fields
+
+import torch
+from torch.utils.data import DataLoader
+
+from rft.alg.base import RFTModule
+from rft.config import choice
+from rft.core import (
+    entropy_from_logits,
+    explained_variance,
+    gae,
+    logprobs_from_logits,
+    make_kl_controller,
+    masked_mean,
+    masked_whiten,
+    per_token_rewards,
+    ppo_policy_loss,
+    ppo_value_loss,
+)
+from rft.model.policy import PolicyLM, ValueHead
+from rft.rollout.prompts import IterationSampler, encode_prompts
+
+
+@dataclass
+class Rollout:
+    """A rollout buffer. Shapes: (N, P) prompts, (N, T) completions and per-token quantities,
+    (N,) sequence scores. ``policy_mask`` / ``value_mask`` select the tokens each loss covers
+    (both = completion mask for plain PPO)."""
+
+    prompt_ids: torch.Tensor
+    prompt_mask: torch.Tensor
+    ids: torch.Tensor
+    mask: torch.Tensor
+    scores: torch.Tensor
+    old_logp: torch.Tensor | None = None
+    ref_logp: torch.Tensor | None = None
+    old_values: torch.Tensor | None = None
+    rewards: torch.Tensor | None = None
+    kl: torch.Tensor | None = None
+    advantages: torch.Tensor | None = None
+    returns: torch.Tensor | None = None
+    policy_mask: torch.Tensor | None = None
+    value_mask: torch.Tensor | None = None
+
+    def __len__(self) -> int:
+        return self.ids.shape[0]
+
+    def index(self, idx: torch.Tensor) -> Rollout:
+        return Rollout(**{f.name: (None if getattr(self, f.name) is None else getattr(self, f.name)[idx])
+                          for f in fields(self)})
+
+
+def iteration_seed(seed: int, iteration: int) -> int:
+    return (seed * 1_000_003 + iteration * 7_919 + 17) % (2**63)
+
+
+def _identity(batch):
+    return batch
+
+
+class PPO(RFTModule):
+    def __init__(self, cfg, task, policy: PolicyLM, ref: PolicyLM, reward_fn, run_dir):
+        super().__init__(cfg, task, policy, ref, reward_fn, run_dir)
+        self.automatic_optimization = False
+        a = cfg.alg
+        self.a = a
+        self.value_model: PolicyLM | None = None
+        if choice(a.value_model) == "separate":
+            self.value_model = copy.deepcopy(policy)
+        self.value_head = ValueHead(policy.hidden_size)
+        self.kl_ctl = make_kl_controller(choice(a.kl.kind), a.kl.init_beta,
+                                         a.kl.target, a.kl.horizon)
+
+    # ------------------------------------------------------------------ data / optim
+    def train_dataloader(self) -> DataLoader:
+        sampler = IterationSampler(len(self.task.train), self.a.rollout_prompts, self.cfg.seed,
+                                   rank=self.global_rank)
+        return DataLoader(range(len(self.task.train)), batch_sampler=sampler, collate_fn=_identity)
+
+    def trainable_parameters(self):
+        params = list(self.policy.parameters()) + list(self.value_head.parameters())
+        if self.value_model is not None:
+            params += list(self.value_model.parameters())
+        return params
+
+    def configure_optimizers(self):
+        return torch.optim.AdamW(self.trainable_parameters(), lr=self.a.lr, weight_decay=self.a.weight_decay)
+
+    # ------------------------------------------------------------------ model calls
+    def values_and_logits(self, r: Rollout, need_logits: bool = True):
+        """One forward pass of the policy (and of the value model if separate): logits (N, T, V)
+        and values (N, T)."""
+        shared = self.value_model is None
+        logits, hidden = self.policy(r.prompt_ids, r.prompt_mask, r.ids, r.mask,
+                                     return_hidden=shared, return_logits=need_logits)
+        if not shared:
+            _, hidden = self.value_model(r.prompt_ids, r.prompt_mask, r.ids, r.mask,
+                                         return_hidden=True, return_logits=False)
+        return logits, self.value_head(hidden).float()
+
+    @torch.no_grad()
+    def score_rollout(self, r: Rollout) -> None:
+        """Old log-probs, values and reference log-probs, in chunks of ``score_batch_size``."""
+        old_logp, values, ref_logp = [], [], []
+        for idx in torch.arange(len(r), device=r.ids.device).split(self.a.score_batch_size):
+            chunk = r.index(idx)
+            logits, v = self.values_and_logits(chunk)
+            old_logp.append(logprobs_from_logits(logits, chunk.ids))
+            values.append(v)
+            ref_logits, _ = self.ref(chunk.prompt_ids, chunk.prompt_mask, chunk.ids, chunk.mask)
+            ref_logp.append(logprobs_from_logits(ref_logits, chunk.ids))
+        r.old_logp, r.old_values, r.ref_logp = torch.cat(old_logp), torch.cat(values), torch.cat(ref_logp)
+
+    def generate(self, prompt_ids, prompt_mask):
+        t, g = self.task, self.a.generation
+        return self.policy.generate(prompt_ids, prompt_mask, t.max_new_tokens, t.min_new_tokens,
+                                    g.do_sample, g.top_k, g.top_p, g.temperature)
+
+    # ------------------------------------------------------------------ one iteration
+    def collect_rollout(self, examples) -> tuple[Rollout, dict[str, float]]:
+        K = self.a.samples_per_prompt
+        stats: dict[str, float] = {}
+        t0 = time.perf_counter()
+        prompts = [e.prompt for e in examples for _ in range(K)]
+        refs = [e.reference for e in examples for _ in range(K)]
+        p_ids, p_mask = encode_prompts(self.policy.tokenizer, prompts, self.task.prompt_max_tokens, self.device)
+        comp = self.generate(p_ids, p_mask)
+        t1 = time.perf_counter()
+        texts = self.policy.tokenizer.batch_decode(comp.ids, skip_special_tokens=True)
+        scores = self.reward_fn(prompts, texts, refs).to(self.device)
+        t2 = time.perf_counter()
+        r = Rollout(p_ids, p_mask, comp.ids, comp.mask, scores, policy_mask=comp.mask, value_mask=comp.mask)
+        self.score_rollout(r)
+        t3 = time.perf_counter()
+        n_tokens = int(comp.mask.sum())
+        stats.update({
+            "time/rollout_s": t1 - t0, "time/reward_s": t2 - t1, "time/score_s": t3 - t2,
+            "time/rollout_tokens_per_s": n_tokens / max(t1 - t0, 1e-9),
+        })
+        if K > 1:  # per-prompt reward spread (Razin et al.: small std = vanishing gradient)
+            std = scores.view(-1, K).std(-1, unbiased=False)
+            stats["reward/std_per_prompt"] = std.mean().item()
+            stats["reward/low_std_share"] = (std < 0.05).float().mean().item()
+        return r, stats
+
+    def compute_advantages(self, r: Rollout) -> None:
+        r.rewards, r.kl = per_token_rewards(r.scores, r.old_logp, r.ref_logp, r.mask, self.kl_ctl.beta)
+        if self.a.whiten_rewards:
+            r.rewards = masked_whiten(r.rewards, r.mask, shift_mean=False)
+        r.advantages, r.returns = gae(r.rewards, r.old_values * r.value_mask, r.value_mask,
+                                      self.a.gamma, self.a.lam)
+
+    def ppo_update(self, r: Rollout) -> dict[str, float]:
+        """n_epochs passes of minibatch PPO over the rollout buffer."""
+        a, opt = self.a, self.optimizers()
+        sums: dict[str, float] = {}
+        n_mb = 0
+        for _ in range(a.n_epochs):
+            for idx in torch.randperm(len(r), device=r.ids.device).split(a.minibatch_size):
+                mb = r.index(idx)
+                logits, values = self.values_and_logits(mb)
+                logp = logprobs_from_logits(logits, mb.ids)
+                adv = masked_whiten(mb.advantages, mb.policy_mask)
+                pg_loss, pg_stats = ppo_policy_loss(logp, mb.old_logp, adv, mb.policy_mask, a.clip_range)
+                vf_loss, vf_stats = ppo_value_loss(values, mb.old_values, mb.returns, mb.value_mask, a.clip_range_vf)
+                with torch.set_grad_enabled(a.ent_coef != 0.0):
+                    entropy = masked_mean(entropy_from_logits(logits), mb.policy_mask)
+                loss = pg_loss + a.vf_coef * vf_loss - a.ent_coef * entropy
+                opt.zero_grad()
+                self.manual_backward(loss)
+                if a.max_grad_norm:
+                    self.clip_gradients(opt, gradient_clip_val=a.max_grad_norm, gradient_clip_algorithm="norm")
+                opt.step()
+                step = {"loss/total": loss, "loss/policy": pg_loss, "loss/value": vf_loss,
+                        "policy/entropy": entropy, "policy/clipfrac": pg_stats["clipfrac"],
+                        "policy/approx_kl": pg_stats["approx_kl"], "value/clipfrac": vf_stats["value_clipfrac"]}
+                for k, v in step.items():
+                    sums[k] = sums.get(k, 0.0) + float(v.detach())
+                n_mb += 1
+        return {k: v / n_mb for k, v in sums.items()}
+
+    def training_step(self, batch, batch_idx):
+        it = self.current_epoch
+        torch.manual_seed(iteration_seed(self.cfg.seed, it))
+        examples = [self.task.train[i] for i in batch]
+        r, stats = self.collect_rollout(examples)
+        self.compute_advantages(r)
+        t0 = time.perf_counter()
+        stats.update(self.ppo_update(r))
+        t_update = time.perf_counter() - t0
+        kl_mean = masked_mean(r.kl, r.mask).item()
+        beta = self.kl_ctl.beta
+        self.kl_ctl.step(kl_mean, n_steps=len(r))
+        seq_tokens = (r.prompt_mask.sum() + r.mask.sum()).item()
+        stats.update({
+            "reward/mean": r.scores.mean().item(),
+            "reward/std": r.scores.std(unbiased=False).item(),
+            "objective/kl": kl_mean,
+            "objective/kl_seq": (r.kl * r.mask).sum(-1).mean().item(),
+            "objective/kl_coef": beta,
+            "value/explained_variance": explained_variance(r.old_values, r.returns, r.value_mask).item(),
+            "value/mean": masked_mean(r.old_values, r.value_mask).item(),
+            "time/update_s": t_update,
+            "time/update_tokens_per_s": self.a.n_epochs * seq_tokens / max(t_update, 1e-9),
+            "completion/tokens": r.mask.sum(-1).float().mean().item(),
+        })
+        it_time = stats["time/rollout_s"] + stats["time/reward_s"] + stats["time/score_s"] + t_update
+        stats["time/iteration_s"] = it_time
+        stats["time/episodes_per_s"] = len(r) / max(it_time, 1e-9)
+        done = it + 1  # records describe the state after `done` iterations
+        self.record(stats, step=done)
+        # Evaluate here rather than in an epoch-end hook: the epoch-end checkpoint then already
+        # includes this evaluation in history.jsonl.
+        if self.a.eval_every and done % self.a.eval_every == 0 and done < self.trainer.max_epochs:
+            self.evaluate("val", step=done)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        super().on_save_checkpoint(checkpoint)
+        checkpoint["kl_controller"] = self.kl_ctl.state_dict()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        super().on_load_checkpoint(checkpoint)
+        if "kl_controller" in checkpoint:
+            self.kl_ctl.load_state_dict(checkpoint["kl_controller"])

@@ -1,0 +1,89 @@
+"""Lightning callbacks: atomic state checkpoints and a progress bar over iterations."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import lightning as L
+from tqdm.auto import tqdm
+
+
+def progress_step(module) -> int:
+    """How far training is once the current epoch ends: iterations done (RL) or optimizer steps
+    done (SFT). Records in history.jsonl use the same count: a row at k describes the state
+    after k iterations / steps."""
+    spb = getattr(module, "steps_per_block", None)
+    done = module.current_epoch + 1
+    return min(done * spb, module.max_steps) if spb else done
+
+
+class StateCheckpoint(L.Callback):
+    """Every ``every_n`` epochs (RL iterations / SFT step blocks) and at the end: the full
+    training state to ``checkpoints/state.ckpt`` and the policy to ``policy/``.
+
+    Each file is written under a temporary name and renamed into place, so a kill during a save
+    leaves the previous checkpoint intact. ``checkpoints/state.json`` (written last) says which
+    step the checkpoint holds.
+    """
+
+    def __init__(self, run_dir: str | Path, every_n: int, save_policy: bool = True):
+        self.dir = Path(run_dir) / "checkpoints"
+        self.every_n = max(1, int(every_n))
+        self.save_policy = save_policy
+
+    @property
+    def path(self) -> Path:
+        return self.dir / "state.ckpt"
+
+    def on_train_epoch_end(self, trainer: L.Trainer, module) -> None:
+        done = trainer.current_epoch + 1
+        if done % self.every_n == 0 or done >= trainer.max_epochs:
+            self.save(trainer, module)
+
+    def save(self, trainer: L.Trainer, module) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.dir / f".state.ckpt.tmp-{os.getpid()}"
+        trainer.save_checkpoint(tmp)
+        if trainer.is_global_zero:
+            os.replace(tmp, self.path)
+            meta = {"epoch": trainer.current_epoch, "step": progress_step(module)}
+            tmp_meta = self.dir / ".state.json.tmp"
+            tmp_meta.write_text(json.dumps(meta))
+            os.replace(tmp_meta, self.dir / "state.json")
+            if self.save_policy:
+                module.export_policy()
+
+
+class IterationProgress(L.Callback):
+    """One bar over the whole run (iterations or SFT steps) with the latest key metrics."""
+
+    KEYS = ("reward/mean", "objective/kl", "sft/loss", "val/reward_mean", "time/episodes_per_s")
+
+    def __init__(self, desc: str = "train"):
+        self.desc = desc
+        self.bar = None
+
+    def on_train_start(self, trainer, module) -> None:
+        if not trainer.is_global_zero:
+            return
+        spb = getattr(module, "steps_per_block", None)
+        total = module.max_steps if spb else trainer.max_epochs
+        unit = "step" if spb else "it"
+        start = trainer.current_epoch * spb if spb else trainer.current_epoch
+        self.bar = tqdm(total=total, initial=min(start, total),
+                        desc=self.desc, unit=unit, dynamic_ncols=True)
+
+    def on_train_epoch_end(self, trainer, module) -> None:
+        if self.bar is None:
+            return
+        self.bar.n = min(progress_step(module), self.bar.total)
+        post = {k.split("/")[-1]: f"{module.latest[k]:.3g}" for k in self.KEYS if k in module.latest}
+        self.bar.set_postfix(post, refresh=False)
+        self.bar.refresh()
+
+    def on_train_end(self, trainer, module) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None

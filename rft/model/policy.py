@@ -1,0 +1,138 @@
+"""One interface over causal (decoder-only) and seq2seq language models.
+
+Layout of a batch of episodes (causal models):
+
+    input   = [ prompt (left-padded to P) | completion (right-padded to T) ]
+    logits  for completion token t come from position P - 1 + t
+
+so the completion's logits are the last T + 1 positions minus the final one, and only those
+positions go through the LM head (``logits_to_keep``): with a 49k vocabulary that skips most of
+the head's cost for the prompt. Position ids are computed from the attention mask, exactly as
+``generate`` does for left-padded prompts; without them a left-padded row would be scored at
+shifted positions and its log-probs would not match the ones seen while sampling.
+
+Seq2seq models (T5) read the prompt with the encoder and the completion with the decoder.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass
+class Completions:
+    """A batch of sampled completions, right-padded.
+
+    ids (B, T) token ids (pad after the end), mask (B, T) 1 for the completion's own tokens
+    (up to and including EOS).
+    """
+
+    ids: torch.Tensor
+    mask: torch.Tensor
+
+
+def completion_mask(ids: torch.Tensor, eos_id: int | None) -> torch.Tensor:
+    """(B, T) 1 up to and including the first EOS of each row, 0 after (pad may equal EOS)."""
+    if eos_id is None:
+        return torch.ones_like(ids)
+    is_eos = (ids == eos_id).long()
+    # number of EOS strictly before each position: > 0 means the row already ended
+    eos_before = is_eos.cumsum(-1) - is_eos
+    return (eos_before == 0).long()
+
+
+class PolicyLM(nn.Module):
+    """Wraps a Hugging Face LM: scoring of completions and batched sampling."""
+
+    def __init__(self, model: nn.Module, tokenizer, kind: str = "causal"):
+        super().__init__()
+        self.model = model
+        self.tokenizer = tokenizer
+        self.kind = kind
+        self.is_seq2seq = kind == "seq2seq"
+
+    @property
+    def hidden_size(self) -> int:
+        c = self.model.config
+        return getattr(c, "hidden_size", None) or getattr(c, "n_embd", None) or c.d_model
+
+    def forward(
+        self,
+        prompt_ids: torch.Tensor,
+        prompt_mask: torch.Tensor,
+        completion_ids: torch.Tensor,
+        completion_mask: torch.Tensor,
+        return_hidden: bool = False,
+        return_logits: bool = True,
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """Logits (B, T, V) predicting each completion token, and the last hidden states (B, T, H)
+        of the states s_t = prompt + y_<t (for value heads)."""
+        T = completion_ids.shape[1]
+        if self.is_seq2seq:
+            dec_in = self.model._shift_right(completion_ids)
+            dec_mask = torch.cat([torch.ones_like(completion_mask[:, :1]), completion_mask[:, :-1]], 1)
+            out = self.model(
+                input_ids=prompt_ids, attention_mask=prompt_mask, decoder_input_ids=dec_in,
+                decoder_attention_mask=dec_mask, output_hidden_states=return_hidden,
+            )
+            hidden = out.decoder_hidden_states[-1] if return_hidden else None
+            return (out.logits if return_logits else None), hidden
+        ids = torch.cat([prompt_ids, completion_ids], 1)
+        attn = torch.cat([prompt_mask, completion_mask], 1)
+        pos = (attn.cumsum(-1) - 1).clamp(min=0)
+        out = self.model(
+            input_ids=ids, attention_mask=attn, position_ids=pos,
+            output_hidden_states=return_hidden,
+            logits_to_keep=(T + 1) if return_logits else 1,
+        )
+        logits = out.logits[:, :-1] if return_logits else None  # (B, T, V)
+        hidden = out.hidden_states[-1][:, -(T + 1) : -1] if return_hidden else None  # (B, T, H)
+        return logits, hidden
+
+    @torch.no_grad()
+    def generate(
+        self,
+        prompt_ids: torch.Tensor,
+        prompt_mask: torch.Tensor,
+        max_new_tokens: int,
+        min_new_tokens: int = 0,
+        do_sample: bool = True,
+        top_k: int = 0,
+        top_p: float = 1.0,
+        temperature: float = 1.0,
+    ) -> Completions:
+        """Sample completions for a batch of prompts with the KV cache, in one call."""
+        tok = self.tokenizer
+        kwargs = dict(
+            input_ids=prompt_ids, attention_mask=prompt_mask, max_new_tokens=max_new_tokens,
+            min_new_tokens=min(min_new_tokens, max_new_tokens), do_sample=do_sample,
+            pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, use_cache=True,
+        )
+        if do_sample:
+            kwargs.update(top_k=top_k or None, top_p=top_p, temperature=temperature)
+        was_training = self.model.training
+        self.model.eval()
+        out = self.model.generate(**kwargs)
+        self.model.train(was_training)
+        new = out[:, 1:] if self.is_seq2seq else out[:, prompt_ids.shape[1] :]
+        if new.shape[1] < max_new_tokens:  # every row stopped early: pad to a fixed width
+            pad = new.new_full((new.shape[0], max_new_tokens - new.shape[1]), tok.pad_token_id)
+            new = torch.cat([new, pad], 1)
+        mask = completion_mask(new, tok.eos_token_id)
+        new = torch.where(mask.bool(), new, torch.full_like(new, tok.pad_token_id))
+        return Completions(ids=new, mask=mask)
+
+
+class ValueHead(nn.Module):
+    """V(s_t) = w · h_t, a linear map of the last hidden state (RL4LMs: no bias)."""
+
+    def __init__(self, hidden_size: int):
+        super().__init__()
+        self.linear = nn.Linear(hidden_size, 1, bias=False)
+        nn.init.zeros_(self.linear.weight)  # start from V = 0: no random value noise in A
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:  # (B, T, H) -> (B, T)
+        return self.linear(hidden.to(self.linear.weight.dtype)).squeeze(-1)

@@ -1,0 +1,62 @@
+"""Training-curve plots from history.jsonl."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+PANELS = [
+    ("reward", ["reward/mean", "val/reward_mean", "test/reward_mean", "test_init/reward_mean"]),
+    ("KL to reference (per token)", ["objective/kl"]),
+    ("KL coefficient β", ["objective/kl_coef"]),
+    ("value loss", ["loss/value"]),
+    ("policy loss", ["loss/policy"]),
+    ("SFT loss", ["sft/loss"]),
+]
+
+
+def read_history(path: Path) -> list[dict]:
+    if not Path(path).is_file():
+        return []
+    rows = []
+    for line in Path(path).read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:  # a line cut by a kill
+            continue
+    return rows
+
+
+def plot_curves(history_path: Path, out_path: Path, title: str = "") -> Path | None:
+    rows = read_history(history_path)
+    panels = [(t, [k for k in keys if any(k in r for r in rows)]) for t, keys in PANELS]
+    panels = [(t, ks) for t, ks in panels if ks]
+    if not panels:
+        return None
+    n = len(panels)
+    cols = min(3, n)
+    fig, axes = plt.subplots((n + cols - 1) // cols, cols, figsize=(4.2 * cols, 3.2 * ((n + cols - 1) // cols)),
+                             squeeze=False)
+    for ax, (t, keys) in zip(axes.flat, panels):
+        for k in keys:
+            pts = [(r["iteration"], r[k]) for r in rows if k in r]
+            style = "o" if len(pts) <= 2 else "-o" if k.startswith(("val/", "test")) else "-"
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], style, label=k, markersize=3)
+        ax.set_title(t)
+        ax.set_xlabel("iteration / step")
+        ax.grid(alpha=0.3)
+        if len(keys) > 1:
+            ax.legend(fontsize=7)
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(out_path, dpi=110)
+    plt.close(fig)
+    return Path(out_path)

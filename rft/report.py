@@ -1,0 +1,429 @@
+"""Sweep report: one markdown table and a few PNGs from a Hydra multirun folder.
+
+    python -m rft.report multirun/2024-05-01/12-00-00 [--out DIR] [--metric test/reward_mean]
+    rft report multirun/2024-05-01/12-00-00
+
+Run-folder contract (written by rft's trainer): the sweep folder holds one subfolder per job
+(`0/`, `1/`, ...) and Hydra's `multirun.yaml`. A job folder holds `.hydra/overrides.yaml` (a
+YAML list like `alg.lr=1e-05`), `.hydra/config.yaml`, and, once the job finished,
+`metrics.json` (flat final metrics) and `history.jsonl` (one JSON object per logged iteration).
+A job without metrics.json failed (its `*.log` ends with the error) or is still running (its
+history.jsonl grows); it gets a row with its status and a line under "Skipped" saying why, and
+the report is still written. Swept keys are the overrides whose values differ between jobs;
+keys every job sets to the same value are constants, listed in the header.
+
+Layout: reading (`load_job`, `load_sweep`), pure table logic (`split_overrides`, `make_rows`,
+`to_markdown`), plots, then `build_report` and the CLI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+DEFAULT_METRIC = "test/reward_mean"
+PERPLEXITY = "test/perplexity"
+LOW_STD = "diag/low_std_share"
+CURVE_KEY = "reward/mean"
+MISSING = "—"
+# Keys that name replicates rather than settings: aggregated (error bars), never an x-axis.
+REPLICATE_KEYS = ("seed",)
+
+
+@dataclass
+class Job:
+    """One job folder of a sweep, as read from disk."""
+
+    name: str  # the folder name, e.g. "0"
+    path: Path
+    overrides: dict[str, str]  # key -> value as written on the command line
+    metrics: dict[str, Any] | None  # None when metrics.json is missing or unreadable
+    history: list[dict[str, Any]] = field(default_factory=list)
+    skip_reason: str | None = None  # why it has no results (None for a finished job)
+    status: str = "ok"  # ok | failed | running?
+
+
+# --- reading ------------------------------------------------------------------------------------
+
+
+def parse_override(s: str) -> tuple[str, str]:
+    """`alg.lr=1e-05` -> ("alg.lr", "1e-05"); Hydra's `+`/`++` prefixes are dropped.
+
+    A deletion `~key` (no value) becomes (key, "~deleted").
+    """
+    s = s.strip()
+    if s.startswith("~"):
+        key, _, val = s[1:].partition("=")
+        return key, f"~deleted{'=' + val if val else ''}"
+    key, sep, val = s.lstrip("+").partition("=")
+    if not sep:
+        raise ValueError(f"override {s!r} has no '='")
+    return key.strip(), val.strip()
+
+
+def _read_history(path: Path) -> list[dict[str, Any]]:
+    """history.jsonl, tolerating a half-written last line (the job may still be writing)."""
+    rows = []
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            if not line.strip():
+                continue
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return rows
+
+
+def _last_log_line(job_dir: Path) -> tuple[Path, str] | None:
+    """The last non-empty line of the job's newest non-empty `*.log`, if any."""
+    logs = [p for p in job_dir.glob("*.log") if p.is_file() and p.stat().st_size > 0]
+    logs += [p for p in (job_dir / ".hydra").glob("*.log") if p.is_file() and p.stat().st_size > 0]
+    for log in sorted(logs, key=lambda p: p.stat().st_mtime, reverse=True):
+        lines = [ln.strip() for ln in log.read_text(errors="replace").splitlines() if ln.strip()]
+        if lines:
+            return log, lines[-1]
+    return None
+
+
+def _looks_failed(line: str) -> bool:
+    low = line.lower()
+    return any(
+        w in low for w in ("error", "exception", "traceback", "killed", "failed", "cancelled")
+    )
+
+
+def load_job(job_dir: str | Path) -> Job:
+    """Read one job folder; never raises for a broken or unfinished job."""
+    job_dir = Path(job_dir)
+    ov_path = job_dir / ".hydra" / "overrides.yaml"
+    overrides: dict[str, str] = {}
+    if ov_path.is_file():
+        for item in yaml.safe_load(ov_path.read_text()) or []:
+            key, val = parse_override(str(item))
+            overrides[key] = val
+    history = _read_history(job_dir / "history.jsonl")
+    job = Job(name=job_dir.name, path=job_dir, overrides=overrides, metrics=None, history=history)
+
+    m_path = job_dir / "metrics.json"
+    if m_path.is_file():
+        try:
+            job.metrics = json.loads(m_path.read_text())
+            return job
+        except json.JSONDecodeError as e:
+            job.status, job.skip_reason = "failed", f"metrics.json unreadable ({e})"
+            return job
+
+    last = _last_log_line(job_dir)
+    if last is not None and (_looks_failed(last[1]) or not history):
+        job.status = "failed"
+        job.skip_reason = f"no metrics.json; last log line: {last[1]}"
+    elif history:
+        job.status = "running?"
+        job.skip_reason = f"no metrics.json; history has {len(history)} iterations (still running?)"
+    else:
+        job.status = "failed"
+        job.skip_reason = "no metrics.json, no log and no history"
+    return job
+
+
+def _job_sort_key(p: Path):
+    return (0, int(p.name), "") if p.name.isdigit() else (1, 0, p.name)
+
+
+def load_sweep(multirun_dir: str | Path) -> list[Job]:
+    """All job folders (subfolders with a `.hydra/` or a `metrics.json`), in job-id order."""
+    root = Path(multirun_dir)
+    if not root.is_dir():
+        raise FileNotFoundError(f"no such sweep folder: {root}")
+    dirs = [
+        p for p in root.iterdir()
+        if p.is_dir() and not p.name.startswith(".") and ((p / ".hydra").is_dir() or (p / "metrics.json").is_file())
+    ]  # fmt: skip
+    if not dirs:
+        raise FileNotFoundError(
+            f"{root} holds no job folders (subfolders with .hydra/); pass the folder that "
+            "holds 0/, 1/, ... (e.g. multirun/<date>/<time>)"
+        )
+    return [load_job(p) for p in sorted(dirs, key=_job_sort_key)]
+
+
+# --- pure table logic ---------------------------------------------------------------------------
+
+
+def split_overrides(overrides: list[dict[str, str]]) -> tuple[list[str], dict[str, str]]:
+    """Swept keys (in first-seen order) and constants {key: value} across jobs.
+
+    A key is constant when every job sets it to the same value; otherwise (different values,
+    or missing in some jobs) it is swept.
+    """
+    keys: list[str] = []
+    for ov in overrides:
+        keys += [k for k in ov if k not in keys]
+    swept, constants = [], {}
+    for k in keys:
+        vals = [ov.get(k) for ov in overrides]
+        if all(v is not None for v in vals) and len(set(vals)) == 1:
+            constants[k] = vals[0]
+        else:
+            swept.append(k)
+    return swept, constants
+
+
+def to_number(s: str | None) -> float | None:
+    """'1e-05' -> 1e-05, '3' -> 3.0, anything else (incl. bools) -> None."""
+    if s is None or s.strip().lower() in ("true", "false", "nan", "inf", "-inf"):
+        return None
+    try:
+        return float(s)
+    except ValueError:
+        return None
+
+
+def fmt(x: Any) -> str:
+    """Table cell: 4 significant digits for numbers, '—' for missing."""
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return MISSING
+    if isinstance(x, bool):
+        return str(x)
+    if isinstance(x, (int, float)):
+        return f"{x:.4g}"
+    return str(x)
+
+
+def make_rows(jobs: list[Job], swept: list[str], metric: str) -> list[dict[str, Any]]:
+    """One row per job: job id, each swept value, metric, perplexity, low-std share, status."""
+    rows = []
+    for j in jobs:
+        m = j.metrics or {}
+        row: dict[str, Any] = {"job": j.name}
+        row.update({k: j.overrides.get(k) for k in swept})
+        row[metric] = m.get(metric)
+        row[PERPLEXITY] = m.get(PERPLEXITY)
+        row[LOW_STD] = m.get(LOW_STD)
+        row["status"] = j.status
+        rows.append(row)
+    return rows
+
+
+def to_markdown(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    """A GitHub markdown table of `rows` restricted to `columns`."""
+    lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
+    for r in rows:
+        lines.append("| " + " | ".join(fmt(r.get(c)) for c in columns) + " |")
+    return "\n".join(lines)
+
+
+# --- plots --------------------------------------------------------------------------------------
+
+
+def _label(job: Job, keys: list[str]) -> str:
+    return ", ".join(f"{k}={job.overrides.get(k, MISSING)}" for k in keys) or f"job {job.name}"
+
+
+def plot_reward_curves(
+    jobs: list[Job], swept: list[str], path: Path, key: str = CURVE_KEY
+) -> Path | None:
+    """`key` vs iteration, one line per job that has history.
+
+    Runs of one setting (equal swept values but the replicate keys, e.g. seed) share a colour
+    and one legend entry; unfinished runs are dashed. Returns None if no job has any history.
+    """
+    from matplotlib import colormaps
+
+    from rft.diagnostics.plots import new_figure, save_figure
+
+    settings = [k for k in swept if k not in REPLICATE_KEYS]
+    curves = []
+    for j in jobs:
+        pts = [
+            (h["iteration"], h[key])
+            for h in j.history
+            if "iteration" in h and h.get(key) is not None
+        ]
+        if pts:
+            curves.append((j, *zip(*pts)))
+    if not curves:
+        return None
+    labels = list(dict.fromkeys(_label(j, settings) for j, *_ in curves))
+    cmap = colormaps["tab10" if len(labels) <= 10 else "tab20"]
+    fig, (ax,) = new_figure(width=8.0)
+    seen: set[str] = set()
+    for j, it, val in curves:
+        label = _label(j, settings)
+        ax.plot(
+            it,
+            val,
+            color=cmap(labels.index(label) % cmap.N),
+            ls="-" if j.status == "ok" else "--",
+            marker="." if len(it) < 30 else None,
+            label=None if label in seen else label,
+        )
+        seen.add(label)
+    if any(j.status != "ok" for j, *_ in curves):
+        ax.plot([], [], color="gray", ls="--", label="unfinished (failed / running)")
+    ax.set_xlabel("iteration")
+    ax.set_ylabel(key)
+    replicates = [k for k in swept if k in REPLICATE_KEYS]
+    ax.set_title(
+        f"{key} per run"
+        + (f" (one colour per setting over {replicates[0]}s)" if replicates else "")
+    )
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    return save_figure(fig, path)
+
+
+def plot_final_vs_key(
+    jobs: list[Job], swept: list[str], key: str, metric: str, path: Path
+) -> Path | None:
+    """Final `metric` against swept `key`: one line per combination of the other swept
+    settings; replicates (seeds) are averaged, with ±1 std error bars when there are several."""
+    from rft.diagnostics.plots import new_figure, save_figure
+
+    others = [k for k in swept if k != key and k not in REPLICATE_KEYS]
+    groups: dict[tuple, dict[float, list[float]]] = {}
+    for j in jobs:
+        x = to_number(j.overrides.get(key))
+        y = (j.metrics or {}).get(metric)
+        if x is None or not isinstance(y, (int, float)):
+            continue
+        g = tuple(j.overrides.get(k, MISSING) for k in others)
+        groups.setdefault(g, {}).setdefault(x, []).append(float(y))
+    if not groups:
+        return None
+
+    fig, (ax,) = new_figure(width=6.0)
+    xs_all = [x for g in groups.values() for x in g]
+    positive = all(x > 0 for x in xs_all)
+    for g, by_x in sorted(groups.items()):
+        xs = sorted(by_x)
+        mean = [float(np.mean(by_x[x])) for x in xs]
+        err = [float(np.std(by_x[x])) if len(by_x[x]) > 1 else 0.0 for x in xs]
+        label = ", ".join(f"{k}={v}" for k, v in zip(others, g)) or None
+        ax.errorbar(xs, mean, yerr=err if any(err) else None, marker="o", capsize=3, label=label)
+    if positive and max(xs_all) > 10 * min(xs_all):
+        ax.set_xscale("log")
+    ax.set_xlabel(key)
+    ax.set_ylabel(f"final {metric}")
+    ax.set_title(f"final {metric} vs {key}")
+    if others:
+        ax.legend(fontsize="small")
+    return save_figure(fig, path)
+
+
+# --- orchestration ------------------------------------------------------------------------------
+
+
+def _safe_name(key: str) -> str:
+    return "".join(c if c.isalnum() or c in "._-" else "_" for c in key)
+
+
+def build_report(
+    multirun_dir: str | Path, out_dir: str | Path | None = None, metric: str = DEFAULT_METRIC
+) -> dict[str, Any]:
+    """Read every job of a sweep and write report.md and the PNGs into `out_dir`.
+
+    Args:
+        multirun_dir: the sweep folder (holds 0/, 1/, ... and multirun.yaml).
+        out_dir: where to write; defaults to `multirun_dir`.
+        metric: the final metric reported and plotted against each swept value.
+    Returns:
+        {"report": path of report.md, "markdown": its text, "table": the table's markdown,
+         "columns": [...], "rows": [row dicts, one per job], "swept": [...], "constants": {...},
+         "skipped": [{"job", "status", "reason"}], "plots": [paths]}.
+    """
+    root = Path(multirun_dir)
+    out = Path(out_dir) if out_dir is not None else root
+    out.mkdir(parents=True, exist_ok=True)
+
+    jobs = load_sweep(root)
+    swept, constants = split_overrides([j.overrides for j in jobs])
+    rows = make_rows(jobs, swept, metric)
+    columns = ["job", *swept, metric, PERPLEXITY, LOW_STD, "status"]
+    table = to_markdown(rows, columns)
+    skipped = [
+        {"job": j.name, "status": j.status, "reason": j.skip_reason} for j in jobs if j.skip_reason
+    ]
+
+    plots: list[Path] = []
+    p = plot_reward_curves(jobs, swept, out / "reward_curves.png")
+    if p:
+        plots.append(p)
+    for key in swept:
+        if key in REPLICATE_KEYS or not all(
+            to_number(j.overrides.get(key)) is not None for j in jobs
+        ):
+            continue
+        p = plot_final_vs_key(jobs, swept, key, metric, out / f"final_vs_{_safe_name(key)}.png")
+        if p:
+            plots.append(p)
+
+    n_ok = sum(j.status == "ok" for j in jobs)
+    md = [
+        f"# Sweep report: `{root}`",
+        "",
+        f"{len(jobs)} jobs, {n_ok} finished, {len(jobs) - n_ok} skipped. Metric: `{metric}`.",
+        "",
+        "Constants: " + (", ".join(f"`{k}={v}`" for k, v in constants.items()) or "none"),
+        "",
+        "Swept: " + (", ".join(f"`{k}`" for k in swept) or "none"),
+        "",
+        table,
+        "",
+        "## Skipped",
+        "",
+    ]
+    md += [f"- job {s['job']} ({s['status']}): {s['reason']}" for s in skipped] or ["none"]
+    if plots:
+        md += ["", "## Plots", ""] + [f"![{q.stem}]({q.name})" for q in plots]
+    markdown = "\n".join(md) + "\n"
+    report = out / "report.md"
+    report.write_text(markdown)
+    return {
+        "report": report,
+        "markdown": markdown,
+        "table": table,
+        "columns": columns,
+        "rows": rows,
+        "swept": swept,
+        "constants": constants,
+        "skipped": skipped,
+        "plots": plots,
+    }
+
+
+def build_parser(prog: str = "python -m rft.report") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=prog,
+        description="Write report.md (one row per job) and PNG plots for a Hydra multirun sweep; "
+        "failed or unfinished jobs are listed with the reason they were skipped.",
+    )
+    p.add_argument("multirun_dir", help="the sweep folder, e.g. multirun/2024-05-01/12-00-00")
+    p.add_argument("--out", default=None, help="output folder (default: the sweep folder)")
+    p.add_argument(
+        "--metric",
+        default=DEFAULT_METRIC,
+        help=f"final metric to tabulate and plot (default: {DEFAULT_METRIC})",
+    )
+    return p
+
+
+def main(argv: list[str] | None = None, prog: str = "python -m rft.report") -> int:
+    args = build_parser(prog).parse_args(argv)
+    res = build_report(args.multirun_dir, args.out, args.metric)
+    print(res["report"])
+    print(res["table"])
+    if res["skipped"]:
+        print(f"skipped {len(res['skipped'])} job(s): see the report's 'Skipped' section")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,88 @@
+"""Build a reward from its config and check what it returns."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Sequence
+
+import torch
+from hydra.utils import get_object, instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from rft.errors import ConfigError, RewardError
+
+RewardFn = Callable[[list[str], list[str], list], Sequence[float]]
+
+
+class CheckedReward:
+    """Calls a reward function and validates its output: one finite float per completion."""
+
+    def __init__(self, fn: RewardFn, name: str = "reward", batch_size: int | None = None):
+        self.fn = fn
+        self.name = name
+        self.batch_size = batch_size
+
+    def __call__(self, prompts: list[str], completions: list[str], references: list | None = None) -> torch.Tensor:
+        references = list(references) if references is not None else [None] * len(prompts)
+        if not (len(prompts) == len(completions) == len(references)):
+            raise RewardError(f"{self.name}: got {len(prompts)} prompts, {len(completions)} completions")
+        out = self._call(prompts, completions, references)
+        if len(out) != len(completions):
+            raise RewardError(
+                f"reward {self.name} returned {len(out)} values for {len(completions)} completions: "
+                "a reward must return exactly one float per completion, in order."
+            )
+        scores = torch.as_tensor([float(v) for v in out], dtype=torch.float32)
+        bad = (~torch.isfinite(scores)).nonzero().flatten().tolist()
+        if bad:
+            i = bad[0]
+            raise RewardError(
+                f"reward {self.name} returned {len(bad)} non-finite value(s) (NaN/inf) out of "
+                f"{len(scores)}; first at index {i} for completion {completions[i][:80]!r}. "
+                "Make the reward return a finite float for every completion (e.g. 0.0 for empty text)."
+            )
+        return scores
+
+    def _call(self, prompts, completions, references) -> list[float]:
+        if not self.batch_size:
+            return list(_as_list(self.fn(prompts, completions, references)))
+        out: list[float] = []
+        for s in range(0, len(prompts), self.batch_size):
+            e = s + self.batch_size
+            out += list(_as_list(self.fn(prompts[s:e], completions[s:e], references[s:e])))
+        return out
+
+
+def _as_list(x) -> list:
+    if isinstance(x, torch.Tensor):
+        return x.detach().float().flatten().tolist()
+    try:
+        return list(x)
+    except TypeError:
+        raise RewardError(f"a reward returned {type(x).__name__}, expected a list of floats") from None
+
+
+def make_callable(cfg: DictConfig | dict) -> RewardFn:
+    """Instantiate a reward config: a class is constructed with the config's keys; a function
+    gets them bound as keyword arguments."""
+    cfg = OmegaConf.create(cfg) if isinstance(cfg, dict) else cfg
+    target = cfg.get("_target_")
+    if not target or target == "???":
+        raise ConfigError("reward._target_ is not set: name an importable reward callable, e.g. "
+                          "reward._target_=my_pkg.rewards.positive_words")
+    try:
+        obj = get_object(target)
+    except Exception as e:  # noqa: BLE001
+        raise ConfigError(f"reward._target_={target!r} could not be imported: {e}. "
+                          "Check the module path and that the module is importable (PYTHONPATH).") from None
+    # _recursive_=False: nested reward configs (WeightedSum's terms) are built by the reward itself
+    if inspect.isclass(obj):
+        return instantiate(cfg, _recursive_=False)
+    return instantiate(cfg, _partial_=True, _recursive_=False)
+
+
+def build_reward(cfg: DictConfig | dict) -> CheckedReward:
+    fn = make_callable(cfg)
+    name = str((cfg.get("_target_") if hasattr(cfg, "get") else None) or fn).rsplit(".", 1)[-1]
+    return CheckedReward(fn, name=name)
+

@@ -1,0 +1,64 @@
+"""What every task provides: prompt splits, optional references, and SFT pairs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from rft.errors import DataError
+
+
+@dataclass
+class Example:
+    prompt: str
+    reference: str | None = None  # a gold completion (SFT target, offline RL data)
+    reward: float | None = None  # a precomputed reward, if the data carries one
+    meta: dict = field(default_factory=dict)
+
+
+class Task:
+    """Base class: subclasses fill ``train``, ``val`` and ``test`` in ``__init__``."""
+
+    name: str = "task"
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        self.prompt_max_tokens = cfg.prompt_max_tokens
+        self.max_new_tokens = cfg.max_new_tokens
+        self.min_new_tokens = cfg.min_new_tokens
+        self.train: list[Example] = []
+        self.val: list[Example] = []
+        self.test: list[Example] = []
+
+    def split(self, name: str) -> list[Example]:
+        return {"train": self.train, "val": self.val, "test": self.test}[name]
+
+    def eval_examples(self, split: str) -> list[Example]:
+        """The prompts evaluation uses: the first n of val/test (n from the task config)."""
+        n = self.cfg.n_eval_prompts if split == "val" else self.cfg.n_test_prompts
+        data = self.split(split)
+        return data if n is None or n < 0 else data[:n]
+
+    def sft_pairs(self) -> list[Example]:
+        """(prompt, reference) pairs for supervised finetuning."""
+        pairs = [e for e in self.train if e.reference]
+        if not pairs:
+            raise DataError(
+                f"task={self.name}: no train example has a reference completion, so SFT "
+                "(alg=sft or alg.warm_start.steps>0) has no targets. Add a reference column "
+                "(task.reference_key) or set alg.warm_start.steps=0."
+            )
+        return pairs
+
+    def check(self) -> None:
+        for split in ("train", "val", "test"):
+            if not self.split(split):
+                raise DataError(
+                    f"task={self.name}: the {split} split is empty. Check the data file(s) and "
+                    "the split fractions (task.val_fraction / task.test_fraction)."
+                )
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(train={len(self.train)}, val={len(self.val)}, "
+            f"test={len(self.test)})"
+        )

@@ -1,0 +1,262 @@
+"""train(cfg) -> metrics: compose the parts a config names and run one experiment.
+
+    task, model, reward  ─► (optional SFT warm start) ─► policy, frozen reference
+    ─► the algorithm's LightningModule ─► Trainer.fit (resumable) ─► final val/test evaluation
+    ─► run folder: config.yaml, history.jsonl, metrics.json, samples.jsonl, curves.png,
+       eval/, policy/ (save_pretrained), checkpoints/state.ckpt
+
+Plain function: run.py calls it under @hydra.main, tests call it with a composed config.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import logging
+import os
+import time
+import warnings
+from pathlib import Path
+
+import lightning as L
+import torch
+from hydra.utils import get_class, instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from rft.callbacks import IterationProgress, StateCheckpoint
+from rft.config import choice
+from rft.errors import ConfigError
+from rft.loggers import make_loggers
+from rft.model.load import load_model
+from rft.model.policy import PolicyLM
+from rft.plots import plot_curves, read_history
+from rft.reward import build_reward
+
+log = logging.getLogger("rft")
+
+# ---------------------------------------------------------------------------------- checks
+def validate(cfg: DictConfig) -> None:
+    """Cross-field checks that a schema cannot express; each names the key and the fix."""
+    a = cfg.alg
+    if a.lr <= 0:
+        raise ConfigError(f"alg.lr={a.lr}: must be > 0.")
+    if "rollout_prompts" in a:
+        n_eps = a.rollout_prompts * a.samples_per_prompt
+        if a.minibatch_size > n_eps:
+            raise ConfigError(
+                f"alg.minibatch_size={a.minibatch_size} is larger than the {n_eps} episodes of a "
+                f"rollout (alg.rollout_prompts × alg.samples_per_prompt). Lower it or raise those."
+            )
+        if a.n_iterations < 1:
+            raise ConfigError(f"alg.n_iterations={a.n_iterations}: must be ≥ 1.")
+        if a.warm_start.steps < 0 or not 0 < a.warm_start.data_frac <= 1:
+            raise ConfigError("alg.warm_start: steps must be ≥ 0 and data_frac in (0, 1].")
+    if "data_frac" in a and not 0 < a.data_frac <= 1:
+        raise ConfigError(f"alg.data_frac={a.data_frac}: must be in (0, 1].")
+    for key in ("n_eval_prompts", "n_test_prompts"):
+        if cfg.task[key] == 0:
+            raise ConfigError(f"task.{key}=0: evaluation needs prompts (use -1 for all).")
+    if cfg.task.max_new_tokens < 1:
+        raise ConfigError("task.max_new_tokens must be ≥ 1.")
+
+
+def find_resume_checkpoint(cfg: DictConfig, run_dir: Path) -> Path | None:
+    if cfg.resume:
+        p = Path(cfg.resume).expanduser()
+        for cand in (p, p / "checkpoints" / "state.ckpt", p / "state.ckpt"):
+            if cand.is_file():
+                return cand
+        raise ConfigError(
+            f"resume={cfg.resume!r}: no checkpoint there (looked for the file itself, "
+            f"checkpoints/state.ckpt and state.ckpt under it). Pass a run folder that holds "
+            "checkpoints/state.ckpt, or drop resume= to start fresh."
+        )
+    own = run_dir / "checkpoints" / "state.ckpt"
+    return own if own.is_file() else None
+
+
+# ---------------------------------------------------------------------------------- setup
+def quiet_libraries() -> None:
+    """Keep the console for rft's own progress: Lightning's banners and two warnings that are
+    expected here (the frozen reference is in eval mode; a fresh run has no checkpoint)."""
+    for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode.*")
+    warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).*")
+    warnings.filterwarnings("ignore", message=".*`weights_only` was not set.*")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def setup_hardware(cfg: DictConfig) -> None:
+    hw = cfg.hardware
+    threads = hw.torch_threads or os.environ.get("SLURM_CPUS_PER_TASK")
+    if threads:
+        torch.set_num_threads(int(threads))
+    if hw.matmul_precision:
+        torch.set_float32_matmul_precision(hw.matmul_precision)
+
+
+def default_run_dir(cfg: DictConfig) -> Path:
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        return Path(HydraConfig.get().runtime.output_dir)
+    except Exception:  # noqa: BLE001 - not under @hydra.main (tests, notebooks)
+        return Path("outputs") / cfg.experiment_name / time.strftime("%Y-%m-%d_%H-%M-%S")
+
+
+def make_trainer(cfg: DictConfig, run_dir: Path, max_epochs: int, callbacks: list, loggers: list) -> L.Trainer:
+    hw = cfg.hardware
+    return L.Trainer(
+        accelerator=hw.accelerator, devices=hw.devices, num_nodes=hw.num_nodes, strategy=hw.strategy,
+        precision=hw.precision, max_epochs=max_epochs, logger=loggers or False, callbacks=callbacks,
+        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+        num_sanity_val_steps=0, limit_val_batches=0, use_distributed_sampler=False,
+        default_root_dir=str(run_dir), log_every_n_steps=1, deterministic=False,
+    )
+
+
+def load_policy(model_cfg, init_from: str | None = None) -> PolicyLM:
+    if init_from:
+        model_cfg = copy.deepcopy(model_cfg)
+        model_cfg.init_from = init_from
+    model, tok = load_model(model_cfg)
+    return PolicyLM(model, tok, kind=choice(model_cfg.kind))
+
+
+def frozen_copy(policy: PolicyLM) -> PolicyLM:
+    ref = copy.deepcopy(policy)
+    ref.requires_grad_(False)
+    return ref.eval()
+
+
+def run_module(cfg, module, run_dir: Path, max_epochs: int, ckpt: Path | None, desc: str,
+               loggers=None, eval_before: bool = False) -> L.Trainer:
+    """Fit ``module`` (resuming from ``ckpt``); optionally evaluate the initial policy first."""
+    ckpt_cb = StateCheckpoint(run_dir, cfg.checkpoint.every_n_iterations, cfg.checkpoint.save_policy)
+    trainer = make_trainer(cfg, run_dir, max_epochs, [ckpt_cb, IterationProgress(desc)], loggers or [])
+    if ckpt is not None:
+        truncate_history(run_dir, ckpt)
+        log.info("Resuming from %s", ckpt)
+    elif eval_before:
+        with on_device(trainer, module):
+            module.evaluate("test", prefix="test_init", step=0)
+    trainer.fit(module, ckpt_path=str(ckpt) if ckpt else None)
+    return trainer
+
+
+@contextlib.contextmanager
+def on_device(trainer: L.Trainer, module):
+    """Run evaluation outside ``fit`` on the trainer's device and precision (Lightning moves
+    the module back to the CPU when fit ends)."""
+    module.to(trainer.strategy.root_device)
+    with trainer.precision_plugin.forward_context():
+        yield
+
+
+def truncate_history(run_dir: Path, ckpt: Path) -> None:
+    """Drop history rows written after the checkpoint (they will be recomputed)."""
+    meta = ckpt.parent / "state.json"
+    hist = run_dir / "history.jsonl"
+    if not (meta.is_file() and hist.is_file()):
+        return
+    step = json.loads(meta.read_text())["step"]
+    rows = [r for r in read_history(hist) if r.get("iteration", 0) <= step]
+    tmp = hist.with_suffix(".tmp")
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    os.replace(tmp, hist)
+
+
+# ---------------------------------------------------------------------------------- phases
+def warm_start(cfg: DictConfig, task, reward_fn, run_dir: Path) -> str | None:
+    """The SFT warm-start phase of an RL run; returns the folder of its policy (or None).
+
+    Its output lives in ``<run>/warm_start/``; a resumed run reuses a finished warm start."""
+    ws = cfg.alg.get("warm_start")
+    if ws is None or ws.steps <= 0:
+        return None
+    from rft.alg.sft import SFT
+
+    ws_dir = run_dir / "warm_start"
+    done = ws_dir / "policy"
+    if (done / "config.json").is_file():
+        log.info("Warm start already done: %s", done)
+        return str(done)
+    ws_dir.mkdir(parents=True, exist_ok=True)
+    log.info("Warm start: %d SFT steps on %.1f%% of the SFT pairs", ws.steps, 100 * ws.data_frac)
+    policy = load_policy(cfg.model)
+    module = SFT(cfg, task, policy, None, reward_fn, ws_dir, lr=ws.lr, batch_size=ws.batch_size,
+                 max_steps=ws.steps, data_frac=ws.data_frac, max_grad_norm=1.0, eval_every=0)
+    ws_cfg = OmegaConf.merge(cfg, {"checkpoint": {"save_policy": False}})
+    own_ckpt = ws_dir / "checkpoints" / "state.ckpt"
+    run_module(ws_cfg, module, ws_dir, module.n_blocks, own_ckpt if own_ckpt.is_file() else None, desc="warm start")
+    module.export_policy(done)
+    return str(done)
+
+
+def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, float]:
+    """Run one experiment; returns the final metrics (also written to metrics.json)."""
+    validate(cfg)
+    quiet_libraries()
+    setup_hardware(cfg)
+    run_dir = Path(run_dir) if run_dir else default_run_dir(cfg)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    ckpt = find_resume_checkpoint(cfg, run_dir)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+
+    task = instantiate(cfg.task, _convert_="none")
+    log.info("Task %s: %r", cfg.task.name, task)
+    reward_fn = build_reward(cfg.reward)
+    init = warm_start(cfg, task, reward_fn, run_dir)
+    policy = load_policy(cfg.model, init_from=init)
+    ref = frozen_copy(policy)
+
+    module_cls = get_class(cfg.alg._target_)
+    module = module_cls(cfg, task, policy, ref, reward_fn, run_dir)
+    max_epochs = getattr(module, "n_blocks", None) or cfg.alg.n_iterations
+    loggers = make_loggers(cfg, run_dir, run_name=f"{cfg.experiment_name}-s{cfg.seed}")
+
+    trainer = run_module(cfg, module, run_dir, max_epochs, ckpt, desc=cfg.alg.name, loggers=loggers,
+                         eval_before=cfg.eval.before_training)
+
+    final_step = progress_step_done(module, trainer)
+    metrics = {}
+    with on_device(trainer, module):
+        metrics.update(module.evaluate("val", step=final_step))
+        metrics.update(module.evaluate("test", step=final_step))
+    init_metrics = {k: v for k, v in _last_values(run_dir).items() if k.startswith("test_init/")}
+    metrics.update(init_metrics)
+    metrics.update({k: v for k, v in module.latest.items() if k.startswith(("reward/", "objective/", "time/"))})
+    write_json_atomic(run_dir / "metrics.json", metrics)
+    plot_curves(run_dir / "history.jsonl", run_dir / "curves.png", title=f"{cfg.experiment_name} (seed {cfg.seed})")
+    for lg in loggers:
+        lg.finalize("success")
+    _summary(run_dir, metrics)
+    return metrics
+
+
+def progress_step_done(module, trainer: L.Trainer) -> int:
+    """Iterations / steps done once fit has returned (current_epoch is then one past the end)."""
+    spb = getattr(module, "steps_per_block", None)
+    return min(trainer.current_epoch * spb, module.max_steps) if spb else trainer.current_epoch
+
+
+def _last_values(run_dir: Path) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for r in read_history(run_dir / "history.jsonl"):
+        out.update({k: v for k, v in r.items() if isinstance(v, (int, float))})
+    return out
+
+
+def write_json_atomic(path: Path, obj) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(obj, indent=1, sort_keys=True))
+    os.replace(tmp, path)
+
+
+def _summary(run_dir: Path, m: dict) -> None:
+    keys = ["test_init/reward_mean", "test/reward_mean", "test/perplexity", "test/distinct_2"]
+    parts = [f"{k}={m[k]:.4g}" for k in keys if k in m]
+    log.info("Done: %s | run folder: %s", "  ".join(parts), run_dir)
