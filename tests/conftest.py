@@ -1,0 +1,69 @@
+"""Shared test helpers: compose configs in-process and build small tasks.
+
+Tests use tiny random models (model=tiny / tiny_t5) and a small JSONL task written to a temp
+folder, so they need no network and no large data. Tests that read the real IMDB files look for
+them in $RFT_DATA_DIR or ../shared/data and skip (with the reason) when absent.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+
+import rft  # noqa: F401  (registers schemas)
+
+REPO = Path(__file__).resolve().parents[1]
+CONF = REPO / "conf"
+
+WORDS = ("the film was good bad great awful lovely boring fun dull story actor plot scene "
+         "music ending long short happy sad").split()
+
+
+def imdb_dir() -> Path | None:
+    for cand in (os.environ.get("RFT_DATA_DIR"), REPO.parent / "shared" / "data"):
+        if cand and (Path(cand) / "imdb" / "train.jsonl.gz").is_file():
+            return Path(cand)
+    return None
+
+
+def compose_cfg(*overrides: str):
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose(config_name="config", overrides=list(overrides))
+
+
+def write_prompts(path: Path, n: int = 40, seed: int = 0) -> Path:
+    import random
+
+    rng = random.Random(seed)
+    with open(path, "w") as f:
+        for i in range(n):
+            prompt = " ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 10)))
+            ref = " ".join(rng.choice(WORDS) for _ in range(8))
+            f.write(json.dumps({"prompt": f"Review {i}: {prompt}", "reference": ref}) + "\n")
+    return path
+
+
+# A small, fast PPO/SFT setup on the tiny model and a JSONL task.
+def tiny_overrides(data: Path, *extra: str) -> list[str]:
+    return [
+        "task=jsonl", f"task.path={data}", "task.max_new_tokens=8", "task.min_new_tokens=8",
+        "task.n_eval_prompts=4", "task.n_test_prompts=4", "model=tiny", "logger=none",
+        "hardware=cpu_fp32", "eval.batch_size=4", "eval.n_samples_table=2",
+        "checkpoint.every_n_iterations=1", *extra,
+    ]
+
+
+PPO_SMALL = ("alg=ppo", "alg.n_iterations=2", "alg.rollout_prompts=4", "alg.minibatch_size=2",
+             "alg.eval_every=0", "alg.lr=1e-3", "alg.score_batch_size=4")
+SFT_SMALL = ("alg=sft", "alg.max_steps=2", "alg.batch_size=4", "alg.eval_every=0", "alg.lr=1e-3")
+
+
+@pytest.fixture
+def prompts_file(tmp_path) -> Path:
+    return write_prompts(tmp_path / "prompts.jsonl")

@@ -1,0 +1,137 @@
+"""End-to-end runs of train(cfg) on the tiny model: each algorithm trains and changes the
+policy, checkpoints load with plain transformers, and a killed run resumes exactly."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
+
+from rft.model.load import load_model
+from rft.train import train
+from tests.conftest import PPO_SMALL, SFT_SMALL, compose_cfg, tiny_overrides
+
+
+def initial_params(cfg) -> dict[str, torch.Tensor]:
+    model, _ = load_model(cfg.model)
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def changed(before: dict, folder, seq2seq: bool = False) -> int:
+    cls = AutoModelForSeq2SeqLM if seq2seq else AutoModelForCausalLM
+    after = cls.from_pretrained(str(folder)).state_dict()
+    return sum(not torch.equal(before[k], after[k]) for k in before if k in after)
+
+
+def history(run_dir) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "history.jsonl").read_text().splitlines()]
+
+
+def test_ppo_trains_two_iterations_and_changes_policy(prompts_file, tmp_path):
+    cfg = compose_cfg(*tiny_overrides(prompts_file, *PPO_SMALL))
+    before = initial_params(cfg)
+    run = tmp_path / "run"
+    metrics = train(cfg, run_dir=run)
+    assert changed(before, run / "policy") > 0
+    for key in ("test/reward_mean", "test/perplexity", "test/distinct_1", "test/distinct_2",
+                "test_init/reward_mean", "reward/mean", "objective/kl_coef"):
+        assert key in metrics, key
+    rows = history(run)
+    train_rows = [r for r in rows if "loss/policy" in r]
+    assert [r["iteration"] for r in train_rows] == [1, 2]
+    for key in ("policy/approx_kl", "policy/clipfrac", "value/explained_variance", "policy/entropy",
+                "objective/kl", "time/rollout_s", "time/update_s", "time/rollout_tokens_per_s"):
+        assert key in train_rows[0], key
+    for f in ("metrics.json", "curves.png", "samples.jsonl", "config.yaml", "checkpoints/state.ckpt"):
+        assert (run / f).is_file(), f
+    # the saved policy generates with plain transformers
+    model = AutoModelForCausalLM.from_pretrained(str(run / "policy"))
+    out = model.generate(torch.tensor([[464, 2646]]), max_new_tokens=3, do_sample=False)
+    assert out.shape == (1, 5)
+
+
+def test_ppo_separate_value_model_and_k_samples(prompts_file, tmp_path):
+    cfg = compose_cfg(*tiny_overrides(prompts_file, *PPO_SMALL, "alg.value_model=separate",
+                                      "alg.samples_per_prompt=2", "alg.kl.kind=adaptive_ziegler",
+                                      "alg.whiten_rewards=true", "alg.ent_coef=0.01"))
+    before = initial_params(cfg)
+    metrics = train(cfg, run_dir=tmp_path / "run")
+    assert changed(before, tmp_path / "run" / "policy") > 0
+    assert "reward/std_per_prompt" in metrics and "reward/low_std_share" in metrics
+
+
+def test_sft_trains_and_changes_policy(prompts_file, tmp_path):
+    cfg = compose_cfg(*tiny_overrides(prompts_file, *SFT_SMALL))
+    before = initial_params(cfg)
+    train(cfg, run_dir=tmp_path / "run")
+    assert changed(before, tmp_path / "run" / "policy") > 0
+    rows = [r for r in history(tmp_path / "run") if "sft/loss" in r]
+    assert [r["iteration"] for r in rows] == [1, 2]
+
+
+def test_seq2seq_t5_policy_trains(prompts_file, tmp_path):
+    cfg = compose_cfg(*tiny_overrides(prompts_file, *PPO_SMALL, "model=tiny_t5"))
+    before = initial_params(cfg)
+    train(cfg, run_dir=tmp_path / "run")
+    assert changed(before, tmp_path / "run" / "policy", seq2seq=True) > 0
+
+
+def test_sft_then_ppo_with_init_from(prompts_file, tmp_path):
+    sft = compose_cfg(*tiny_overrides(prompts_file, *SFT_SMALL))
+    train(sft, run_dir=tmp_path / "sft")
+    ppo = compose_cfg(*tiny_overrides(prompts_file, *PPO_SMALL, f"model.init_from={tmp_path / 'sft'}"))
+    sft_params = {k: v.clone() for k, v in AutoModelForCausalLM.from_pretrained(str(tmp_path / "sft" / "policy")).state_dict().items()}
+    # the PPO run starts from the SFT policy: its initial test metrics equal the SFT run's final ones
+    m = train(ppo, run_dir=tmp_path / "ppo")
+    sft_metrics = json.loads((tmp_path / "sft" / "metrics.json").read_text())
+    assert m["test_init/perplexity"] == pytest.approx(m["test_init/perplexity"])
+    assert m["test_init/reward_mean"] == pytest.approx(sft_metrics["test/reward_mean"], abs=1e-6)
+    assert changed(sft_params, tmp_path / "ppo" / "policy") > 0
+
+
+def test_warm_start_inside_ppo(prompts_file, tmp_path):
+    cfg = compose_cfg(*tiny_overrides(prompts_file, *PPO_SMALL, "alg.warm_start.steps=3",
+                                      "alg.warm_start.data_frac=0.5", "alg.warm_start.batch_size=4",
+                                      "alg.warm_start.lr=1e-3"))
+    before = initial_params(cfg)
+    train(cfg, run_dir=tmp_path / "run")
+    ws = tmp_path / "run" / "warm_start"
+    assert changed(before, ws / "policy") > 0
+    assert len([r for r in history(ws) if "sft/loss" in r]) == 3
+
+
+class Killed(RuntimeError):
+    pass
+
+
+def test_resume_after_kill_matches_uninterrupted_run(prompts_file, tmp_path, monkeypatch):
+    over = tiny_overrides(prompts_file, *PPO_SMALL, "alg.n_iterations=4", "checkpoint.every_n_iterations=2",
+                          "alg.eval_every=2")
+    full = train(compose_cfg(*over), run_dir=tmp_path / "full")
+
+    from rft.alg.ppo import PPO
+
+    original = PPO.training_step
+
+    def dies_in_iteration_3(self, batch, batch_idx):
+        if self.current_epoch == 3:
+            raise Killed("simulated kill")
+        return original(self, batch, batch_idx)
+
+    monkeypatch.setattr(PPO, "training_step", dies_in_iteration_3)
+    with pytest.raises(Killed):
+        train(compose_cfg(*over), run_dir=tmp_path / "resumed")
+    assert json.loads((tmp_path / "resumed" / "checkpoints" / "state.json").read_text())["step"] == 2
+    monkeypatch.setattr(PPO, "training_step", original)
+    resumed = train(compose_cfg(*over), run_dir=tmp_path / "resumed")  # resumes by itself
+
+    for k in ("test/reward_mean", "test/perplexity", "val/reward_mean", "reward/mean", "objective/kl_coef"):
+        assert resumed[k] == pytest.approx(full[k], rel=1e-5, abs=1e-7), k
+    h_full = [r for r in history(tmp_path / "full") if "loss/policy" in r]
+    h_res = [r for r in history(tmp_path / "resumed") if "loss/policy" in r]
+    assert [r["iteration"] for r in h_res] == [1, 2, 3, 4]
+    for a, b in zip(h_full, h_res):
+        assert a["reward/mean"] == pytest.approx(b["reward/mean"], rel=1e-5)
+        assert a["loss/policy"] == pytest.approx(b["loss/policy"], rel=1e-4, abs=1e-6)
