@@ -321,3 +321,142 @@ register_configs()
 def choice(x) -> str:
     """The plain string of an enum-typed config value (OmegaConf returns Enum members)."""
     return str(getattr(x, "value", x))
+
+
+# ------------------------------------------------------------- alg: offline RL (A-LoL family)
+# Appended block (issue #3): the schema behind conf/alg/{nll,wbc,r_gold,r_lol,a_lol,
+# a_lol_ref_free,a_lol_seq,a_lol_kl}.yaml; the module is rft.alg.alol.ALoL (algorithms.md §3).
+class OfflineLoss(str, Enum):
+    nll = "nll"  # NLL_θ(y|x), token-summed (behaviour cloning of the data)
+    wbc = "wbc"  # R · NLL_θ (reward-weighted behaviour cloning)
+    r_gold = "r_gold"  # R · Σ_t max(π_θ(y_t|·), min_prob) · (-log π_θ(y_t|·))  (GOLD)
+    r_lol = "r_lol"  # R · clip(ρ, 1-ε, 1+ε) · NLL_θ, ρ = π_θ(y|x) / π_ref(y|x) detached
+    a_lol = "a_lol"  # A+ · clip(ρ, 1-ε, 1+ε) · NLL_θ
+    a_lol_ref_free = "a_lol_ref_free"  # A+ · NLL_θ (ρ ≡ 1)
+    a_lol_seq = "a_lol_seq"  # A+ · Σ_t clip(ρ_t, 1-ε, 1+ε) · (-log π_θ(y_t|·)), per-token ρ_t
+    a_lol_kl = "a_lol_kl"  # A+ · NLL_θ + β_kl · (log π_θ(y|x) - log π_ref(y|x)), no clipping
+
+
+class OfflineSampling(str, Enum):
+    # with replacement, p ∝ A+ (A-LoL variants: A ≤ 0 never drawn) or ∝ R (wbc / r_gold / r_lol)
+    good_priority = "good_priority"
+    uniform = "uniform"  # seeded passes over all pairs (A ≤ 0 pairs then carry a zero weight)
+
+
+@dataclass
+class ValueRefConfig:
+    """V_ref(x), the reference policy's value: a head on π_ref's last hidden states of the prompt."""
+
+    n_prompts: int = 256  # val prompts whose π_ref samples train the head (-1: all val prompts)
+    samples_per_prompt: int = 1  # π_ref samples per prompt (reference code: 1)
+    max_value: float = 1.0  # V = sigmoid(·) · max_value; 1 fits rewards in [0, 1] (reference: 2 for its IMDB reward)
+    n_heads: int = 8  # attention heads of the learned query (reference: 8; fewer if hidden size not divisible)
+    dropout: float = 0.1  # on prompt states and attention output (reference code: 0.1)
+    epochs: int = 10  # reference: 5 (generic script) / 10 (HH); the best held-out epoch is kept
+    lr: float = 1.0e-4  # AdamW (reference: 1e-5 on a 7B model's 4k-dim states)
+    batch_size: int = 16
+    holdout_frac: float = 0.2  # share of the prompts held out to pick the best epoch
+    generation: GenerationConfig = field(default_factory=GenerationConfig)  # π_ref sampling
+
+
+@dataclass
+class OfflineRLConfig(AlgConfig):
+    """A-LoL and its offline baselines (Baheti et al., ICLR 2024): one module, loss by name."""
+
+    _target_: str = "rft.alg.alol.ALoL"
+    name: str = "a_lol"
+    loss: OfflineLoss = OfflineLoss.a_lol
+    sampling: OfflineSampling = OfflineSampling.good_priority
+    lr: float = 2.0e-5  # reference generic script: 2e-5 AdamW
+    weight_decay: float = 0.0
+    max_grad_norm: float | None = 1.0
+    batch_size: int = 16  # reference: 16 (4 x 4 accumulation in HH)
+    # Optimizer-step budget BEFORE the positive-fraction scaling (good_priority A-LoL variants
+    # run int(max_steps · share of A > 0) steps, as the reference code); -1 = n_epochs passes.
+    max_steps: int = 200
+    n_epochs: int = 1  # used when max_steps = -1
+    clip_eps: float | None = 0.9  # ε ("ppo_clip"): ρ clipped to [1-ε, 1+ε]; HH: 0.9; null = no clip
+    beta_kl: float = 0.2  # a_lol_kl only (reference default kl_beta 0.2)
+    min_prob: float = 0.1  # r_gold: lower bound on the per-token weight π_θ(y_t|·)
+    n_train_pairs: int = -1  # use a seeded subset of this many train pairs (-1: all)
+    score_batch_size: int = 32  # sequences per batch when scoring rewards / V_ref / π_ref samples
+    # Where rewards, V_ref and advantages are cached (keyed by a hash of their inputs);
+    # null: <run folder>/offline. A shared folder lets the runs of a sweep reuse them.
+    cache_dir: str | None = None
+    eval_every: int = 50  # evaluate on val prompts every N optimizer steps (scaled like max_steps)
+    value: ValueRefConfig = field(default_factory=ValueRefConfig)
+
+
+ConfigStore.instance().store(group="alg", name="offline_schema", node=OfflineRLConfig)
+
+
+# ---------------------------------------------------------------- alg: guide-policy RL (RLGF)
+# Appended block (issue #4): the schema behind conf/alg/{ppo_pp,aggrevated,lols,dlols}.yaml;
+# the module is rft.alg.guided.GuidedPPO (Chang et al. 2023, algorithms.md §4). All four are
+# one roll-in / roll-out schedule over the PPO update; every PPO field keeps its meaning.
+class GuideScheduleKind(str, Enum):
+    ppo_pp = "ppo_pp"  # every iteration PPO++: roll-in = guide, roll-out = policy
+    aggrevated = "aggrevated"  # every iteration AggreVaTeD: roll-in = policy, roll-out = guide
+    lols = "lols"  # each iteration PPO++ with probability ppo_pp_prob, else AggreVaTeD
+    dlols = "dlols"  # AggreVaTeD while iteration < τ, then PPO++ (D2LOLS in the RLGF code)
+
+
+@dataclass
+class GuideScheduleConfig:
+    """Which scheme (PPO++ or AggreVaTeD) each iteration runs."""
+
+    kind: GuideScheduleKind = GuideScheduleKind.ppo_pp
+    ppo_pp_prob: float = 0.8  # lols: P(an iteration is PPO++) (RLGF code: `tau: 0.8`)
+    # dlols: τ, the first PPO++ iteration (0-based; RLGF IMDB: 20 of 50, CommonGen: 100).
+    # null: round(switch_fraction · n_iterations), so τ scales with the run length.
+    switch_iteration: int | None = None
+    switch_fraction: float = 0.4  # 20 / 50 (RLGF IMDB)
+    # A second critic for AggreVaTeD iterations, estimating the guide's value (its own value
+    # head, and value model if value_model=separate). RLGF code: on for LOLS / DLOLS; off =
+    # one critic for both schemes (RLGF's plain AggreVaTeD).
+    guide_critic: bool = False
+
+
+@dataclass
+class RestartProbConfig:
+    """β, the mixing parameter: P(a sample restarts from a roll-in) per scheme."""
+
+    ppo_pp: float = 0.6  # RLGF code IMDB 0.6 (paper table 0.2), CommonGen 0.8; LOLS/DLOLS 0.8
+    aggrevated: float = 0.8  # RLGF: 0.8
+
+
+@dataclass
+class GuideConfig:
+    """The guide π_g and its decoding."""
+
+    # Any `model` group config, e.g. `+model@alg.guide.model=smollm2_135m`. null: the frozen
+    # reference, i.e. the initial policy (with model.init_from=<SFT run>: the BC model, the
+    # paper's guide), sharing its weights (no extra memory).
+    model: ModelConfig | None = None
+    # An earlier run's folder or its policy/ folder (e.g. an SFT run) for the guide; applied on
+    # top of `model` (on top of the top-level `model` config when `model` is null).
+    init_from: str | None = None
+    # The guide's own sampling for roll-ins and roll-outs (RLGF IMDB: top_k 50, top_p 0.92).
+    generation: GenerationConfig = field(
+        default_factory=lambda: GenerationConfig(do_sample=True, top_k=50, top_p=0.92)
+    )
+
+
+@dataclass
+class GuidedPPOConfig(PPOConfig):
+    """PPO++ / AggreVaTeD / LOLS / DLOLS (RLGF): PPO whose rollouts mix guide and policy tokens."""
+
+    _target_: str = "rft.alg.guided.GuidedPPO"
+    name: str = "ppo_pp"
+    schedule: GuideScheduleConfig = field(default_factory=GuideScheduleConfig)
+    restart_prob: RestartProbConfig = field(default_factory=RestartProbConfig)
+    guide: GuideConfig = field(default_factory=GuideConfig)
+    # RLGF "target regularization": + target_coef · NLL of the reference continuation (mean
+    # over its tokens) in every minibatch loss. RLGF code: 0.1 (PPO included); 0 = off.
+    target_coef: float = 0.0
+    # Also score the complete roll-in sequences (the guide's in PPO++, the policy's in
+    # AggreVaTeD) for the guided/reward_{guide,policy}_only logs: one more reward call.
+    score_rollins: bool = True
+
+
+ConfigStore.instance().store(group="alg", name="guided_schema", node=GuidedPPOConfig)

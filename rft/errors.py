@@ -15,3 +15,20 @@ class DataError(RFTError):
 
 class RewardError(RFTError):
     """A reward function returned something unusable."""
+
+
+def instantiate(cfg, **kwargs):
+    """hydra.utils.instantiate, but an RFTError raised by the target reaches the user as itself
+    (Hydra would wrap it in an InstantiationException with a longer, less clear message)."""
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate as _instantiate
+
+    try:
+        return _instantiate(cfg, **kwargs)
+    except InstantiationException as e:
+        cause = e.__cause__
+        while cause is not None and not isinstance(cause, RFTError):
+            cause = cause.__cause__
+        if cause is not None:
+            raise cause from None
+        raise

@@ -62,15 +62,26 @@ def make_loggers(cfg, run_dir: Path, run_name: str) -> list:
         from lightning.pytorch.loggers import WandbLogger
 
         os.environ.setdefault("WANDB_SILENT", "true")
+        group, tags = wandb_group_and_tags(cfg)
         lg = WandbLogger(
-            project=cfg.logger.project, entity=cfg.logger.entity, group=cfg.logger.group,
-            tags=list(cfg.logger.tags), name=run_name, save_dir=str(run_dir), offline=(mode == "offline"),
+            project=cfg.logger.project, entity=cfg.logger.entity, group=group,
+            tags=tags, name=run_name, save_dir=str(run_dir), offline=(mode == "offline"),
             config=container, id=_stable_run_id(run_dir), resume="allow",
         )
         return [lg]
     from rft.errors import ConfigError
 
     raise ConfigError(f"logger.kind={kind!r}: choose wandb, csv or none.")
+
+
+def wandb_group_and_tags(cfg) -> tuple[str | None, list[str]]:
+    """``logger.group`` / ``logger.tags``; in a multirun sweep the group defaults to the sweep
+    folder's name and the tags gain it and this job's overrides (the swept values among them)."""
+    from rft.cluster import sweep_group_and_tags
+
+    sweep_group, sweep_tags = sweep_group_and_tags()
+    tags = list(dict.fromkeys([*cfg.logger.tags, *sweep_tags]))
+    return cfg.logger.group or sweep_group, tags
 
 
 def _stable_run_id(run_dir: Path) -> str:

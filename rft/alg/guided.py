@@ -1,0 +1,358 @@
+"""Guide-policy RL (RLGF: Chang et al. 2023, "Learning to Generate Better Than Your LLM";
+algorithms.md §4): PPO++, AggreVaTeD, LOLS and DLOLS as ONE roll-in / roll-out schedule over
+the shared PPO update of rft.alg.ppo.
+
+A scheme says who rolls in, who rolls out, with which β, and which critic learns:
+
+    scheme       roll-in   roll-out   policy loss on          critic trained on
+    PPO++        guide     policy     policy suffix  t ≥ k    policy suffix t ≥ k
+    AggreVaTeD   policy    guide      policy prefix  t < k    guide tokens  t ≥ k
+
+A schedule is a pure function (iteration, rng) -> scheme:
+    ppo_pp      PPO++ every iteration
+    aggrevated  AggreVaTeD every iteration
+    lols        PPO++ with probability ppo_pp_prob (0.8), else AggreVaTeD with the guide critic
+    dlols       AggreVaTeD (guide critic) while iteration < τ, then PPO++
+
+One iteration (``collect_rollout``; the rest is PPO's ``training_step``):
+  1. the scheme for this iteration; restart flags ~ Bernoulli(β), one per sample;
+  2. roll-in: the roll-in policy samples complete sequences for the restarted samples;
+     k ~ Uniform{1..L-1} on each (0 if L < 2) — rft/rollout/restart.py;
+  3. roll-out: one batched ``generate`` in which row i copies its first k_i roll-in tokens and
+     then samples (k = 0 rows sample everything) — rft/rollout/guide.py;
+  4. reward on the whole mixed sequence; policy log-probs, values and reference log-probs on
+     every token; the per-token KL penalty on every token; GAE over the whole sequence;
+  5. PPO epochs with the scheme's policy / value masks (+ the optional target NLL).
+
+Deviations from the RLGF code (Cornell-RL/tril), on purpose:
+- Roll-ins are generated only for the samples that restart (the code generates them for the
+  whole batch and ignores the others): the mixed sequences have the same distribution, and
+  1-β of the roll-in generation is saved. Guide-only / policy-only rewards are thus logged on
+  the restarted samples' roll-ins.
+- The LOLS coin and the restart draws come from streams seeded by (seed, iteration), not one
+  stream over the run, so a resumed run repeats them; the distribution is the same.
+- L counts a roll-in's tokens including its EOS (the code counts non-pad tokens, and pad = EOS
+  for GPT-2, so it excludes it); the same when generations run to max_new_tokens (IMDB).
+- The critic is PPO's (``value_model: shared`` by default, a value head on the policy trunk;
+  the code uses a separate critic LM: ``value_model: separate``). The LOLS / DLOLS guide critic
+  is a second value head (and value LM if separate).
+- Target regularization is off by default (the code uses 0.1 for every algorithm, PPO
+  included; rft's alg=ppo has no such term, so off keeps the family comparable):
+  ``alg.target_coef=0.1``. Its reference continuations end with EOS when shorter than
+  max_new_tokens, as in rft's SFT.
+- DLOLS' τ defaults to round(0.4 · n_iterations) (the code: 20 of 50 iterations on IMDB);
+  ``alg.schedule.switch_iteration`` sets it directly.
+- The guide may use another tokenizer (the code requires a shared one): sequences are converted
+  through text (rft/rollout/guide.py says how L and k map).
+- PPO-level differences are rft's PPO's (see rft/alg/ppo.py): constant learning rate (code:
+  linear decay), AdamW eps 1e-8 (code: 1e-5), advantages whitened per minibatch over the
+  policy mask (the code does not whiten), value loss without the 0.5 factor.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from dataclasses import dataclass, fields
+
+import numpy as np
+import torch
+
+from rft.alg.ppo import PPO, Rollout, iteration_seed
+from rft.config import choice
+from rft.core import gae, logprobs_from_logits, masked_mean, masked_whiten, per_token_rewards
+from rft.errors import ConfigError
+from rft.model.policy import Completions, PolicyLM, ValueHead
+from rft.rollout.guide import (
+    convert_completions,
+    decode_rows,
+    encode_texts,
+    load_guide,
+    same_tokenizer,
+    sample,
+)
+from rft.rollout.prompts import encode_prompts
+from rft.rollout.restart import (
+    forced_prefix,
+    loss_masks,
+    prefix_mask,
+    sample_restart_flags,
+    sample_rollin_lengths,
+    shift_left,
+    splice,
+)
+
+log = logging.getLogger(__name__)
+
+# Words appended to (seed, iteration) to seed independent per-iteration random streams.
+SCHEDULE_STREAM = 4
+RESTART_STREAM = 5
+
+
+# ------------------------------------------------------------------------------------ schedule
+@dataclass(frozen=True)
+class Scheme:
+    """Who rolls in and out in one iteration, with which restart probability β, and which
+    critic (the policy's or the guide's) the value loss trains."""
+
+    name: str  # "ppo_pp" | "aggrevated"
+    rollin: str  # "guide" | "policy"
+    rollout: str  # "policy" | "guide"
+    restart_prob: float
+    critic: str  # "policy" | "guide"
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """The algorithm: a pure map (iteration, rng) -> Scheme (see the module docstring)."""
+
+    kind: str  # ppo_pp | aggrevated | lols | dlols
+    beta_ppo_pp: float
+    beta_aggrevated: float
+    ppo_pp_prob: float = 0.8  # lols
+    switch_iteration: int = 0  # dlols: τ
+    guide_critic: bool = False  # AggreVaTeD iterations train the guide critic
+
+    @classmethod
+    def from_config(cls, a) -> Schedule:
+        s = a.schedule
+        tau = s.switch_iteration
+        if tau is None:
+            tau = round(s.switch_fraction * a.n_iterations)
+        return cls(choice(s.kind), a.restart_prob.ppo_pp, a.restart_prob.aggrevated,
+                   s.ppo_pp_prob, int(tau), bool(s.guide_critic))
+
+    def __call__(self, iteration: int, rng: np.random.Generator) -> Scheme:
+        if self.kind == "ppo_pp":
+            ppo_pp = True
+        elif self.kind == "aggrevated":
+            ppo_pp = False
+        elif self.kind == "lols":
+            ppo_pp = bool(rng.random() < self.ppo_pp_prob)
+        elif self.kind == "dlols":
+            ppo_pp = iteration >= self.switch_iteration
+        else:
+            raise ValueError(f"unknown schedule {self.kind!r}; allowed: ppo_pp, aggrevated, lols, dlols")
+        if ppo_pp:
+            return Scheme("ppo_pp", "guide", "policy", self.beta_ppo_pp, "policy")
+        return Scheme("aggrevated", "policy", "guide", self.beta_aggrevated,
+                      "guide" if self.guide_critic else "policy")
+
+
+def schedule_rng(seed: int, iteration: int) -> np.random.Generator:
+    """The schedule's random stream for one iteration (depends on nothing else)."""
+    return np.random.default_rng([seed, iteration, SCHEDULE_STREAM])
+
+
+def check_config(a) -> None:
+    """Ranges a schema cannot express; each message names the key."""
+    for key, v in (("restart_prob.ppo_pp", a.restart_prob.ppo_pp),
+                   ("restart_prob.aggrevated", a.restart_prob.aggrevated),
+                   ("schedule.ppo_pp_prob", a.schedule.ppo_pp_prob),
+                   ("schedule.switch_fraction", a.schedule.switch_fraction)):
+        if not 0.0 <= v <= 1.0:
+            raise ConfigError(f"alg.{key}={v}: must be a probability / fraction in [0, 1].")
+    if a.schedule.switch_iteration is not None and a.schedule.switch_iteration < 0:
+        raise ConfigError(f"alg.schedule.switch_iteration={a.schedule.switch_iteration}: must be ≥ 0 (or null).")
+    if a.target_coef < 0:
+        raise ConfigError(f"alg.target_coef={a.target_coef}: must be ≥ 0 (0 = off).")
+
+
+# ------------------------------------------------------------------------------------- buffer
+@dataclass
+class GuidedRollout(Rollout):
+    """A Rollout plus k (N,), the roll-in tokens each sample copied, and the reference
+    continuations (N, T) for the target regularization (None when it is off)."""
+
+    rollin_len: torch.Tensor | None = None
+    target_ids: torch.Tensor | None = None
+    target_mask: torch.Tensor | None = None
+
+    def index(self, idx: torch.Tensor) -> GuidedRollout:
+        return GuidedRollout(**{f.name: (None if getattr(self, f.name) is None else getattr(self, f.name)[idx])
+                                for f in fields(self)})
+
+
+# ------------------------------------------------------------------------------------- module
+class GuidedPPO(PPO):
+    def __init__(self, cfg, task, policy: PolicyLM, ref: PolicyLM, reward_fn, run_dir):
+        super().__init__(cfg, task, policy, ref, reward_fn, run_dir)
+        a = cfg.alg
+        check_config(a)
+        self.schedule = Schedule.from_config(a)
+        if self.schedule.kind == "dlols" and not 0 < self.schedule.switch_iteration < a.n_iterations:
+            log.warning("alg=dlols with τ=%d and %d iterations runs only %s.", self.schedule.switch_iteration,
+                        a.n_iterations, "PPO++" if self.schedule.switch_iteration <= 0 else "AggreVaTeD")
+        if a.target_coef > 0:
+            task.sft_pairs()  # fails clearly when no train example carries a reference
+        self.guide = load_guide(a.guide, cfg.model, ref)  # frozen; may be `ref` itself
+        self.same_tokenizer = same_tokenizer(self.guide.tokenizer, policy.tokenizer)
+        self.guide_value_head: ValueHead | None = None
+        self.guide_value_model: PolicyLM | None = None
+        if self.schedule.guide_critic:
+            self.guide_value_head = ValueHead(policy.hidden_size)
+            if self.value_model is not None:
+                self.guide_value_model = copy.deepcopy(policy)
+        self.scheme = self.schedule(0, schedule_rng(cfg.seed, 0))
+
+    def trainable_parameters(self):
+        params = super().trainable_parameters()
+        for m in (self.guide_value_head, self.guide_value_model):
+            if m is not None:
+                params += list(m.parameters())
+        return params
+
+    # ------------------------------------------------------------------ losses
+    def values_and_logits(self, r: Rollout, need_logits: bool = True):
+        """As PPO's, with the guide critic in the iterations whose scheme trains it."""
+        if self.scheme.critic != "guide" or self.guide_value_head is None:
+            return super().values_and_logits(r, need_logits)
+        shared = self.guide_value_model is None
+        logits, hidden = self.policy(r.prompt_ids, r.prompt_mask, r.ids, r.mask,
+                                     return_hidden=shared, return_logits=need_logits)
+        if not shared:
+            _, hidden = self.guide_value_model(r.prompt_ids, r.prompt_mask, r.ids, r.mask,
+                                               return_hidden=True, return_logits=False)
+        return logits, self.guide_value_head(hidden).float()
+
+    def compute_advantages(self, r: Rollout) -> None:
+        """KL penalty and GAE over EVERY token of the mixed sequence (PPO runs GAE on the value
+        mask, which here may cover only a suffix); the masks then pick the tokens each loss sees."""
+        r.rewards, r.kl = per_token_rewards(r.scores, r.old_logp, r.ref_logp, r.mask, self.kl_ctl.beta)
+        if self.a.whiten_rewards:
+            r.rewards = masked_whiten(r.rewards, r.mask, shift_mean=False)
+        r.advantages, r.returns = gae(r.rewards, r.old_values * r.mask, r.mask, self.a.gamma, self.a.lam)
+
+    def extra_loss(self, mb: GuidedRollout):
+        """RLGF's target regularization: target_coef · NLL of the reference continuation."""
+        if not self.a.target_coef or mb.target_ids is None:
+            return 0.0, {}
+        logits, _ = self.policy(mb.prompt_ids, mb.prompt_mask, mb.target_ids, mb.target_mask)
+        nll = -masked_mean(logprobs_from_logits(logits, mb.target_ids), mb.target_mask)
+        return self.a.target_coef * nll, {"loss/target_nll": nll}
+
+    # ------------------------------------------------------------------ generation
+    def _guide_prompts(self, prompts, p_ids, p_mask):
+        if self.same_tokenizer:
+            return p_ids, p_mask
+        return encode_prompts(self.guide.tokenizer, prompts, self.task.prompt_max_tokens, self.device)
+
+    def roll_in(self, who: str, prompts: list[str], p_ids, p_mask):
+        """Complete sequences of the roll-in policy, in policy tokens: (ids, mask) (n, T), and
+        their texts as that policy wrote them (for the guide-/policy-only rewards)."""
+        t = self.task
+        if who == "policy":
+            c = sample(self.policy, p_ids, p_mask, t.max_new_tokens, t.min_new_tokens, self.a.generation)
+            return c.ids, c.mask, self.policy.tokenizer.batch_decode(c.ids, skip_special_tokens=True)
+        g_ids, g_mask = self._guide_prompts(prompts, p_ids, p_mask)
+        c = sample(self.guide, g_ids, g_mask, t.max_new_tokens, t.min_new_tokens, self.a.guide.generation)
+        texts = self.guide.tokenizer.batch_decode(c.ids, skip_special_tokens=True)
+        if self.same_tokenizer:
+            return c.ids, c.mask, texts
+        ids, mask = convert_completions(self.guide.tokenizer, self.policy.tokenizer, c.ids, c.mask, t.max_new_tokens)
+        return ids, mask, texts
+
+    def roll_out(self, who: str, prompts: list[str], p_ids, p_mask, forced, k) -> Completions:
+        """Mixed sequences in policy tokens (N, T): row i copies forced[i, :k_i], then the
+        roll-out policy samples."""
+        t, tok = self.task, self.policy.tokenizer
+        if who == "policy":
+            return sample(self.policy, p_ids, p_mask, t.max_new_tokens, t.min_new_tokens, self.a.generation, forced, k)
+        g_ids, g_mask = self._guide_prompts(prompts, p_ids, p_mask)
+        gen = self.a.guide.generation
+        if self.same_tokenizer:
+            return sample(self.guide, g_ids, g_mask, t.max_new_tokens, t.min_new_tokens, gen, forced, k)
+        # Another tokenizer: the guide copies the TEXT of the policy's k tokens (k' guide tokens),
+        # continues, and its continuation comes back re-encoded after the policy's exact k tokens.
+        gtok = self.guide.tokenizer
+        texts = decode_rows(tok, forced, prefix_mask(k, forced.shape[1]))
+        g_forced, g_fmask = encode_texts(gtok, texts, t.max_new_tokens, device=self.device)
+        g_k = g_fmask.sum(-1)
+        c = sample(self.guide, g_ids, g_mask, t.max_new_tokens, t.min_new_tokens, gen, g_forced, g_k)
+        cont_ids, cont_mask = shift_left(c.ids, c.mask, g_k, gtok.pad_token_id)
+        cont_ids, cont_mask = convert_completions(gtok, tok, cont_ids, cont_mask, t.max_new_tokens)
+        ids, mask = splice(forced, k, cont_ids, cont_mask, t.max_new_tokens, tok.pad_token_id)
+        return Completions(ids=ids, mask=mask)
+
+    # ------------------------------------------------------------------ one iteration
+    def collect_rollout(self, examples) -> tuple[GuidedRollout, dict[str, float]]:
+        it, a, T = self.current_epoch, self.a, self.task.max_new_tokens
+        s = self.scheme = self.schedule(it, schedule_rng(self.cfg.seed, it))
+        gen = torch.Generator().manual_seed(iteration_seed(self.cfg.seed, it) + RESTART_STREAM)
+        K, tok = a.samples_per_prompt, self.policy.tokenizer
+        prompts = [e.prompt for e in examples for _ in range(K)]
+        refs = [e.reference for e in examples for _ in range(K)]
+        N = len(prompts)
+        t0 = time.perf_counter()
+        p_ids, p_mask = encode_prompts(tok, prompts, self.task.prompt_max_tokens, self.device)
+
+        # roll-in, for the samples that restart
+        restart = sample_restart_flags(N, s.restart_prob, gen)
+        sub = restart.nonzero().flatten().tolist()
+        k = torch.zeros(N, dtype=torch.long)
+        rollin_ids = torch.full((N, T), tok.pad_token_id, dtype=torch.long, device=self.device)
+        rollin_texts, rollin_tokens, rollin_len_full = [], 0, float("nan")
+        if sub:
+            ids, mask, rollin_texts = self.roll_in(s.rollin, [prompts[i] for i in sub], p_ids[sub], p_mask[sub])
+            lengths = mask.sum(-1)
+            k[sub] = sample_rollin_lengths(lengths, torch.ones(len(sub), dtype=torch.bool), gen)
+            rollin_ids[sub] = ids
+            rollin_tokens, rollin_len_full = int(lengths.sum()), lengths.float().mean().item()
+        k = k.to(self.device)
+        t1 = time.perf_counter()
+
+        # roll-out: copy k roll-in tokens, then sample
+        comp = self.roll_out(s.rollout, prompts, p_ids, p_mask, forced_prefix(rollin_ids, k, tok.pad_token_id), k)
+        t2 = time.perf_counter()
+        texts = tok.batch_decode(comp.ids, skip_special_tokens=True)
+        scores = self.reward_fn(prompts, texts, refs).to(self.device)
+        rollin_scores = None
+        if a.score_rollins and sub:
+            rollin_scores = self.reward_fn([prompts[i] for i in sub], rollin_texts, [refs[i] for i in sub])
+        t3 = time.perf_counter()
+
+        policy_mask, value_mask = loss_masks(comp.mask, k, s.name)
+        r = GuidedRollout(p_ids, p_mask, comp.ids, comp.mask, scores, policy_mask=policy_mask,
+                          value_mask=value_mask, rollin_len=k)
+        if a.target_coef > 0:
+            r.target_ids, r.target_mask = encode_texts(tok, [x or "" for x in refs], T,
+                                                       eos=[bool(x) for x in refs], device=self.device)
+        self.score_rollout(r)
+        t4 = time.perf_counter()
+
+        restarted = k > 0
+        n_tokens = int(comp.mask.sum()) + rollin_tokens
+        stats: dict[str, float] = {
+            "time/rollin_s": t1 - t0, "time/rollout_s": t2 - t0, "time/reward_s": t3 - t2,
+            "time/score_s": t4 - t3, "time/rollout_tokens_per_s": n_tokens / max(t2 - t0, 1e-9),
+            "guided/scheme_aggrevated": float(s.name == "aggrevated"),  # 0 = PPO++, 1 = AggreVaTeD
+            "guided/guide_critic": float(s.critic == "guide"),
+            "guided/restart_prob": s.restart_prob,
+            "guided/restart_share": restarted.float().mean().item(),
+            "guided/rollin_len": k[restarted].float().mean().item() if restarted.any() else 0.0,
+            "guided/rollin_full_len": rollin_len_full,
+            "guided/policy_token_share": (policy_mask.sum() / comp.mask.sum().clamp(min=1)).item(),
+        }
+        # Samples written by one policy alone: the unrestarted roll-outs, and the roll-ins.
+        if (~restarted).any():
+            stats[f"guided/reward_{s.rollout}_only"] = scores[~restarted].mean().item()
+        if rollin_scores is not None:
+            stats[f"guided/reward_{s.rollin}_only"] = rollin_scores.mean().item()
+        if restarted.any():
+            stats["guided/reward_mixed"] = scores[restarted].mean().item()
+        if K > 1:  # per-prompt reward spread, as PPO logs it
+            std = scores.view(-1, K).std(-1, unbiased=False)
+            stats["reward/std_per_prompt"] = std.mean().item()
+            stats["reward/low_std_share"] = (std < 0.05).float().mean().item()
+        log.info("iteration %d: %s (roll-in %s, roll-out %s, β=%.2f, %s critic): %.0f%% restarted, "
+                 "mean k %.1f", it + 1, s.name, s.rollin, s.rollout, s.restart_prob, s.critic,
+                 100 * stats["guided/restart_share"], stats["guided/rollin_len"])
+        return r, stats
+
+    # ------------------------------------------------------------------ checkpoints
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        super().on_save_checkpoint(checkpoint)
+        sd = checkpoint["state_dict"]
+        for key in [key for key in sd if key.startswith("guide.")]:  # frozen, rebuilt from config
+            del sd[key]

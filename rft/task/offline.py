@@ -1,0 +1,141 @@
+"""Offline RL data: fixed (prompt, continuation, reward) triples for the A-LoL family.
+
+- task=imdb: every train review (both sentiments) gives one pair: prompt = its first half,
+  continuation = " " + its second half cut to ``task.max_new_tokens`` tokens (the space makes
+  prompt + continuation the review's own text, as a policy's sampled tokens would be).
+- task=jsonl (any task): the train rows that have a reference completion; the row's reward
+  (``task.reward_key``) when the file carries one, else the configured reward's score.
+
+Scores computed here are cached in ``<cache_dir>/rewards-<hash>.pt``; the hash covers the
+reward config and the exact pair texts, so a rerun, a resume or another job of a sweep that
+points at the same folder reads them back instead of scoring again. Every write is atomic.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from rft.errors import DataError
+from rft.task.base import Example, Task
+
+log = logging.getLogger(__name__)
+
+
+# ------------------------------------------------------------------------------ cache helpers
+def stable_hash(*parts: Any) -> str:
+    """A short sha256 of JSON-serialisable parts (dict keys sorted)."""
+    blob = json.dumps(parts, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def texts_hash(pairs: list[Example]) -> str:
+    h = hashlib.sha256()
+    for e in pairs:
+        h.update(e.prompt.encode() + b"\x00" + (e.reference or "").encode() + b"\x01")
+    return h.hexdigest()[:16]
+
+
+def save_atomic(obj: Any, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def load_cached(path: Path) -> Any | None:
+    """The cached object, or None if absent or unreadable (then it is recomputed)."""
+    if not path.is_file():
+        return None
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:  # noqa: BLE001 - a broken cache file is recomputed, never fatal
+        log.warning("ignoring unreadable cache file %s (%s)", path, e)
+        return None
+
+
+# ------------------------------------------------------------------------------------- pairs
+def build_pairs(task: Task, tokenizer, max_new_tokens: int, n_pairs: int = -1, seed: int = 0) -> list[Example]:
+    """(prompt, continuation) pairs from the task's train split, continuation ≤ max_new_tokens
+    tokens. ``n_pairs`` > 0 keeps a seeded subset (the first n of a permutation, in data order)."""
+    source = [e for e in task.train if e.reference]
+    if not source:
+        raise DataError(
+            f"task={task.name}: none of the {len(task.train)} train examples has a reference "
+            "completion, so there are no (prompt, completion) pairs for offline RL. For "
+            "task=jsonl add a completion column and name it with task.reference_key=<field>."
+        )
+    if len(source) < len(task.train):
+        log.warning("offline data: %d of %d train examples have no reference completion; skipped",
+                    len(task.train) - len(source), len(task.train))
+    if 0 < n_pairs < len(source):
+        keep = np.sort(np.random.default_rng([seed, 3]).permutation(len(source))[:n_pairs])
+        source = [source[i] for i in keep]
+    joined = task.name == "imdb"  # the review's halves were split on whitespace
+    texts = [(" " + e.reference) if joined and not e.reference[:1].isspace() else e.reference for e in source]
+    ids = tokenizer(texts, add_special_tokens=False)["input_ids"]
+    conts = [tokenizer.decode(x[:max_new_tokens]) if len(x) > max_new_tokens else t for x, t in zip(ids, texts)]
+    return [Example(prompt=e.prompt, reference=c, reward=e.reward, meta=dict(e.meta)) for e, c in zip(source, conts)]
+
+
+def given_rewards(pairs: list[Example], where: str) -> torch.Tensor | None:
+    """The rewards the data carries (None if it carries none); errors name what is wrong."""
+    have = [e.reward is not None for e in pairs]
+    if not any(have):
+        return None
+    if not all(have):
+        raise DataError(
+            f"{where}: {sum(have)} of {len(pairs)} train pairs carry a reward and "
+            f"{len(pairs) - sum(have)} do not. Fill the reward of every row, or drop the column "
+            "(task.reward_key=null) to score every pair with the configured reward."
+        )
+    rewards = torch.tensor([float(e.reward) for e in pairs], dtype=torch.float32)
+    bad = (~torch.isfinite(rewards)).nonzero().flatten().tolist()
+    if bad:
+        raise DataError(
+            f"{where}: {len(bad)} of {len(pairs)} rewards are NaN/inf (first: pair {bad[0]}, "
+            f"meta {pairs[bad[0]].meta}). Fix or drop those rows, or set task.reward_key=null to "
+            "score with the configured reward."
+        )
+    return rewards
+
+
+def score_pairs(pairs: list[Example], reward_fn: Callable, reward_id: str, cache_dir: Path,
+                batch_size: int = 32) -> torch.Tensor:
+    """R(x, y) for each pair, (N,) float32; cached under a hash of (reward_id, pair texts)."""
+    path = Path(cache_dir) / f"rewards-{stable_hash(reward_id, texts_hash(pairs))}.pt"
+    cached = load_cached(path)
+    if cached is not None and len(cached["rewards"]) == len(pairs):
+        log.info("offline data: %d rewards read from %s", len(pairs), path)
+        return cached["rewards"]
+    log.info("offline data: scoring %d pairs with the configured reward", len(pairs))
+    scores = []
+    for s in range(0, len(pairs), batch_size):
+        chunk = pairs[s : s + batch_size]
+        conts = [e.reference for e in chunk]
+        scores.append(torch.as_tensor(reward_fn([e.prompt for e in chunk], conts, conts), dtype=torch.float32))
+    rewards = torch.cat(scores)
+    save_atomic({"rewards": rewards, "reward_id": reward_id}, path)
+    return rewards
+
+
+def load_offline_data(task: Task, tokenizer, reward_fn: Callable, reward_id: str, *, n_pairs: int,
+                      seed: int, cache_dir: Path, batch_size: int = 32) -> tuple[list[Example], torch.Tensor]:
+    """The offline pairs and their rewards (N,): carried by the data, else scored (cached)."""
+    pairs = build_pairs(task, tokenizer, task.max_new_tokens, n_pairs, seed)
+    where = f"task={task.name}" + (f" ({task.cfg.path})" if "path" in task.cfg else "")
+    rewards = given_rewards(pairs, where)
+    if rewards is None:
+        rewards = score_pairs(pairs, reward_fn, reward_id, cache_dir, batch_size)
+    if len(rewards) and not math.isfinite(float(rewards.sum())):  # a custom scorer slipped through
+        raise DataError(f"{where}: the offline rewards contain NaN/inf; check the reward function.")
+    return pairs, rewards
