@@ -276,6 +276,27 @@ class CheckpointConfig:
 
 
 @dataclass
+class DiagConfig:
+    """Vanishing-gradient diagnostics (Razin et al., ICLR 2024; algorithms.md §5)."""
+
+    n_prompts: int = 100  # extraction: N train prompts (paper: 5000)
+    k_samples: int = 10  # extraction: K samples per prompt (paper: 10)
+    std_threshold: float = 0.05  # a prompt is "low-std" when its reward std is below this
+    split: str = "train"  # prompts for extraction: train | val | test
+    batch_prompts: int = 8  # prompts per generation batch (x K sequences)
+    # Online, during RL: every N iterations, the per-prompt policy-gradient norm on a fixed
+    # probe set of prompts, with its reward std (0 = off).
+    probe_every: int = 0
+    probe_prompts: int = 8
+    probe_samples: int = 8
+
+
+class Mode(str, Enum):
+    train = "train"
+    extract = "extract"  # sample K completions per prompt, save the reward matrix and its stats
+
+
+@dataclass
 class Config:
     task: Any = MISSING
     model: Any = MISSING
@@ -284,11 +305,13 @@ class Config:
     hardware: Any = MISSING
     logger: Any = MISSING
     seed: int = 0
+    mode: Mode = Mode.train
     # Resume from a run folder or a state.ckpt. A run whose folder already holds a checkpoint
     # (e.g. a requeued SLURM job) resumes by itself.
     resume: str | None = None
     eval: EvalConfig = field(default_factory=EvalConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    diag: DiagConfig = field(default_factory=DiagConfig)
     experiment_name: str = "default"
 
 

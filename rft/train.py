@@ -208,6 +208,10 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, float
     run_dir = Path(run_dir) if run_dir else default_run_dir(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    if choice(cfg.mode) == "extract":
+        from rft.diagnostics.extract import extract
+
+        return extract(cfg, run_dir)
     ckpt = find_resume_checkpoint(cfg, run_dir)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
 
@@ -236,6 +240,10 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, float
     metrics.update({k: v for k, v in module.latest.items() if k.startswith(("reward/", "objective/", "time/"))})
     write_json_atomic(run_dir / "metrics.json", metrics)
     plot_curves(run_dir / "history.jsonl", run_dir / "curves.png", title=f"{cfg.experiment_name} (seed {cfg.seed})")
+    if (run_dir / "diagnostics.jsonl").is_file():
+        from rft.diagnostics.plots import plot_std_vs_gradnorm
+
+        plot_std_vs_gradnorm(read_history(run_dir / "diagnostics.jsonl"), run_dir / "std_vs_gradnorm.png")
     for lg in loggers:
         lg.finalize("success")
     _summary(run_dir, metrics)

@@ -27,6 +27,7 @@ change only who generates which tokens and the loss masks in ``Rollout``.
 from __future__ import annotations
 
 import copy
+import json
 import time
 from dataclasses import dataclass, fields
 
@@ -169,8 +170,10 @@ class PPO(RFTModule):
         })
         if K > 1:  # per-prompt reward spread (Razin et al.: small std = vanishing gradient)
             std = scores.view(-1, K).std(-1, unbiased=False)
+            q = torch.quantile(std, torch.tensor([0.1, 0.5, 0.9], device=std.device)).tolist()
             stats["reward/std_per_prompt"] = std.mean().item()
-            stats["reward/low_std_share"] = (std < 0.05).float().mean().item()
+            stats.update({f"reward/std_per_prompt_p{p}": v for p, v in zip((10, 50, 90), q)})
+            stats["reward/low_std_share"] = (std < self.cfg.diag.std_threshold).float().mean().item()
         return r, stats
 
     def compute_advantages(self, r: Rollout) -> None:
@@ -216,13 +219,33 @@ class PPO(RFTModule):
         adds RLGF's target regularization here.)"""
         return 0.0, {}
 
+    def probe(self, it: int) -> dict[str, float]:
+        """Vanishing-gradient probe (diag.probe_every): per-prompt reward std vs gradient norm."""
+        from rft.diagnostics.probe import probe_gradients
+
+        d, t = self.cfg.diag, self.task
+        recs = probe_gradients(self.policy, self.reward_fn, t.val[: d.probe_prompts], K=d.probe_samples,
+                               prompt_max_tokens=t.prompt_max_tokens, max_new_tokens=t.max_new_tokens,
+                               min_new_tokens=t.min_new_tokens, generation=self.a.generation,
+                               seed=iteration_seed(self.cfg.seed + 1, it))
+        if self.global_rank == 0:
+            row = {"iteration": it, **{k: [r[k] for r in recs] for k in ("std", "mean", "grad_norm")}}
+            with open(self.run_dir / "diagnostics.jsonl", "a") as f:
+                f.write(json.dumps(row) + "\n")
+        std = torch.tensor([r["std"] for r in recs])
+        g = torch.tensor([r["grad_norm"] for r in recs])
+        return {"diag/probe_std_mean": std.mean().item(), "diag/probe_grad_norm_mean": g.mean().item(),
+                "diag/probe_low_std_share": (std < d.std_threshold).float().mean().item()}
+
     def training_step(self, batch, batch_idx):
         it = self.current_epoch
+        probe_stats = self.probe(it) if self.cfg.diag.probe_every and it % self.cfg.diag.probe_every == 0 else {}
         torch.manual_seed(iteration_seed(self.cfg.seed, it))
         examples = [self.task.train[i] for i in batch]
         r, stats = self.collect_rollout(examples)
         self.compute_advantages(r)
         t0 = time.perf_counter()
+        stats.update(probe_stats)
         stats.update(self.ppo_update(r))
         t_update = time.perf_counter() - t0
         kl_mean = masked_mean(r.kl, r.mask).item()
