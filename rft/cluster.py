@@ -21,8 +21,9 @@ How a job survives preemption and time limits (docs/slurm.md has the user's view
    Lightning's own SLURM auto-requeue is switched off (``slurm_plugins``): its handler saves a
    mid-step ``hpc_ckpt_*.ckpt`` and keeps training while the job is being killed.
 
-Outside ``fit`` (model loading, final evaluation) submitit's own SIGUSR2 handler requeues the
-job; the requeued job resumes from the last ``state.ckpt`` (or, after fit, only re-evaluates).
+Outside ``fit`` (model loading, final evaluation) submitit's own SIGUSR2 handler (``SlurmJobInfo``
+maps SIGUSR1 to it too) requeues the job at once; the requeued job resumes from the last
+``state.ckpt`` (or, after fit, only re-evaluates).
 
 ``SlurmJobInfo`` is a Hydra callback the ``slurm_*`` hardware options install: each job prints
 where its log is, and a job that raises sends back an error naming its log and run folder.
@@ -36,10 +37,10 @@ import signal
 import socket
 import subprocess
 import sys
+import traceback
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
@@ -78,49 +79,64 @@ def requeue_job(job_id: str) -> bool:
 
 
 # ---------------------------------------------------------------------------------- callback
-class RequeueOnSignal(L.Callback):
-    """SIGUSR1/SIGUSR2/SIGTERM during fit: finish the iteration, save ``state.ckpt``, then
-    (SIGUSR*, under SLURM) requeue the job; exit with 128 + the signal number.
+def _define_requeue_on_signal() -> type:
+    # Defined on first use (module __getattr__ below): the submitting side of a sweep imports
+    # this module for SlurmJobInfo and must not pay for importing Lightning and torch.
+    import lightning as L
 
-    Needs the run's ``StateCheckpoint`` among the trainer's callbacks, before this one."""
+    class RequeueOnSignal(L.Callback):
+        """SIGUSR1/SIGUSR2/SIGTERM during fit: finish the iteration, save ``state.ckpt``, then
+        (SIGUSR*, under SLURM) requeue the job; exit with 128 + the signal number.
 
-    def __init__(self) -> None:
-        self.pending: int | None = None
+        Needs the run's ``StateCheckpoint`` among the trainer's callbacks, before this one."""
 
-    def _on_signal(self, signum: int, _frame) -> None:
-        if self.pending is None:
-            log.warning("Received %s: checkpointing at the end of this iteration, then %s.",
-                        signal.Signals(signum).name,
-                        "requeueing the job" if slurm_job_id() else "exiting")
-        self.pending = signum
+        def __init__(self) -> None:
+            self.pending: int | None = None
 
-    def on_train_start(self, trainer: L.Trainer, module) -> None:
-        # After Lightning installed its own handlers (trainer._run); its teardown restores the
-        # handlers that were there before fit (submitit's, or the defaults).
-        self.pending = None
-        for sig in REQUEUE_SIGNALS:
-            signal.signal(sig, self._on_signal)
+        def _on_signal(self, signum: int, _frame) -> None:
+            if self.pending is None:
+                log.warning("Received %s: checkpointing at the end of this iteration, then %s.",
+                            signal.Signals(signum).name,
+                            "requeueing the job" if slurm_job_id() else "exiting")
+            self.pending = signum
 
-    def on_train_epoch_end(self, trainer: L.Trainer, module) -> None:
-        signum = self.pending or (signal.SIGTERM if trainer.received_sigterm else None)
-        # Every rank must agree (the checkpoint is a collective under DDP/FSDP).
-        if not trainer.strategy.reduce_boolean_decision(signum is not None, all=False):
-            return
-        signum = signum or signal.SIGUSR1
-        from rft.callbacks import StateCheckpoint
+        def on_train_start(self, trainer: L.Trainer, module) -> None:
+            # After Lightning installed its own handlers (Trainer._run); its teardown puts back
+            # the handlers that were there before fit (submitit's, or the defaults).
+            self.pending = None
+            for sig in REQUEUE_SIGNALS:
+                signal.signal(sig, self._on_signal)
 
-        ckpt = next(cb for cb in trainer.callbacks if isinstance(cb, StateCheckpoint))
-        done = trainer.current_epoch + 1
-        if not (done % ckpt.every_n == 0 or done >= trainer.max_epochs):  # else it just saved
-            ckpt.save(trainer, module)
-        job = slurm_job_id()
-        requeue = signum in REQUEUE_SIGNALS and job is not None
-        if trainer.is_global_zero:
-            log.warning("Checkpoint for iteration %d written to %s", done, ckpt.path)
-            if requeue and requeue_job(job):
-                log.warning("Requeued SLURM job %s; it resumes from that checkpoint.", job)
-        trainer.strategy.barrier("rft-requeue")
-        raise SystemExit(128 + int(signum))
+        def on_train_epoch_end(self, trainer: L.Trainer, module) -> None:
+            signum = self.pending or (signal.SIGTERM if trainer.received_sigterm else None)
+            # Every rank must agree (the checkpoint is a collective under DDP/FSDP).
+            if not trainer.strategy.reduce_boolean_decision(signum is not None, all=False):
+                return
+            signum = signum or signal.SIGUSR1
+            from rft.callbacks import StateCheckpoint
+
+            ckpt = next(cb for cb in trainer.callbacks if isinstance(cb, StateCheckpoint))
+            done = trainer.current_epoch + 1
+            if not (done % ckpt.every_n == 0 or done >= trainer.max_epochs):  # else it just saved
+                ckpt.save(trainer, module)
+            job = slurm_job_id()
+            requeue = signum in REQUEUE_SIGNALS and job is not None
+            if trainer.is_global_zero:
+                log.warning("Checkpoint for iteration %d written to %s", done, ckpt.path)
+                if requeue and requeue_job(job):
+                    log.warning("Requeued SLURM job %s; it resumes from that checkpoint.", job)
+            trainer.strategy.barrier("rft-requeue")
+            raise SystemExit(128 + int(signum))
+
+    RequeueOnSignal.__module__, RequeueOnSignal.__qualname__ = __name__, "RequeueOnSignal"
+    return RequeueOnSignal
+
+
+def __getattr__(name: str):  # PEP 562: `from rft.cluster import RequeueOnSignal` defines it
+    if name == "RequeueOnSignal":
+        cls = globals()[name] = _define_requeue_on_signal()
+        return cls
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # ---------------------------------------------------------------------------------- hydra side
@@ -157,6 +173,11 @@ class SlurmJobInfo(Callback):
         info = submitit_job_info()
         if info is None:
             return
+        # Outside fit, SIGUSR1 does what submitit does on its SIGUSR2 (requeue the same job)
+        # instead of killing the process; during fit RequeueOnSignal handles both.
+        usr2 = signal.getsignal(signal.SIGUSR2)
+        if os.environ.get("SUBMITIT_EXECUTOR") == "slurm" and callable(usr2):
+            signal.signal(signal.SIGUSR1, usr2)
         out = _output_dir()
         msg = (f"rft: job {info['job_id']} on {info['host']} (restarts: {info['restarts']}), "
                f"log {info['stderr']}, run folder {out}")
@@ -172,6 +193,8 @@ class SlurmJobInfo(Callback):
         if isinstance(err, JobFailed):
             return
         info = submitit_job_info() or {}
+        # The traceback stays here (the job's stderr, run.log); it does not survive pickling.
+        traceback.print_exception(type(err), err, err.__traceback__, file=sys.stderr)
         log.error("The job failed:", exc_info=(type(err), err, err.__traceback__))
         where = [f"  log: {info['stderr']} (job {info['job_id']})"] if info else []
         where.append(f"  run folder: {_output_dir()}")
@@ -204,7 +227,7 @@ def sweep_group_and_tags() -> tuple[str | None, list[str]]:
     group = sweep_group_name(hc.sweep.dir)
     tags = [group]
     for o in hc.overrides.task:
-        if o.startswith(("hydra.", "logger.", "+logger.")):
+        if o.lstrip("+~").startswith(("hydra.", "hydra/", "logger")):  # not the run's own settings
             continue
         tags.append(o[:64])  # W&B's limit for a tag
     return group, tags

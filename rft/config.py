@@ -185,7 +185,7 @@ class PPOConfig(AlgConfig):
     samples_per_prompt: int = 1  # K completions per prompt (vanishing-gradient diagnostics)
     minibatch_size: int = 8  # GRUE: 64
     n_epochs: int = 2  # PPO epochs per rollout; GRUE: 5
-    lr: float = 1e-5  # GRUE: 1e-6 with 20x more episodes per iteration
+    lr: float = 2e-5  # GRUE: 1e-6 with 40x more episodes per iteration
     gamma: float = 0.99
     lam: float = 0.95
     clip_range: float = 0.2

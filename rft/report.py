@@ -32,6 +32,9 @@ DEFAULT_METRIC = "test/reward_mean"
 PERPLEXITY = "test/perplexity"
 LOW_STD = "diag/low_std_share"
 CURVE_KEY = "reward/mean"
+DIVERSITY = "test/distinct_2"
+# Final metrics compared across settings (e.g. the A-LoL family): bar chart + per-setting table.
+BAR_METRICS = (DEFAULT_METRIC, PERPLEXITY, DIVERSITY)
 MISSING = "—"
 # Keys that name replicates rather than settings: aggregated (error bars), never an x-axis.
 REPLICATE_KEYS = ("seed",)
@@ -318,6 +321,63 @@ def plot_final_vs_key(
     return save_figure(fig, path)
 
 
+def _by_setting(jobs: list[Job], swept: list[str], metrics) -> dict[str, dict[str, list[float]]]:
+    """{setting label: {metric: [final value of each finished run]}}, seeds pooled."""
+    settings = [k for k in swept if k not in REPLICATE_KEYS]
+    out: dict[str, dict[str, list[float]]] = {}
+    for j in jobs:
+        if not j.metrics:
+            continue
+        label = j.overrides.get(settings[0], MISSING) if len(settings) == 1 else _label(j, settings)
+        vals = out.setdefault(label, {m: [] for m in metrics})
+        for m in metrics:
+            if isinstance(j.metrics.get(m), (int, float)):
+                vals[m].append(float(j.metrics[m]))
+    return out
+
+
+def comparison_table(jobs: list[Job], swept: list[str], metrics=BAR_METRICS) -> str | None:
+    """Markdown: one row per setting, each metric's mean (± std over seeds when several)."""
+    groups = _by_setting(jobs, swept, metrics)
+    if not groups:
+        return None
+
+    def cell(v: list[float]) -> str:
+        return (
+            MISSING
+            if not v
+            else fmt(float(np.mean(v))) + (f" ± {np.std(v):.2g}" if len(v) > 1 else "")
+        )
+
+    lines = ["| setting | runs | " + " | ".join(metrics) + " |", "|" + "---|" * (len(metrics) + 2)]
+    for label, vals in groups.items():
+        n = max(len(v) for v in vals.values())
+        lines.append(f"| {label} | {n} | " + " | ".join(cell(vals[m]) for m in metrics) + " |")
+    return "\n".join(lines)
+
+
+def plot_final_bars(
+    jobs: list[Job], swept: list[str], path: Path, metrics=BAR_METRICS
+) -> Path | None:
+    """One panel per final metric (test reward, perplexity, diversity), one bar per setting
+    (seeds averaged, ±1 std error bars). Returns None when no job has finished."""
+    from rft.diagnostics.plots import new_figure, save_figure
+
+    groups = _by_setting(jobs, swept, metrics)
+    if not groups:
+        return None
+    labels = list(groups)
+    fig, axes = new_figure(ncols=len(metrics), width=max(3.5, 0.6 * len(labels) + 1.5), height=4.0)
+    for ax, m in zip(axes, metrics):
+        vals = [groups[k][m] for k in labels]
+        mean = [float(np.mean(v)) if v else np.nan for v in vals]
+        err = [float(np.std(v)) if len(v) > 1 else 0.0 for v in vals]
+        ax.bar(range(len(labels)), mean, yerr=err if any(err) else None, capsize=3, color="C0")
+        ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right", fontsize="small")
+        ax.set_title(f"final {m}", fontsize="medium")
+    return save_figure(fig, path)
+
+
 # --- orchestration ------------------------------------------------------------------------------
 
 
@@ -337,7 +397,8 @@ def build_report(
     Returns:
         {"report": path of report.md, "markdown": its text, "table": the table's markdown,
          "columns": [...], "rows": [row dicts, one per job], "swept": [...], "constants": {...},
-         "skipped": [{"job", "status", "reason"}], "plots": [paths]}.
+         "skipped": [{"job", "status", "reason"}], "plots": [paths], "comparison": the
+         per-setting markdown table of BAR_METRICS (None when no job finished)}.
     """
     root = Path(multirun_dir)
     out = Path(out_dir) if out_dir is not None else root
@@ -364,6 +425,10 @@ def build_report(
         p = plot_final_vs_key(jobs, swept, key, metric, out / f"final_vs_{_safe_name(key)}.png")
         if p:
             plots.append(p)
+    p = plot_final_bars(jobs, swept, out / "final_bars.png")
+    if p:
+        plots.append(p)
+    comparison = comparison_table(jobs, swept)
 
     n_ok = sum(j.status == "ok" for j in jobs)
     md = [
@@ -377,6 +442,7 @@ def build_report(
         "",
         table,
         "",
+        *(["## Final metrics by setting", "", comparison, ""] if comparison else []),
         "## Skipped",
         "",
     ]
@@ -396,6 +462,7 @@ def build_report(
         "constants": constants,
         "skipped": skipped,
         "plots": plots,
+        "comparison": comparison,
     }
 
 

@@ -144,7 +144,10 @@ def run_module(cfg, module, run_dir: Path, max_epochs: int, ckpt: Path | None, d
     if ckpt is not None:
         truncate_history(run_dir, ckpt)
         log.info("Resuming from %s", ckpt)
-    elif eval_before:
+    else:  # a fresh start in a folder used before: old records would mix with the new ones
+        for stale in ("history.jsonl", "samples.jsonl", "diagnostics.jsonl"):
+            (run_dir / stale).unlink(missing_ok=True)
+    if ckpt is None and eval_before:
         with on_device(trainer, module):
             module.evaluate("test", prefix="test_init", step=0)
     trainer.fit(module, ckpt_path=str(ckpt) if ckpt else None)
@@ -233,7 +236,6 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, float
     final_step = progress_step_done(module, trainer)
     metrics = {}
     with on_device(trainer, module):
-        metrics.update(module.evaluate("val", step=final_step))
         metrics.update(module.evaluate("test", step=final_step))
     init_metrics = {k: v for k, v in _last_values(run_dir).items() if k.startswith("test_init/")}
     metrics.update(init_metrics)

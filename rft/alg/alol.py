@@ -29,6 +29,10 @@ Caches (``alg.cache_dir``, default ``<run>/offline``; atomic writes, keyed by ha
 A rerun or a resume reads them back and calls neither the reward nor π_ref; the jobs of a sweep
 share them when they share ``alg.cache_dir`` (conf/experiment/imdb_alol_family.yaml does).
 
+With a reward column in the data (task.reward_key), V_ref is still fitted on the CONFIGURED
+reward's scores of π_ref's samples: the two must be on the same scale (compare reward/data_mean
+with value/ref_reward_mean in the step-0 log row).
+
 Sampling, a pure function of (seed, step) so a resumed run sees exactly the same batches:
   good_priority: ``batch_size`` draws with replacement from ``default_rng([seed, 7, step])``,
     p ∝ A+ (A-LoL variants; pairs with A ≤ 0 are never drawn) or p ∝ max(R, 0) (wbc, r_gold,
@@ -100,7 +104,13 @@ from rft.alg.value_ref import (
     sample_rewards,
 )
 from rft.config import choice
-from rft.core import ALOL_LOSSES, good_priority_weights, logprobs_from_logits, masked_mean, masked_sum
+from rft.core import (
+    ALOL_LOSSES,
+    good_priority_weights,
+    logprobs_from_logits,
+    masked_mean,
+    masked_sum,
+)
 from rft.errors import ConfigError, DataError
 from rft.rollout.prompts import encode_prompts
 from rft.task.offline import load_cached, load_offline_data, save_atomic, stable_hash, texts_hash
@@ -115,8 +125,15 @@ class OfflineStepSampler(StepBatchSampler):
     """StepBatchSampler whose batches, given ``probs``, are weighted draws with replacement
     (good_priority); without ``probs`` it is the plain seeded-permutation sampler."""
 
-    def __init__(self, n_items: int, batch_size: int, seed: int, steps_per_block: int, total_steps: int,
-                 probs=None):
+    def __init__(
+        self,
+        n_items: int,
+        batch_size: int,
+        seed: int,
+        steps_per_block: int,
+        total_steps: int,
+        probs=None,
+    ):
         super().__init__(n_items, batch_size, seed, steps_per_block, total_steps)
         self.probs = None if probs is None else np.asarray(probs, dtype=np.float64) / np.sum(probs)
 
@@ -127,10 +144,15 @@ class OfflineStepSampler(StepBatchSampler):
         return rng.choice(self.n, size=self.bs, replace=True, p=self.probs).tolist()
 
 
-def encode_continuations(tokenizer, texts: list[str], max_new_tokens: int, device) -> tuple[Tensor, Tensor]:
+def encode_continuations(
+    tokenizer, texts: list[str], max_new_tokens: int, device
+) -> tuple[Tensor, Tensor]:
     """(ids, mask) (B, T): right-padded, cut to max_new_tokens, EOS appended when shorter."""
     enc = tokenizer(texts, add_special_tokens=False)["input_ids"]
-    enc = [(x if len(x) >= max_new_tokens else x + [tokenizer.eos_token_id])[:max_new_tokens] for x in enc]
+    enc = [
+        (x if len(x) >= max_new_tokens else x + [tokenizer.eos_token_id])[:max_new_tokens]
+        for x in enc
+    ]
     width = max(len(x) for x in enc)
     ids = torch.full((len(enc), width), tokenizer.pad_token_id, dtype=torch.long)
     mask = torch.zeros_like(ids)
@@ -147,7 +169,13 @@ def weights_fingerprint(module: torch.nn.Module) -> str:
         for name, t in module.state_dict().items():
             if t.is_floating_point():
                 h.update(name.encode())
-                h.update(struct.pack("dd", t.sum(dtype=torch.float64).item(), t.abs().sum(dtype=torch.float64).item()))
+                h.update(
+                    struct.pack(
+                        "dd",
+                        t.sum(dtype=torch.float64).item(),
+                        t.abs().sum(dtype=torch.float64).item(),
+                    )
+                )
     return h.hexdigest()[:16]
 
 
@@ -158,8 +186,8 @@ def precompute_device(cfg, lm: torch.nn.Module):
     hw = cfg.hardware
     use_cuda = torch.cuda.is_available() and str(hw.accelerator) in ("gpu", "cuda", "auto")
     device = torch.device("cuda" if use_cuda else "cpu")
-    prec = str(hw.precision)
-    dtype = torch.bfloat16 if prec.startswith("bf16") else torch.float16 if prec.startswith("16") else None
+    # Lightning's names: bf16-mixed / bf16-true -> bf16, 16-mixed -> fp16, 32-true -> none
+    dtype = {"bf16": torch.bfloat16, "16": torch.float16}.get(str(hw.precision).split("-")[0])
     lm.to(device)
     try:
         with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
@@ -186,16 +214,31 @@ class ALoL(RFTModule):
         self._check_config()
         self.cache_dir = Path(a.cache_dir).expanduser() if a.cache_dir else self.run_dir / "offline"
         self.reward_id = OmegaConf.to_yaml(cfg.reward, resolve=True)
+        self.ref_fingerprint = weights_fingerprint(ref) if self.uses_advantage else ""  # on the CPU
         self.stats: dict[str, float] = {}
 
         t0 = time.perf_counter()
-        with precompute_device(cfg, ref) as device:
-            self.pairs, self.rewards = load_offline_data(
-                task, policy.tokenizer, reward_fn, self.reward_id, n_pairs=a.n_train_pairs, seed=cfg.seed,
-                cache_dir=self.cache_dir, batch_size=a.score_batch_size)
-            self.advantages = self.compute_advantages(device) if self.uses_advantage else None
-        self.stats.update({"data/n_pairs": len(self.pairs), "reward/data_mean": self.rewards.mean().item(),
-                           "reward/data_std": self.rewards.std(unbiased=False).item()})
+        self.pairs, self.rewards = load_offline_data(
+            task,
+            policy.tokenizer,
+            reward_fn,
+            self.reward_id,
+            n_pairs=a.n_train_pairs,
+            seed=cfg.seed,
+            cache_dir=self.cache_dir,
+            batch_size=a.score_batch_size,
+        )
+        self.advantages = None
+        if self.uses_advantage:
+            with precompute_device(cfg, ref) as device:
+                self.advantages = self.compute_advantages(device)
+        self.stats.update(
+            {
+                "data/n_pairs": len(self.pairs),
+                "reward/data_mean": self.rewards.mean().item(),
+                "reward/data_std": self.rewards.std(unbiased=False).item(),
+            }
+        )
         self.probs = self.sampling_probs()
         self.set_budget()
         self.stats["time/offline_prep_s"] = time.perf_counter() - t0
@@ -208,35 +251,66 @@ class ALoL(RFTModule):
             raise ConfigError(f"alg={a.name}: the A-LoL family needs the frozen reference policy.")
         checks = [
             (a.batch_size >= 1, f"alg.batch_size={a.batch_size}: must be ≥ 1."),
-            (a.max_steps != 0 and (a.max_steps > 0 or a.n_epochs >= 1),
-             f"alg.max_steps={a.max_steps}, alg.n_epochs={a.n_epochs}: give max_steps > 0, or -1 with n_epochs ≥ 1."),
-            (a.clip_eps is None or a.clip_eps > 0, f"alg.clip_eps={a.clip_eps}: must be > 0, or null for no clipping."),
+            (
+                a.max_steps != 0 and (a.max_steps > 0 or a.n_epochs >= 1),
+                f"alg.max_steps={a.max_steps}, alg.n_epochs={a.n_epochs}: give max_steps > 0, or -1 with n_epochs ≥ 1.",
+            ),
+            (
+                a.clip_eps is None or a.clip_eps > 0,
+                f"alg.clip_eps={a.clip_eps}: must be > 0, or null for no clipping.",
+            ),
             (a.beta_kl >= 0, f"alg.beta_kl={a.beta_kl}: must be ≥ 0."),
             (0 <= a.min_prob <= 1, f"alg.min_prob={a.min_prob}: must be in [0, 1]."),
-            (a.n_train_pairs != 0, "alg.n_train_pairs=0: use -1 for all pairs or a positive count."),
-            (not (self.loss_name == "nll" and self.sampling == "good_priority"),
-             "alg.loss=nll has no weights to prioritise: set alg.sampling=uniform."),
+            (
+                a.n_train_pairs != 0,
+                "alg.n_train_pairs=0: use -1 for all pairs or a positive count.",
+            ),
+            (
+                not (self.loss_name == "nll" and self.sampling == "good_priority"),
+                "alg.loss=nll has no weights to prioritise: set alg.sampling=uniform.",
+            ),
         ]
         if self.uses_advantage:
             checks += [
-                (v.max_value > 0, f"alg.value.max_value={v.max_value}: must be > 0 (rewards lie in [0, max_value])."),
+                (
+                    v.max_value > 0,
+                    f"alg.value.max_value={v.max_value}: must be > 0 (rewards lie in [0, max_value]).",
+                ),
                 (v.n_prompts != 0, "alg.value.n_prompts=0: V_ref needs val prompts (-1 for all)."),
                 (v.samples_per_prompt >= 1, "alg.value.samples_per_prompt must be ≥ 1."),
-                (v.epochs >= 0 and v.batch_size >= 1, "alg.value.epochs must be ≥ 0 and alg.value.batch_size ≥ 1."),
-                (0 <= v.holdout_frac < 1, f"alg.value.holdout_frac={v.holdout_frac}: must be in [0, 1)."),
+                (
+                    v.epochs >= 0 and v.batch_size >= 1,
+                    "alg.value.epochs must be ≥ 0 and alg.value.batch_size ≥ 1.",
+                ),
+                (
+                    0 <= v.holdout_frac < 1,
+                    f"alg.value.holdout_frac={v.holdout_frac}: must be in [0, 1).",
+                ),
             ]
         for ok, msg in checks:
             if not ok:
                 raise ConfigError(msg)
         if self.loss_name == "a_lol_kl" and a.clip_eps is not None:
-            log.warning("alg.clip_eps=%s is ignored by a_lol_kl (β_kl is used with clipping off)", a.clip_eps)
+            log.warning(
+                "alg.clip_eps=%s is ignored by a_lol_kl (β_kl is used with clipping off)",
+                a.clip_eps,
+            )
 
     # ------------------------------------------------------------------ V_ref and advantages
     def _value_key(self, val_prompts: list[str]) -> str:
         c, t = self.cfg, self.task
-        return stable_hash("value_ref", weights_fingerprint(self.ref), self.reward_id, val_prompts,
-                           OmegaConf.to_yaml(self.a.value, resolve=True), t.prompt_max_tokens, t.max_new_tokens,
-                           t.min_new_tokens, c.seed, str(c.hardware.precision))
+        return stable_hash(
+            "value_ref",
+            self.ref_fingerprint,
+            self.reward_id,
+            val_prompts,
+            OmegaConf.to_yaml(self.a.value, resolve=True),
+            t.prompt_max_tokens,
+            t.max_new_tokens,
+            t.min_new_tokens,
+            c.seed,
+            str(c.hardware.precision),
+        )
 
     def compute_advantages(self, device) -> Tensor:
         """A = R - V_ref(x) for every train pair, (N,); read from the cache when present."""
@@ -244,7 +318,10 @@ class ALoL(RFTModule):
         val = self.task.val if v.n_prompts < 0 else self.task.val[: v.n_prompts]
         value_key = self._value_key([e.prompt for e in val])
         rewards_hash = hashlib.sha256(self.rewards.numpy().tobytes()).hexdigest()[:16]
-        path = self.cache_dir / f"advantages-{stable_hash(value_key, texts_hash(self.pairs), rewards_hash)}.pt"
+        path = (
+            self.cache_dir
+            / f"advantages-{stable_hash(value_key, texts_hash(self.pairs), rewards_hash)}.pt"
+        )
         cached = load_cached(path)
         if cached is not None and len(cached["values"]) == len(self.pairs):
             log.info("A-LoL: %d advantages read from %s", len(self.pairs), path)
@@ -252,18 +329,35 @@ class ALoL(RFTModule):
         else:
             head, vstats = self.fit_value_ref(val, value_key, device)
             log.info("A-LoL: V_ref(x) for %d train pairs", len(self.pairs))
-            values = predict_values(head, self.ref, [e.prompt for e in self.pairs], self.task.prompt_max_tokens,
-                                    self.a.score_batch_size, device)
-            save_atomic({"values": values, "rewards": self.rewards, "advantages": self.rewards - values,
-                         "value_stats": vstats}, path)
+            values = predict_values(
+                head,
+                self.ref,
+                [e.prompt for e in self.pairs],
+                self.task.prompt_max_tokens,
+                self.a.score_batch_size,
+                device,
+            )
+            save_atomic(
+                {
+                    "values": values,
+                    "rewards": self.rewards,
+                    "advantages": self.rewards - values,
+                    "value_stats": vstats,
+                },
+                path,
+            )
         adv = self.rewards - values
         self.stats.update({f"value/{k}": float(x) for k, x in vstats.items()})
         self.stats["value/mean"] = values.mean().item()
         self.stats["advantage/positive_share"] = (adv > 0).float().mean().item()
         self.stats["advantage/mean"] = adv.mean().item()
         self.stats.update({f"advantage/{k}": x for k, x in percentiles(adv).items()})
-        log.info("A-LoL: %.1f%% of %d train pairs have A > 0; A percentiles %s", 100 * self.stats["advantage/positive_share"],
-                 len(adv), {k: round(x, 4) for k, x in percentiles(adv).items()})
+        log.info(
+            "A-LoL: %.1f%% of %d train pairs have A > 0; A percentiles %s",
+            100 * self.stats["advantage/positive_share"],
+            len(adv),
+            {k: round(x, 4) for k, x in percentiles(adv).items()},
+        )
         return adv
 
     def fit_value_ref(self, val, value_key: str, device) -> tuple[PromptValueHead, dict]:
@@ -279,28 +373,78 @@ class ALoL(RFTModule):
             head.load_state_dict(cached["state_dict"])
             return head.eval(), cached["stats"]
         if not val:
-            raise DataError(f"task={t.name}: the val split is empty, but V_ref(x) is trained on π_ref's "
-                            "samples for val prompts. Give val prompts (task.val_path / task.val_fraction).")
+            raise DataError(
+                f"task={t.name}: the val split is empty, but V_ref(x) is trained on π_ref's "
+                "samples for val prompts. Give val prompts (task.val_path / task.val_fraction)."
+            )
         prompts = [e.prompt for e in val]
-        log.info("A-LoL: V_ref from π_ref's samples for %d val prompts (x%d)", len(prompts), v.samples_per_prompt)
+        log.info(
+            "A-LoL: V_ref from π_ref's samples for %d val prompts (x%d)",
+            len(prompts),
+            v.samples_per_prompt,
+        )
         targets, prompt_idx = sample_rewards(
-            self.ref, self.reward_fn, prompts, [e.reference for e in val], k=v.samples_per_prompt,
-            generation=v.generation, prompt_max_tokens=t.prompt_max_tokens, max_new_tokens=t.max_new_tokens,
-            min_new_tokens=t.min_new_tokens, batch_size=self.a.score_batch_size, seed=c.seed + 104_729, device=device)
+            self.ref,
+            self.reward_fn,
+            prompts,
+            [e.reference for e in val],
+            k=v.samples_per_prompt,
+            generation=v.generation,
+            prompt_max_tokens=t.prompt_max_tokens,
+            max_new_tokens=t.max_new_tokens,
+            min_new_tokens=t.min_new_tokens,
+            batch_size=self.a.score_batch_size,
+            seed=c.seed + 104_729,
+            device=device,
+        )
         outside = int(((targets < 0) | (targets > v.max_value)).sum())
         if outside:
-            log.warning("V_ref: %d of %d π_ref sample rewards lie outside [0, alg.value.max_value=%s], which "
-                        "V_ref = sigmoid · max_value cannot reach; raise alg.value.max_value or rescale the "
-                        "reward.", outside, len(targets), v.max_value)
-        feats, mask = prompt_features(self.ref, prompts, t.prompt_max_tokens, self.a.score_batch_size, device)
-        fit = fit_value_head(head, feats, mask, targets, prompt_idx, epochs=v.epochs, lr=v.lr,
-                             batch_size=v.batch_size, holdout_frac=v.holdout_frac, seed=c.seed)
-        stats = {k: fit[k] for k in ("val_mse", "val_mse_init", "val_mse_const", "train_mse", "best_epoch",
-                                     "n_train", "n_holdout")}
+            log.warning(
+                "V_ref: %d of %d π_ref sample rewards lie outside [0, alg.value.max_value=%s], which "
+                "V_ref = sigmoid · max_value cannot reach; raise alg.value.max_value or rescale the "
+                "reward.",
+                outside,
+                len(targets),
+                v.max_value,
+            )
+        feats, mask = prompt_features(
+            self.ref, prompts, t.prompt_max_tokens, self.a.score_batch_size, device
+        )
+        fit = fit_value_head(
+            head,
+            feats,
+            mask,
+            targets,
+            prompt_idx,
+            epochs=v.epochs,
+            lr=v.lr,
+            batch_size=v.batch_size,
+            holdout_frac=v.holdout_frac,
+            seed=c.seed,
+        )
+        stats = {
+            k: fit[k]
+            for k in (
+                "val_mse",
+                "val_mse_init",
+                "val_mse_const",
+                "train_mse",
+                "best_epoch",
+                "n_train",
+                "n_holdout",
+            )
+        }
         stats.update(ref_reward_mean=targets.mean().item(), n_samples=len(targets))
-        log.info("V_ref: held-out MSE %.4g at epoch %d (untrained %.4g, constant mean %.4g)", stats["val_mse"],
-                 stats["best_epoch"], stats["val_mse_init"], stats["val_mse_const"])
-        save_atomic({"state_dict": head.state_dict(), "stats": stats, "history": fit["history"]}, path)
+        log.info(
+            "V_ref: held-out MSE %.4g at epoch %d (untrained %.4g, constant mean %.4g)",
+            stats["val_mse"],
+            stats["best_epoch"],
+            stats["val_mse_init"],
+            stats["val_mse_const"],
+        )
+        save_atomic(
+            {"state_dict": head.state_dict(), "stats": stats, "history": fit["history"]}, path
+        )
         return head, stats
 
     # ------------------------------------------------------------------ sampling and budget
@@ -320,8 +464,12 @@ class ALoL(RFTModule):
                     "(alg=wbc / alg=r_lol)."
                 )
             if self.sampling == "uniform" and n_pos < n:
-                log.warning("uniform sampling: %d of %d pairs have A ≤ 0 and contribute a zero loss "
-                            "(good_priority never draws them)", n - n_pos, n)
+                log.warning(
+                    "uniform sampling: %d of %d pairs have A ≤ 0 and contribute a zero loss "
+                    "(good_priority never draws them)",
+                    n - n_pos,
+                    n,
+                )
         elif self.loss_name in REWARD_WEIGHTED:
             weights, kind = self.rewards, "reward"
             n_pos = int((weights > 0).sum())
@@ -332,10 +480,16 @@ class ALoL(RFTModule):
                     "alg.sampling=uniform."
                 )
             if not bool((weights != 0).any()):
-                raise DataError(f"alg={self.a.name}: all {n} train rewards are 0, so R · loss is 0 for every pair. "
-                                "Check the reward column / reward function.")
+                raise DataError(
+                    f"alg={self.a.name}: all {n} train rewards are 0, so R · loss is 0 for every pair. "
+                    "Check the reward column / reward function."
+                )
             if self.sampling == "good_priority" and n_pos < n:
-                log.warning("good_priority sampling: %d of %d pairs have R ≤ 0 and are never drawn", n - n_pos, n)
+                log.warning(
+                    "good_priority sampling: %d of %d pairs have R ≤ 0 and are never drawn",
+                    n - n_pos,
+                    n,
+                )
         else:
             return None
         self.stats["data/n_positive"] = n_pos
@@ -353,43 +507,89 @@ class ALoL(RFTModule):
         self.eval_every = max(1, int(a.eval_every * scale)) if a.eval_every else 0
         self.steps_per_block = max(1, min(self.max_steps, 10))
         self.n_blocks = math.ceil(self.max_steps / self.steps_per_block)
-        self.stats.update({"budget/base_steps": base, "budget/scale": scale, "budget/max_steps": self.max_steps})
-        log.info("%s: %d optimizer steps (base %d × %.3f), %s sampling over %d pairs", a.name, self.max_steps,
-                 base, scale, self.sampling, n)
+        self.stats.update(
+            {"budget/base_steps": base, "budget/scale": scale, "budget/max_steps": self.max_steps}
+        )
+        log.info(
+            "%s: %d optimizer steps (base %d × %.3f), %s sampling over %d pairs",
+            a.name,
+            self.max_steps,
+            base,
+            scale,
+            self.sampling,
+            n,
+        )
 
     def _write_summary(self) -> None:
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         out = self.run_dir / "offline_summary.json"
-        out.write_text(json.dumps({"alg": self.a.name, "loss": self.loss_name, "sampling": self.sampling,
-                                   "cache_dir": str(self.cache_dir), **self.stats}, indent=1, sort_keys=True))
+        out.write_text(
+            json.dumps(
+                {
+                    "alg": self.a.name,
+                    "loss": self.loss_name,
+                    "sampling": self.sampling,
+                    "cache_dir": str(self.cache_dir),
+                    **self.stats,
+                },
+                indent=1,
+                sort_keys=True,
+            )
+        )
 
     # ------------------------------------------------------------------ data / optim
     def train_dataloader(self) -> DataLoader:
-        sampler = OfflineStepSampler(len(self.pairs), self.a.batch_size, self.cfg.seed + self.global_rank,
-                                     self.steps_per_block, self.max_steps, probs=self.probs)
+        sampler = OfflineStepSampler(
+            len(self.pairs),
+            self.a.batch_size,
+            self.cfg.seed + self.global_rank,
+            self.steps_per_block,
+            self.max_steps,
+            probs=self.probs,
+        )
         return DataLoader(range(len(self.pairs)), batch_sampler=sampler, collate_fn=_identity)
 
     def configure_optimizers(self):
-        return torch.optim.AdamW(self.policy.parameters(), lr=self.a.lr, weight_decay=self.a.weight_decay)
+        return torch.optim.AdamW(
+            self.policy.parameters(), lr=self.a.lr, weight_decay=self.a.weight_decay
+        )
 
     def on_train_start(self) -> None:
         if self.current_epoch == 0:  # a resumed run already has this row in history.jsonl
             self.record(self.stats, step=0)
 
     # ------------------------------------------------------------------ loss
-    def example_loss(self, logp: Tensor, ref_logp: Tensor | None, mask: Tensor, reward: Tensor,
-                     advantage: Tensor | None) -> Tensor:
+    def example_loss(
+        self,
+        logp: Tensor,
+        ref_logp: Tensor | None,
+        mask: Tensor,
+        reward: Tensor,
+        advantage: Tensor | None,
+    ) -> Tensor:
         """The configured per-example loss (B,), called with the arguments it takes."""
-        args = {"logp": logp, "ref_logp": ref_logp, "mask": mask, "reward": reward, "advantage": advantage,
-                "clip_eps": self.a.clip_eps, "beta_kl": self.a.beta_kl, "min_prob": self.a.min_prob}
+        args = {
+            "logp": logp,
+            "ref_logp": ref_logp,
+            "mask": mask,
+            "reward": reward,
+            "advantage": advantage,
+            "clip_eps": self.a.clip_eps,
+            "beta_kl": self.a.beta_kl,
+            "min_prob": self.a.min_prob,
+        }
         return self.loss_fn(**{k: v for k, v in args.items() if k in self.loss_params})
 
     def training_step(self, batch, batch_idx):
         opt, tok = self.optimizers(), self.policy.tokenizer
         idx = torch.as_tensor(batch, dtype=torch.long)
         examples = [self.pairs[i] for i in batch]
-        p_ids, p_mask = encode_prompts(tok, [e.prompt for e in examples], self.task.prompt_max_tokens, self.device)
-        c_ids, c_mask = encode_continuations(tok, [e.reference for e in examples], self.task.max_new_tokens, self.device)
+        p_ids, p_mask = encode_prompts(
+            tok, [e.prompt for e in examples], self.task.prompt_max_tokens, self.device
+        )
+        c_ids, c_mask = encode_continuations(
+            tok, [e.reference for e in examples], self.task.max_new_tokens, self.device
+        )
         logits, _ = self.policy(p_ids, p_mask, c_ids, c_mask)
         logp = logprobs_from_logits(logits, c_ids)  # (B, T)
         ref_logp = None
@@ -403,15 +603,30 @@ class ALoL(RFTModule):
         opt.zero_grad()
         self.manual_backward(loss)
         if self.a.max_grad_norm:
-            self.clip_gradients(opt, gradient_clip_val=self.a.max_grad_norm, gradient_clip_algorithm="norm")
+            self.clip_gradients(
+                opt, gradient_clip_val=self.a.max_grad_norm, gradient_clip_algorithm="norm"
+            )
         opt.step()
 
         step = self.current_epoch * self.steps_per_block + batch_idx + 1
-        weight = advantage.clamp(min=0) if advantage is not None else reward if self.loss_name in REWARD_WEIGHTED else None
-        stats = {"loss/policy": loss.item(), "policy/nll": -masked_sum(logp.detach(), c_mask, dim=-1).mean().item()}
+        weight = (
+            advantage.clamp(min=0)
+            if advantage is not None
+            else reward
+            if self.loss_name in REWARD_WEIGHTED
+            else None
+        )
+        stats = {
+            "loss/policy": loss.item(),
+            "policy/nll": -masked_sum(logp.detach(), c_mask, dim=-1).mean().item(),
+        }
         if weight is not None:
-            stats.update({"policy/weight_mean": weight.mean().item(),
-                          "policy/positive_share": (weight > 0).float().mean().item()})
+            stats.update(
+                {
+                    "policy/weight_mean": weight.mean().item(),
+                    "policy/positive_share": (weight > 0).float().mean().item(),
+                }
+            )
         if ref_logp is not None:
             stats.update(self._ratio_stats(logp.detach(), ref_logp, c_mask))
         self.record(stats, step=step)
@@ -427,5 +642,7 @@ class ALoL(RFTModule):
                 ratio = torch.where(mask.bool(), logp - ref_logp, 0.0).exp()
                 out["policy/clipfrac"] = masked_mean(((ratio - 1).abs() > eps).float(), mask).item()
             else:
-                out["policy/clipfrac"] = ((seq_logratio.exp() - 1).abs() > eps).float().mean().item()
+                out["policy/clipfrac"] = (
+                    ((seq_logratio.exp() - 1).abs() > eps).float().mean().item()
+                )
         return out

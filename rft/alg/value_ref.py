@@ -38,19 +38,25 @@ def n_heads_for(hidden_size: int, wanted: int = 8) -> int:
 class PromptValueHead(nn.Module):
     """(B, P, H) prompt states + (B, P) mask -> (B,) values in (0, max_value)."""
 
-    def __init__(self, hidden_size: int, max_value: float = 1.0, n_heads: int = 8, dropout: float = 0.1):
+    def __init__(
+        self, hidden_size: int, max_value: float = 1.0, n_heads: int = 8, dropout: float = 0.1
+    ):
         super().__init__()
         self.max_value = max_value
         self.dropout = nn.Dropout(dropout)
         self.query = nn.Parameter(torch.randn(hidden_size))  # reference code: randn(hidden)
-        self.attn = nn.MultiheadAttention(hidden_size, n_heads_for(hidden_size, n_heads), batch_first=True)
+        self.attn = nn.MultiheadAttention(
+            hidden_size, n_heads_for(hidden_size, n_heads), batch_first=True
+        )
         self.linear = nn.Linear(hidden_size, 1)
 
     def forward(self, hidden: Tensor, mask: Tensor) -> Tensor:
         h = self.dropout(hidden.to(self.linear.weight.dtype))  # (B, P, H)
         q = self.query.expand(h.shape[0], 1, -1)  # (B, 1, H)
         out, _ = self.attn(q, h, h, key_padding_mask=~mask.bool(), need_weights=False)  # (B, 1, H)
-        return torch.sigmoid(self.linear(self.dropout(out)).squeeze(-1).squeeze(-1)) * self.max_value  # (B,)
+        return (
+            torch.sigmoid(self.linear(self.dropout(out)).squeeze(-1).squeeze(-1)) * self.max_value
+        )  # (B,)
 
 
 @torch.no_grad()
@@ -63,14 +69,20 @@ def prompt_hidden_states(lm: PolicyLM, ids: Tensor, mask: Tensor) -> Tensor:
     if lm.is_seq2seq:
         return lm.model.get_encoder()(input_ids=ids, attention_mask=mask).last_hidden_state
     pos = (mask.cumsum(-1) - 1).clamp(min=0)
-    out = lm.model(input_ids=ids, attention_mask=mask, position_ids=pos, output_hidden_states=True,
-                   logits_to_keep=1)
+    out = lm.model(
+        input_ids=ids,
+        attention_mask=mask,
+        position_ids=pos,
+        output_hidden_states=True,
+        logits_to_keep=1,
+    )
     return out.hidden_states[-1]
 
 
 @torch.no_grad()
-def prompt_features(lm: PolicyLM, prompts: list[str], max_tokens: int, batch_size: int,
-                    device: torch.device) -> tuple[Tensor, Tensor]:
+def prompt_features(
+    lm: PolicyLM, prompts: list[str], max_tokens: int, batch_size: int, device: torch.device
+) -> tuple[Tensor, Tensor]:
     """Prompt states of every prompt, left-padded to a common width P: (N, P, H) float32 and
     (N, P) mask, on the CPU."""
     feats, masks = [], []
@@ -85,8 +97,14 @@ def prompt_features(lm: PolicyLM, prompts: list[str], max_tokens: int, batch_siz
 
 
 @torch.no_grad()
-def predict_values(head: PromptValueHead, lm: PolicyLM, prompts: list[str], max_tokens: int,
-                   batch_size: int, device: torch.device) -> Tensor:
+def predict_values(
+    head: PromptValueHead,
+    lm: PolicyLM,
+    prompts: list[str],
+    max_tokens: int,
+    batch_size: int,
+    device: torch.device,
+) -> Tensor:
     """V_ref(x) for each prompt, (N,) float32 on the CPU."""
     head.eval().to(device)
     out = []
@@ -100,9 +118,21 @@ def predict_values(head: PromptValueHead, lm: PolicyLM, prompts: list[str], max_
 
 
 @torch.no_grad()
-def sample_rewards(lm: PolicyLM, reward_fn, prompts: list[str], references: list, *, k: int,
-                   generation, prompt_max_tokens: int, max_new_tokens: int, min_new_tokens: int,
-                   batch_size: int, seed: int, device: torch.device) -> tuple[Tensor, Tensor]:
+def sample_rewards(
+    lm: PolicyLM,
+    reward_fn,
+    prompts: list[str],
+    references: list,
+    *,
+    k: int,
+    generation,
+    prompt_max_tokens: int,
+    max_new_tokens: int,
+    min_new_tokens: int,
+    batch_size: int,
+    seed: int,
+    device: torch.device,
+) -> tuple[Tensor, Tensor]:
     """π's own samples for each prompt, scored: (rewards (N·k,), prompt index (N·k,)).
 
     The RNG is forked and seeded, so the samples depend on ``seed`` only."""
@@ -111,21 +141,53 @@ def sample_rewards(lm: PolicyLM, reward_fn, prompts: list[str], references: list
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)
         for s in range(0, len(idx), batch_size):
-            ids, mask = encode_prompts(lm.tokenizer, [prompts[i] for i in idx[s : s + batch_size]],
-                                       prompt_max_tokens, device)
-            comp = lm.generate(ids, mask, max_new_tokens, min_new_tokens, generation.do_sample,
-                               generation.top_k, generation.top_p, generation.temperature)
+            ids, mask = encode_prompts(
+                lm.tokenizer,
+                [prompts[i] for i in idx[s : s + batch_size]],
+                prompt_max_tokens,
+                device,
+            )
+            comp = lm.generate(
+                ids,
+                mask,
+                max_new_tokens,
+                min_new_tokens,
+                generation.do_sample,
+                generation.top_k,
+                generation.top_p,
+                generation.temperature,
+            )
             texts += lm.tokenizer.batch_decode(comp.ids, skip_special_tokens=True)
     scores = []
-    for s in range(0, len(idx), batch_size):
+    for s in range(0, len(idx), batch_size):  # the reward in full precision, as for the train pairs
         chunk = idx[s : s + batch_size]
-        scores.append(torch.as_tensor(reward_fn([prompts[i] for i in chunk], texts[s : s + batch_size],
-                                                [references[i] for i in chunk]), dtype=torch.float32))
+        with torch.autocast(device.type, enabled=False):
+            scores.append(
+                torch.as_tensor(
+                    reward_fn(
+                        [prompts[i] for i in chunk],
+                        texts[s : s + batch_size],
+                        [references[i] for i in chunk],
+                    ),
+                    dtype=torch.float32,
+                )
+            )
     return torch.cat(scores), torch.tensor(idx)
 
 
-def fit_value_head(head: PromptValueHead, feats: Tensor, mask: Tensor, targets: Tensor, prompt_idx: Tensor,
-                   *, epochs: int, lr: float, batch_size: int, holdout_frac: float, seed: int) -> dict:
+def fit_value_head(
+    head: PromptValueHead,
+    feats: Tensor,
+    mask: Tensor,
+    targets: Tensor,
+    prompt_idx: Tensor,
+    *,
+    epochs: int,
+    lr: float,
+    batch_size: int,
+    holdout_frac: float,
+    seed: int,
+) -> dict:
     """Fit ``head`` by MSE to ``targets`` (S,) of samples whose prompt states are
     ``feats[prompt_idx]`` ((N, P, H), mask (N, P)); load the best epoch's weights into ``head``.
 
@@ -134,34 +196,56 @@ def fit_value_head(head: PromptValueHead, feats: Tensor, mask: Tensor, targets: 
     Returns val_mse (best), val_mse_init (before training), val_mse_const (predicting the training
     mean), train_mse (best epoch), best_epoch (0 = the untrained head) and per-epoch history.
     """
-    with torch.autocast("cpu", enabled=False):  # the head trains in fp32 whatever the run's precision
-        return _fit(head, feats, mask, targets, prompt_idx, epochs, lr, batch_size, holdout_frac, seed)
+    with torch.autocast(
+        "cpu", enabled=False
+    ):  # the head trains in fp32 whatever the run's precision
+        return _fit(
+            head, feats, mask, targets, prompt_idx, epochs, lr, batch_size, holdout_frac, seed
+        )
 
 
-def _fit(head, feats, mask, targets, prompt_idx, epochs, lr, batch_size, holdout_frac, seed) -> dict:
+def _fit(
+    head, feats, mask, targets, prompt_idx, epochs, lr, batch_size, holdout_frac, seed
+) -> dict:
     gen = torch.Generator().manual_seed(seed)
     n_prompts = feats.shape[0]
     perm = torch.randperm(n_prompts, generator=gen)
-    n_hold = min(n_prompts - 1, max(1, math.ceil(holdout_frac * n_prompts))) if holdout_frac > 0 else 0
+    n_hold = (
+        min(n_prompts - 1, max(1, math.ceil(holdout_frac * n_prompts))) if holdout_frac > 0 else 0
+    )
     held = torch.zeros(n_prompts, dtype=torch.bool)
     held[perm[:n_hold]] = True
     is_val = held[prompt_idx]
     tr, va = (~is_val).nonzero().flatten(), is_val.nonzero().flatten()
     if len(va) == 0:
-        log.warning("V_ref: %d prompt(s) are too few to hold any out; the best epoch is chosen "
-                    "on the training MSE", n_prompts)
+        log.warning(
+            "V_ref: %d prompt(s) are too few to hold any out; the best epoch is chosen "
+            "on the training MSE",
+            n_prompts,
+        )
         va = tr
 
     @torch.no_grad()
     def mse(rows: Tensor) -> float:
         head.eval()
-        err = [(head(feats[prompt_idx[b]], mask[prompt_idx[b]]) - targets[b]).pow(2) for b in rows.split(256)]
+        err = [
+            (head(feats[prompt_idx[b]], mask[prompt_idx[b]]) - targets[b]).pow(2)
+            for b in rows.split(256)
+        ]
         return torch.cat(err).mean().item()
 
     opt = torch.optim.AdamW(head.parameters(), lr=lr)
-    best = {"val_mse": mse(va), "epoch": 0, "state": copy.deepcopy(head.state_dict()), "train_mse": mse(tr)}
-    out = {"val_mse_init": best["val_mse"],
-           "val_mse_const": (targets[va] - targets[tr].mean()).pow(2).mean().item(), "history": []}
+    best = {
+        "val_mse": mse(va),
+        "epoch": 0,
+        "state": copy.deepcopy(head.state_dict()),
+        "train_mse": mse(tr),
+    }
+    out = {
+        "val_mse_init": best["val_mse"],
+        "val_mse_const": (targets[va] - targets[tr].mean()).pow(2).mean().item(),
+        "history": [],
+    }
     for epoch in range(1, epochs + 1):
         head.train()
         for b in tr[torch.randperm(len(tr), generator=gen)].split(batch_size):
@@ -171,14 +255,28 @@ def _fit(head, feats, mask, targets, prompt_idx, epochs, lr, batch_size, holdout
             opt.step()
         row = {"epoch": epoch, "train_mse": mse(tr), "val_mse": mse(va)}
         out["history"].append(row)
-        log.info("V_ref epoch %d: train MSE %.4g, held-out MSE %.4g", epoch, row["train_mse"], row["val_mse"])
+        log.info(
+            "V_ref epoch %d: train MSE %.4g, held-out MSE %.4g",
+            epoch,
+            row["train_mse"],
+            row["val_mse"],
+        )
         if row["val_mse"] < best["val_mse"]:
-            best = {"val_mse": row["val_mse"], "epoch": epoch, "state": copy.deepcopy(head.state_dict()),
-                    "train_mse": row["train_mse"]}
+            best = {
+                "val_mse": row["val_mse"],
+                "epoch": epoch,
+                "state": copy.deepcopy(head.state_dict()),
+                "train_mse": row["train_mse"],
+            }
     head.load_state_dict(best["state"])
     head.eval()
-    out.update(val_mse=best["val_mse"], train_mse=best["train_mse"], best_epoch=best["epoch"],
-               n_train=int(len(tr)), n_holdout=int(len(va)) if n_hold else 0)
+    out.update(
+        val_mse=best["val_mse"],
+        train_mse=best["train_mse"],
+        best_epoch=best["epoch"],
+        n_train=int(len(tr)),
+        n_holdout=int(len(va)) if n_hold else 0,
+    )
     return out
 
 

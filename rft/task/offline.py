@@ -64,7 +64,9 @@ def load_cached(path: Path) -> Any | None:
 
 
 # ------------------------------------------------------------------------------------- pairs
-def build_pairs(task: Task, tokenizer, max_new_tokens: int, n_pairs: int = -1, seed: int = 0) -> list[Example]:
+def build_pairs(
+    task: Task, tokenizer, max_new_tokens: int, n_pairs: int = -1, seed: int = 0
+) -> list[Example]:
     """(prompt, continuation) pairs from the task's train split, continuation ≤ max_new_tokens
     tokens. ``n_pairs`` > 0 keeps a seeded subset (the first n of a permutation, in data order)."""
     source = [e for e in task.train if e.reference]
@@ -75,16 +77,28 @@ def build_pairs(task: Task, tokenizer, max_new_tokens: int, n_pairs: int = -1, s
             "task=jsonl add a completion column and name it with task.reference_key=<field>."
         )
     if len(source) < len(task.train):
-        log.warning("offline data: %d of %d train examples have no reference completion; skipped",
-                    len(task.train) - len(source), len(task.train))
+        log.warning(
+            "offline data: %d of %d train examples have no reference completion; skipped",
+            len(task.train) - len(source),
+            len(task.train),
+        )
     if 0 < n_pairs < len(source):
         keep = np.sort(np.random.default_rng([seed, 3]).permutation(len(source))[:n_pairs])
         source = [source[i] for i in keep]
     joined = task.name == "imdb"  # the review's halves were split on whitespace
-    texts = [(" " + e.reference) if joined and not e.reference[:1].isspace() else e.reference for e in source]
+    texts = [
+        (" " + e.reference) if joined and not e.reference[:1].isspace() else e.reference
+        for e in source
+    ]
     ids = tokenizer(texts, add_special_tokens=False)["input_ids"]
-    conts = [tokenizer.decode(x[:max_new_tokens]) if len(x) > max_new_tokens else t for x, t in zip(ids, texts)]
-    return [Example(prompt=e.prompt, reference=c, reward=e.reward, meta=dict(e.meta)) for e, c in zip(source, conts)]
+    conts = [
+        tokenizer.decode(x[:max_new_tokens]) if len(x) > max_new_tokens else t
+        for x, t in zip(ids, texts)
+    ]
+    return [
+        Example(prompt=e.prompt, reference=c, reward=e.reward, meta=dict(e.meta))
+        for e, c in zip(source, conts)
+    ]
 
 
 def given_rewards(pairs: list[Example], where: str) -> torch.Tensor | None:
@@ -109,8 +123,9 @@ def given_rewards(pairs: list[Example], where: str) -> torch.Tensor | None:
     return rewards
 
 
-def score_pairs(pairs: list[Example], reward_fn: Callable, reward_id: str, cache_dir: Path,
-                batch_size: int = 32) -> torch.Tensor:
+def score_pairs(
+    pairs: list[Example], reward_fn: Callable, reward_id: str, cache_dir: Path, batch_size: int = 32
+) -> torch.Tensor:
     """R(x, y) for each pair, (N,) float32; cached under a hash of (reward_id, pair texts)."""
     path = Path(cache_dir) / f"rewards-{stable_hash(reward_id, texts_hash(pairs))}.pt"
     cached = load_cached(path)
@@ -122,14 +137,25 @@ def score_pairs(pairs: list[Example], reward_fn: Callable, reward_id: str, cache
     for s in range(0, len(pairs), batch_size):
         chunk = pairs[s : s + batch_size]
         conts = [e.reference for e in chunk]
-        scores.append(torch.as_tensor(reward_fn([e.prompt for e in chunk], conts, conts), dtype=torch.float32))
+        scores.append(
+            torch.as_tensor(reward_fn([e.prompt for e in chunk], conts, conts), dtype=torch.float32)
+        )
     rewards = torch.cat(scores)
     save_atomic({"rewards": rewards, "reward_id": reward_id}, path)
     return rewards
 
 
-def load_offline_data(task: Task, tokenizer, reward_fn: Callable, reward_id: str, *, n_pairs: int,
-                      seed: int, cache_dir: Path, batch_size: int = 32) -> tuple[list[Example], torch.Tensor]:
+def load_offline_data(
+    task: Task,
+    tokenizer,
+    reward_fn: Callable,
+    reward_id: str,
+    *,
+    n_pairs: int,
+    seed: int,
+    cache_dir: Path,
+    batch_size: int = 32,
+) -> tuple[list[Example], torch.Tensor]:
     """The offline pairs and their rewards (N,): carried by the data, else scored (cached)."""
     pairs = build_pairs(task, tokenizer, task.max_new_tokens, n_pairs, seed)
     where = f"task={task.name}" + (f" ({task.cfg.path})" if "path" in task.cfg else "")

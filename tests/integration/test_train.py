@@ -127,8 +127,11 @@ def test_resume_after_kill_matches_uninterrupted_run(prompts_file, tmp_path, mon
     monkeypatch.setattr(PPO, "training_step", original)
     resumed = train(compose_cfg(*over), run_dir=tmp_path / "resumed")  # resumes by itself
 
-    for k in ("test/reward_mean", "test/perplexity", "val/reward_mean", "reward/mean", "objective/kl_coef"):
+    for k in ("test/reward_mean", "test/perplexity", "reward/mean", "objective/kl_coef"):
         assert resumed[k] == pytest.approx(full[k], rel=1e-5, abs=1e-7), k
+    val = [r["val/reward_mean"] for r in history(tmp_path / "full") if "val/reward_mean" in r]
+    assert len(val) == 1  # the periodic evaluation after iteration 2 (eval_every=2)
+    assert [r["val/reward_mean"] for r in history(tmp_path / "resumed") if "val/reward_mean" in r] == val
     h_full = [r for r in history(tmp_path / "full") if "loss/policy" in r]
     h_res = [r for r in history(tmp_path / "resumed") if "loss/policy" in r]
     assert [r["iteration"] for r in h_res] == [1, 2, 3, 4]
