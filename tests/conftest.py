@@ -12,10 +12,15 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
 import rft  # noqa: F401  (registers schemas)
+
+# Tiny models gain nothing from several threads, and OpenMP threads of parallel processes
+# (CLI subprocess tests, a training run beside the suite) slow each other down badly.
+torch.set_num_threads(1)
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"
