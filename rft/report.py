@@ -216,6 +216,20 @@ def make_rows(jobs: list[Job], swept: list[str], metric: str) -> list[dict[str, 
     return rows
 
 
+def make_init_job(jobs: list[Job], swept: list[str]) -> Job | None:
+    """A pseudo-job for the initial policy, from the first finished job that evaluated it before
+    training (its `test_init/*` metrics, renamed `test/*`); every swept key reads "init".
+    Meaningful when all jobs start from one policy (e.g. an SFT checkpoint): its numbers then
+    share the jobs' yardstick (perplexity under the same reference model)."""
+    for j in jobs:
+        init = {"test/" + k[len("test_init/"):]: v for k, v in (j.metrics or {}).items()
+                if k.startswith("test_init/")}
+        if init:
+            return Job(name="init", path=j.path, overrides={k: "init" for k in swept}, metrics=init,
+                       status=f"test_init of job {j.name}")
+    return None
+
+
 def to_markdown(rows: list[dict[str, Any]], columns: list[str]) -> str:
     """A GitHub markdown table of `rows` restricted to `columns`."""
     lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
@@ -386,7 +400,8 @@ def _safe_name(key: str) -> str:
 
 
 def build_report(
-    multirun_dir: str | Path, out_dir: str | Path | None = None, metric: str = DEFAULT_METRIC
+    multirun_dir: str | Path, out_dir: str | Path | None = None, metric: str = DEFAULT_METRIC,
+    init_row: bool = False,
 ) -> dict[str, Any]:
     """Read every job of a sweep and write report.md and the PNGs into `out_dir`.
 
@@ -394,6 +409,8 @@ def build_report(
         multirun_dir: the sweep folder (holds 0/, 1/, ... and multirun.yaml).
         out_dir: where to write; defaults to `multirun_dir`.
         metric: the final metric reported and plotted against each swept value.
+        init_row: add a first row (and bar) for the jobs' shared initial policy (see
+            `make_init_job`).
     Returns:
         {"report": path of report.md, "markdown": its text, "table": the table's markdown,
          "columns": [...], "rows": [row dicts, one per job], "swept": [...], "constants": {...},
@@ -406,7 +423,8 @@ def build_report(
 
     jobs = load_sweep(root)
     swept, constants = split_overrides([j.overrides for j in jobs])
-    rows = make_rows(jobs, swept, metric)
+    init = make_init_job(jobs, swept) if init_row else None
+    rows = make_rows(([init] if init else []) + jobs, swept, metric)
     columns = ["job", *swept, metric, PERPLEXITY, LOW_STD, "status"]
     table = to_markdown(rows, columns)
     skipped = [
@@ -425,10 +443,10 @@ def build_report(
         p = plot_final_vs_key(jobs, swept, key, metric, out / f"final_vs_{_safe_name(key)}.png")
         if p:
             plots.append(p)
-    p = plot_final_bars(jobs, swept, out / "final_bars.png")
+    p = plot_final_bars(([init] if init else []) + jobs, swept, out / "final_bars.png")
     if p:
         plots.append(p)
-    comparison = comparison_table(jobs, swept)
+    comparison = comparison_table(([init] if init else []) + jobs, swept)
 
     n_ok = sum(j.status == "ok" for j in jobs)
     md = [
@@ -475,6 +493,11 @@ def build_parser(prog: str = "python -m rft.report") -> argparse.ArgumentParser:
     p.add_argument("multirun_dir", help="the sweep folder, e.g. multirun/2024-05-01/12-00-00")
     p.add_argument("--out", default=None, help="output folder (default: the sweep folder)")
     p.add_argument(
+        "--init-row",
+        action="store_true",
+        help="add a row for the initial policy shared by the jobs (their test_init/* metrics)",
+    )
+    p.add_argument(
         "--metric",
         default=DEFAULT_METRIC,
         help=f"final metric to tabulate and plot (default: {DEFAULT_METRIC})",
@@ -484,7 +507,7 @@ def build_parser(prog: str = "python -m rft.report") -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None, prog: str = "python -m rft.report") -> int:
     args = build_parser(prog).parse_args(argv)
-    res = build_report(args.multirun_dir, args.out, args.metric)
+    res = build_report(args.multirun_dir, args.out, args.metric, init_row=args.init_row)
     print(res["report"])
     print(res["table"])
     if res["skipped"]:

@@ -196,9 +196,8 @@ def fit_value_head(
     Returns val_mse (best), val_mse_init (before training), val_mse_const (predicting the training
     mean), train_mse (best epoch), best_epoch (0 = the untrained head) and per-epoch history.
     """
-    with torch.autocast(
-        "cpu", enabled=False
-    ):  # the head trains in fp32 whatever the run's precision
+    # the head trains in fp32 whatever the run's precision (features are on the CPU)
+    with torch.autocast("cpu", enabled=False):
         return _fit(
             head, feats, mask, targets, prompt_idx, epochs, lr, batch_size, holdout_frac, seed
         )

@@ -1,0 +1,351 @@
+"""The A-LoL family module: V_ref training, cached advantages, good_priority sampling, the step
+budget, every variant through train(cfg), and clear errors for bad data. The loss numbers
+themselves are pinned in tests/core/test_alol.py."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from hydra.utils import instantiate
+from safetensors.torch import load_file
+
+from rft.alg.alol import ALoL, OfflineStepSampler
+from rft.alg.sft import StepBatchSampler
+from rft.alg.value_ref import PromptValueHead, fit_value_head, n_heads_for, prompt_hidden_states
+from rft.core import good_priority_weights
+from rft.errors import ConfigError, DataError
+from rft.model.load import load_model
+from rft.reward import build_reward
+from rft.rollout.prompts import encode_prompts
+from rft.train import frozen_copy, load_policy, train
+from tests.alg.conftest import alol_overrides, write_pairs
+from tests.conftest import compose_cfg
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+VARIANTS = ["nll", "wbc", "r_gold", "r_lol", "a_lol", "a_lol_ref_free", "a_lol_seq", "a_lol_kl"]
+
+
+class Counting:
+    """Wraps a callable and counts its calls."""
+
+    def __init__(self, fn):
+        self.fn, self.calls = fn, 0
+
+    def __call__(self, *args, **kwargs):
+        self.calls += 1
+        return self.fn(*args, **kwargs)
+
+
+def build_module(cfg, run_dir, reward_fn=None):
+    """ALoL built the way train() builds it, with its reward and π_ref forward counted."""
+    task = instantiate(cfg.task, _convert_="none")
+    reward_fn = reward_fn or Counting(build_reward(cfg.reward))
+    policy = load_policy(cfg.model)
+    ref = frozen_copy(policy)
+    ref.model.forward = Counting(ref.model.forward)
+    return ALoL(cfg, task, policy, ref, reward_fn, run_dir), reward_fn, ref.model.forward
+
+
+# ------------------------------------------------------------------------------ V_ref
+def test_value_head_learns_a_prompt_dependent_reward():
+    g = torch.Generator().manual_seed(0)
+    n, p, h = 64, 5, 16
+    feats = torch.randn(n, p, h, generator=g)
+    mask = torch.ones(n, p, dtype=torch.long)
+    mask[::3, :2] = 0  # left padding ...
+    feats[mask == 0] = 5 * torch.randn(
+        int((mask == 0).sum()), h, generator=g
+    )  # ... holding garbage
+    good = torch.rand(n, generator=g) > 0.5  # the reward depends on the prompt only
+    feats[..., 0] += torch.where(good, 1.5, -1.5)[:, None] * mask
+    prompt_idx = torch.arange(n).repeat_interleave(2)  # 2 samples per prompt
+    targets = torch.where(good, 0.8, 0.2)[prompt_idx] + 0.05 * torch.randn(2 * n, generator=g)
+    torch.manual_seed(0)
+    head = PromptValueHead(h, max_value=1.0, n_heads=8, dropout=0.0)
+    fit = fit_value_head(
+        head,
+        feats,
+        mask,
+        targets,
+        prompt_idx,
+        epochs=8,
+        lr=3e-3,
+        batch_size=16,
+        holdout_frac=0.25,
+        seed=0,
+    )
+    curve = [r["val_mse"] for r in fit["history"]]
+    assert curve[0] < fit["val_mse_init"] and min(curve) < 0.5 * fit["val_mse_init"]
+    assert fit["val_mse"] == min(curve) and fit["best_epoch"] == 1 + curve.index(min(curve))
+    assert fit["val_mse"] < 0.5 * fit["val_mse_const"]  # better than predicting the mean
+    assert fit["n_holdout"] == 2 * 16 and fit["n_train"] == 2 * 48  # split by prompt, both samples
+    with torch.no_grad():  # the head holds the best epoch's weights
+        err = (head(feats[prompt_idx], mask[prompt_idx]) - targets).pow(2)
+    assert err.mean().item() == pytest.approx(
+        (fit["val_mse"] * 32 + fit["train_mse"] * 96) / 128, rel=1e-4
+    )
+
+
+def test_n_heads_divides_hidden_size():
+    assert [n_heads_for(h) for h in (64, 576, 60, 7, 1)] == [8, 8, 6, 7, 1]
+
+
+def test_prompt_states_do_not_depend_on_left_padding():
+    policy = load_policy(compose_cfg("model=tiny").model)
+    tok = policy.tokenizer
+    alone = prompt_hidden_states(policy, *encode_prompts(tok, ["a short one"], 16))
+    ids, mask = encode_prompts(
+        tok, ["a short one", "a much longer prompt than the other one is"], 16
+    )
+    batched = prompt_hidden_states(policy, ids, mask)
+    n = alone.shape[1]
+    assert torch.allclose(batched[0, -n:], alone[0], atol=1e-5)
+
+
+# ------------------------------------------------------------------------------ sampling
+def test_good_priority_frequencies_follow_positive_advantages():
+    adv = torch.tensor([0.5, -0.2, 0.0, 1.5, 0.25, -1.0, 0.75])
+    probs = good_priority_weights(adv, "advantage").double().numpy()
+    sampler = OfflineStepSampler(
+        len(adv), 16, seed=3, steps_per_block=10, total_steps=2000, probs=probs
+    )
+    draws = np.concatenate([sampler.batch_for_step(s) for s in range(2000)])
+    freq = np.bincount(draws, minlength=len(adv)) / len(draws)
+    expected = adv.clamp(min=0).numpy() / adv.clamp(min=0).sum().item()
+    assert np.all(freq[expected == 0] == 0)  # A ≤ 0: the leftover lunch is never drawn
+    assert np.abs(freq - expected).max() < 0.01
+    # a pure function of (seed, step): a fresh sampler and the block iterator agree
+    again = OfflineStepSampler(
+        len(adv), 16, seed=3, steps_per_block=10, total_steps=2000, probs=probs
+    )
+    again.set_epoch(4)
+    assert list(again) == [sampler.batch_for_step(s) for s in range(40, 50)]
+
+
+def test_uniform_sampling_is_the_sft_step_sampler():
+    a = OfflineStepSampler(10, 4, seed=1, steps_per_block=5, total_steps=20)
+    b = StepBatchSampler(10, 4, seed=1, steps_per_block=5, total_steps=20)
+    assert [a.batch_for_step(s) for s in range(8)] == [b.batch_for_step(s) for s in range(8)]
+
+
+# ------------------------------------------------------------------------------ caching, budget
+def test_advantages_are_cached_and_reused(tmp_path):
+    data = write_pairs(tmp_path / "pairs.jsonl")
+    cfg = compose_cfg(*alol_overrides(data, "a_lol"))
+    first, reward1, ref_fwd1 = build_module(cfg, tmp_path / "run")
+    assert reward1.calls > 0 and ref_fwd1.calls > 0
+    names = sorted(p.name.split("-")[0] for p in (tmp_path / "run" / "offline").glob("*.pt"))
+    assert names == ["advantages", "rewards", "value_ref"]
+    second, reward2, ref_fwd2 = build_module(cfg, tmp_path / "run")  # a rerun / resume
+    assert reward2.calls == 0 and ref_fwd2.calls == 0
+    assert torch.equal(first.advantages, second.advantages) and first.stats == {
+        **second.stats,
+        "time/offline_prep_s": first.stats["time/offline_prep_s"],
+    }
+    # a setting V_ref depends on changes its key: V_ref is refitted, the scores are reused
+    cfg2 = compose_cfg(*alol_overrides(data, "a_lol", "alg.value.epochs=1"))
+    _, reward3, ref_fwd3 = build_module(cfg2, tmp_path / "run")
+    assert ref_fwd3.calls > 0 and reward3.calls == 1  # one batch: π_ref's val samples only
+
+
+def test_budget_scales_with_the_positive_share(tmp_path):
+    # R = 1 for even rows, 0 for odd ones; V_ref ∈ (0, 1), so exactly the R = 1 pairs have A > 0
+    data = write_pairs(tmp_path / "pairs.jsonl", n=40, rewards=lambda i: float(i % 2 == 0))
+    common = (
+        "task.reward_key=reward",
+        "alg.n_train_pairs=-1",
+        "alg.max_steps=20",
+        "alg.eval_every=10",
+    )
+    alol, _, _ = build_module(compose_cfg(*alol_overrides(data, "a_lol", *common)), tmp_path / "a")
+    share = alol.stats["advantage/positive_share"]
+    assert share == pytest.approx(np.mean([e.reward == 1.0 for e in alol.pairs]))
+    assert (
+        0 < share < 1 and alol.max_steps == int(20 * share) and alol.eval_every == int(10 * share)
+    )
+    assert alol.n_blocks == -(-alol.max_steps // alol.steps_per_block)
+    assert set(np.nonzero(alol.probs)[0]) == {
+        i for i, e in enumerate(alol.pairs) if e.reward == 1.0
+    }
+    uniform, _, _ = build_module(
+        compose_cfg(*alol_overrides(data, "a_lol", *common, "alg.sampling=uniform")), tmp_path / "u"
+    )
+    wbc, _, _ = build_module(compose_cfg(*alol_overrides(data, "wbc", *common)), tmp_path / "w")
+    assert uniform.max_steps == wbc.max_steps == 20 and uniform.probs is None
+    assert np.allclose(
+        wbc.probs, [e.reward for e in wbc.pairs] / np.sum([e.reward for e in wbc.pairs])
+    )
+
+
+# ------------------------------------------------------------------------------ every variant
+@pytest.fixture(scope="module")
+def variant_setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("variants")
+    data = write_pairs(root / "pairs.jsonl", rewards=1.0)  # R = 1 > V_ref: every pair has A > 0
+    before, _ = load_model(compose_cfg("model=tiny").model)
+    return data, root / "cache", {k: v.clone() for k, v in before.state_dict().items()}
+
+
+@pytest.mark.parametrize("alg", VARIANTS)
+def test_variant_trains_two_steps_and_changes_the_policy(alg, variant_setup, tmp_path):
+    data, cache, before = variant_setup  # one cache: V_ref is fitted once for all variants
+    cfg = compose_cfg(
+        *alol_overrides(data, alg, "task.reward_key=reward", f"alg.cache_dir={cache}")
+    )
+    metrics = train(cfg, run_dir=tmp_path)
+    assert {"test/reward_mean", "test/perplexity", "test/distinct_2", "reward/data_mean"} <= set(
+        metrics
+    )
+    rows = [json.loads(line) for line in (tmp_path / "history.jsonl").read_text().splitlines()]
+    steps = [r for r in rows if "loss/policy" in r]
+    assert [r["iteration"] for r in steps] == [1, 2]
+    assert all(np.isfinite(r["loss/policy"]) and r["loss/policy"] != 0 for r in steps)
+    assert ("advantage/positive_share" in rows[0]) == alg.startswith("a_lol")
+    if alg in ("r_lol", "a_lol", "a_lol_seq"):
+        assert "policy/clipfrac" in steps[0]
+    after = load_file(str(tmp_path / "policy" / "model.safetensors"))
+    assert sum(not torch.equal(before[k], after[k]) for k in after if k in before) > 0
+
+
+class Killed(RuntimeError):
+    pass
+
+
+def test_resume_after_kill_matches_uninterrupted_run(tmp_path, monkeypatch):
+    data = write_pairs(tmp_path / "pairs.jsonl")
+    over = alol_overrides(data, "a_lol", "alg.max_steps=4", "checkpoint.every_n_iterations=1")
+    original_budget, original_step = ALoL.set_budget, ALoL.training_step
+
+    def two_step_blocks(self):  # blocks of 2 steps, so that 4 steps make 2 checkpointed blocks
+        original_budget(self)
+        self.steps_per_block, self.n_blocks = 2, -(-self.max_steps // 2)
+
+    def dies_in_block_2(self, batch, batch_idx):
+        if self.current_epoch == 1:
+            raise Killed("simulated kill")
+        return original_step(self, batch, batch_idx)
+
+    monkeypatch.setattr(ALoL, "set_budget", two_step_blocks)
+    full = train(compose_cfg(*over), run_dir=tmp_path / "full")
+    monkeypatch.setattr(ALoL, "training_step", dies_in_block_2)
+    with pytest.raises(Killed):
+        train(compose_cfg(*over), run_dir=tmp_path / "resumed")
+    assert (
+        json.loads((tmp_path / "resumed" / "checkpoints" / "state.json").read_text())["step"] == 2
+    )
+    monkeypatch.setattr(ALoL, "training_step", original_step)
+    resumed = train(compose_cfg(*over), run_dir=tmp_path / "resumed")  # resumes by itself
+    assert resumed["test/reward_mean"] == pytest.approx(full["test/reward_mean"])
+
+    def rows(run):
+        return [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines()]
+
+    h_full, h_res = rows(tmp_path / "full"), rows(tmp_path / "resumed")
+    assert (
+        sum("advantage/positive_share" in r for r in h_res) == 1
+    )  # logged once, not again on resume
+    steps_full = [r for r in h_full if "loss/policy" in r]
+    steps_res = [r for r in h_res if "loss/policy" in r]
+    assert [r["iteration"] for r in steps_res] == [1, 2, 3, 4]
+    for a, b in zip(steps_full, steps_res):
+        assert a["loss/policy"] == pytest.approx(b["loss/policy"], rel=1e-4)
+        assert a["policy/weight_mean"] == pytest.approx(b["policy/weight_mean"], rel=1e-6)
+
+
+# ------------------------------------------------------------------------------ bad input
+def test_no_positive_advantage_is_a_clear_error(tmp_path):
+    data = write_pairs(tmp_path / "pairs.jsonl", rewards=0.0)  # R = 0 < V_ref everywhere
+    with pytest.raises(DataError, match="positive advantage"):
+        build_module(
+            compose_cfg(*alol_overrides(data, "a_lol", "task.reward_key=reward")), tmp_path / "r"
+        )
+
+
+def test_all_zero_rewards_are_a_clear_error_for_reward_weighting(tmp_path):
+    data = write_pairs(tmp_path / "pairs.jsonl", rewards=0.0)
+    with pytest.raises(DataError, match="rewards is > 0.*alg.sampling=uniform"):
+        build_module(
+            compose_cfg(*alol_overrides(data, "wbc", "task.reward_key=reward")), tmp_path / "w"
+        )
+    with pytest.raises(DataError, match="all .* rewards are 0"):
+        build_module(
+            compose_cfg(
+                *alol_overrides(data, "wbc", "task.reward_key=reward", "alg.sampling=uniform")
+            ),
+            tmp_path / "u",
+        )
+
+
+@pytest.mark.parametrize(
+    "rows,key,match",
+    [
+        (
+            '{"prompt": "a", "reference": "b", "reward": NaN}\n',
+            "reward",
+            r"pairs\.jsonl:1: 'reward' is nan",
+        ),
+        (
+            '{"prompt": "a", "reference": "b"}\n',
+            "score",
+            r"pairs\.jsonl:1: no 'score' value \(task.reward_key\)",
+        ),
+        ("", "reward", r"pairs\.jsonl: no prompts in the file \(it is empty\)"),
+    ],
+)
+def test_bad_reward_files_name_the_file_and_the_key(tmp_path, rows, key, match):
+    data = tmp_path / "pairs.jsonl"
+    data.write_text(rows * 12)
+    with pytest.raises(DataError, match=match):
+        train(
+            compose_cfg(*alol_overrides(data, "a_lol", f"task.reward_key={key}")),
+            run_dir=tmp_path / "run",
+        )
+
+
+def test_missing_completions_name_the_reference_key(tmp_path):
+    data = write_pairs(tmp_path / "pairs.jsonl")
+    with pytest.raises(DataError, match="task.reference_key"):
+        build_module(
+            compose_cfg(*alol_overrides(data, "nll", "task.reference_key=completion")),
+            tmp_path / "r",
+        )
+
+
+@pytest.mark.parametrize(
+    "alg,extra,match",
+    [
+        ("nll", "alg.sampling=good_priority", "alg.sampling=uniform"),
+        ("r_lol", "alg.clip_eps=0", "alg.clip_eps=0"),
+        ("a_lol", "alg.value.holdout_frac=1.0", "alg.value.holdout_frac"),
+    ],
+)
+def test_bad_settings_name_the_key(tmp_path, alg, extra, match):
+    data = write_pairs(tmp_path / "pairs.jsonl")
+    with pytest.raises(ConfigError, match=match):
+        build_module(compose_cfg(*alol_overrides(data, alg, extra)), tmp_path / "r")
+
+
+# ------------------------------------------------------------------------------ sweep report
+def test_report_compares_the_family_with_bars_and_a_table(tmp_path):
+    from rft.report import build_report
+
+    for i, (alg, seed, reward) in enumerate([("nll", 0, 0.5), ("nll", 1, 0.7), ("a_lol", 0, 0.9)]):
+        job = tmp_path / str(i)
+        (job / ".hydra").mkdir(parents=True)
+        (job / ".hydra" / "overrides.yaml").write_text(f"- alg={alg}\n- seed={seed}\n")
+        (job / "metrics.json").write_text(
+            json.dumps(
+                {"test/reward_mean": reward, "test/perplexity": 30.0 + i, "test/distinct_2": 0.8}
+            )
+        )
+    res = build_report(tmp_path)
+    assert (tmp_path / "final_bars.png").stat().st_size > 0
+    assert res["comparison"].splitlines()[2:] == [
+        "| nll | 2 | 0.6 ± 0.1 | 30.5 ± 0.5 | 0.8 ± 0 |",
+        "| a_lol | 1 | 0.9 | 32 | 0.8 |",
+    ]
+    assert "## Final metrics by setting" in res["markdown"]
