@@ -117,8 +117,7 @@ def _define_requeue_on_signal() -> type:
 
             ckpt = next(cb for cb in trainer.callbacks if isinstance(cb, StateCheckpoint))
             done = trainer.current_epoch + 1
-            if not (done % ckpt.every_n == 0 or done >= trainer.max_epochs):  # else it just saved
-                ckpt.save(trainer, module)
+            ckpt.save(trainer, module)  # (again, if this was one of its periodic saves: harmless)
             job = slurm_job_id()
             requeue = signum in REQUEUE_SIGNALS and job is not None
             if trainer.is_global_zero:

@@ -85,6 +85,7 @@ def quiet_libraries() -> None:
     warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode.*")
     warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).*")
     warnings.filterwarnings("ignore", message=".*`weights_only` was not set.*")
+    warnings.filterwarnings("ignore", message=".*`srun` command is available on your system.*")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 

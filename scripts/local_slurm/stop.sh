@@ -2,6 +2,7 @@
 # Stop the daemons scripts/local_slurm/start.sh started, by the pids in their pidfiles
 # (never by name). --purge also deletes state and logs, and the sacct stand-in.
 set -uo pipefail
+export PATH=$PATH:/usr/sbin:/sbin
 D=${SLURM_LOCAL_DIR:-/var/spool/slurm-local}
 
 stop_pid() {  # name pidfile

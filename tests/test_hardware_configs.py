@@ -1,0 +1,153 @@
+"""Every hardware/* option composes into settings Lightning and submitit accept; sweeps share a
+W&B group; a SIGUSR1 during training checkpoints at the end of the iteration and the run resumes
+to the same end (the mechanism behind SLURM requeueing, tested here without a cluster; the
+real sbatch path is tests/slurm/, `-m slurm`)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import OmegaConf
+
+from tests.conftest import CONF, PPO_SMALL, tiny_overrides
+
+HARDWARE = sorted(p.stem for p in (CONF / "hardware").glob("*.yaml"))
+SLURM = [h for h in HARDWARE if h.startswith("slurm_") and h != "slurm_local"]
+SLURM_ENV = ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID", "SLURM_NTASKS",
+             "SLURM_JOB_NAME", "SUBMITIT_EXECUTOR")
+
+
+def compose_full(*overrides: str):
+    """The composed config including its `hydra` node (launcher, mode, callbacks)."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose(config_name="config", overrides=list(overrides), return_hydra_config=True)
+
+
+def test_the_expected_options_exist():
+    for name in ("cpu", "gpu", "gpu_ddp", "gpu_fsdp", "slurm_cpu", "slurm_gpu", "slurm_gpu_ddp", "slurm_local"):
+        assert name in HARDWARE
+
+
+@pytest.mark.parametrize("option", HARDWARE)
+def test_hardware_option_composes(option):
+    cfg = compose_full(f"hardware={option}")
+    hw = cfg.hardware
+    assert hw.name == option
+    assert hw.accelerator in ("cpu", "gpu", "auto")
+    assert hw.strategy == {"gpu_ddp": "ddp", "slurm_gpu_ddp": "ddp", "gpu_fsdp": "fsdp"}.get(option, "auto")
+    launcher = cfg.hydra.launcher._target_
+    if option.startswith("slurm_"):
+        assert str(cfg.hydra.mode) == "RunMode.MULTIRUN"  # submits even without --multirun
+        assert cfg.hydra.callbacks.slurm_job_info._target_ == "rft.cluster.SlurmJobInfo"
+        kind = "LocalLauncher" if option == "slurm_local" else "SlurmLauncher"
+        assert launcher == f"hydra_plugins.hydra_submitit_launcher.submitit_launcher.{kind}"
+    else:
+        assert launcher.endswith("BasicLauncher")
+
+
+@pytest.mark.parametrize("option", SLURM)
+def test_slurm_resources_match_the_trainer(option, tmp_path):
+    """What the launcher asks SLURM for is what Lightning expects: one task per device, the
+    GPUs per node, the nodes; and submitit turns it into a valid sbatch script."""
+    import submitit
+
+    cfg = compose_full(f"hardware={option}", "hardware.devices=2", "hardware.num_nodes=3")
+    hw, lc = cfg.hardware, cfg.hydra.launcher
+    assert lc.tasks_per_node == hw.devices == 2 and lc.nodes == hw.num_nodes == 3
+    if hw.accelerator == "gpu":
+        assert lc.gpus_per_node == hw.devices
+    assert 0 < lc.signal_delay_s < 60 * lc.timeout_min
+    # The parameter mapping of hydra_submitit_launcher's launch(), then submitit's sbatch text.
+    skip = ("_target_", "submitit_folder", "name", "max_num_timeout")
+    params = {k: OmegaConf.to_container(lc[k]) if OmegaConf.is_config(lc[k]) else lc[k]
+              for k in lc if k not in skip}
+    base = {"timeout_min", "cpus_per_task", "gpus_per_node", "tasks_per_node", "mem_gb", "nodes",
+            "stderr_to_stdout"}
+    ex = submitit.AutoExecutor(folder=tmp_path, cluster="slurm")
+    ex.update_parameters(**{k if k in base else f"slurm_{k}": v for k, v in params.items()})
+    sbatch = ex._executor._make_submission_file_text("python -c pass", "uid")
+    assert "#SBATCH --ntasks-per-node=2" in sbatch and "#SBATCH --nodes=3" in sbatch
+    assert "#SBATCH --requeue" in sbatch
+    assert f"#SBATCH --signal=USR2@{lc.signal_delay_s}" in sbatch
+    if hw.accelerator == "gpu":
+        assert "#SBATCH --gpus-per-node=2" in sbatch
+
+
+@pytest.mark.parametrize("option", [h for h in HARDWARE if h.startswith("cpu") or h in ("slurm_cpu", "slurm_local")])
+def test_cpu_options_build_a_trainer(option, tmp_path, monkeypatch):
+    from rft.cluster import RequeueOnSignal
+    from rft.train import make_trainer
+
+    for k in SLURM_ENV:
+        monkeypatch.delenv(k, raising=False)
+    cfg = compose_full(f"hardware={option}", "model=tiny")
+    trainer = make_trainer(cfg, tmp_path, max_epochs=1, callbacks=[], loggers=[])
+    assert isinstance(trainer.callbacks[-1], RequeueOnSignal)
+
+
+def test_sweep_runs_share_a_wandb_group_and_are_tagged_with_their_overrides():
+    from rft.loggers import wandb_group_and_tags
+
+    cfg = compose_full("logger=wandb", "alg.lr=1e-5", "seed=3", "hydra.sweep.dir=multirun/2025-01-31/12-00-00")
+    try:
+        OmegaConf.update(cfg, "hydra.mode", "MULTIRUN")
+        HydraConfig.instance().set_config(cfg)
+        group, tags = wandb_group_and_tags(cfg)
+        assert group == "2025-01-31_12-00-00"
+        assert {"2025-01-31_12-00-00", "alg.lr=1e-5", "seed=3"} <= set(tags)
+        assert not any(t.startswith(("hydra.", "logger")) for t in tags)
+        with_group = OmegaConf.merge(cfg, {"logger": {"group": "mine", "tags": ["paper"]}})
+        group, tags = wandb_group_and_tags(with_group)
+        assert group == "mine" and tags[0] == "paper"
+    finally:
+        HydraConfig.instance().cfg = None
+    assert wandb_group_and_tags(cfg) == (None, [])  # a single run: no group, no extra tags
+
+
+def test_usr1_during_training_checkpoints_the_iteration_and_the_run_resumes(prompts_file, tmp_path, monkeypatch):
+    """SIGUSR1 during iteration 2: the run finishes that iteration, writes state.ckpt for it and
+    exits (128 + SIGUSR1); started again on its folder it resumes and ends exactly like a run
+    that was never interrupted."""
+    from rft.cluster import RequeueOnSignal
+    from rft.train import train
+    from tests.conftest import compose_cfg
+
+    for k in SLURM_ENV:
+        monkeypatch.delenv(k, raising=False)
+    cfg = compose_cfg(*tiny_overrides(prompts_file, *PPO_SMALL, "alg.n_iterations=3", "alg.n_epochs=1",
+                                      "alg.rollout_prompts=2", "task.n_eval_prompts=2", "task.n_test_prompts=2",
+                                      "checkpoint.every_n_iterations=100", "checkpoint.save_policy=false",
+                                      "eval.before_training=false", "eval.perplexity=false",
+                                      "hardware.torch_threads=1"))
+
+    def signal_in_iteration_2(self, trainer, module):
+        if trainer.current_epoch == 1:
+            os.kill(os.getpid(), signal.SIGUSR1)
+
+    run = tmp_path / "run"
+    with monkeypatch.context() as m:
+        m.setattr(RequeueOnSignal, "on_train_epoch_start", signal_in_iteration_2, raising=False)
+        with pytest.raises(SystemExit) as e:
+            train(cfg, run_dir=run)
+    assert e.value.code == 128 + signal.SIGUSR1
+    assert json.loads((run / "checkpoints" / "state.json").read_text())["step"] == 2
+    assert not (run / "metrics.json").exists()
+    assert signal.getsignal(signal.SIGUSR1) == signal.SIG_DFL  # handlers restored after fit
+
+    resumed = train(cfg, run_dir=run)
+    straight = train(cfg, run_dir=tmp_path / "straight")
+
+    def rows(d):
+        hist = [json.loads(line) for line in (d / "history.jsonl").read_text().splitlines()]
+        return [(r["iteration"], r["reward/mean"]) for r in hist if "loss/policy" in r]
+
+    assert [i for i, _ in rows(run)] == [1, 2, 3]
+    assert rows(run) == rows(tmp_path / "straight")
+    assert resumed["test/reward_mean"] == pytest.approx(straight["test/reward_mean"])
