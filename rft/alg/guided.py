@@ -120,8 +120,14 @@ class Schedule:
         tau = s.switch_iteration
         if tau is None:
             tau = round(s.switch_fraction * a.n_iterations)
-        return cls(choice(s.kind), a.restart_prob.ppo_pp, a.restart_prob.aggrevated,
-                   s.ppo_pp_prob, int(tau), bool(s.guide_critic))
+        return cls(
+            choice(s.kind),
+            a.restart_prob.ppo_pp,
+            a.restart_prob.aggrevated,
+            s.ppo_pp_prob,
+            int(tau),
+            bool(s.guide_critic),
+        )
 
     def __call__(self, iteration: int, rng: np.random.Generator) -> Scheme:
         if self.kind == "ppo_pp":
@@ -133,11 +139,18 @@ class Schedule:
         elif self.kind == "dlols":
             ppo_pp = iteration >= self.switch_iteration
         else:
-            raise ValueError(f"unknown schedule {self.kind!r}; allowed: ppo_pp, aggrevated, lols, dlols")
+            raise ValueError(
+                f"unknown schedule {self.kind!r}; allowed: ppo_pp, aggrevated, lols, dlols"
+            )
         if ppo_pp:
             return Scheme("ppo_pp", "guide", "policy", self.beta_ppo_pp, "policy")
-        return Scheme("aggrevated", "policy", "guide", self.beta_aggrevated,
-                      "guide" if self.guide_critic else "policy")
+        return Scheme(
+            "aggrevated",
+            "policy",
+            "guide",
+            self.beta_aggrevated,
+            "guide" if self.guide_critic else "policy",
+        )
 
 
 def schedule_rng(seed: int, iteration: int) -> np.random.Generator:
@@ -147,14 +160,18 @@ def schedule_rng(seed: int, iteration: int) -> np.random.Generator:
 
 def check_config(a) -> None:
     """Ranges a schema cannot express; each message names the key."""
-    for key, v in (("restart_prob.ppo_pp", a.restart_prob.ppo_pp),
-                   ("restart_prob.aggrevated", a.restart_prob.aggrevated),
-                   ("schedule.ppo_pp_prob", a.schedule.ppo_pp_prob),
-                   ("schedule.switch_fraction", a.schedule.switch_fraction)):
+    for key, v in (
+        ("restart_prob.ppo_pp", a.restart_prob.ppo_pp),
+        ("restart_prob.aggrevated", a.restart_prob.aggrevated),
+        ("schedule.ppo_pp_prob", a.schedule.ppo_pp_prob),
+        ("schedule.switch_fraction", a.schedule.switch_fraction),
+    ):
         if not 0.0 <= v <= 1.0:
             raise ConfigError(f"alg.{key}={v}: must be a probability / fraction in [0, 1].")
     if a.schedule.switch_iteration is not None and a.schedule.switch_iteration < 0:
-        raise ConfigError(f"alg.schedule.switch_iteration={a.schedule.switch_iteration}: must be ≥ 0 (or null).")
+        raise ConfigError(
+            f"alg.schedule.switch_iteration={a.schedule.switch_iteration}: must be ≥ 0 (or null)."
+        )
     if a.target_coef < 0:
         raise ConfigError(f"alg.target_coef={a.target_coef}: must be ≥ 0 (0 = off).")
 
@@ -170,8 +187,12 @@ class GuidedRollout(Rollout):
     target_mask: torch.Tensor | None = None
 
     def index(self, idx: torch.Tensor) -> GuidedRollout:
-        return GuidedRollout(**{f.name: (None if getattr(self, f.name) is None else getattr(self, f.name)[idx])
-                                for f in fields(self)})
+        return GuidedRollout(
+            **{
+                f.name: (None if getattr(self, f.name) is None else getattr(self, f.name)[idx])
+                for f in fields(self)
+            }
+        )
 
 
 # ------------------------------------------------------------------------------------- module
@@ -181,9 +202,16 @@ class GuidedPPO(PPO):
         a = cfg.alg
         check_config(a)
         self.schedule = Schedule.from_config(a)
-        if self.schedule.kind == "dlols" and not 0 < self.schedule.switch_iteration < a.n_iterations:
-            log.warning("alg=dlols with τ=%d and %d iterations runs only %s.", self.schedule.switch_iteration,
-                        a.n_iterations, "PPO++" if self.schedule.switch_iteration <= 0 else "AggreVaTeD")
+        if (
+            self.schedule.kind == "dlols"
+            and not 0 < self.schedule.switch_iteration < a.n_iterations
+        ):
+            log.warning(
+                "alg=dlols with τ=%d and %d iterations runs only %s.",
+                self.schedule.switch_iteration,
+                a.n_iterations,
+                "PPO++" if self.schedule.switch_iteration <= 0 else "AggreVaTeD",
+            )
         if a.target_coef > 0:
             task.sft_pairs()  # fails clearly when no train example carries a reference
         self.guide = load_guide(a.guide, cfg.model, ref)  # frozen; may be `ref` itself
@@ -209,20 +237,31 @@ class GuidedPPO(PPO):
         if self.scheme.critic != "guide" or self.guide_value_head is None:
             return super().values_and_logits(r, need_logits)
         shared = self.guide_value_model is None
-        logits, hidden = self.policy(r.prompt_ids, r.prompt_mask, r.ids, r.mask,
-                                     return_hidden=shared, return_logits=need_logits)
+        logits, hidden = self.policy(
+            r.prompt_ids,
+            r.prompt_mask,
+            r.ids,
+            r.mask,
+            return_hidden=shared,
+            return_logits=need_logits,
+        )
         if not shared:
-            _, hidden = self.guide_value_model(r.prompt_ids, r.prompt_mask, r.ids, r.mask,
-                                               return_hidden=True, return_logits=False)
+            _, hidden = self.guide_value_model(
+                r.prompt_ids, r.prompt_mask, r.ids, r.mask, return_hidden=True, return_logits=False
+            )
         return logits, self.guide_value_head(hidden).float()
 
     def compute_advantages(self, r: Rollout) -> None:
         """KL penalty and GAE over EVERY token of the mixed sequence (PPO runs GAE on the value
         mask, which here may cover only a suffix); the masks then pick the tokens each loss sees."""
-        r.rewards, r.kl = per_token_rewards(r.scores, r.old_logp, r.ref_logp, r.mask, self.kl_ctl.beta)
+        r.rewards, r.kl = per_token_rewards(
+            r.scores, r.old_logp, r.ref_logp, r.mask, self.kl_ctl.beta
+        )
         if self.a.whiten_rewards:
             r.rewards = masked_whiten(r.rewards, r.mask, shift_mean=False)
-        r.advantages, r.returns = gae(r.rewards, r.old_values * r.mask, r.mask, self.a.gamma, self.a.lam)
+        r.advantages, r.returns = gae(
+            r.rewards, r.old_values * r.mask, r.mask, self.a.gamma, self.a.lam
+        )
 
     def extra_loss(self, mb: GuidedRollout):
         """RLGF's target regularization: target_coef · NLL of the reference continuation."""
@@ -236,21 +275,33 @@ class GuidedPPO(PPO):
     def _guide_prompts(self, prompts, p_ids, p_mask):
         if self.same_tokenizer:
             return p_ids, p_mask
-        return encode_prompts(self.guide.tokenizer, prompts, self.task.prompt_max_tokens, self.device)
+        return encode_prompts(
+            self.guide.tokenizer, prompts, self.task.prompt_max_tokens, self.device
+        )
 
     def roll_in(self, who: str, prompts: list[str], p_ids, p_mask):
         """Complete sequences of the roll-in policy, in policy tokens: (ids, mask) (n, T), and
         their texts as that policy wrote them (for the guide-/policy-only rewards)."""
         t = self.task
         if who == "policy":
-            c = sample(self.policy, p_ids, p_mask, t.max_new_tokens, t.min_new_tokens, self.a.generation)
-            return c.ids, c.mask, self.policy.tokenizer.batch_decode(c.ids, skip_special_tokens=True)
+            c = sample(
+                self.policy, p_ids, p_mask, t.max_new_tokens, t.min_new_tokens, self.a.generation
+            )
+            return (
+                c.ids,
+                c.mask,
+                self.policy.tokenizer.batch_decode(c.ids, skip_special_tokens=True),
+            )
         g_ids, g_mask = self._guide_prompts(prompts, p_ids, p_mask)
-        c = sample(self.guide, g_ids, g_mask, t.max_new_tokens, t.min_new_tokens, self.a.guide.generation)
+        c = sample(
+            self.guide, g_ids, g_mask, t.max_new_tokens, t.min_new_tokens, self.a.guide.generation
+        )
         texts = self.guide.tokenizer.batch_decode(c.ids, skip_special_tokens=True)
         if self.same_tokenizer:
             return c.ids, c.mask, texts
-        ids, mask = convert_completions(self.guide.tokenizer, self.policy.tokenizer, c.ids, c.mask, t.max_new_tokens)
+        ids, mask = convert_completions(
+            self.guide.tokenizer, self.policy.tokenizer, c.ids, c.mask, t.max_new_tokens
+        )
         return ids, mask, texts
 
     def roll_out(self, who: str, prompts: list[str], p_ids, p_mask, forced, k) -> Completions:
@@ -258,18 +309,31 @@ class GuidedPPO(PPO):
         roll-out policy samples."""
         t, tok = self.task, self.policy.tokenizer
         if who == "policy":
-            return sample(self.policy, p_ids, p_mask, t.max_new_tokens, t.min_new_tokens, self.a.generation, forced, k)
+            return sample(
+                self.policy,
+                p_ids,
+                p_mask,
+                t.max_new_tokens,
+                t.min_new_tokens,
+                self.a.generation,
+                forced,
+                k,
+            )
         g_ids, g_mask = self._guide_prompts(prompts, p_ids, p_mask)
         gen = self.a.guide.generation
         if self.same_tokenizer:
-            return sample(self.guide, g_ids, g_mask, t.max_new_tokens, t.min_new_tokens, gen, forced, k)
+            return sample(
+                self.guide, g_ids, g_mask, t.max_new_tokens, t.min_new_tokens, gen, forced, k
+            )
         # Another tokenizer: the guide copies the TEXT of the policy's k tokens (k' guide tokens),
         # continues, and its continuation comes back re-encoded after the policy's exact k tokens.
         gtok = self.guide.tokenizer
         texts = decode_rows(tok, forced, prefix_mask(k, forced.shape[1]))
         g_forced, g_fmask = encode_texts(gtok, texts, t.max_new_tokens, device=self.device)
         g_k = g_fmask.sum(-1)
-        c = sample(self.guide, g_ids, g_mask, t.max_new_tokens, t.min_new_tokens, gen, g_forced, g_k)
+        c = sample(
+            self.guide, g_ids, g_mask, t.max_new_tokens, t.min_new_tokens, gen, g_forced, g_k
+        )
         cont_ids, cont_mask = shift_left(c.ids, c.mask, g_k, gtok.pad_token_id)
         cont_ids, cont_mask = convert_completions(gtok, tok, cont_ids, cont_mask, t.max_new_tokens)
         ids, mask = splice(forced, k, cont_ids, cont_mask, t.max_new_tokens, tok.pad_token_id)
@@ -292,46 +356,64 @@ class GuidedPPO(PPO):
         sub = restart.nonzero().flatten().tolist()
         k = torch.zeros(N, dtype=torch.long)
         rollin_ids = torch.full((N, T), tok.pad_token_id, dtype=torch.long, device=self.device)
-        rollin_texts, rollin_tokens, rollin_len_full = [], 0, float("nan")
+        rollin_texts, rollin_lengths = [], None
         if sub:
-            ids, mask, rollin_texts = self.roll_in(s.rollin, [prompts[i] for i in sub], p_ids[sub], p_mask[sub])
-            lengths = mask.sum(-1)
-            k[sub] = sample_rollin_lengths(lengths, torch.ones(len(sub), dtype=torch.bool), gen)
+            ids, mask, rollin_texts = self.roll_in(
+                s.rollin, [prompts[i] for i in sub], p_ids[sub], p_mask[sub]
+            )
+            rollin_lengths = mask.sum(-1)
+            k[sub] = sample_rollin_lengths(
+                rollin_lengths, torch.ones(len(sub), dtype=torch.bool), gen
+            )
             rollin_ids[sub] = ids
-            rollin_tokens, rollin_len_full = int(lengths.sum()), lengths.float().mean().item()
         k = k.to(self.device)
         t1 = time.perf_counter()
 
         # roll-out: copy k roll-in tokens, then sample
-        comp = self.roll_out(s.rollout, prompts, p_ids, p_mask, forced_prefix(rollin_ids, k, tok.pad_token_id), k)
+        comp = self.roll_out(
+            s.rollout, prompts, p_ids, p_mask, forced_prefix(rollin_ids, k, tok.pad_token_id), k
+        )
         t2 = time.perf_counter()
         texts = tok.batch_decode(comp.ids, skip_special_tokens=True)
         scores = self.reward_fn(prompts, texts, refs).to(self.device)
         rollin_scores = None
         if a.score_rollins and sub:
-            rollin_scores = self.reward_fn([prompts[i] for i in sub], rollin_texts, [refs[i] for i in sub])
+            rollin_scores = self.reward_fn(
+                [prompts[i] for i in sub], rollin_texts, [refs[i] for i in sub]
+            )
         t3 = time.perf_counter()
 
         policy_mask, value_mask = loss_masks(comp.mask, k, s.name)
-        r = GuidedRollout(p_ids, p_mask, comp.ids, comp.mask, scores, policy_mask=policy_mask,
-                          value_mask=value_mask, rollin_len=k)
+        r = GuidedRollout(
+            p_ids,
+            p_mask,
+            comp.ids,
+            comp.mask,
+            scores,
+            policy_mask=policy_mask,
+            value_mask=value_mask,
+            rollin_len=k,
+        )
         if a.target_coef > 0:
-            r.target_ids, r.target_mask = encode_texts(tok, [x or "" for x in refs], T,
-                                                       eos=[bool(x) for x in refs], device=self.device)
+            r.target_ids, r.target_mask = encode_texts(
+                tok, [x or "" for x in refs], T, eos=[bool(x) for x in refs], device=self.device
+            )
         self.score_rollout(r)
         t4 = time.perf_counter()
 
         restarted = k > 0
-        n_tokens = int(comp.mask.sum()) + rollin_tokens
+        n_tokens = int(comp.mask.sum()) + (int(rollin_lengths.sum()) if sub else 0)
         stats: dict[str, float] = {
-            "time/rollin_s": t1 - t0, "time/rollout_s": t2 - t0, "time/reward_s": t3 - t2,
-            "time/score_s": t4 - t3, "time/rollout_tokens_per_s": n_tokens / max(t2 - t0, 1e-9),
+            "time/rollin_s": t1 - t0,
+            "time/rollout_s": t2 - t0,
+            "time/reward_s": t3 - t2,
+            "time/score_s": t4 - t3,
+            "time/rollout_tokens_per_s": n_tokens / max(t2 - t0, 1e-9),
             "guided/scheme_aggrevated": float(s.name == "aggrevated"),  # 0 = PPO++, 1 = AggreVaTeD
             "guided/guide_critic": float(s.critic == "guide"),
             "guided/restart_prob": s.restart_prob,
             "guided/restart_share": restarted.float().mean().item(),
             "guided/rollin_len": k[restarted].float().mean().item() if restarted.any() else 0.0,
-            "guided/rollin_full_len": rollin_len_full,
             "guided/policy_token_share": (policy_mask.sum() / comp.mask.sum().clamp(min=1)).item(),
         }
         # Samples written by one policy alone: the unrestarted roll-outs, and the roll-ins.
@@ -341,13 +423,24 @@ class GuidedPPO(PPO):
             stats[f"guided/reward_{s.rollin}_only"] = rollin_scores.mean().item()
         if restarted.any():
             stats["guided/reward_mixed"] = scores[restarted].mean().item()
+        if sub:  # L, the length of the complete roll-ins
+            stats["guided/rollin_full_len"] = rollin_lengths.float().mean().item()
         if K > 1:  # per-prompt reward spread, as PPO logs it
             std = scores.view(-1, K).std(-1, unbiased=False)
             stats["reward/std_per_prompt"] = std.mean().item()
             stats["reward/low_std_share"] = (std < 0.05).float().mean().item()
-        log.info("iteration %d: %s (roll-in %s, roll-out %s, β=%.2f, %s critic): %.0f%% restarted, "
-                 "mean k %.1f", it + 1, s.name, s.rollin, s.rollout, s.restart_prob, s.critic,
-                 100 * stats["guided/restart_share"], stats["guided/rollin_len"])
+        log.info(
+            "iteration %d: %s (roll-in %s, roll-out %s, β=%.2f, %s critic): %.0f%% restarted, "
+            "mean k %.1f",
+            it + 1,
+            s.name,
+            s.rollin,
+            s.rollout,
+            s.restart_prob,
+            s.critic,
+            100 * stats["guided/restart_share"],
+            stats["guided/rollin_len"],
+        )
         return r, stats
 
     # ------------------------------------------------------------------ checkpoints

@@ -112,7 +112,8 @@ class PolicyLM(nn.Module):
             pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, use_cache=True,
         )
         if do_sample:
-            kwargs.update(top_k=top_k or None, top_p=top_p, temperature=temperature)
+            # top_k=0 disables top-k (None would mean the model's generation_config default)
+            kwargs.update(top_k=top_k, top_p=top_p, temperature=temperature)
         was_training = self.model.training
         self.model.eval()
         out = self.model.generate(**kwargs)

@@ -53,20 +53,34 @@ class ForcedPrefixProcessor(LogitsProcessor):
 
 
 @torch.no_grad()
-def sample(lm: PolicyLM, prompt_ids: Tensor, prompt_mask: Tensor, max_new_tokens: int,
-           min_new_tokens: int, generation, forced: Tensor | None = None,
-           k: Tensor | None = None) -> Completions:
+def sample(
+    lm: PolicyLM,
+    prompt_ids: Tensor,
+    prompt_mask: Tensor,
+    max_new_tokens: int,
+    min_new_tokens: int,
+    generation,
+    forced: Tensor | None = None,
+    k: Tensor | None = None,
+) -> Completions:
     """Sample completions (B, max_new_tokens) in one ``generate`` call, row i copying
     forced[i, :k[i]] first. Without ``forced`` it samples like ``PolicyLM.generate`` (except that
     top_k = 0 disables top-k here, where transformers would otherwise fill in its default 50)."""
     tok = lm.tokenizer
     kwargs = dict(
-        input_ids=prompt_ids, attention_mask=prompt_mask, max_new_tokens=max_new_tokens,
-        min_new_tokens=min(min_new_tokens, max_new_tokens), do_sample=generation.do_sample,
-        pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, use_cache=True,
+        input_ids=prompt_ids,
+        attention_mask=prompt_mask,
+        max_new_tokens=max_new_tokens,
+        min_new_tokens=min(min_new_tokens, max_new_tokens),
+        do_sample=generation.do_sample,
+        pad_token_id=tok.pad_token_id,
+        eos_token_id=tok.eos_token_id,
+        use_cache=True,
     )
     if generation.do_sample:
-        kwargs.update(top_k=generation.top_k, top_p=generation.top_p, temperature=generation.temperature)
+        kwargs.update(
+            top_k=generation.top_k, top_p=generation.top_p, temperature=generation.temperature
+        )
     if forced is not None and k is not None and bool((k > 0).any()):
         start = 1 if lm.is_seq2seq else prompt_ids.shape[1]
         kwargs["logits_processor"] = LogitsProcessorList([ForcedPrefixProcessor(forced, k, start)])
@@ -74,7 +88,7 @@ def sample(lm: PolicyLM, prompt_ids: Tensor, prompt_mask: Tensor, max_new_tokens
     lm.model.eval()
     out = lm.model.generate(**kwargs)
     lm.model.train(was_training)
-    new = out[:, 1:] if lm.is_seq2seq else out[:, prompt_ids.shape[1]:]
+    new = out[:, 1:] if lm.is_seq2seq else out[:, prompt_ids.shape[1] :]
     if new.shape[1] < max_new_tokens:  # every row stopped early: pad to a fixed width
         pad = new.new_full((new.shape[0], max_new_tokens - new.shape[1]), tok.pad_token_id)
         new = torch.cat([new, pad], 1)
@@ -90,13 +104,19 @@ def same_tokenizer(a, b) -> bool:
     if a is b:
         return True
     probe = "Hello world, the movie's 2nd half was GREAT!  \u00e9t\u00e9 \u4f60\u597d"
-    return (len(a) == len(b) and a.eos_token_id == b.eos_token_id and a.pad_token_id == b.pad_token_id
-            and a(probe, add_special_tokens=False)["input_ids"] == b(probe, add_special_tokens=False)["input_ids"]
-            and a.get_vocab() == b.get_vocab())
+    return (
+        len(a) == len(b)
+        and a.eos_token_id == b.eos_token_id
+        and a.pad_token_id == b.pad_token_id
+        and a(probe, add_special_tokens=False)["input_ids"]
+        == b(probe, add_special_tokens=False)["input_ids"]
+        and a.get_vocab() == b.get_vocab()
+    )
 
 
-def encode_texts(tok, texts: list[str], width: int, eos: list[bool] | None = None,
-                 device=None) -> tuple[Tensor, Tensor]:
+def encode_texts(
+    tok, texts: list[str], width: int, eos: list[bool] | None = None, device=None
+) -> tuple[Tensor, Tensor]:
     """(ids, mask), each (B, width): each text's tokens (no special tokens added), cut to
     ``width``, followed by EOS where ``eos[i]`` and there is room; right-padded."""
     enc = tok(texts, add_special_tokens=False)["input_ids"] if texts else []
@@ -115,7 +135,9 @@ def encode_texts(tok, texts: list[str], width: int, eos: list[bool] | None = Non
 
 def decode_rows(tok, ids: Tensor, mask: Tensor) -> list[str]:
     """The text of each row's valid tokens (special tokens skipped)."""
-    return [tok.decode(row[m.bool()].tolist(), skip_special_tokens=True) for row, m in zip(ids, mask)]
+    return [
+        tok.decode(row[m.bool()].tolist(), skip_special_tokens=True) for row, m in zip(ids, mask)
+    ]
 
 
 def ends_with_eos(tok, ids: Tensor, mask: Tensor) -> list[bool]:
@@ -125,10 +147,14 @@ def ends_with_eos(tok, ids: Tensor, mask: Tensor) -> list[bool]:
     return ((n > 0) & (last == tok.eos_token_id)).tolist()
 
 
-def convert_completions(src_tok, dst_tok, ids: Tensor, mask: Tensor, width: int) -> tuple[Tensor, Tensor]:
+def convert_completions(
+    src_tok, dst_tok, ids: Tensor, mask: Tensor, width: int
+) -> tuple[Tensor, Tensor]:
     """Completions in ``src_tok`` tokens -> the same texts in ``dst_tok`` tokens, (B, width)."""
     texts = decode_rows(src_tok, ids, mask)
-    return encode_texts(dst_tok, texts, width, eos=ends_with_eos(src_tok, ids, mask), device=ids.device)
+    return encode_texts(
+        dst_tok, texts, width, eos=ends_with_eos(src_tok, ids, mask), device=ids.device
+    )
 
 
 # --------------------------------------------------------------------------------------- loading

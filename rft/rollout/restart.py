@@ -26,7 +26,9 @@ def sample_restart_flags(n: int, beta: float, generator: torch.Generator | None 
     return torch.rand(n, generator=generator, dtype=torch.float64) < beta
 
 
-def sample_rollin_lengths(lengths: Tensor, restart: Tensor, generator: torch.Generator | None = None) -> Tensor:
+def sample_rollin_lengths(
+    lengths: Tensor, restart: Tensor, generator: torch.Generator | None = None
+) -> Tensor:
     """k per sample: Uniform{1, …, L-1} where ``restart`` and L ≥ 2, else 0.
 
     lengths (B,) int roll-in lengths L; restart (B,) bool. Returns (B,) int64 on the CPU.
@@ -99,8 +101,9 @@ def shift_left(ids: Tensor, mask: Tensor, k: Tensor, pad_id: int) -> tuple[Tenso
     return new_ids, new_mask
 
 
-def splice(prefix_ids: Tensor, k: Tensor, suffix_ids: Tensor, suffix_mask: Tensor, width: int,
-           pad_id: int) -> tuple[Tensor, Tensor]:
+def splice(
+    prefix_ids: Tensor, k: Tensor, suffix_ids: Tensor, suffix_mask: Tensor, width: int, pad_id: int
+) -> tuple[Tensor, Tensor]:
     """Row i = prefix_ids[i, :k_i] ++ suffix_ids[i, :n_i] (n_i = suffix_mask[i].sum()), cut to
     ``width`` and right-padded. prefix_ids (B, ≥ max k), suffix_ids / suffix_mask (B, S).
     Returns (ids, mask), each (B, width).

@@ -17,10 +17,19 @@ def build_byte_tokenizer(folder: Path) -> Path:
     from transformers import PreTrainedTokenizerFast
 
     bpe = ByteLevelBPETokenizer()
-    bpe.train_from_iterator(CORPUS, vocab_size=300, min_frequency=1, special_tokens=["<|eos|>", "<|pad|>"],
-                            show_progress=False)
-    tok = PreTrainedTokenizerFast(tokenizer_object=bpe._tokenizer, eos_token="<|eos|>", pad_token="<|pad|>",
-                                  bos_token="<|eos|>")
+    bpe.train_from_iterator(
+        CORPUS,
+        vocab_size=300,
+        min_frequency=1,
+        special_tokens=["<|eos|>", "<|pad|>"],
+        show_progress=False,
+    )
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=bpe._tokenizer,
+        eos_token="<|eos|>",
+        pad_token="<|pad|>",
+        bos_token="<|eos|>",
+    )
     folder.mkdir(parents=True, exist_ok=True)
     tok.save_pretrained(folder)
     return folder

@@ -36,7 +36,9 @@ def test_restart_flags_are_bernoulli_beta():
 def test_rollin_length_is_uniform_on_1_to_L_minus_1():
     n = 40000
     k = sample_rollin_lengths(torch.full((n,), 5), torch.ones(n, dtype=torch.bool), gen(1))
-    assert k.min() == 1 and k.max() == 4  # never 0 (restarted) and never L (the roll-out writes ≥ 1 token)
+    assert (
+        k.min() == 1 and k.max() == 4
+    )  # never 0 (restarted) and never L (the roll-out writes ≥ 1 token)
     freq = torch.bincount(k, minlength=5)[1:].double() / n
     assert torch.allclose(freq, torch.full((4,), 0.25, dtype=torch.float64), atol=0.01)
 
@@ -54,7 +56,11 @@ def test_rollin_length_edge_cases():
 def test_prefix_mask_and_forced_prefix():
     k = torch.tensor([4, 2, 0])  # k = L-1 for the first two rows, k = 0 for the third
     assert prefix_mask(k, 5).long().tolist() == [[1, 1, 1, 1, 0], [1, 1, 0, 0, 0], [0, 0, 0, 0, 0]]
-    assert forced_prefix(IDS, k, PAD).tolist() == [[11, 12, 13, 14], [21, 22, PAD, PAD], [PAD, PAD, PAD, PAD]]
+    assert forced_prefix(IDS, k, PAD).tolist() == [
+        [11, 12, 13, 14],
+        [21, 22, PAD, PAD],
+        [PAD, PAD, PAD, PAD],
+    ]
     assert forced_prefix(IDS, torch.zeros(3, dtype=torch.long), PAD).shape == (3, 0)
 
 
