@@ -1,8 +1,8 @@
 """rft's command line: compose an experiment from config groups and train it.
 
-    python run.py task=imdb alg=ppo
-    python run.py --multirun task=imdb alg=ppo alg.lr=1e-6,1e-5
-    python run.py --help                  # groups, options and the composed config
+python run.py task=imdb alg=ppo
+python run.py --multirun task=imdb alg=ppo alg.lr=1e-6,1e-5
+python run.py --help                  # groups, options and the composed config
 """
 
 from __future__ import annotations

@@ -28,19 +28,36 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 DEFAULTS = [
-    "task=imdb", "alg=ppo", "model=smollm2_135m", "logger=none",
-    "alg.rollout_prompts=32", "alg.samples_per_prompt=1", "alg.n_epochs=2", "alg.minibatch_size=8",
-    "task.max_new_tokens=48", "task.min_new_tokens=48", "alg.eval_every=0",
-    "eval.before_training=false", "task.n_eval_prompts=8", "task.n_test_prompts=8",
-    "checkpoint.every_n_iterations=1000", "checkpoint.save_policy=false",
+    "task=imdb",
+    "alg=ppo",
+    "model=smollm2_135m",
+    "logger=none",
+    "alg.rollout_prompts=32",
+    "alg.samples_per_prompt=1",
+    "alg.n_epochs=2",
+    "alg.minibatch_size=8",
+    "task.max_new_tokens=48",
+    "task.min_new_tokens=48",
+    "alg.eval_every=0",
+    "eval.before_training=false",
+    "task.n_eval_prompts=8",
+    "task.n_test_prompts=8",
+    "checkpoint.every_n_iterations=1000",
+    "checkpoint.save_policy=false",
 ]
 
 
 def main(argv=None) -> dict:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--iterations", type=int, default=3, help="PPO iterations to run (first is warm-up)")
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--iterations", type=int, default=3, help="PPO iterations to run (first is warm-up)"
+    )
     ap.add_argument("--out", type=Path, default=None, help="write the JSON report here too")
-    ap.add_argument("overrides", nargs="*", help="Hydra overrides applied after the benchmark defaults")
+    ap.add_argument(
+        "overrides", nargs="*", help="Hydra overrides applied after the benchmark defaults"
+    )
     args = ap.parse_args(argv)
 
     from hydra import compose, initialize_config_dir

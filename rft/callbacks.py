@@ -72,14 +72,17 @@ class IterationProgress(L.Callback):
         total = module.max_steps if spb else trainer.max_epochs
         unit = "step" if spb else "it"
         start = trainer.current_epoch * spb if spb else trainer.current_epoch
-        self.bar = tqdm(total=total, initial=min(start, total),
-                        desc=self.desc, unit=unit, dynamic_ncols=True)
+        self.bar = tqdm(
+            total=total, initial=min(start, total), desc=self.desc, unit=unit, dynamic_ncols=True
+        )
 
     def on_train_epoch_end(self, trainer, module) -> None:
         if self.bar is None:
             return
         self.bar.n = min(progress_step(module), self.bar.total)
-        post = {k.split("/")[-1]: f"{module.latest[k]:.3g}" for k in self.KEYS if k in module.latest}
+        post = {
+            k.split("/")[-1]: f"{module.latest[k]:.3g}" for k in self.KEYS if k in module.latest
+        }
         self.bar.set_postfix(post, refresh=False)
         self.bar.refresh()
 

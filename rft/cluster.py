@@ -68,12 +68,16 @@ def slurm_plugins() -> list:
 
 def requeue_job(job_id: str) -> bool:
     try:
-        r = subprocess.run(["scontrol", "requeue", job_id], capture_output=True, text=True, timeout=60)
+        r = subprocess.run(
+            ["scontrol", "requeue", job_id], capture_output=True, text=True, timeout=60
+        )
     except (OSError, subprocess.TimeoutExpired) as e:
         log.error("scontrol requeue %s failed: %s", job_id, e)
         return False
     if r.returncode != 0:
-        log.error("scontrol requeue %s failed (exit %d): %s", job_id, r.returncode, r.stderr.strip())
+        log.error(
+            "scontrol requeue %s failed (exit %d): %s", job_id, r.returncode, r.stderr.strip()
+        )
         return False
     return True
 
@@ -95,9 +99,11 @@ def _define_requeue_on_signal() -> type:
 
         def _on_signal(self, signum: int, _frame) -> None:
             if self.pending is None:
-                log.warning("Received %s: checkpointing at the end of this iteration, then %s.",
-                            signal.Signals(signum).name,
-                            "requeueing the job" if slurm_job_id() else "exiting")
+                log.warning(
+                    "Received %s: checkpointing at the end of this iteration, then %s.",
+                    signal.Signals(signum).name,
+                    "requeueing the job" if slurm_job_id() else "exiting",
+                )
             self.pending = signum
 
         def on_train_start(self, trainer: L.Trainer, module) -> None:
@@ -152,8 +158,13 @@ def submitit_job_info() -> dict[str, str] | None:
 
         env = submitit.JobEnvironment()
         paths = env.paths
-        return {"job_id": str(env.job_id), "stdout": str(paths.stdout), "stderr": str(paths.stderr),
-                "host": socket.gethostname(), "restarts": os.environ.get("SLURM_RESTART_COUNT", "0")}
+        return {
+            "job_id": str(env.job_id),
+            "stdout": str(paths.stdout),
+            "stderr": str(paths.stderr),
+            "host": socket.gethostname(),
+            "restarts": os.environ.get("SLURM_RESTART_COUNT", "0"),
+        }
     except Exception:  # noqa: BLE001 - information only
         return None
 
@@ -178,8 +189,10 @@ class SlurmJobInfo(Callback):
         if os.environ.get("SUBMITIT_EXECUTOR") == "slurm" and callable(usr2):
             signal.signal(signal.SIGUSR1, usr2)
         out = _output_dir()
-        msg = (f"rft: job {info['job_id']} on {info['host']} (restarts: {info['restarts']}), "
-               f"log {info['stderr']}, run folder {out}")
+        msg = (
+            f"rft: job {info['job_id']} on {info['host']} (restarts: {info['restarts']}), "
+            f"log {info['stderr']}, run folder {out}"
+        )
         print(msg, file=sys.stderr, flush=True)
         log.info(msg)
 

@@ -373,7 +373,9 @@ class ValueRefConfig:
     n_prompts: int = 256  # val prompts whose π_ref samples train the head (-1: all val prompts)
     samples_per_prompt: int = 1  # π_ref samples per prompt (reference code: 1)
     max_value: float = 1.0  # V = sigmoid(·) · max_value; 1 fits rewards in [0, 1] (reference: 2 for its IMDB reward)
-    n_heads: int = 8  # attention heads of the learned query (reference: 8; fewer if hidden size not divisible)
+    n_heads: int = (
+        8  # attention heads of the learned query (reference: 8; fewer if hidden size not divisible)
+    )
     dropout: float = 0.1  # on prompt states and attention output (reference code: 0.1)
     epochs: int = 10  # reference: 5 (generic script) / 10 (HH); the best held-out epoch is kept
     lr: float = 1.0e-4  # AdamW (reference: 1e-5 on a 7B model's 4k-dim states)

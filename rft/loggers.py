@@ -36,10 +36,14 @@ def wandb_mode(requested: str) -> str:
     if env in ("online", "offline", "disabled", "dryrun"):
         return "offline" if env == "dryrun" else env
     if not _wandb_has_key():
-        log.warning("W&B: no API key found, logging offline (sync later: wandb sync <run>/wandb/offline-run-*)")
+        log.warning(
+            "W&B: no API key found, logging offline (sync later: wandb sync <run>/wandb/offline-run-*)"
+        )
         return "offline"
     if not _online():
-        log.warning("W&B: api.wandb.ai unreachable, logging offline (sync later: wandb sync <run>/wandb/offline-run-*)")
+        log.warning(
+            "W&B: api.wandb.ai unreachable, logging offline (sync later: wandb sync <run>/wandb/offline-run-*)"
+        )
         return "offline"
     return "online"
 
@@ -64,9 +68,16 @@ def make_loggers(cfg, run_dir: Path, run_name: str) -> list:
         os.environ.setdefault("WANDB_SILENT", "true")
         group, tags = wandb_group_and_tags(cfg)
         lg = WandbLogger(
-            project=cfg.logger.project, entity=cfg.logger.entity, group=group,
-            tags=tags, name=run_name, save_dir=str(run_dir), offline=(mode == "offline"),
-            config=container, id=_stable_run_id(run_dir), resume="allow",
+            project=cfg.logger.project,
+            entity=cfg.logger.entity,
+            group=group,
+            tags=tags,
+            name=run_name,
+            save_dir=str(run_dir),
+            offline=(mode == "offline"),
+            config=container,
+            id=_stable_run_id(run_dir),
+            resume="allow",
         )
         return [lg]
     from rft.errors import ConfigError

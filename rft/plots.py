@@ -40,8 +40,12 @@ def plot_curves(history_path: Path, out_path: Path, title: str = "") -> Path | N
         return None
     n = len(panels)
     cols = min(3, n)
-    fig, axes = plt.subplots((n + cols - 1) // cols, cols, figsize=(4.2 * cols, 3.2 * ((n + cols - 1) // cols)),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        (n + cols - 1) // cols,
+        cols,
+        figsize=(4.2 * cols, 3.2 * ((n + cols - 1) // cols)),
+        squeeze=False,
+    )
     for ax, (t, keys) in zip(axes.flat, panels):
         for k in keys:
             pts = [(r["iteration"], r[k]) for r in rows if k in r]

@@ -222,11 +222,19 @@ def make_init_job(jobs: list[Job], swept: list[str]) -> Job | None:
     Meaningful when all jobs start from one policy (e.g. an SFT checkpoint): its numbers then
     share the jobs' yardstick (perplexity under the same reference model)."""
     for j in jobs:
-        init = {"test/" + k[len("test_init/"):]: v for k, v in (j.metrics or {}).items()
-                if k.startswith("test_init/")}
+        init = {
+            "test/" + k[len("test_init/") :]: v
+            for k, v in (j.metrics or {}).items()
+            if k.startswith("test_init/")
+        }
         if init:
-            return Job(name="init", path=j.path, overrides={k: "init" for k in swept}, metrics=init,
-                       status=f"test_init of job {j.name}")
+            return Job(
+                name="init",
+                path=j.path,
+                overrides={k: "init" for k in swept},
+                metrics=init,
+                status=f"test_init of job {j.name}",
+            )
     return None
 
 
@@ -400,7 +408,9 @@ def _safe_name(key: str) -> str:
 
 
 def build_report(
-    multirun_dir: str | Path, out_dir: str | Path | None = None, metric: str = DEFAULT_METRIC,
+    multirun_dir: str | Path,
+    out_dir: str | Path | None = None,
+    metric: str = DEFAULT_METRIC,
     init_row: bool = False,
 ) -> dict[str, Any]:
     """Read every job of a sweep and write report.md and the PNGs into `out_dir`.

@@ -35,6 +35,7 @@ from rft.reward import build_reward
 
 log = logging.getLogger("rft")
 
+
 # ---------------------------------------------------------------------------------- checks
 def validate(cfg: DictConfig) -> None:
     """Cross-field checks that a schema cannot express; each names the key and the fix."""
@@ -107,19 +108,33 @@ def default_run_dir(cfg: DictConfig) -> Path:
         return Path("outputs") / cfg.experiment_name / time.strftime("%Y-%m-%d_%H-%M-%S")
 
 
-def make_trainer(cfg: DictConfig, run_dir: Path, max_epochs: int, callbacks: list, loggers: list) -> L.Trainer:
+def make_trainer(
+    cfg: DictConfig, run_dir: Path, max_epochs: int, callbacks: list, loggers: list
+) -> L.Trainer:
     from rft.cluster import RequeueOnSignal, slurm_plugins
 
     hw = cfg.hardware
     # RequeueOnSignal goes last: on SIGUSR1/2 or SIGTERM it checkpoints at the end of the
     # iteration (after StateCheckpoint) and, under SLURM, requeues the job (rft/cluster.py).
     return L.Trainer(
-        accelerator=hw.accelerator, devices=hw.devices, num_nodes=hw.num_nodes, strategy=hw.strategy,
-        precision=hw.precision, max_epochs=max_epochs, logger=loggers or False,
-        callbacks=[*callbacks, RequeueOnSignal()], plugins=slurm_plugins(),
-        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-        num_sanity_val_steps=0, limit_val_batches=0, use_distributed_sampler=False,
-        default_root_dir=str(run_dir), log_every_n_steps=1, deterministic=False,
+        accelerator=hw.accelerator,
+        devices=hw.devices,
+        num_nodes=hw.num_nodes,
+        strategy=hw.strategy,
+        precision=hw.precision,
+        max_epochs=max_epochs,
+        logger=loggers or False,
+        callbacks=[*callbacks, RequeueOnSignal()],
+        plugins=slurm_plugins(),
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        limit_val_batches=0,
+        use_distributed_sampler=False,
+        default_root_dir=str(run_dir),
+        log_every_n_steps=1,
+        deterministic=False,
     )
 
 
@@ -137,11 +152,23 @@ def frozen_copy(policy: PolicyLM) -> PolicyLM:
     return ref.eval()
 
 
-def run_module(cfg, module, run_dir: Path, max_epochs: int, ckpt: Path | None, desc: str,
-               loggers=None, eval_before: bool = False) -> L.Trainer:
+def run_module(
+    cfg,
+    module,
+    run_dir: Path,
+    max_epochs: int,
+    ckpt: Path | None,
+    desc: str,
+    loggers=None,
+    eval_before: bool = False,
+) -> L.Trainer:
     """Fit ``module`` (resuming from ``ckpt``); optionally evaluate the initial policy first."""
-    ckpt_cb = StateCheckpoint(run_dir, cfg.checkpoint.every_n_iterations, cfg.checkpoint.save_policy)
-    trainer = make_trainer(cfg, run_dir, max_epochs, [ckpt_cb, IterationProgress(desc)], loggers or [])
+    ckpt_cb = StateCheckpoint(
+        run_dir, cfg.checkpoint.every_n_iterations, cfg.checkpoint.save_policy
+    )
+    trainer = make_trainer(
+        cfg, run_dir, max_epochs, [ckpt_cb, IterationProgress(desc)], loggers or []
+    )
     if ckpt is not None:
         truncate_history(run_dir, ckpt)
         log.info("Resuming from %s", ckpt)
@@ -195,11 +222,30 @@ def warm_start(cfg: DictConfig, task, reward_fn, run_dir: Path) -> str | None:
     ws_dir.mkdir(parents=True, exist_ok=True)
     log.info("Warm start: %d SFT steps on %.1f%% of the SFT pairs", ws.steps, 100 * ws.data_frac)
     policy = load_policy(cfg.model)
-    module = SFT(cfg, task, policy, None, reward_fn, ws_dir, lr=ws.lr, batch_size=ws.batch_size,
-                 max_steps=ws.steps, data_frac=ws.data_frac, max_grad_norm=1.0, eval_every=0)
+    module = SFT(
+        cfg,
+        task,
+        policy,
+        None,
+        reward_fn,
+        ws_dir,
+        lr=ws.lr,
+        batch_size=ws.batch_size,
+        max_steps=ws.steps,
+        data_frac=ws.data_frac,
+        max_grad_norm=1.0,
+        eval_every=0,
+    )
     ws_cfg = OmegaConf.merge(cfg, {"checkpoint": {"save_policy": False}})
     own_ckpt = ws_dir / "checkpoints" / "state.ckpt"
-    run_module(ws_cfg, module, ws_dir, module.n_blocks, own_ckpt if own_ckpt.is_file() else None, desc="warm start")
+    run_module(
+        ws_cfg,
+        module,
+        ws_dir,
+        module.n_blocks,
+        own_ckpt if own_ckpt.is_file() else None,
+        desc="warm start",
+    )
     module.export_policy(done)
     return str(done)
 
@@ -231,8 +277,16 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, float
     max_epochs = getattr(module, "n_blocks", None) or cfg.alg.n_iterations
     loggers = make_loggers(cfg, run_dir, run_name=f"{cfg.experiment_name}-s{cfg.seed}")
 
-    trainer = run_module(cfg, module, run_dir, max_epochs, ckpt, desc=cfg.alg.name, loggers=loggers,
-                         eval_before=cfg.eval.before_training)
+    trainer = run_module(
+        cfg,
+        module,
+        run_dir,
+        max_epochs,
+        ckpt,
+        desc=cfg.alg.name,
+        loggers=loggers,
+        eval_before=cfg.eval.before_training,
+    )
 
     final_step = progress_step_done(module, trainer)
     metrics = {}
@@ -240,13 +294,21 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, float
         metrics.update(module.evaluate("test", step=final_step))
     init_metrics = {k: v for k, v in _last_values(run_dir).items() if k.startswith("test_init/")}
     metrics.update(init_metrics)
-    metrics.update({k: v for k, v in module.latest.items() if k.startswith(("reward/", "objective/", "time/"))})
+    metrics.update(
+        {k: v for k, v in module.latest.items() if k.startswith(("reward/", "objective/", "time/"))}
+    )
     write_json_atomic(run_dir / "metrics.json", metrics)
-    plot_curves(run_dir / "history.jsonl", run_dir / "curves.png", title=f"{cfg.experiment_name} (seed {cfg.seed})")
+    plot_curves(
+        run_dir / "history.jsonl",
+        run_dir / "curves.png",
+        title=f"{cfg.experiment_name} (seed {cfg.seed})",
+    )
     if (run_dir / "diagnostics.jsonl").is_file():
         from rft.diagnostics.plots import plot_std_vs_gradnorm
 
-        plot_std_vs_gradnorm(read_history(run_dir / "diagnostics.jsonl"), run_dir / "std_vs_gradnorm.png")
+        plot_std_vs_gradnorm(
+            read_history(run_dir / "diagnostics.jsonl"), run_dir / "std_vs_gradnorm.png"
+        )
     for lg in loggers:
         lg.finalize("success")
     _summary(run_dir, metrics)

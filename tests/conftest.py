@@ -25,8 +25,10 @@ torch.set_num_threads(1)
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"
 
-WORDS = ("the film was good bad great awful lovely boring fun dull story actor plot scene "
-         "music ending long short happy sad").split()
+WORDS = (
+    "the film was good bad great awful lovely boring fun dull story actor plot scene "
+    "music ending long short happy sad"
+).split()
 
 
 def imdb_dir() -> Path | None:
@@ -57,15 +59,31 @@ def write_prompts(path: Path, n: int = 40, seed: int = 0) -> Path:
 # A small, fast PPO/SFT setup on the tiny model and a JSONL task.
 def tiny_overrides(data: Path, *extra: str) -> list[str]:
     return [
-        "task=jsonl", f"task.path={data}", "task.max_new_tokens=8", "task.min_new_tokens=8",
-        "task.n_eval_prompts=4", "task.n_test_prompts=4", "model=tiny", "logger=none",
-        "hardware=cpu_fp32", "eval.batch_size=4", "eval.n_samples_table=2",
-        "checkpoint.every_n_iterations=1", *extra,
+        "task=jsonl",
+        f"task.path={data}",
+        "task.max_new_tokens=8",
+        "task.min_new_tokens=8",
+        "task.n_eval_prompts=4",
+        "task.n_test_prompts=4",
+        "model=tiny",
+        "logger=none",
+        "hardware=cpu_fp32",
+        "eval.batch_size=4",
+        "eval.n_samples_table=2",
+        "checkpoint.every_n_iterations=1",
+        *extra,
     ]
 
 
-PPO_SMALL = ("alg=ppo", "alg.n_iterations=2", "alg.rollout_prompts=4", "alg.minibatch_size=2",
-             "alg.eval_every=0", "alg.lr=1e-3", "alg.score_batch_size=4")
+PPO_SMALL = (
+    "alg=ppo",
+    "alg.n_iterations=2",
+    "alg.rollout_prompts=4",
+    "alg.minibatch_size=2",
+    "alg.eval_every=0",
+    "alg.lr=1e-3",
+    "alg.score_batch_size=4",
+)
 SFT_SMALL = ("alg=sft", "alg.max_steps=2", "alg.batch_size=4", "alg.eval_every=0", "alg.lr=1e-3")
 
 

@@ -32,9 +32,18 @@ def test_every_option_composes(group, option):
 
 def test_default_config_is_imdb_ppo_smollm2_cpu():
     cfg = compose_cfg()
-    assert (cfg.task.name, cfg.alg.name, cfg.model.name, cfg.hardware.name) == ("imdb", "ppo", "smollm2_135m", "cpu")
+    assert (cfg.task.name, cfg.alg.name, cfg.model.name, cfg.hardware.name) == (
+        "imdb",
+        "ppo",
+        "smollm2_135m",
+        "cpu",
+    )
     # GRUE IMDB task shape (algorithms.md §6)
-    assert (cfg.task.prompt_max_tokens, cfg.task.max_new_tokens, cfg.task.min_new_tokens) == (64, 48, 48)
+    assert (cfg.task.prompt_max_tokens, cfg.task.max_new_tokens, cfg.task.min_new_tokens) == (
+        64,
+        48,
+        48,
+    )
     assert (cfg.task.n_train, cfg.task.n_val, cfg.task.n_test) == (20000, 5000, 5000)
 
 

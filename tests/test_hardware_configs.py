@@ -19,8 +19,14 @@ from tests.conftest import CONF, PPO_SMALL, tiny_overrides
 
 HARDWARE = sorted(p.stem for p in (CONF / "hardware").glob("*.yaml"))
 SLURM = [h for h in HARDWARE if h.startswith("slurm_") and h != "slurm_local"]
-SLURM_ENV = ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID", "SLURM_NTASKS",
-             "SLURM_JOB_NAME", "SUBMITIT_EXECUTOR")
+SLURM_ENV = (
+    "SLURM_JOB_ID",
+    "SLURM_ARRAY_JOB_ID",
+    "SLURM_ARRAY_TASK_ID",
+    "SLURM_NTASKS",
+    "SLURM_JOB_NAME",
+    "SUBMITIT_EXECUTOR",
+)
 
 
 def compose_full(*overrides: str):
@@ -31,7 +37,16 @@ def compose_full(*overrides: str):
 
 
 def test_the_expected_options_exist():
-    for name in ("cpu", "gpu", "gpu_ddp", "gpu_fsdp", "slurm_cpu", "slurm_gpu", "slurm_gpu_ddp", "slurm_local"):
+    for name in (
+        "cpu",
+        "gpu",
+        "gpu_ddp",
+        "gpu_fsdp",
+        "slurm_cpu",
+        "slurm_gpu",
+        "slurm_gpu_ddp",
+        "slurm_local",
+    ):
         assert name in HARDWARE
 
 
@@ -41,7 +56,9 @@ def test_hardware_option_composes(option):
     hw = cfg.hardware
     assert hw.name == option
     assert hw.accelerator in ("cpu", "gpu", "auto")
-    assert hw.strategy == {"gpu_ddp": "ddp", "slurm_gpu_ddp": "ddp", "gpu_fsdp": "fsdp"}.get(option, "auto")
+    assert hw.strategy == {"gpu_ddp": "ddp", "slurm_gpu_ddp": "ddp", "gpu_fsdp": "fsdp"}.get(
+        option, "auto"
+    )
     launcher = cfg.hydra.launcher._target_
     if option.startswith("slurm_"):
         assert str(cfg.hydra.mode) == "RunMode.MULTIRUN"  # submits even without --multirun
@@ -66,10 +83,20 @@ def test_slurm_resources_match_the_trainer(option, tmp_path):
     assert 0 < lc.signal_delay_s < 60 * lc.timeout_min
     # The parameter mapping of hydra_submitit_launcher's launch(), then submitit's sbatch text.
     skip = ("_target_", "submitit_folder", "name", "max_num_timeout")
-    params = {k: OmegaConf.to_container(lc[k]) if OmegaConf.is_config(lc[k]) else lc[k]
-              for k in lc if k not in skip}
-    base = {"timeout_min", "cpus_per_task", "gpus_per_node", "tasks_per_node", "mem_gb", "nodes",
-            "stderr_to_stdout"}
+    params = {
+        k: OmegaConf.to_container(lc[k]) if OmegaConf.is_config(lc[k]) else lc[k]
+        for k in lc
+        if k not in skip
+    }
+    base = {
+        "timeout_min",
+        "cpus_per_task",
+        "gpus_per_node",
+        "tasks_per_node",
+        "mem_gb",
+        "nodes",
+        "stderr_to_stdout",
+    }
     ex = submitit.AutoExecutor(folder=tmp_path, cluster="slurm")
     ex.update_parameters(**{k if k in base else f"slurm_{k}": v for k, v in params.items()})
     sbatch = ex._executor._make_submission_file_text("python -c pass", "uid")
@@ -80,7 +107,9 @@ def test_slurm_resources_match_the_trainer(option, tmp_path):
         assert "#SBATCH --gpus-per-node=2" in sbatch
 
 
-@pytest.mark.parametrize("option", [h for h in HARDWARE if h.startswith("cpu") or h in ("slurm_cpu", "slurm_local")])
+@pytest.mark.parametrize(
+    "option", [h for h in HARDWARE if h.startswith("cpu") or h in ("slurm_cpu", "slurm_local")]
+)
 def test_cpu_options_build_a_trainer(option, tmp_path, monkeypatch):
     from rft.cluster import RequeueOnSignal
     from rft.train import make_trainer
@@ -95,7 +124,9 @@ def test_cpu_options_build_a_trainer(option, tmp_path, monkeypatch):
 def test_sweep_runs_share_a_wandb_group_and_are_tagged_with_their_overrides():
     from rft.loggers import wandb_group_and_tags
 
-    cfg = compose_full("logger=wandb", "alg.lr=1e-5", "seed=3", "hydra.sweep.dir=multirun/2025-01-31/12-00-00")
+    cfg = compose_full(
+        "logger=wandb", "alg.lr=1e-5", "seed=3", "hydra.sweep.dir=multirun/2025-01-31/12-00-00"
+    )
     try:
         OmegaConf.update(cfg, "hydra.mode", "MULTIRUN")
         HydraConfig.instance().set_config(cfg)
@@ -111,7 +142,9 @@ def test_sweep_runs_share_a_wandb_group_and_are_tagged_with_their_overrides():
     assert wandb_group_and_tags(cfg) == (None, [])  # a single run: no group, no extra tags
 
 
-def test_usr1_during_training_checkpoints_the_iteration_and_the_run_resumes(prompts_file, tmp_path, monkeypatch):
+def test_usr1_during_training_checkpoints_the_iteration_and_the_run_resumes(
+    prompts_file, tmp_path, monkeypatch
+):
     """SIGUSR1 during iteration 2: the run finishes that iteration, writes state.ckpt for it and
     exits (128 + SIGUSR1); started again on its folder it resumes and ends exactly like a run
     that was never interrupted."""
@@ -121,11 +154,22 @@ def test_usr1_during_training_checkpoints_the_iteration_and_the_run_resumes(prom
 
     for k in SLURM_ENV:
         monkeypatch.delenv(k, raising=False)
-    cfg = compose_cfg(*tiny_overrides(prompts_file, *PPO_SMALL, "alg.n_iterations=3", "alg.n_epochs=1",
-                                      "alg.rollout_prompts=2", "task.n_eval_prompts=2", "task.n_test_prompts=2",
-                                      "checkpoint.every_n_iterations=100", "checkpoint.save_policy=false",
-                                      "eval.before_training=false", "eval.perplexity=false",
-                                      "hardware.torch_threads=1"))
+    cfg = compose_cfg(
+        *tiny_overrides(
+            prompts_file,
+            *PPO_SMALL,
+            "alg.n_iterations=3",
+            "alg.n_epochs=1",
+            "alg.rollout_prompts=2",
+            "task.n_eval_prompts=2",
+            "task.n_test_prompts=2",
+            "checkpoint.every_n_iterations=100",
+            "checkpoint.save_policy=false",
+            "eval.before_training=false",
+            "eval.perplexity=false",
+            "hardware.torch_threads=1",
+        )
+    )
 
     def signal_in_iteration_2(self, trainer, module):
         if trainer.current_epoch == 1:

@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 
 import lightning as L
-import torch
 
 from rft.eval.evaluate import evaluate_policy
 from rft.model.policy import PolicyLM
@@ -42,7 +41,9 @@ def save_policy_atomic(policy: PolicyLM, folder: Path) -> None:
 class RFTModule(L.LightningModule):
     """Base module. Subclasses implement ``training_step`` and ``configure_optimizers``."""
 
-    def __init__(self, cfg, task, policy: PolicyLM, ref: PolicyLM | None, reward_fn, run_dir: str | Path):
+    def __init__(
+        self, cfg, task, policy: PolicyLM, ref: PolicyLM | None, reward_fn, run_dir: str | Path
+    ):
         super().__init__()
         self.cfg = cfg
         self.task = task
@@ -71,16 +72,25 @@ class RFTModule(L.LightningModule):
             f.write(json.dumps(row) + "\n")
 
     # ------------------------------------------------------------------ evaluation
-    def evaluate(self, split: str, prefix: str | None = None, step: int | None = None) -> dict[str, float]:
+    def evaluate(
+        self, split: str, prefix: str | None = None, step: int | None = None
+    ) -> dict[str, float]:
         """Evaluate the current policy on the task's val/test prompts; record and save it."""
         prefix = prefix or split
         c = self.cfg
         examples = self.task.eval_examples(split)
         metrics, samples = evaluate_policy(
-            self.policy, self.ref if c.eval.perplexity else None, self.reward_fn, examples,
-            prompt_max_tokens=self.task.prompt_max_tokens, max_new_tokens=self.task.max_new_tokens,
-            min_new_tokens=self.task.min_new_tokens, generation=c.eval.generation,
-            batch_size=c.eval.batch_size, seed=c.seed + 7919, n_samples=c.eval.n_samples_table,
+            self.policy,
+            self.ref if c.eval.perplexity else None,
+            self.reward_fn,
+            examples,
+            prompt_max_tokens=self.task.prompt_max_tokens,
+            max_new_tokens=self.task.max_new_tokens,
+            min_new_tokens=self.task.min_new_tokens,
+            generation=c.eval.generation,
+            batch_size=c.eval.batch_size,
+            seed=c.seed + 7919,
+            n_samples=c.eval.n_samples_table,
             progress=True,
         )
         metrics = {f"{prefix}/{k}": v for k, v in metrics.items()}
@@ -89,7 +99,9 @@ class RFTModule(L.LightningModule):
         if self.global_rank == 0:
             ev = self.run_dir / "eval"
             ev.mkdir(exist_ok=True)
-            (ev / f"{prefix}_{step:05d}.json").write_text(json.dumps({"metrics": metrics, "samples": samples}, indent=1))
+            (ev / f"{prefix}_{step:05d}.json").write_text(
+                json.dumps({"metrics": metrics, "samples": samples}, indent=1)
+            )
             with open(self.run_dir / "samples.jsonl", "a") as f:
                 for s in samples:
                     f.write(json.dumps({"split": prefix, "iteration": step, **s}) + "\n")
@@ -100,8 +112,11 @@ class RFTModule(L.LightningModule):
         for lg in self.loggers:
             if hasattr(lg, "log_text"):  # WandbLogger
                 try:
-                    lg.log_text(key=f"{prefix}/samples", columns=["prompt", "completion", "reward"],
-                                data=[[s["prompt"][-300:], s["completion"], s["reward"]] for s in samples])
+                    lg.log_text(
+                        key=f"{prefix}/samples",
+                        columns=["prompt", "completion", "reward"],
+                        data=[[s["prompt"][-300:], s["completion"], s["reward"]] for s in samples],
+                    )
                 except Exception as e:  # noqa: BLE001 - a table must never stop training
                     log.warning("could not log the samples table: %s", e)
 

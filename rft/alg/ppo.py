@@ -77,8 +77,12 @@ class Rollout:
         return self.ids.shape[0]
 
     def index(self, idx: torch.Tensor) -> Rollout:
-        return Rollout(**{f.name: (None if getattr(self, f.name) is None else getattr(self, f.name)[idx])
-                          for f in fields(self)})
+        return Rollout(
+            **{
+                f.name: (None if getattr(self, f.name) is None else getattr(self, f.name)[idx])
+                for f in fields(self)
+            }
+        )
 
 
 def iteration_seed(seed: int, iteration: int) -> int:
@@ -99,13 +103,15 @@ class PPO(RFTModule):
         if choice(a.value_model) == "separate":
             self.value_model = copy.deepcopy(policy)
         self.value_head = ValueHead(policy.hidden_size)
-        self.kl_ctl = make_kl_controller(choice(a.kl.kind), a.kl.init_beta,
-                                         a.kl.target, a.kl.horizon)
+        self.kl_ctl = make_kl_controller(
+            choice(a.kl.kind), a.kl.init_beta, a.kl.target, a.kl.horizon
+        )
 
     # ------------------------------------------------------------------ data / optim
     def train_dataloader(self) -> DataLoader:
-        sampler = IterationSampler(len(self.task.train), self.a.rollout_prompts, self.cfg.seed,
-                                   rank=self.global_rank)
+        sampler = IterationSampler(
+            len(self.task.train), self.a.rollout_prompts, self.cfg.seed, rank=self.global_rank
+        )
         return DataLoader(range(len(self.task.train)), batch_sampler=sampler, collate_fn=_identity)
 
     def trainable_parameters(self):
@@ -115,18 +121,27 @@ class PPO(RFTModule):
         return params
 
     def configure_optimizers(self):
-        return torch.optim.AdamW(self.trainable_parameters(), lr=self.a.lr, weight_decay=self.a.weight_decay)
+        return torch.optim.AdamW(
+            self.trainable_parameters(), lr=self.a.lr, weight_decay=self.a.weight_decay
+        )
 
     # ------------------------------------------------------------------ model calls
     def values_and_logits(self, r: Rollout, need_logits: bool = True):
         """One forward pass of the policy (and of the value model if separate): logits (N, T, V)
         and values (N, T)."""
         shared = self.value_model is None
-        logits, hidden = self.policy(r.prompt_ids, r.prompt_mask, r.ids, r.mask,
-                                     return_hidden=shared, return_logits=need_logits)
+        logits, hidden = self.policy(
+            r.prompt_ids,
+            r.prompt_mask,
+            r.ids,
+            r.mask,
+            return_hidden=shared,
+            return_logits=need_logits,
+        )
         if not shared:
-            _, hidden = self.value_model(r.prompt_ids, r.prompt_mask, r.ids, r.mask,
-                                         return_hidden=True, return_logits=False)
+            _, hidden = self.value_model(
+                r.prompt_ids, r.prompt_mask, r.ids, r.mask, return_hidden=True, return_logits=False
+            )
         return logits, self.value_head(hidden).float()
 
     @torch.no_grad()
@@ -140,12 +155,24 @@ class PPO(RFTModule):
             values.append(v)
             ref_logits, _ = self.ref(chunk.prompt_ids, chunk.prompt_mask, chunk.ids, chunk.mask)
             ref_logp.append(logprobs_from_logits(ref_logits, chunk.ids))
-        r.old_logp, r.old_values, r.ref_logp = torch.cat(old_logp), torch.cat(values), torch.cat(ref_logp)
+        r.old_logp, r.old_values, r.ref_logp = (
+            torch.cat(old_logp),
+            torch.cat(values),
+            torch.cat(ref_logp),
+        )
 
     def generate(self, prompt_ids, prompt_mask):
         t, g = self.task, self.a.generation
-        return self.policy.generate(prompt_ids, prompt_mask, t.max_new_tokens, t.min_new_tokens,
-                                    g.do_sample, g.top_k, g.top_p, g.temperature)
+        return self.policy.generate(
+            prompt_ids,
+            prompt_mask,
+            t.max_new_tokens,
+            t.min_new_tokens,
+            g.do_sample,
+            g.top_k,
+            g.top_p,
+            g.temperature,
+        )
 
     # ------------------------------------------------------------------ one iteration
     def collect_rollout(self, examples) -> tuple[Rollout, dict[str, float]]:
@@ -154,34 +181,47 @@ class PPO(RFTModule):
         t0 = time.perf_counter()
         prompts = [e.prompt for e in examples for _ in range(K)]
         refs = [e.reference for e in examples for _ in range(K)]
-        p_ids, p_mask = encode_prompts(self.policy.tokenizer, prompts, self.task.prompt_max_tokens, self.device)
+        p_ids, p_mask = encode_prompts(
+            self.policy.tokenizer, prompts, self.task.prompt_max_tokens, self.device
+        )
         comp = self.generate(p_ids, p_mask)
         t1 = time.perf_counter()
         texts = self.policy.tokenizer.batch_decode(comp.ids, skip_special_tokens=True)
         scores = self.reward_fn(prompts, texts, refs).to(self.device)
         t2 = time.perf_counter()
-        r = Rollout(p_ids, p_mask, comp.ids, comp.mask, scores, policy_mask=comp.mask, value_mask=comp.mask)
+        r = Rollout(
+            p_ids, p_mask, comp.ids, comp.mask, scores, policy_mask=comp.mask, value_mask=comp.mask
+        )
         self.score_rollout(r)
         t3 = time.perf_counter()
         n_tokens = int(comp.mask.sum())
-        stats.update({
-            "time/rollout_s": t1 - t0, "time/reward_s": t2 - t1, "time/score_s": t3 - t2,
-            "time/rollout_tokens_per_s": n_tokens / max(t1 - t0, 1e-9),
-        })
+        stats.update(
+            {
+                "time/rollout_s": t1 - t0,
+                "time/reward_s": t2 - t1,
+                "time/score_s": t3 - t2,
+                "time/rollout_tokens_per_s": n_tokens / max(t1 - t0, 1e-9),
+            }
+        )
         if K > 1:  # per-prompt reward spread (Razin et al.: small std = vanishing gradient)
             std = scores.view(-1, K).std(-1, unbiased=False)
             q = torch.quantile(std, torch.tensor([0.1, 0.5, 0.9], device=std.device)).tolist()
             stats["reward/std_per_prompt"] = std.mean().item()
             stats.update({f"reward/std_per_prompt_p{p}": v for p, v in zip((10, 50, 90), q)})
-            stats["reward/low_std_share"] = (std < self.cfg.diag.std_threshold).float().mean().item()
+            stats["reward/low_std_share"] = (
+                (std < self.cfg.diag.std_threshold).float().mean().item()
+            )
         return r, stats
 
     def compute_advantages(self, r: Rollout) -> None:
-        r.rewards, r.kl = per_token_rewards(r.scores, r.old_logp, r.ref_logp, r.mask, self.kl_ctl.beta)
+        r.rewards, r.kl = per_token_rewards(
+            r.scores, r.old_logp, r.ref_logp, r.mask, self.kl_ctl.beta
+        )
         if self.a.whiten_rewards:
             r.rewards = masked_whiten(r.rewards, r.mask, shift_mean=False)
-        r.advantages, r.returns = gae(r.rewards, r.old_values * r.value_mask, r.value_mask,
-                                      self.a.gamma, self.a.lam)
+        r.advantages, r.returns = gae(
+            r.rewards, r.old_values * r.value_mask, r.value_mask, self.a.gamma, self.a.lam
+        )
 
     def ppo_update(self, r: Rollout) -> dict[str, float]:
         """n_epochs passes of minibatch PPO over the rollout buffer."""
@@ -194,8 +234,12 @@ class PPO(RFTModule):
                 logits, values = self.values_and_logits(mb)
                 logp = logprobs_from_logits(logits, mb.ids)
                 adv = masked_whiten(mb.advantages, mb.policy_mask)
-                pg_loss, pg_stats = ppo_policy_loss(logp, mb.old_logp, adv, mb.policy_mask, a.clip_range)
-                vf_loss, vf_stats = ppo_value_loss(values, mb.old_values, mb.returns, mb.value_mask, a.clip_range_vf)
+                pg_loss, pg_stats = ppo_policy_loss(
+                    logp, mb.old_logp, adv, mb.policy_mask, a.clip_range
+                )
+                vf_loss, vf_stats = ppo_value_loss(
+                    values, mb.old_values, mb.returns, mb.value_mask, a.clip_range_vf
+                )
                 with torch.set_grad_enabled(a.ent_coef != 0.0):
                     entropy = masked_mean(entropy_from_logits(logits), mb.policy_mask)
                 extra_loss, extra_stats = self.extra_loss(mb)
@@ -203,12 +247,20 @@ class PPO(RFTModule):
                 opt.zero_grad()
                 self.manual_backward(loss)
                 if a.max_grad_norm:
-                    self.clip_gradients(opt, gradient_clip_val=a.max_grad_norm, gradient_clip_algorithm="norm")
+                    self.clip_gradients(
+                        opt, gradient_clip_val=a.max_grad_norm, gradient_clip_algorithm="norm"
+                    )
                 opt.step()
-                step = {"loss/total": loss, "loss/policy": pg_loss, "loss/value": vf_loss,
-                        "policy/entropy": entropy, "policy/clipfrac": pg_stats["clipfrac"],
-                        "policy/approx_kl": pg_stats["approx_kl"], "value/clipfrac": vf_stats["value_clipfrac"],
-                        **extra_stats}
+                step = {
+                    "loss/total": loss,
+                    "loss/policy": pg_loss,
+                    "loss/value": vf_loss,
+                    "policy/entropy": entropy,
+                    "policy/clipfrac": pg_stats["clipfrac"],
+                    "policy/approx_kl": pg_stats["approx_kl"],
+                    "value/clipfrac": vf_stats["value_clipfrac"],
+                    **extra_stats,
+                }
                 for k, v in step.items():
                     sums[k] = sums.get(k, 0.0) + float(v.detach())
                 n_mb += 1
@@ -224,22 +276,39 @@ class PPO(RFTModule):
         from rft.diagnostics.probe import probe_gradients
 
         d, t = self.cfg.diag, self.task
-        recs = probe_gradients(self.policy, self.reward_fn, t.val[: d.probe_prompts], K=d.probe_samples,
-                               prompt_max_tokens=t.prompt_max_tokens, max_new_tokens=t.max_new_tokens,
-                               min_new_tokens=t.min_new_tokens, generation=self.a.generation,
-                               seed=iteration_seed(self.cfg.seed + 1, it))
+        recs = probe_gradients(
+            self.policy,
+            self.reward_fn,
+            t.val[: d.probe_prompts],
+            K=d.probe_samples,
+            prompt_max_tokens=t.prompt_max_tokens,
+            max_new_tokens=t.max_new_tokens,
+            min_new_tokens=t.min_new_tokens,
+            generation=self.a.generation,
+            seed=iteration_seed(self.cfg.seed + 1, it),
+        )
         if self.global_rank == 0:
-            row = {"iteration": it, **{k: [r[k] for r in recs] for k in ("std", "mean", "grad_norm")}}
+            row = {
+                "iteration": it,
+                **{k: [r[k] for r in recs] for k in ("std", "mean", "grad_norm")},
+            }
             with open(self.run_dir / "diagnostics.jsonl", "a") as f:
                 f.write(json.dumps(row) + "\n")
         std = torch.tensor([r["std"] for r in recs])
         g = torch.tensor([r["grad_norm"] for r in recs])
-        return {"diag/probe_std_mean": std.mean().item(), "diag/probe_grad_norm_mean": g.mean().item(),
-                "diag/probe_low_std_share": (std < d.std_threshold).float().mean().item()}
+        return {
+            "diag/probe_std_mean": std.mean().item(),
+            "diag/probe_grad_norm_mean": g.mean().item(),
+            "diag/probe_low_std_share": (std < d.std_threshold).float().mean().item(),
+        }
 
     def training_step(self, batch, batch_idx):
         it = self.current_epoch
-        probe_stats = self.probe(it) if self.cfg.diag.probe_every and it % self.cfg.diag.probe_every == 0 else {}
+        probe_stats = (
+            self.probe(it)
+            if self.cfg.diag.probe_every and it % self.cfg.diag.probe_every == 0
+            else {}
+        )
         torch.manual_seed(iteration_seed(self.cfg.seed, it))
         examples = [self.task.train[i] for i in batch]
         r, stats = self.collect_rollout(examples)
@@ -252,19 +321,25 @@ class PPO(RFTModule):
         beta = self.kl_ctl.beta
         self.kl_ctl.step(kl_mean, n_steps=len(r))
         seq_tokens = (r.prompt_mask.sum() + r.mask.sum()).item()
-        stats.update({
-            "reward/mean": r.scores.mean().item(),
-            "reward/std": r.scores.std(unbiased=False).item(),
-            "objective/kl": kl_mean,
-            "objective/kl_seq": (r.kl * r.mask).sum(-1).mean().item(),
-            "objective/kl_coef": beta,
-            "value/explained_variance": explained_variance(r.old_values, r.returns, r.value_mask).item(),
-            "value/mean": masked_mean(r.old_values, r.value_mask).item(),
-            "time/update_s": t_update,
-            "time/update_tokens_per_s": self.a.n_epochs * seq_tokens / max(t_update, 1e-9),
-            "completion/tokens": r.mask.sum(-1).float().mean().item(),
-        })
-        it_time = stats["time/rollout_s"] + stats["time/reward_s"] + stats["time/score_s"] + t_update
+        stats.update(
+            {
+                "reward/mean": r.scores.mean().item(),
+                "reward/std": r.scores.std(unbiased=False).item(),
+                "objective/kl": kl_mean,
+                "objective/kl_seq": (r.kl * r.mask).sum(-1).mean().item(),
+                "objective/kl_coef": beta,
+                "value/explained_variance": explained_variance(
+                    r.old_values, r.returns, r.value_mask
+                ).item(),
+                "value/mean": masked_mean(r.old_values, r.value_mask).item(),
+                "time/update_s": t_update,
+                "time/update_tokens_per_s": self.a.n_epochs * seq_tokens / max(t_update, 1e-9),
+                "completion/tokens": r.mask.sum(-1).float().mean().item(),
+            }
+        )
+        it_time = (
+            stats["time/rollout_s"] + stats["time/reward_s"] + stats["time/score_s"] + t_update
+        )
         stats["time/iteration_s"] = it_time
         stats["time/episodes_per_s"] = len(r) / max(it_time, 1e-9)
         done = it + 1  # records describe the state after `done` iterations

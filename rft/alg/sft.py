@@ -26,7 +26,9 @@ from rft.rollout.prompts import encode_prompts
 class StepBatchSampler(Sampler):
     """Yields the batches of one block of optimizer steps (see module docstring)."""
 
-    def __init__(self, n_items: int, batch_size: int, seed: int, steps_per_block: int, total_steps: int):
+    def __init__(
+        self, n_items: int, batch_size: int, seed: int, steps_per_block: int, total_steps: int
+    ):
         self.n, self.bs, self.seed = n_items, batch_size, seed
         self.spb, self.total = steps_per_block, total_steps
         self.block = 0
@@ -40,7 +42,10 @@ class StepBatchSampler(Sampler):
     def batch_for_step(self, step: int) -> list[int]:
         pos = np.arange(step * self.bs, (step + 1) * self.bs)
         epochs, offsets = pos // self.n, pos % self.n
-        perms = {e: np.random.default_rng([self.seed, int(e)]).permutation(self.n) for e in np.unique(epochs)}
+        perms = {
+            e: np.random.default_rng([self.seed, int(e)]).permutation(self.n)
+            for e in np.unique(epochs)
+        }
         return [int(perms[e][o]) for e, o in zip(epochs, offsets)]
 
     def __iter__(self):
@@ -62,9 +67,24 @@ def _identity(batch):
 
 
 class SFT(RFTModule):
-    def __init__(self, cfg, task, policy, ref, reward_fn, run_dir, *, lr=None, batch_size=None,
-                 max_steps=None, data_frac=None, max_grad_norm="cfg", eval_every=None, steps_per_block=None,
-                 weight_decay=None):
+    def __init__(
+        self,
+        cfg,
+        task,
+        policy,
+        ref,
+        reward_fn,
+        run_dir,
+        *,
+        lr=None,
+        batch_size=None,
+        max_steps=None,
+        data_frac=None,
+        max_grad_norm="cfg",
+        eval_every=None,
+        steps_per_block=None,
+        weight_decay=None,
+    ):
         super().__init__(cfg, task, policy, ref, reward_fn, run_dir)
         self.automatic_optimization = False
         a = cfg.alg
@@ -85,12 +105,19 @@ class SFT(RFTModule):
         self.n_blocks = math.ceil(self.max_steps / self.steps_per_block)
 
     def train_dataloader(self) -> DataLoader:
-        sampler = StepBatchSampler(len(self.pairs), self.batch_size, self.cfg.seed + self.global_rank,
-                                   self.steps_per_block, self.max_steps)
+        sampler = StepBatchSampler(
+            len(self.pairs),
+            self.batch_size,
+            self.cfg.seed + self.global_rank,
+            self.steps_per_block,
+            self.max_steps,
+        )
         return DataLoader(range(len(self.pairs)), batch_sampler=sampler, collate_fn=_identity)
 
     def configure_optimizers(self):
-        return torch.optim.AdamW(self.policy.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        return torch.optim.AdamW(
+            self.policy.parameters(), lr=self.lr, weight_decay=self.weight_decay
+        )
 
     def encode_targets(self, targets: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """(ids, mask) (B, T): right-padded, truncated to max_new_tokens."""
@@ -107,8 +134,12 @@ class SFT(RFTModule):
         return ids.to(self.device), mask.to(self.device)
 
     def sft_loss(self, examples) -> torch.Tensor:
-        p_ids, p_mask = encode_prompts(self.policy.tokenizer, [e.prompt for e in examples],
-                                       self.task.prompt_max_tokens, self.device)
+        p_ids, p_mask = encode_prompts(
+            self.policy.tokenizer,
+            [e.prompt for e in examples],
+            self.task.prompt_max_tokens,
+            self.device,
+        )
         c_ids, c_mask = self.encode_targets([e.reference for e in examples])
         logits, _ = self.policy(p_ids, p_mask, c_ids, c_mask)
         return -masked_mean(logprobs_from_logits(logits, c_ids), c_mask)
@@ -119,7 +150,9 @@ class SFT(RFTModule):
         opt.zero_grad()
         self.manual_backward(loss)
         if self.max_grad_norm:
-            self.clip_gradients(opt, gradient_clip_val=self.max_grad_norm, gradient_clip_algorithm="norm")
+            self.clip_gradients(
+                opt, gradient_clip_val=self.max_grad_norm, gradient_clip_algorithm="norm"
+            )
         opt.step()
         step = self.current_epoch * self.steps_per_block + batch_idx + 1
         self.record({"sft/loss": loss.item()}, step=step)

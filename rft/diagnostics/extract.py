@@ -28,8 +28,18 @@ log = logging.getLogger("rft")
 
 
 @torch.no_grad()
-def sample_reward_matrix(policy, reward_fn, examples, *, K: int, batch_prompts: int, prompt_max_tokens: int,
-                         max_new_tokens: int, min_new_tokens: int, generation) -> tuple[np.ndarray, list[list[str]]]:
+def sample_reward_matrix(
+    policy,
+    reward_fn,
+    examples,
+    *,
+    K: int,
+    batch_prompts: int,
+    prompt_max_tokens: int,
+    max_new_tokens: int,
+    min_new_tokens: int,
+    generation,
+) -> tuple[np.ndarray, list[list[str]]]:
     """(R [N, K], texts [N][K]) for the given examples."""
     device = next(policy.parameters()).device
     tok = policy.tokenizer
@@ -38,8 +48,16 @@ def sample_reward_matrix(policy, reward_fn, examples, *, K: int, batch_prompts: 
         batch = examples[s : s + batch_prompts]
         prompts = [e.prompt for e in batch for _ in range(K)]
         ids, mask = encode_prompts(tok, prompts, prompt_max_tokens, device)
-        comp = policy.generate(ids, mask, max_new_tokens, min_new_tokens, generation.do_sample,
-                               generation.top_k, generation.top_p, generation.temperature)
+        comp = policy.generate(
+            ids,
+            mask,
+            max_new_tokens,
+            min_new_tokens,
+            generation.do_sample,
+            generation.top_k,
+            generation.top_p,
+            generation.temperature,
+        )
         out = tok.batch_decode(comp.ids, skip_special_tokens=True)
         scores = reward_fn(prompts, out, [e.reference for e in batch for _ in range(K)])
         R.append(scores.view(len(batch), K).numpy())
@@ -52,7 +70,9 @@ def extract(cfg, run_dir: Path) -> dict[str, float]:
 
     d = cfg.diag
     if d.k_samples < 2:
-        raise ConfigError(f"diag.k_samples={d.k_samples}: a reward std needs at least 2 samples per prompt.")
+        raise ConfigError(
+            f"diag.k_samples={d.k_samples}: a reward std needs at least 2 samples per prompt."
+        )
     if d.split not in ("train", "val", "test"):
         raise ConfigError(f"diag.split={d.split!r}: choose train, val or test.")
     task = instantiate(cfg.task, _convert_="none")
@@ -64,13 +84,22 @@ def extract(cfg, run_dir: Path) -> dict[str, float]:
     reward_fn = build_reward(cfg.reward)
     torch.manual_seed(cfg.seed)
     R, texts = sample_reward_matrix(
-        policy, reward_fn, examples, K=d.k_samples, batch_prompts=d.batch_prompts,
-        prompt_max_tokens=task.prompt_max_tokens, max_new_tokens=task.max_new_tokens,
-        min_new_tokens=task.min_new_tokens, generation=cfg.alg.generation,
+        policy,
+        reward_fn,
+        examples,
+        K=d.k_samples,
+        batch_prompts=d.batch_prompts,
+        prompt_max_tokens=task.prompt_max_tokens,
+        max_new_tokens=task.max_new_tokens,
+        min_new_tokens=task.min_new_tokens,
+        generation=cfg.alg.generation,
     )
     summary = save_extraction(run_dir, [e.prompt for e in examples], texts, R, d.std_threshold)
-    metrics = {"diag/" + k.replace("reward/mean", "reward_mean").split("/")[-1]: float(v)
-               for k, v in summary.items() if isinstance(v, (int, float))}
+    metrics = {
+        "diag/" + k.replace("reward/mean", "reward_mean").split("/")[-1]: float(v)
+        for k, v in summary.items()
+        if isinstance(v, (int, float))
+    }
     write_json_atomic(run_dir / "metrics.json", metrics)
     log.info("Extraction: %s", json.dumps({k: round(v, 4) for k, v in metrics.items()}))
     return metrics

@@ -29,8 +29,18 @@ def leave_one_out_weights(R: torch.Tensor) -> torch.Tensor:
     return R - (R.sum(-1, keepdim=True) - R) / (K - 1)
 
 
-def probe_gradients(policy, reward_fn, examples, *, K: int, prompt_max_tokens: int, max_new_tokens: int,
-                    min_new_tokens: int, generation, seed: int) -> list[dict]:
+def probe_gradients(
+    policy,
+    reward_fn,
+    examples,
+    *,
+    K: int,
+    prompt_max_tokens: int,
+    max_new_tokens: int,
+    min_new_tokens: int,
+    generation,
+    seed: int,
+) -> list[dict]:
     """One record per prompt: {std, mean, grad_norm}."""
     device = next(policy.parameters()).device
     tok = policy.tokenizer
@@ -41,8 +51,16 @@ def probe_gradients(policy, reward_fn, examples, *, K: int, prompt_max_tokens: i
         for e in examples:
             prompts = [e.prompt] * K
             ids, mask = encode_prompts(tok, prompts, prompt_max_tokens, device)
-            comp = policy.generate(ids, mask, max_new_tokens, min_new_tokens, generation.do_sample,
-                                   generation.top_k, generation.top_p, generation.temperature)
+            comp = policy.generate(
+                ids,
+                mask,
+                max_new_tokens,
+                min_new_tokens,
+                generation.do_sample,
+                generation.top_k,
+                generation.top_p,
+                generation.temperature,
+            )
             texts = tok.batch_decode(comp.ids, skip_special_tokens=True)
             R = reward_fn(prompts, texts, [e.reference] * K).to(device)
             logits, _ = policy(ids, mask, comp.ids, comp.mask)
@@ -50,6 +68,11 @@ def probe_gradients(policy, reward_fn, examples, *, K: int, prompt_max_tokens: i
             surrogate = (leave_one_out_weights(R) * seq_logp).mean()
             grads = torch.autograd.grad(surrogate, params, allow_unused=True)
             norm = torch.sqrt(sum((g.float() ** 2).sum() for g in grads if g is not None))
-            records.append({"std": R.std(unbiased=False).item(), "mean": R.mean().item(),
-                            "grad_norm": norm.item()})
+            records.append(
+                {
+                    "std": R.std(unbiased=False).item(),
+                    "mean": R.mean().item(),
+                    "grad_norm": norm.item(),
+                }
+            )
     return records

@@ -28,11 +28,11 @@ from transformers import (
     AutoTokenizer,
     GPT2Config,
     GPT2LMHeadModel,
+    GPT2TokenizerFast,
     LlamaConfig,
     LlamaForCausalLM,
     PreTrainedModel,
     PreTrainedTokenizerBase,
-    GPT2TokenizerFast,
     T5Config,
     T5ForConditionalGeneration,
 )
@@ -121,25 +121,40 @@ def build_tiny(tiny_cfg, tok: PreTrainedTokenizerBase) -> PreTrainedModel:
         torch.manual_seed(TINY_INIT_SEED)
         if tiny_cfg.arch == "gpt2":
             conf = GPT2Config(
-                vocab_size=vocab, n_positions=512, n_embd=tiny_cfg.n_embd,
-                n_layer=tiny_cfg.n_layer, n_head=tiny_cfg.n_head,
-                bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                vocab_size=vocab,
+                n_positions=512,
+                n_embd=tiny_cfg.n_embd,
+                n_layer=tiny_cfg.n_layer,
+                n_head=tiny_cfg.n_head,
+                bos_token_id=tok.bos_token_id,
+                eos_token_id=tok.eos_token_id,
             )
             return GPT2LMHeadModel(conf)
         if tiny_cfg.arch == "llama":
             conf = LlamaConfig(
-                vocab_size=vocab, hidden_size=tiny_cfg.n_embd, intermediate_size=2 * tiny_cfg.n_embd,
-                num_hidden_layers=tiny_cfg.n_layer, num_attention_heads=tiny_cfg.n_head,
-                num_key_value_heads=tiny_cfg.n_head, max_position_embeddings=512,
-                bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                pad_token_id=tok.pad_token_id, tie_word_embeddings=True,
+                vocab_size=vocab,
+                hidden_size=tiny_cfg.n_embd,
+                intermediate_size=2 * tiny_cfg.n_embd,
+                num_hidden_layers=tiny_cfg.n_layer,
+                num_attention_heads=tiny_cfg.n_head,
+                num_key_value_heads=tiny_cfg.n_head,
+                max_position_embeddings=512,
+                bos_token_id=tok.bos_token_id,
+                eos_token_id=tok.eos_token_id,
+                pad_token_id=tok.pad_token_id,
+                tie_word_embeddings=True,
             )
             return LlamaForCausalLM(conf)
         if tiny_cfg.arch == "t5":
             conf = T5Config(
-                vocab_size=vocab, d_model=tiny_cfg.n_embd, d_kv=tiny_cfg.n_embd // tiny_cfg.n_head,
-                d_ff=2 * tiny_cfg.n_embd, num_layers=tiny_cfg.n_layer, num_heads=tiny_cfg.n_head,
-                pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
+                vocab_size=vocab,
+                d_model=tiny_cfg.n_embd,
+                d_kv=tiny_cfg.n_embd // tiny_cfg.n_head,
+                d_ff=2 * tiny_cfg.n_embd,
+                num_layers=tiny_cfg.n_layer,
+                num_heads=tiny_cfg.n_head,
+                pad_token_id=tok.pad_token_id,
+                eos_token_id=tok.eos_token_id,
                 decoder_start_token_id=tok.pad_token_id,
             )
             return T5ForConditionalGeneration(conf)
@@ -164,7 +179,9 @@ def load_model(model_cfg) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
         model = build_tiny(model_cfg.tiny, tok)
     elif loader == "hf":
         if not model_cfg.name_or_path:
-            raise ConfigError("model.name_or_path is required with model.loader=hf (a hub id or a folder).")
+            raise ConfigError(
+                "model.name_or_path is required with model.loader=hf (a hub id or a folder)."
+            )
         try:
             tok = AutoTokenizer.from_pretrained(model_cfg.tokenizer or model_cfg.name_or_path)
             model = auto_cls.from_pretrained(model_cfg.name_or_path, dtype=torch.float32)

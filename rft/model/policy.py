@@ -73,10 +73,15 @@ class PolicyLM(nn.Module):
         T = completion_ids.shape[1]
         if self.is_seq2seq:
             dec_in = self.model._shift_right(completion_ids)
-            dec_mask = torch.cat([torch.ones_like(completion_mask[:, :1]), completion_mask[:, :-1]], 1)
+            dec_mask = torch.cat(
+                [torch.ones_like(completion_mask[:, :1]), completion_mask[:, :-1]], 1
+            )
             out = self.model(
-                input_ids=prompt_ids, attention_mask=prompt_mask, decoder_input_ids=dec_in,
-                decoder_attention_mask=dec_mask, output_hidden_states=return_hidden,
+                input_ids=prompt_ids,
+                attention_mask=prompt_mask,
+                decoder_input_ids=dec_in,
+                decoder_attention_mask=dec_mask,
+                output_hidden_states=return_hidden,
             )
             hidden = out.decoder_hidden_states[-1] if return_hidden else None
             return (out.logits if return_logits else None), hidden
@@ -84,7 +89,9 @@ class PolicyLM(nn.Module):
         attn = torch.cat([prompt_mask, completion_mask], 1)
         pos = (attn.cumsum(-1) - 1).clamp(min=0)
         out = self.model(
-            input_ids=ids, attention_mask=attn, position_ids=pos,
+            input_ids=ids,
+            attention_mask=attn,
+            position_ids=pos,
             output_hidden_states=return_hidden,
             logits_to_keep=(T + 1) if return_logits else 1,
         )
@@ -107,9 +114,14 @@ class PolicyLM(nn.Module):
         """Sample completions for a batch of prompts with the KV cache, in one call."""
         tok = self.tokenizer
         kwargs = dict(
-            input_ids=prompt_ids, attention_mask=prompt_mask, max_new_tokens=max_new_tokens,
-            min_new_tokens=min(min_new_tokens, max_new_tokens), do_sample=do_sample,
-            pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, use_cache=True,
+            input_ids=prompt_ids,
+            attention_mask=prompt_mask,
+            max_new_tokens=max_new_tokens,
+            min_new_tokens=min(min_new_tokens, max_new_tokens),
+            do_sample=do_sample,
+            pad_token_id=tok.pad_token_id,
+            eos_token_id=tok.eos_token_id,
+            use_cache=True,
         )
         if do_sample:
             # top_k=0 disables top-k (None would mean the model's generation_config default)

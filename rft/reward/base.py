@@ -22,10 +22,14 @@ class CheckedReward:
         self.name = name
         self.batch_size = batch_size
 
-    def __call__(self, prompts: list[str], completions: list[str], references: list | None = None) -> torch.Tensor:
+    def __call__(
+        self, prompts: list[str], completions: list[str], references: list | None = None
+    ) -> torch.Tensor:
         references = list(references) if references is not None else [None] * len(prompts)
         if not (len(prompts) == len(completions) == len(references)):
-            raise RewardError(f"{self.name}: got {len(prompts)} prompts, {len(completions)} completions")
+            raise RewardError(
+                f"{self.name}: got {len(prompts)} prompts, {len(completions)} completions"
+            )
         out = self._call(prompts, completions, references)
         if len(out) != len(completions):
             raise RewardError(
@@ -59,7 +63,9 @@ def _as_list(x) -> list:
     try:
         return list(x)
     except TypeError:
-        raise RewardError(f"a reward returned {type(x).__name__}, expected a list of floats") from None
+        raise RewardError(
+            f"a reward returned {type(x).__name__}, expected a list of floats"
+        ) from None
 
 
 def make_callable(cfg: DictConfig | dict) -> RewardFn:
@@ -68,13 +74,17 @@ def make_callable(cfg: DictConfig | dict) -> RewardFn:
     cfg = OmegaConf.create(cfg) if isinstance(cfg, dict) else cfg
     target = cfg.get("_target_")
     if not target or target == "???":
-        raise ConfigError("reward._target_ is not set: name an importable reward callable, e.g. "
-                          "reward._target_=my_pkg.rewards.positive_words")
+        raise ConfigError(
+            "reward._target_ is not set: name an importable reward callable, e.g. "
+            "reward._target_=my_pkg.rewards.positive_words"
+        )
     try:
         obj = get_object(target)
     except Exception as e:  # noqa: BLE001
-        raise ConfigError(f"reward._target_={target!r} could not be imported: {e}. "
-                          "Check the module path and that the module is importable (PYTHONPATH).") from None
+        raise ConfigError(
+            f"reward._target_={target!r} could not be imported: {e}. "
+            "Check the module path and that the module is importable (PYTHONPATH)."
+        ) from None
     # _recursive_=False: nested reward configs (WeightedSum's terms) are built by the reward itself
     if inspect.isclass(obj):
         return instantiate(cfg, _recursive_=False)
@@ -85,4 +95,3 @@ def build_reward(cfg: DictConfig | dict) -> CheckedReward:
     fn = make_callable(cfg)
     name = str((cfg.get("_target_") if hasattr(cfg, "get") else None) or fn).rsplit(".", 1)[-1]
     return CheckedReward(fn, name=name)
-

@@ -13,8 +13,15 @@ from rft.errors import ConfigError
 
 
 class ClassifierReward:
-    def __init__(self, model: str, label: str = "POSITIVE", include_prompt: bool = True,
-                 batch_size: int = 32, max_length: int = 512, device: str | None = None):
+    def __init__(
+        self,
+        model: str,
+        label: str = "POSITIVE",
+        include_prompt: bool = True,
+        batch_size: int = 32,
+        max_length: int = 512,
+        device: str | None = None,
+    ):
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(model)
             self.model = AutoModelForSequenceClassification.from_pretrained(model).eval()
@@ -41,11 +48,18 @@ class ClassifierReward:
 
     @torch.no_grad()
     def __call__(self, prompts: list[str], completions: list[str], references=None) -> list[float]:
-        texts = [p + c for p, c in zip(prompts, completions)] if self.include_prompt else completions
+        texts = (
+            [p + c for p, c in zip(prompts, completions)] if self.include_prompt else completions
+        )
         out: list[float] = []
         for s in range(0, len(texts), self.batch_size):
-            enc = self.tokenizer(texts[s : s + self.batch_size], return_tensors="pt", padding=True,
-                                 truncation=True, max_length=self.max_length).to(self.device)
+            enc = self.tokenizer(
+                texts[s : s + self.batch_size],
+                return_tensors="pt",
+                padding=True,
+                truncation=True,
+                max_length=self.max_length,
+            ).to(self.device)
             probs = self.model(**enc).logits.float().softmax(-1)[:, self.label_index]
             out += probs.cpu().tolist()
         return out

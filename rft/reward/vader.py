@@ -18,5 +18,7 @@ class VaderReward:
         self.analyzer = SentimentIntensityAnalyzer()
 
     def __call__(self, prompts: list[str], completions: list[str], references=None) -> list[float]:
-        texts = [p + c for p, c in zip(prompts, completions)] if self.include_prompt else completions
+        texts = (
+            [p + c for p, c in zip(prompts, completions)] if self.include_prompt else completions
+        )
         return [(self.analyzer.polarity_scores(t)["compound"] + 1.0) / 2.0 for t in texts]

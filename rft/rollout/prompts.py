@@ -7,14 +7,24 @@ import torch
 from torch.utils.data import Sampler
 
 
-def encode_prompts(tokenizer, prompts: list[str], max_tokens: int, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+def encode_prompts(
+    tokenizer, prompts: list[str], max_tokens: int, device=None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(ids, mask), each (B, P): left-padded and left-truncated, so each prompt keeps its last
     ``max_tokens`` tokens (GRUE) and all prompts end at the same column."""
-    enc = tokenizer(prompts, return_tensors="pt", padding=True, truncation=True,
-                    max_length=max_tokens, add_special_tokens=False)
+    enc = tokenizer(
+        prompts,
+        return_tensors="pt",
+        padding=True,
+        truncation=True,
+        max_length=max_tokens,
+        add_special_tokens=False,
+    )
     ids, mask = enc["input_ids"], enc["attention_mask"]
     if ids.shape[1] == 0:  # every prompt empty: give the model one token to start from
-        bos = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+        bos = (
+            tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+        )
         ids = torch.full((len(prompts), 1), bos, dtype=torch.long)
         mask = torch.ones_like(ids)
     empty = mask.sum(-1) == 0

@@ -30,16 +30,20 @@ def _format(path: Path, fmt: str) -> str:
         return "jsonl"
     if suffix in (".csv", ".tsv"):
         return "csv"
-    raise ConfigError(f"task.format=auto cannot tell the format of {path} from its suffix: "
-                      "set task.format=jsonl or task.format=csv.")
+    raise ConfigError(
+        f"task.format=auto cannot tell the format of {path} from its suffix: "
+        "set task.format=jsonl or task.format=csv."
+    )
 
 
 def read_rows(path: str | Path, fmt: str = "auto") -> list[tuple[int, dict]]:
     """(line number, row) for every non-empty row of a JSONL or CSV file."""
     path = Path(path).expanduser()
     if not path.is_file():
-        raise DataError(f"task.path={str(path)!r}: file not found. Give the path of a JSONL or CSV "
-                        "file (relative paths are relative to the directory you run from).")
+        raise DataError(
+            f"task.path={str(path)!r}: file not found. Give the path of a JSONL or CSV "
+            "file (relative paths are relative to the directory you run from)."
+        )
     fmt = _format(path, fmt)
     rows: list[tuple[int, dict]] = []
     if fmt == "jsonl":
@@ -53,10 +57,14 @@ def read_rows(path: str | Path, fmt: str = "auto") -> list[tuple[int, dict]]:
                 try:
                     row = json.loads(line)
                 except json.JSONDecodeError as e:
-                    raise DataError(f"{path}:{i}: not valid JSON ({e.msg} at column {e.colno}). "
-                                    "Each line must be one JSON object.") from None
+                    raise DataError(
+                        f"{path}:{i}: not valid JSON ({e.msg} at column {e.colno}). "
+                        "Each line must be one JSON object."
+                    ) from None
                 if not isinstance(row, dict):
-                    raise DataError(f"{path}:{i}: expected a JSON object per line, got {type(row).__name__}.")
+                    raise DataError(
+                        f"{path}:{i}: expected a JSON object per line, got {type(row).__name__}."
+                    )
                 rows.append((i, row))
     else:
         with open(path, newline="", encoding="utf-8") as f:
@@ -66,34 +74,51 @@ def read_rows(path: str | Path, fmt: str = "auto") -> list[tuple[int, dict]]:
     return rows
 
 
-def parse_examples(path: str | Path, rows: list[tuple[int, dict]], prompt_key: str,
-                   reference_key: str | None, reward_key: str | None) -> list[Example]:
+def parse_examples(
+    path: str | Path,
+    rows: list[tuple[int, dict]],
+    prompt_key: str,
+    reference_key: str | None,
+    reward_key: str | None,
+) -> list[Example]:
     out = []
     for i, row in rows:
         if prompt_key not in row:
-            raise DataError(f"{path}:{i}: no {prompt_key!r} field (fields: {sorted(row)}). "
-                            f"Name the prompt column with task.prompt_key=<field>.")
+            raise DataError(
+                f"{path}:{i}: no {prompt_key!r} field (fields: {sorted(row)}). "
+                f"Name the prompt column with task.prompt_key=<field>."
+            )
         prompt = row[prompt_key]
         if not isinstance(prompt, str):
-            raise DataError(f"{path}:{i}: {prompt_key!r} must be a string, got {type(prompt).__name__}.")
+            raise DataError(
+                f"{path}:{i}: {prompt_key!r} must be a string, got {type(prompt).__name__}."
+            )
         ref = row.get(reference_key) if reference_key else None
         if ref is not None and not isinstance(ref, str):
-            raise DataError(f"{path}:{i}: {reference_key!r} must be a string, got {type(ref).__name__}.")
+            raise DataError(
+                f"{path}:{i}: {reference_key!r} must be a string, got {type(ref).__name__}."
+            )
         reward = None
         if reward_key:
             if reward_key not in row or row[reward_key] in ("", None):
-                raise DataError(f"{path}:{i}: no {reward_key!r} value (task.reward_key). Fill it, or "
-                                "set task.reward_key=null to score with the configured reward.")
+                raise DataError(
+                    f"{path}:{i}: no {reward_key!r} value (task.reward_key). Fill it, or "
+                    "set task.reward_key=null to score with the configured reward."
+                )
             try:
                 reward = float(row[reward_key])
             except (TypeError, ValueError):
-                raise DataError(f"{path}:{i}: {reward_key!r}={row[reward_key]!r} is not a number.") from None
+                raise DataError(
+                    f"{path}:{i}: {reward_key!r}={row[reward_key]!r} is not a number."
+                ) from None
             if not math.isfinite(reward):
                 raise DataError(f"{path}:{i}: {reward_key!r} is {reward} (not finite).")
         meta = {"line": i, "file": str(path)}
         out.append(Example(prompt=prompt, reference=ref or None, reward=reward, meta=meta))
     if not out:
-        raise DataError(f"{path}: no prompts in the file (it is empty). Add rows with a {prompt_key!r} field.")
+        raise DataError(
+            f"{path}: no prompts in the file (it is empty). Add rows with a {prompt_key!r} field."
+        )
     return out
 
 
@@ -108,7 +133,9 @@ class JsonlTask(Task):
         fmt = choice(cfg.format)
 
         def load(p):
-            return parse_examples(p, read_rows(p, fmt), cfg.prompt_key, cfg.reference_key, cfg.reward_key)
+            return parse_examples(
+                p, read_rows(p, fmt), cfg.prompt_key, cfg.reference_key, cfg.reward_key
+            )
 
         train = load(cfg.path)
         val = load(cfg.val_path) if cfg.val_path else None
@@ -121,9 +148,11 @@ class JsonlTask(Task):
             n_test = 0 if test is not None else max(1, round(cfg.test_fraction * len(train)))
             n_val = 0 if val is not None else max(1, round(cfg.val_fraction * len(train)))
             if n_val + n_test >= len(train):
-                raise DataError(f"{cfg.path}: {len(train)} rows are too few to cut {n_val} val and "
-                                f"{n_test} test prompts and keep any for training. Add rows, or give "
-                                "task.val_path / task.test_path.")
+                raise DataError(
+                    f"{cfg.path}: {len(train)} rows are too few to cut {n_val} val and "
+                    f"{n_test} test prompts and keep any for training. Add rows, or give "
+                    "task.val_path / task.test_path."
+                )
             shuffled = [train[i] for i in perm]
             test = test if test is not None else shuffled[:n_test]
             val = val if val is not None else shuffled[n_test : n_test + n_val]

@@ -21,8 +21,13 @@ def test_leave_one_out_baseline():
 
 
 def test_extract_writes_reward_matrix(prompts_file, tmp_path):
-    cfg = compose_cfg(*tiny_overrides(prompts_file), "mode=extract", "diag.n_prompts=5", "diag.k_samples=3",
-                      "diag.batch_prompts=2")
+    cfg = compose_cfg(
+        *tiny_overrides(prompts_file),
+        "mode=extract",
+        "diag.n_prompts=5",
+        "diag.k_samples=3",
+        "diag.batch_prompts=2",
+    )
     m = train(cfg, run_dir=tmp_path / "ex")
     R = np.load(tmp_path / "ex" / "rewards.npy")
     assert R.shape == (5, 3)
@@ -33,10 +38,16 @@ def test_extract_writes_reward_matrix(prompts_file, tmp_path):
 
 
 def test_online_probe_logs_std_and_grad_norm(prompts_file, tmp_path):
-    cfg = compose_cfg(*tiny_overrides(prompts_file, *PPO_SMALL, "alg.samples_per_prompt=2"),
-                      "diag.probe_every=1", "diag.probe_prompts=2", "diag.probe_samples=3")
+    cfg = compose_cfg(
+        *tiny_overrides(prompts_file, *PPO_SMALL, "alg.samples_per_prompt=2"),
+        "diag.probe_every=1",
+        "diag.probe_prompts=2",
+        "diag.probe_samples=3",
+    )
     m = train(cfg, run_dir=tmp_path / "run")
-    rows = [json.loads(x) for x in (tmp_path / "run" / "diagnostics.jsonl").read_text().splitlines()]
+    rows = [
+        json.loads(x) for x in (tmp_path / "run" / "diagnostics.jsonl").read_text().splitlines()
+    ]
     assert [r["iteration"] for r in rows] == [0, 1]
     assert all(len(r["grad_norm"]) == 2 and all(g >= 0 for g in r["grad_norm"]) for r in rows)
     assert "reward/low_std_share" in m and "reward/std_per_prompt_p50" in m
@@ -47,7 +58,9 @@ def test_probe_does_not_change_training(prompts_file, tmp_path):
     """The probe forks the RNG and leaves grads alone: training metrics are identical."""
     base = tiny_overrides(prompts_file, *PPO_SMALL)
     a = train(compose_cfg(*base), run_dir=tmp_path / "a")
-    b = train(compose_cfg(*base, "diag.probe_every=1", "diag.probe_prompts=2", "diag.probe_samples=2"),
-              run_dir=tmp_path / "b")
+    b = train(
+        compose_cfg(*base, "diag.probe_every=1", "diag.probe_prompts=2", "diag.probe_samples=2"),
+        run_dir=tmp_path / "b",
+    )
     assert a["test/reward_mean"] == b["test/reward_mean"]
     assert a["reward/mean"] == b["reward/mean"]

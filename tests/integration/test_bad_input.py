@@ -17,8 +17,14 @@ from tests.conftest import PPO_SMALL, REPO, compose_cfg, tiny_overrides
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "WANDB_MODE": "disabled"}
-    return subprocess.run([sys.executable, "run.py", *args], cwd=REPO, capture_output=True, text=True,
-                          env=env, timeout=300)
+    return subprocess.run(
+        [sys.executable, "run.py", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
 
 
 def test_cli_unknown_key_no_traceback():
@@ -34,7 +40,12 @@ def test_cli_unknown_choice_lists_options():
 
 
 def test_cli_missing_data_dir_is_one_clear_line(tmp_path):
-    p = run_cli("model=tiny", "logger=none", f"task.data_dir={tmp_path / 'nope'}", f"hydra.run.dir={tmp_path / 'run'}")
+    p = run_cli(
+        "model=tiny",
+        "logger=none",
+        f"task.data_dir={tmp_path / 'nope'}",
+        f"hydra.run.dir={tmp_path / 'run'}",
+    )
     assert p.returncode == 2
     assert "task.data_dir" in p.stderr and "RFT_DATA_DIR" in p.stderr
     assert "Traceback" not in p.stderr
@@ -73,7 +84,9 @@ def test_empty_prompt_file(tmp_path):
 def test_csv_prompts_work_and_bad_csv_column(tmp_path):
     f = tmp_path / "p.csv"
     f.write_text("text,answer\n" + "".join(f"prompt {i},ref {i}\n" for i in range(20)))
-    cfg = compose_cfg(*tiny_overrides(f, *PPO_SMALL), "task.prompt_key=text", "task.reference_key=answer")
+    cfg = compose_cfg(
+        *tiny_overrides(f, *PPO_SMALL), "task.prompt_key=text", "task.reference_key=answer"
+    )
     from rft.errors import instantiate
 
     task = instantiate(cfg.task, _convert_="none")
@@ -111,8 +124,12 @@ def test_reward_nan_during_training_keeps_checkpoint(prompts_file, tmp_path):
     train(compose_cfg(*over), run_dir=run)
     ckpt = run / "checkpoints" / "state.ckpt"
     before = ckpt.stat().st_mtime_ns
-    cfg = compose_cfg(*over, "alg.n_iterations=4", "reward=custom",
-                      "reward._target_=tests.integration.test_bad_input.nan_reward")
+    cfg = compose_cfg(
+        *over,
+        "alg.n_iterations=4",
+        "reward=custom",
+        "reward._target_=tests.integration.test_bad_input.nan_reward",
+    )
     with pytest.raises(RewardError):
         train(cfg, run_dir=run)
     import torch
@@ -122,7 +139,9 @@ def test_reward_nan_during_training_keeps_checkpoint(prompts_file, tmp_path):
 
 
 def test_unimportable_reward_target(prompts_file, tmp_path):
-    cfg = compose_cfg(*tiny_overrides(prompts_file, *PPO_SMALL), "reward=custom", "reward._target_=nope.module.fn")
+    cfg = compose_cfg(
+        *tiny_overrides(prompts_file, *PPO_SMALL), "reward=custom", "reward._target_=nope.module.fn"
+    )
     with pytest.raises(ConfigError, match="reward._target_='nope.module.fn' could not be imported"):
         train(cfg, run_dir=tmp_path / "run")
 
@@ -134,7 +153,9 @@ def test_resume_path_missing(prompts_file, tmp_path):
 
 
 def test_init_from_missing(prompts_file, tmp_path):
-    cfg = compose_cfg(*tiny_overrides(prompts_file, *PPO_SMALL), f"model.init_from={tmp_path / 'nope'}")
+    cfg = compose_cfg(
+        *tiny_overrides(prompts_file, *PPO_SMALL), f"model.init_from={tmp_path / 'nope'}"
+    )
     with pytest.raises(ConfigError, match="model.init_from=.*no save_pretrained checkpoint"):
         train(cfg, run_dir=tmp_path / "run")
 
@@ -161,6 +182,9 @@ def test_kill_during_save_keeps_previous_checkpoint(prompts_file, tmp_path, monk
 
     monkeypatch.setattr(L.Trainer, "save_checkpoint", dies_midway)
     with pytest.raises(RuntimeError, match="killed during save"):
-        train(compose_cfg(*tiny_overrides(prompts_file, *PPO_SMALL, "alg.n_iterations=3")), run_dir=run)
+        train(
+            compose_cfg(*tiny_overrides(prompts_file, *PPO_SMALL, "alg.n_iterations=3")),
+            run_dir=run,
+        )
     assert ckpt.read_bytes() == good
     assert json.loads((run / "checkpoints" / "state.json").read_text())["step"] == 2

@@ -35,16 +35,37 @@ def test_ppo_trains_two_iterations_and_changes_policy(prompts_file, tmp_path):
     run = tmp_path / "run"
     metrics = train(cfg, run_dir=run)
     assert changed(before, run / "policy") > 0
-    for key in ("test/reward_mean", "test/perplexity", "test/distinct_1", "test/distinct_2",
-                "test_init/reward_mean", "reward/mean", "objective/kl_coef"):
+    for key in (
+        "test/reward_mean",
+        "test/perplexity",
+        "test/distinct_1",
+        "test/distinct_2",
+        "test_init/reward_mean",
+        "reward/mean",
+        "objective/kl_coef",
+    ):
         assert key in metrics, key
     rows = history(run)
     train_rows = [r for r in rows if "loss/policy" in r]
     assert [r["iteration"] for r in train_rows] == [1, 2]
-    for key in ("policy/approx_kl", "policy/clipfrac", "value/explained_variance", "policy/entropy",
-                "objective/kl", "time/rollout_s", "time/update_s", "time/rollout_tokens_per_s"):
+    for key in (
+        "policy/approx_kl",
+        "policy/clipfrac",
+        "value/explained_variance",
+        "policy/entropy",
+        "objective/kl",
+        "time/rollout_s",
+        "time/update_s",
+        "time/rollout_tokens_per_s",
+    ):
         assert key in train_rows[0], key
-    for f in ("metrics.json", "curves.png", "samples.jsonl", "config.yaml", "checkpoints/state.ckpt"):
+    for f in (
+        "metrics.json",
+        "curves.png",
+        "samples.jsonl",
+        "config.yaml",
+        "checkpoints/state.ckpt",
+    ):
         assert (run / f).is_file(), f
     # the saved policy generates with plain transformers
     model = AutoModelForCausalLM.from_pretrained(str(run / "policy"))
@@ -53,9 +74,17 @@ def test_ppo_trains_two_iterations_and_changes_policy(prompts_file, tmp_path):
 
 
 def test_ppo_separate_value_model_and_k_samples(prompts_file, tmp_path):
-    cfg = compose_cfg(*tiny_overrides(prompts_file, *PPO_SMALL, "alg.value_model=separate",
-                                      "alg.samples_per_prompt=2", "alg.kl.kind=adaptive_ziegler",
-                                      "alg.whiten_rewards=true", "alg.ent_coef=0.01"))
+    cfg = compose_cfg(
+        *tiny_overrides(
+            prompts_file,
+            *PPO_SMALL,
+            "alg.value_model=separate",
+            "alg.samples_per_prompt=2",
+            "alg.kl.kind=adaptive_ziegler",
+            "alg.whiten_rewards=true",
+            "alg.ent_coef=0.01",
+        )
+    )
     before = initial_params(cfg)
     metrics = train(cfg, run_dir=tmp_path / "run")
     assert changed(before, tmp_path / "run" / "policy") > 0
@@ -81,8 +110,15 @@ def test_seq2seq_t5_policy_trains(prompts_file, tmp_path):
 def test_sft_then_ppo_with_init_from(prompts_file, tmp_path):
     sft = compose_cfg(*tiny_overrides(prompts_file, *SFT_SMALL))
     train(sft, run_dir=tmp_path / "sft")
-    ppo = compose_cfg(*tiny_overrides(prompts_file, *PPO_SMALL, f"model.init_from={tmp_path / 'sft'}"))
-    sft_params = {k: v.clone() for k, v in AutoModelForCausalLM.from_pretrained(str(tmp_path / "sft" / "policy")).state_dict().items()}
+    ppo = compose_cfg(
+        *tiny_overrides(prompts_file, *PPO_SMALL, f"model.init_from={tmp_path / 'sft'}")
+    )
+    sft_params = {
+        k: v.clone()
+        for k, v in AutoModelForCausalLM.from_pretrained(str(tmp_path / "sft" / "policy"))
+        .state_dict()
+        .items()
+    }
     # the PPO run starts from the SFT policy: its initial test metrics equal the SFT run's final ones
     m = train(ppo, run_dir=tmp_path / "ppo")
     sft_metrics = json.loads((tmp_path / "sft" / "metrics.json").read_text())
@@ -92,9 +128,16 @@ def test_sft_then_ppo_with_init_from(prompts_file, tmp_path):
 
 
 def test_warm_start_inside_ppo(prompts_file, tmp_path):
-    cfg = compose_cfg(*tiny_overrides(prompts_file, *PPO_SMALL, "alg.warm_start.steps=3",
-                                      "alg.warm_start.data_frac=0.5", "alg.warm_start.batch_size=4",
-                                      "alg.warm_start.lr=1e-3"))
+    cfg = compose_cfg(
+        *tiny_overrides(
+            prompts_file,
+            *PPO_SMALL,
+            "alg.warm_start.steps=3",
+            "alg.warm_start.data_frac=0.5",
+            "alg.warm_start.batch_size=4",
+            "alg.warm_start.lr=1e-3",
+        )
+    )
     before = initial_params(cfg)
     train(cfg, run_dir=tmp_path / "run")
     ws = tmp_path / "run" / "warm_start"
@@ -107,8 +150,13 @@ class Killed(RuntimeError):
 
 
 def test_resume_after_kill_matches_uninterrupted_run(prompts_file, tmp_path, monkeypatch):
-    over = tiny_overrides(prompts_file, *PPO_SMALL, "alg.n_iterations=4", "checkpoint.every_n_iterations=2",
-                          "alg.eval_every=2")
+    over = tiny_overrides(
+        prompts_file,
+        *PPO_SMALL,
+        "alg.n_iterations=4",
+        "checkpoint.every_n_iterations=2",
+        "alg.eval_every=2",
+    )
     full = train(compose_cfg(*over), run_dir=tmp_path / "full")
 
     from rft.alg.ppo import PPO
@@ -123,7 +171,9 @@ def test_resume_after_kill_matches_uninterrupted_run(prompts_file, tmp_path, mon
     monkeypatch.setattr(PPO, "training_step", dies_in_iteration_3)
     with pytest.raises(Killed):
         train(compose_cfg(*over), run_dir=tmp_path / "resumed")
-    assert json.loads((tmp_path / "resumed" / "checkpoints" / "state.json").read_text())["step"] == 2
+    assert (
+        json.loads((tmp_path / "resumed" / "checkpoints" / "state.json").read_text())["step"] == 2
+    )
     monkeypatch.setattr(PPO, "training_step", original)
     resumed = train(compose_cfg(*over), run_dir=tmp_path / "resumed")  # resumes by itself
 
@@ -131,7 +181,9 @@ def test_resume_after_kill_matches_uninterrupted_run(prompts_file, tmp_path, mon
         assert resumed[k] == pytest.approx(full[k], rel=1e-5, abs=1e-7), k
     val = [r["val/reward_mean"] for r in history(tmp_path / "full") if "val/reward_mean" in r]
     assert len(val) == 1  # the periodic evaluation after iteration 2 (eval_every=2)
-    assert [r["val/reward_mean"] for r in history(tmp_path / "resumed") if "val/reward_mean" in r] == val
+    assert [
+        r["val/reward_mean"] for r in history(tmp_path / "resumed") if "val/reward_mean" in r
+    ] == val
     h_full = [r for r in history(tmp_path / "full") if "loss/policy" in r]
     h_res = [r for r in history(tmp_path / "resumed") if "loss/policy" in r]
     assert [r["iteration"] for r in h_res] == [1, 2, 3, 4]

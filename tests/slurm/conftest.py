@@ -27,8 +27,12 @@ REPO = Path(__file__).resolve().parents[2]
 
 # Resources of every test job: small enough for a 1-core CI machine (the local cluster offers
 # at least 8 "CPUs"; there are no cgroups). timeout_min bounds a job that goes wrong.
-LAUNCHER = ("hardware=slurm_cpu", "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=1",
-            "hydra.launcher.timeout_min=5")
+LAUNCHER = (
+    "hardware=slurm_cpu",
+    "hydra.launcher.cpus_per_task=1",
+    "hydra.launcher.mem_gb=1",
+    "hydra.launcher.timeout_min=5",
+)
 
 
 def pytest_configure(config):
@@ -48,11 +52,17 @@ def cluster_problem() -> str | None:
     if p.returncode != 0 or not states & {"idle", "mixed", "allocated", "completing"}:
         why = p.stderr.strip() or f"node states {sorted(states)}"
         return f"the SLURM cluster is not up ({why}); {hint}"
-    q = subprocess.run(["sacct", "-o", "JobID,State,NodeList", "--parsable2", "-j", "1"],
-                       capture_output=True, text=True, timeout=20)
+    q = subprocess.run(
+        ["sacct", "-o", "JobID,State,NodeList", "--parsable2", "-j", "1"],
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
     if q.returncode != 0:
-        return ("sacct does not answer (no accounting database): submitit would wait forever on a "
-                f"job that died; start.sh installs a stand-in. sacct said: {q.stderr.strip()[:200]}")
+        return (
+            "sacct does not answer (no accounting database): submitit would wait forever on a "
+            f"job that died; start.sh installs a stand-in. sacct said: {q.stderr.strip()[:200]}"
+        )
     return None
 
 
@@ -83,8 +93,13 @@ class Sweep:
         self.out_path = self.base.parent / f"{self.name}.out"
         self.t0 = time.monotonic()
         with open(self.out_path, "w") as out:
-            self.proc = subprocess.Popen(self.cmd, cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
-                                         env={**os.environ, "PYTHONUNBUFFERED": "1"})
+            self.proc = subprocess.Popen(
+                self.cmd,
+                cwd=REPO,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )
         threading.Thread(target=self._time_it, daemon=True).start()
         return self
 
@@ -98,15 +113,21 @@ class Sweep:
         try:
             rc = self.proc.wait(timeout=left)
         except subprocess.TimeoutExpired:
-            pytest.fail(f"sweep {self.name} still running after {timeout:.0f} s:\n{self.output()[-3000:]}")
+            pytest.fail(
+                f"sweep {self.name} still running after {timeout:.0f} s:\n{self.output()[-3000:]}"
+            )
         return rc, self.output()
 
     def output(self) -> str:
         return self.out_path.read_text(errors="replace") if self.out_path else ""
 
     def job_ids(self) -> list[str]:
-        p = subprocess.run(["squeue", "-h", "-n", self.job_name, "-o", "%i"],
-                           capture_output=True, text=True, timeout=20)
+        p = subprocess.run(
+            ["squeue", "-h", "-n", self.job_name, "-o", "%i"],
+            capture_output=True,
+            text=True,
+            timeout=20,
+        )
         return p.stdout.split()
 
     def cleanup(self) -> None:
@@ -125,8 +146,15 @@ def make_sweep(root: Path, name: str, overrides: list[str], timestamped: bool = 
     sweep_dir = f"{base}/${{now:%H-%M-%S}}" if timestamped else str(base)
     job_name = f"rft-test-{os.getpid()}-{name}"
     flags = [o for o in overrides if o.startswith("--")]  # argparse wants them before overrides
-    cmd = [sys.executable, "run.py", *flags, *LAUNCHER, *[o for o in overrides if o not in flags],
-           f"hydra.sweep.dir={sweep_dir}", f"hydra.launcher.name={job_name}"]
+    cmd = [
+        sys.executable,
+        "run.py",
+        *flags,
+        *LAUNCHER,
+        *[o for o in overrides if o not in flags],
+        f"hydra.sweep.dir={sweep_dir}",
+        f"hydra.launcher.name={job_name}",
+    ]
     return Sweep(name=name, base=base, job_name=job_name, cmd=cmd, timestamped=timestamped)
 
 
@@ -157,10 +185,18 @@ class Preempter(threading.Thread):
                 if not ids:
                     notes["error"] = "the job is not in squeue"
                     return
-                p = subprocess.run(["scancel", f"--signal={self.sig}", ids[0]],
-                                   capture_output=True, text=True, timeout=20)
-                notes.update(job_id=ids[0], signalled_after=done[-1], scancel_rc=p.returncode,
-                             scancel_err=p.stderr.strip())
+                p = subprocess.run(
+                    ["scancel", f"--signal={self.sig}", ids[0]],
+                    capture_output=True,
+                    text=True,
+                    timeout=20,
+                )
+                notes.update(
+                    job_id=ids[0],
+                    signalled_after=done[-1],
+                    scancel_rc=p.returncode,
+                    scancel_err=p.stderr.strip(),
+                )
                 return
             time.sleep(0.05)
         notes["error"] = f"the run never reached iteration {self.after}"

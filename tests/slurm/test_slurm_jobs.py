@@ -30,11 +30,24 @@ N_ITER = 12  # long enough that a signal sent after iteration 2 lands during tra
 
 def tiny(prompts, n_iterations: int) -> list[str]:
     return [
-        "model=tiny", "task=jsonl", f"task.path={prompts}", "task.max_new_tokens=8",
-        "task.min_new_tokens=8", "task.n_eval_prompts=2", "task.n_test_prompts=2", "logger=none",
-        f"alg.n_iterations={n_iterations}", "alg.rollout_prompts=2", "alg.minibatch_size=2",
-        "alg.n_epochs=1", "alg.eval_every=0", "eval.batch_size=2", "eval.n_samples_table=2",
-        "eval.before_training=false", "eval.perplexity=false", "checkpoint.save_policy=false",
+        "model=tiny",
+        "task=jsonl",
+        f"task.path={prompts}",
+        "task.max_new_tokens=8",
+        "task.min_new_tokens=8",
+        "task.n_eval_prompts=2",
+        "task.n_test_prompts=2",
+        "logger=none",
+        f"alg.n_iterations={n_iterations}",
+        "alg.rollout_prompts=2",
+        "alg.minibatch_size=2",
+        "alg.n_epochs=1",
+        "alg.eval_every=0",
+        "eval.batch_size=2",
+        "eval.n_samples_table=2",
+        "eval.before_training=false",
+        "eval.perplexity=false",
+        "checkpoint.save_policy=false",
         # the only checkpoint before the end is the one the preemption signal asks for
         "checkpoint.every_n_iterations=100",
     ]
@@ -66,8 +79,10 @@ def sweeps(request, tmp_path_factory):
     prompts = write_prompts(root / "prompts.jsonl")
     # The preempted run's folder has a ${now:} part, as Hydra's default: the requeued job must
     # land in the same one.
-    started = {n: make_sweep(root, n, SPECS[n](prompts), timestamped=n == "preempted").start()
-               for n in wanted}
+    started = {
+        n: make_sweep(root, n, SPECS[n](prompts), timestamped=n == "preempted").start()
+        for n in wanted
+    }
     if "preempted" in started:
         Preempter(started["preempted"], after=2).start()
     yield started
@@ -97,7 +112,9 @@ def test_one_training_job_through_sbatch(sweeps):
     run = s.dir / "0"
     assert train_iterations(run / "history.jsonl") == list(range(1, N_ITER + 1))
     assert "test/reward_mean" in final_metrics(run)
-    assert re.search(r"rft: job \d+ on \S+ \(restarts: 0\)", run_log(run)), "did not run as a SLURM job"
+    assert re.search(r"rft: job \d+ on \S+ \(restarts: 0\)", run_log(run)), (
+        "did not run as a SLURM job"
+    )
     (job_dir,) = [d for d in (s.dir / ".submitit").iterdir() if d.is_dir()]
     assert "Job completed successfully" in next(job_dir.glob("*_log.out")).read_text()
 
@@ -113,8 +130,11 @@ def test_multirun_sweep_of_three_jobs(sweeps):
         run = s.dir / str(k)
         assert train_iterations(run / "history.jsonl") == [1, 2], run
         assert "test/reward_mean" in final_metrics(run)
-        lrs += [float(o.split("=")[1]) for o in (run / ".hydra" / "overrides.yaml").read_text().split()
-                if o.startswith("alg.lr=")]
+        lrs += [
+            float(o.split("=")[1])
+            for o in (run / ".hydra" / "overrides.yaml").read_text().split()
+            if o.startswith("alg.lr=")
+        ]
     assert sorted(lrs) == [1e-4, 2e-4, 3e-4]
     job_logs = list((s.dir / ".submitit").glob("*/*_log.out"))
     assert len(job_logs) == 3, job_logs  # three SLURM jobs (one array, three tasks)
@@ -136,7 +156,9 @@ def test_preempted_job_requeues_and_resumes_to_the_same_end(sweeps):
     assert m and notes["signalled_after"] <= int(m.group(1)) < N_ITER, log[-3000:]
     assert f"Requeued SLURM job {notes['job_id']}" in log
     # ... and the requeued job (same SLURM id, same run folder) resumed from that checkpoint
-    assert re.search(rf"rft: job {notes['job_id']} on \S+ \(restarts: 1\), .* run folder {run}", log)
+    assert re.search(
+        rf"rft: job {notes['job_id']} on \S+ \(restarts: 1\), .* run folder {run}", log
+    )
     assert f"Resuming from {run}/checkpoints/state.ckpt" in log
     # it ends where the uninterrupted run ends: same iterations, same rewards, same test metric
     ref = sweeps["single"]
@@ -144,7 +166,8 @@ def test_preempted_job_requeues_and_resumes_to_the_same_end(sweeps):
     assert train_iterations(run / "history.jsonl") == list(range(1, N_ITER + 1))
     assert rewards(run) == pytest.approx(rewards(ref.dir / "0"), abs=1e-6)
     assert final_metrics(run)["test/reward_mean"] == pytest.approx(
-        final_metrics(ref.dir / "0")["test/reward_mean"], abs=1e-6)
+        final_metrics(ref.dir / "0")["test/reward_mean"], abs=1e-6
+    )
 
 
 @pytest.mark.sweeps("crash_config")
