@@ -232,24 +232,11 @@ class GuidedPPO(PPO):
         return params
 
     # ------------------------------------------------------------------ losses
-    def values_and_logits(self, r: Rollout, need_logits: bool = True):
-        """As PPO's, with the guide critic in the iterations whose scheme trains it."""
+    def critic(self):
+        """The guide critic in the iterations whose scheme trains it, else PPO's."""
         if self.scheme.critic != "guide" or self.guide_value_head is None:
-            return super().values_and_logits(r, need_logits)
-        shared = self.guide_value_model is None
-        logits, hidden = self.policy(
-            r.prompt_ids,
-            r.prompt_mask,
-            r.ids,
-            r.mask,
-            return_hidden=shared,
-            return_logits=need_logits,
-        )
-        if not shared:
-            _, hidden = self.guide_value_model(
-                r.prompt_ids, r.prompt_mask, r.ids, r.mask, return_hidden=True, return_logits=False
-            )
-        return logits, self.guide_value_head(hidden).float()
+            return super().critic()
+        return self.guide_value_model, self.guide_value_head
 
     def compute_advantages(self, r: Rollout) -> None:
         """KL penalty and GAE over EVERY token of the mixed sequence (PPO runs GAE on the value

@@ -126,10 +126,15 @@ class PPO(RFTModule):
         )
 
     # ------------------------------------------------------------------ model calls
+    def critic(self) -> tuple[PolicyLM | None, ValueHead]:
+        """(value LM or None for the shared trunk, value head) trained this iteration."""
+        return self.value_model, self.value_head
+
     def values_and_logits(self, r: Rollout, need_logits: bool = True):
         """One forward pass of the policy (and of the value model if separate): logits (N, T, V)
         and values (N, T)."""
-        shared = self.value_model is None
+        value_model, value_head = self.critic()
+        shared = value_model is None
         logits, hidden = self.policy(
             r.prompt_ids,
             r.prompt_mask,
@@ -139,10 +144,10 @@ class PPO(RFTModule):
             return_logits=need_logits,
         )
         if not shared:
-            _, hidden = self.value_model(
+            _, hidden = value_model(
                 r.prompt_ids, r.prompt_mask, r.ids, r.mask, return_hidden=True, return_logits=False
             )
-        return logits, self.value_head(hidden).float()
+        return logits, value_head(hidden).float()
 
     @torch.no_grad()
     def score_rollout(self, r: Rollout) -> None:
@@ -163,16 +168,7 @@ class PPO(RFTModule):
 
     def generate(self, prompt_ids, prompt_mask):
         t, g = self.task, self.a.generation
-        return self.policy.generate(
-            prompt_ids,
-            prompt_mask,
-            t.max_new_tokens,
-            t.min_new_tokens,
-            g.do_sample,
-            g.top_k,
-            g.top_p,
-            g.temperature,
-        )
+        return self.policy.generate(prompt_ids, prompt_mask, t.max_new_tokens, t.min_new_tokens, g)
 
     # ------------------------------------------------------------------ one iteration
     def collect_rollout(self, examples) -> tuple[Rollout, dict[str, float]]:

@@ -147,16 +147,7 @@ def sample_rewards(
                 prompt_max_tokens,
                 device,
             )
-            comp = lm.generate(
-                ids,
-                mask,
-                max_new_tokens,
-                min_new_tokens,
-                generation.do_sample,
-                generation.top_k,
-                generation.top_p,
-                generation.temperature,
-            )
+            comp = lm.generate(ids, mask, max_new_tokens, min_new_tokens, generation)
             texts += lm.tokenizer.batch_decode(comp.ids, skip_special_tokens=True)
     scores = []
     for s in range(0, len(idx), batch_size):  # the reward in full precision, as for the train pairs

@@ -48,16 +48,7 @@ def sample_reward_matrix(
         batch = examples[s : s + batch_prompts]
         prompts = [e.prompt for e in batch for _ in range(K)]
         ids, mask = encode_prompts(tok, prompts, prompt_max_tokens, device)
-        comp = policy.generate(
-            ids,
-            mask,
-            max_new_tokens,
-            min_new_tokens,
-            generation.do_sample,
-            generation.top_k,
-            generation.top_p,
-            generation.temperature,
-        )
+        comp = policy.generate(ids, mask, max_new_tokens, min_new_tokens, generation)
         out = tok.batch_decode(comp.ids, skip_special_tokens=True)
         scores = reward_fn(prompts, out, [e.reference for e in batch for _ in range(K)])
         R.append(scores.view(len(batch), K).numpy())

@@ -51,16 +51,7 @@ def probe_gradients(
         for e in examples:
             prompts = [e.prompt] * K
             ids, mask = encode_prompts(tok, prompts, prompt_max_tokens, device)
-            comp = policy.generate(
-                ids,
-                mask,
-                max_new_tokens,
-                min_new_tokens,
-                generation.do_sample,
-                generation.top_k,
-                generation.top_p,
-                generation.temperature,
-            )
+            comp = policy.generate(ids, mask, max_new_tokens, min_new_tokens, generation)
             texts = tok.batch_decode(comp.ids, skip_special_tokens=True)
             R = reward_fn(prompts, texts, [e.reference] * K).to(device)
             logits, _ = policy(ids, mask, comp.ids, comp.mask)

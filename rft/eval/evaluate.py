@@ -47,16 +47,7 @@ def evaluate_policy(
         torch.manual_seed(seed)
         for s in it:
             ids, mask = encode_prompts(tok, prompts[s : s + batch_size], prompt_max_tokens, device)
-            comp = policy.generate(
-                ids,
-                mask,
-                max_new_tokens,
-                min_new_tokens,
-                generation.do_sample,
-                generation.top_k,
-                generation.top_p,
-                generation.temperature,
-            )
+            comp = policy.generate(ids, mask, max_new_tokens, min_new_tokens, generation)
             texts += tok.batch_decode(comp.ids, skip_special_tokens=True)
             lengths += comp.mask.sum(-1).tolist()
             if ref is not None:

@@ -105,27 +105,34 @@ class PolicyLM(nn.Module):
         prompt_ids: torch.Tensor,
         prompt_mask: torch.Tensor,
         max_new_tokens: int,
-        min_new_tokens: int = 0,
-        do_sample: bool = True,
-        top_k: int = 0,
-        top_p: float = 1.0,
-        temperature: float = 1.0,
+        min_new_tokens: int,
+        generation,
+        logits_processor=None,
     ) -> Completions:
-        """Sample completions for a batch of prompts with the KV cache, in one call."""
+        """Sample completions for a batch of prompts with the KV cache, in one call.
+
+        ``generation`` holds do_sample / top_k / top_p / temperature (a GenerationConfig from
+        the config); top_k = 0 disables top-k. ``logits_processor`` (a LogitsProcessorList)
+        runs before the sampling warpers, e.g. to force restart prefixes.
+        """
         tok = self.tokenizer
         kwargs = dict(
             input_ids=prompt_ids,
             attention_mask=prompt_mask,
             max_new_tokens=max_new_tokens,
             min_new_tokens=min(min_new_tokens, max_new_tokens),
-            do_sample=do_sample,
+            do_sample=generation.do_sample,
             pad_token_id=tok.pad_token_id,
             eos_token_id=tok.eos_token_id,
             use_cache=True,
         )
-        if do_sample:
+        if generation.do_sample:
             # top_k=0 disables top-k (None would mean the model's generation_config default)
-            kwargs.update(top_k=top_k, top_p=top_p, temperature=temperature)
+            kwargs.update(
+                top_k=generation.top_k, top_p=generation.top_p, temperature=generation.temperature
+            )
+        if logits_processor is not None:
+            kwargs["logits_processor"] = logits_processor
         was_training = self.model.training
         self.model.eval()
         out = self.model.generate(**kwargs)

@@ -32,7 +32,7 @@ from transformers import LogitsProcessor, LogitsProcessorList
 
 from rft.config import choice
 from rft.model.load import load_model
-from rft.model.policy import Completions, PolicyLM, completion_mask
+from rft.model.policy import Completions, PolicyLM
 from rft.rollout.restart import force_logits
 
 
@@ -64,37 +64,14 @@ def sample(
     k: Tensor | None = None,
 ) -> Completions:
     """Sample completions (B, max_new_tokens) in one ``generate`` call, row i copying
-    forced[i, :k[i]] first. Without ``forced`` it samples like ``PolicyLM.generate`` (except that
-    top_k = 0 disables top-k here, where transformers would otherwise fill in its default 50)."""
-    tok = lm.tokenizer
-    kwargs = dict(
-        input_ids=prompt_ids,
-        attention_mask=prompt_mask,
-        max_new_tokens=max_new_tokens,
-        min_new_tokens=min(min_new_tokens, max_new_tokens),
-        do_sample=generation.do_sample,
-        pad_token_id=tok.pad_token_id,
-        eos_token_id=tok.eos_token_id,
-        use_cache=True,
-    )
-    if generation.do_sample:
-        kwargs.update(
-            top_k=generation.top_k, top_p=generation.top_p, temperature=generation.temperature
-        )
+    forced[i, :k[i]] first; without ``forced`` it is ``PolicyLM.generate``."""
+    processors = None
     if forced is not None and k is not None and bool((k > 0).any()):
         start = 1 if lm.is_seq2seq else prompt_ids.shape[1]
-        kwargs["logits_processor"] = LogitsProcessorList([ForcedPrefixProcessor(forced, k, start)])
-    was_training = lm.model.training
-    lm.model.eval()
-    out = lm.model.generate(**kwargs)
-    lm.model.train(was_training)
-    new = out[:, 1:] if lm.is_seq2seq else out[:, prompt_ids.shape[1] :]
-    if new.shape[1] < max_new_tokens:  # every row stopped early: pad to a fixed width
-        pad = new.new_full((new.shape[0], max_new_tokens - new.shape[1]), tok.pad_token_id)
-        new = torch.cat([new, pad], 1)
-    mask = completion_mask(new, tok.eos_token_id)
-    new = torch.where(mask.bool(), new, torch.full_like(new, tok.pad_token_id))
-    return Completions(ids=new, mask=mask)
+        processors = LogitsProcessorList([ForcedPrefixProcessor(forced, k, start)])
+    return lm.generate(
+        prompt_ids, prompt_mask, max_new_tokens, min_new_tokens, generation, processors
+    )
 
 
 # ----------------------------------------------------------------------------------- tokenizers
