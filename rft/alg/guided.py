@@ -61,7 +61,7 @@ import torch
 
 from rft.alg.ppo import PPO, Rollout, iteration_seed
 from rft.config import choice
-from rft.core import gae, logprobs_from_logits, masked_mean, masked_whiten, per_token_rewards
+from rft.core import logprobs_from_logits, masked_mean
 from rft.errors import ConfigError
 from rft.model.policy import Completions, PolicyLM, ValueHead
 from rft.rollout.guide import (
@@ -237,18 +237,6 @@ class GuidedPPO(PPO):
         if self.scheme.critic != "guide" or self.guide_value_head is None:
             return super().critic()
         return self.guide_value_model, self.guide_value_head
-
-    def compute_advantages(self, r: Rollout) -> None:
-        """KL penalty and GAE over EVERY token of the mixed sequence (PPO runs GAE on the value
-        mask, which here may cover only a suffix); the masks then pick the tokens each loss sees."""
-        r.rewards, r.kl = per_token_rewards(
-            r.scores, r.old_logp, r.ref_logp, r.mask, self.kl_ctl.beta
-        )
-        if self.a.whiten_rewards:
-            r.rewards = masked_whiten(r.rewards, r.mask, shift_mean=False)
-        r.advantages, r.returns = gae(
-            r.rewards, r.old_values * r.mask, r.mask, self.a.gamma, self.a.lam
-        )
 
     def extra_loss(self, mb: GuidedRollout):
         """RLGF's target regularization: target_coef · NLL of the reference continuation."""

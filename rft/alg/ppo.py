@@ -210,13 +210,16 @@ class PPO(RFTModule):
         return r, stats
 
     def compute_advantages(self, r: Rollout) -> None:
+        """KL-penalised per-token rewards and GAE over EVERY completion token; the policy and
+        value masks only choose which tokens each loss sees (a guided rollout's masks may cover
+        just a prefix or a suffix of the sequence)."""
         r.rewards, r.kl = per_token_rewards(
             r.scores, r.old_logp, r.ref_logp, r.mask, self.kl_ctl.beta
         )
         if self.a.whiten_rewards:
             r.rewards = masked_whiten(r.rewards, r.mask, shift_mean=False)
         r.advantages, r.returns = gae(
-            r.rewards, r.old_values * r.value_mask, r.value_mask, self.a.gamma, self.a.lam
+            r.rewards, r.old_values * r.mask, r.mask, self.a.gamma, self.a.lam
         )
 
     def ppo_update(self, r: Rollout) -> dict[str, float]:
