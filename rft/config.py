@@ -195,6 +195,7 @@ class PPOConfig(AlgConfig):
     max_grad_norm: float | None = 0.5
     whiten_rewards: bool = False
     value_model: ValueModel = ValueModel.shared
+    value_head_lr: float | None = None  # lr of the linear value head(s); null = alg.lr
     kl: KLConfig = field(default_factory=KLConfig)
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     warm_start: WarmStartConfig = field(default_factory=WarmStartConfig)

@@ -14,7 +14,10 @@ One Lightning epoch = one iteration:
 Deviations from RL4LMs, on purpose:
 - The value function defaults to a head on the policy's own trunk (``value_model: shared``);
   ``value_model: separate`` is RL4LMs' separate LM copy + linear head (no bias).
-- The value head starts at zero weights, so early value gradients do not disturb the policy.
+- The value head starts at zero weights, so early value gradients do not disturb the policy,
+  and may have its own learning rate (``value_head_lr``; RL4LMs uses one lr for everything).
+  A fresh linear head at a policy-sized lr (1e-6 .. 2e-5) needs hundreds of updates to reach
+  the returns' scale; until then advantages are mostly noise. The CPU-sized defaults use it.
 - Dropout is disabled in the policy and reference (as in TRL), so the log-ratio of an
   un-updated policy is exactly 1.
 - Each iteration's RNG is seeded from (seed, iteration): a resumed run samples exactly what an
@@ -121,9 +124,16 @@ class PPO(RFTModule):
         return params
 
     def configure_optimizers(self):
-        return torch.optim.AdamW(
-            self.trainable_parameters(), lr=self.a.lr, weight_decay=self.a.weight_decay
-        )
+        # Value heads are fresh linear layers: they get their own learning rate
+        # (alg.value_head_lr), else they learn far slower than a short run needs.
+        heads = {id(p) for m in self.modules() if isinstance(m, ValueHead) for p in m.parameters()}
+        params = self.trainable_parameters()
+        head_lr = self.a.value_head_lr or self.a.lr
+        groups = [
+            {"params": [p for p in params if id(p) not in heads], "lr": self.a.lr},
+            {"params": [p for p in params if id(p) in heads], "lr": head_lr},
+        ]
+        return torch.optim.AdamW(groups, lr=self.a.lr, weight_decay=self.a.weight_decay)
 
     # ------------------------------------------------------------------ model calls
     def critic(self) -> tuple[PolicyLM | None, ValueHead]:

@@ -73,6 +73,21 @@ def test_ppo_trains_two_iterations_and_changes_policy(prompts_file, tmp_path):
     assert out.shape == (1, 5)
 
 
+def test_value_head_has_its_own_learning_rate(prompts_file, tmp_path):
+    from rft.alg.ppo import PPO
+    from rft.model.policy import ValueHead
+    from rft.train import frozen_copy, load_policy
+
+    cfg = compose_cfg(*tiny_overrides(prompts_file, *PPO_SMALL, "alg.value_head_lr=0.01"))
+    policy = load_policy(cfg.model)
+    module = PPO(cfg, None, policy, frozen_copy(policy), None, tmp_path)
+    body, heads = module.configure_optimizers().param_groups
+    assert (body["lr"], heads["lr"]) == (1e-3, 0.01)
+    assert [id(p) for p in heads["params"]] == [id(p) for p in module.value_head.parameters()]
+    assert isinstance(module.value_head, ValueHead)
+    assert len(body["params"]) == len(list(policy.parameters()))
+
+
 def test_ppo_separate_value_model_and_k_samples(prompts_file, tmp_path):
     cfg = compose_cfg(
         *tiny_overrides(
