@@ -80,3 +80,4 @@ def test_grue_experiment_sets_published_numbers():
     assert a.rollout_prompts * a.samples_per_prompt == 1280
     assert (a.kl.init_beta, a.kl.target, a.generation.top_k) == (0.1, 0.1, 50)
     assert a.value_model.value == "separate"
+    assert a.gamma == 0.99 and a.lam == 0.95 and a.value_head_lr is None

@@ -18,6 +18,9 @@ Deviations from RL4LMs, on purpose:
   and may have its own learning rate (``value_head_lr``; RL4LMs uses one lr for everything).
   A fresh linear head at a policy-sized lr (1e-6 .. 2e-5) needs hundreds of updates to reach
   the returns' scale; until then advantages are mostly noise. The CPU-sized defaults use it.
+- The CPU-sized defaults (conf/alg/ppo.yaml) use γ = 1 (GRUE: 0.99; experiment=grue_imdb_ppo
+  keeps it): with one terminal reward over 48 tokens, γ < 1 makes the returns grow with the
+  token's position, a trend a young value head cannot yet remove, i.e. advantage noise.
 - Dropout is disabled in the policy and reference (as in TRL), so the log-ratio of an
   un-updated policy is exactly 1.
 - Each iteration's RNG is seeded from (seed, iteration): a resumed run samples exactly what an
