@@ -214,6 +214,8 @@ def load_model(model_cfg) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     tok = prepare_tokenizer(tok)
     if model_cfg.disable_dropout:
         disable_dropout(model)
+    if model_cfg.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model.eval()
     return model, tok
 
