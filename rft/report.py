@@ -210,7 +210,9 @@ def make_rows(jobs: list[Job], swept: list[str], metric: str) -> list[dict[str, 
         row.update({k: j.overrides.get(k) for k in swept})
         row[metric] = m.get(metric)
         row[PERPLEXITY] = m.get(PERPLEXITY)
-        row[LOW_STD] = m.get(LOW_STD)
+        # extraction runs write diag/low_std_share; RL runs with K > 1 samples per prompt log
+        # the share of the last rollout as reward/low_std_share
+        row[LOW_STD] = m.get(LOW_STD, m.get("reward/low_std_share"))
         row["status"] = j.status
         rows.append(row)
     return rows
