@@ -71,20 +71,26 @@ def extract(cfg, run_dir: Path) -> dict[str, float]:
     n = len(data) if d.n_prompts < 0 else min(d.n_prompts, len(data))
     idx = np.random.default_rng(cfg.seed).permutation(len(data))[:n]
     examples = [data[i] for i in sorted(idx)]
-    policy = load_policy(cfg.model)
+    hw = cfg.hardware
+    use_cuda = torch.cuda.is_available() and hw.accelerator != "cpu"
+    device = torch.device("cuda" if use_cuda else "cpu")
+    policy = load_policy(cfg.model).to(device)
     reward_fn = build_reward(cfg.reward)
     torch.manual_seed(cfg.seed)
-    R, texts = sample_reward_matrix(
-        policy,
-        reward_fn,
-        examples,
-        K=d.k_samples,
-        batch_prompts=d.batch_prompts,
-        prompt_max_tokens=task.prompt_max_tokens,
-        max_new_tokens=task.max_new_tokens,
-        min_new_tokens=task.min_new_tokens,
-        generation=cfg.alg.generation,
-    )
+    # the same precision as training (bf16 autocast where hardware.precision says so)
+    bf16 = str(hw.precision).startswith("bf16")
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+        R, texts = sample_reward_matrix(
+            policy,
+            reward_fn,
+            examples,
+            K=d.k_samples,
+            batch_prompts=d.batch_prompts,
+            prompt_max_tokens=task.prompt_max_tokens,
+            max_new_tokens=task.max_new_tokens,
+            min_new_tokens=task.min_new_tokens,
+            generation=cfg.alg.generation,
+        )
     summary = save_extraction(run_dir, [e.prompt for e in examples], texts, R, d.std_threshold)
     metrics = {
         "diag/" + k.replace("reward/mean", "reward_mean").split("/")[-1]: float(v)
