@@ -7,7 +7,20 @@ import os
 from pathlib import Path
 
 import lightning as L
+import torch
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 from tqdm.auto import tqdm
+
+
+class DirectCheckpointIO(TorchCheckpointIO):
+    """torch.save straight into the file. Lightning's default first serialises the whole
+    checkpoint into an in-memory buffer: a transient second copy of the model and optimizer
+    state (+1.6 GB for SmolLM2-135M with AdamW), which set the run's peak memory. Atomicity
+    comes from StateCheckpoint, which writes a temporary file and renames it."""
+
+    def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        torch.save(checkpoint, path)
 
 
 def progress_step(module) -> int:

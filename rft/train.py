@@ -24,7 +24,7 @@ import torch
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
-from rft.callbacks import IterationProgress, StateCheckpoint
+from rft.callbacks import DirectCheckpointIO, IterationProgress, StateCheckpoint
 from rft.config import choice
 from rft.errors import ConfigError, instantiate
 from rft.loggers import make_loggers
@@ -125,7 +125,7 @@ def make_trainer(
         max_epochs=max_epochs,
         logger=loggers or False,
         callbacks=[*callbacks, RequeueOnSignal()],
-        plugins=slurm_plugins(),
+        plugins=[*slurm_plugins(), DirectCheckpointIO()],
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
