@@ -108,8 +108,23 @@ def default_run_dir(cfg: DictConfig) -> Path:
         return Path("outputs") / cfg.experiment_name / time.strftime("%Y-%m-%d_%H-%M-%S")
 
 
+def resolve_strategy(strategy: str, module=None) -> str:
+    """The Lightning strategy for ``module``. DDP expects every parameter to receive a gradient
+    in every step; modules whose iterations train only part of their parameters (LOLS / DLOLS
+    train either the policy's or the guide's critic) set ``has_unused_parameters`` and get
+    DDP's unused-parameter search instead of a reducer error in the first step."""
+    if strategy == "ddp" and getattr(module, "has_unused_parameters", False):
+        return "ddp_find_unused_parameters_true"
+    return strategy
+
+
 def make_trainer(
-    cfg: DictConfig, run_dir: Path, max_epochs: int, callbacks: list, loggers: list
+    cfg: DictConfig,
+    run_dir: Path,
+    max_epochs: int,
+    callbacks: list,
+    loggers: list,
+    module=None,
 ) -> L.Trainer:
     from rft.cluster import RequeueOnSignal, slurm_plugins
 
@@ -120,7 +135,7 @@ def make_trainer(
         accelerator=hw.accelerator,
         devices=hw.devices,
         num_nodes=hw.num_nodes,
-        strategy=hw.strategy,
+        strategy=resolve_strategy(hw.strategy, module),
         precision=hw.precision,
         max_epochs=max_epochs,
         logger=loggers or False,
@@ -171,7 +186,7 @@ def run_module(
         run_dir, cfg.checkpoint.every_n_iterations, cfg.checkpoint.save_policy
     )
     trainer = make_trainer(
-        cfg, run_dir, max_epochs, [ckpt_cb, IterationProgress(desc)], loggers or []
+        cfg, run_dir, max_epochs, [ckpt_cb, IterationProgress(desc)], loggers or [], module
     )
     if ckpt is not None:
         truncate_history(run_dir, ckpt)
@@ -274,7 +289,9 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, float
     reward_fn = build_reward(cfg.reward)
     init = warm_start(cfg, task, reward_fn, run_dir)
     policy = load_policy(cfg.model, init_from=init)
-    ref = frozen_copy(policy, torch.bfloat16 if str(cfg.hardware.precision).startswith("bf16") else None)
+    ref = frozen_copy(
+        policy, torch.bfloat16 if str(cfg.hardware.precision).startswith("bf16") else None
+    )
 
     module_cls = get_class(cfg.alg._target_)
     module = module_cls(cfg, task, policy, ref, reward_fn, run_dir)

@@ -195,3 +195,15 @@ def test_usr1_during_training_checkpoints_the_iteration_and_the_run_resumes(
     assert [i for i, _ in rows(run)] == [1, 2, 3]
     assert rows(run) == rows(tmp_path / "straight")
     assert resumed["test/reward_mean"] == pytest.approx(straight["test/reward_mean"])
+
+
+def test_ddp_searches_unused_parameters_only_for_modules_that_need_it():
+    from types import SimpleNamespace
+
+    from rft.train import resolve_strategy
+
+    two_critics = SimpleNamespace(has_unused_parameters=True)
+    assert resolve_strategy("ddp", two_critics) == "ddp_find_unused_parameters_true"
+    assert resolve_strategy("ddp", SimpleNamespace()) == "ddp"
+    assert resolve_strategy("auto", two_critics) == "auto"
+    assert resolve_strategy("fsdp", two_critics) == "fsdp"

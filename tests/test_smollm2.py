@@ -39,4 +39,6 @@ def test_smollm2_loads_generates_and_saves(tmp_path):
         a = model(ids).logits[0, -1]
         b = again(ids).logits[0, -1]
     assert torch.allclose(a, b, atol=1e-5)
-    assert tok.decode(again.generate(ids, max_new_tokens=5, do_sample=False)[0]).startswith("The movie was")
+    assert tok.decode(again.generate(ids, max_new_tokens=5, do_sample=False)[0]).startswith(
+        "The movie was"
+    )

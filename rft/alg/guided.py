@@ -223,6 +223,8 @@ class GuidedPPO(PPO):
             if self.value_model is not None:
                 self.guide_value_model = copy.deepcopy(policy)
         self.scheme = self.schedule(0, schedule_rng(cfg.seed, 0))
+        # Two critics, one trained per iteration: DDP must look for unused parameters.
+        self.has_unused_parameters = self.guide_value_head is not None
 
     def trainable_parameters(self):
         params = super().trainable_parameters()

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rft.model.policy import PolicyLM
+from rft.progress import batch_starts
 from rft.rollout.prompts import encode_prompts
 
 log = logging.getLogger(__name__)
@@ -86,7 +87,7 @@ def prompt_features(
     """Prompt states of every prompt, left-padded to a common width P: (N, P, H) float32 and
     (N, P) mask, on the CPU."""
     feats, masks = [], []
-    for s in range(0, len(prompts), batch_size):
+    for s in batch_starts(len(prompts), batch_size, "V_ref: prompt states"):
         ids, mask = encode_prompts(lm.tokenizer, prompts[s : s + batch_size], max_tokens, device)
         feats.append(prompt_hidden_states(lm, ids, mask).float().cpu())
         masks.append(mask.cpu())
@@ -108,7 +109,7 @@ def predict_values(
     """V_ref(x) for each prompt, (N,) float32 on the CPU."""
     head.eval().to(device)
     out = []
-    for s in range(0, len(prompts), batch_size):
+    for s in batch_starts(len(prompts), batch_size, "V_ref(x)"):
         ids, mask = encode_prompts(lm.tokenizer, prompts[s : s + batch_size], max_tokens, device)
         hidden = prompt_hidden_states(lm, ids, mask).float()
         with torch.autocast(device.type, enabled=False):
@@ -140,7 +141,7 @@ def sample_rewards(
     texts: list[str] = []
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)
-        for s in range(0, len(idx), batch_size):
+        for s in batch_starts(len(idx), batch_size, "sampling"):
             ids, mask = encode_prompts(
                 lm.tokenizer,
                 [prompts[i] for i in idx[s : s + batch_size]],
@@ -150,7 +151,9 @@ def sample_rewards(
             comp = lm.generate(ids, mask, max_new_tokens, min_new_tokens, generation)
             texts += lm.tokenizer.batch_decode(comp.ids, skip_special_tokens=True)
     scores = []
-    for s in range(0, len(idx), batch_size):  # the reward in full precision, as for the train pairs
+    for s in batch_starts(
+        len(idx), batch_size, "scoring"
+    ):  # the reward in full precision, as for the train pairs
         chunk = idx[s : s + batch_size]
         with torch.autocast(device.type, enabled=False):
             scores.append(

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from rft.errors import DataError
+from rft.progress import batch_starts
 from rft.task.base import Example, Task
 
 log = logging.getLogger(__name__)
@@ -134,7 +135,7 @@ def score_pairs(
         return cached["rewards"]
     log.info("offline data: scoring %d pairs with the configured reward", len(pairs))
     scores = []
-    for s in range(0, len(pairs), batch_size):
+    for s in batch_starts(len(pairs), batch_size, "scoring pairs"):
         chunk = pairs[s : s + batch_size]
         conts = [e.reference for e in chunk]
         scores.append(
