@@ -133,8 +133,9 @@ class OfflineStepSampler(StepBatchSampler):
         steps_per_block: int,
         total_steps: int,
         probs=None,
+        epoch_fn=None,
     ):
-        super().__init__(n_items, batch_size, seed, steps_per_block, total_steps)
+        super().__init__(n_items, batch_size, seed, steps_per_block, total_steps, epoch_fn)
         self.probs = None if probs is None else np.asarray(probs, dtype=np.float64) / np.sum(probs)
 
     def batch_for_step(self, step: int) -> list[int]:
@@ -546,6 +547,7 @@ class ALoL(RFTModule):
             self.steps_per_block,
             self.max_steps,
             probs=self.probs,
+            epoch_fn=lambda: self.current_epoch,
         )
         return DataLoader(range(len(self.pairs)), batch_sampler=sampler, collate_fn=_identity)
 

@@ -116,7 +116,11 @@ class PPO(RFTModule):
     # ------------------------------------------------------------------ data / optim
     def train_dataloader(self) -> DataLoader:
         sampler = IterationSampler(
-            len(self.task.train), self.a.rollout_prompts, self.cfg.seed, rank=self.global_rank
+            len(self.task.train),
+            self.a.rollout_prompts,
+            self.cfg.seed,
+            rank=self.global_rank,
+            epoch_fn=lambda: self.current_epoch,
         )
         return DataLoader(range(len(self.task.train)), batch_sampler=sampler, collate_fn=_identity)
 

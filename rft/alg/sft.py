@@ -13,6 +13,7 @@ the batches the uninterrupted run would have seen.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -24,19 +25,36 @@ from rft.rollout.prompts import encode_prompts
 
 
 class StepBatchSampler(Sampler):
-    """Yields the batches of one block of optimizer steps (see module docstring)."""
+    """Yields the batches of one block of optimizer steps (see module docstring).
+
+    The block is the Lightning epoch, from ``epoch_fn`` (the module passes
+    ``lambda: self.current_epoch``) when an epoch's iterator starts, else from ``set_epoch``.
+    Lightning calls ``set_epoch`` on a loader's sampler, never on its batch sampler: without
+    ``epoch_fn`` every block would replay the first block's batches."""
 
     def __init__(
-        self, n_items: int, batch_size: int, seed: int, steps_per_block: int, total_steps: int
+        self,
+        n_items: int,
+        batch_size: int,
+        seed: int,
+        steps_per_block: int,
+        total_steps: int,
+        epoch_fn: Callable[[], int] | None = None,
     ):
         self.n, self.bs, self.seed = n_items, batch_size, seed
         self.spb, self.total = steps_per_block, total_steps
+        self.epoch_fn = epoch_fn
         self.block = 0
 
     def set_epoch(self, epoch: int) -> None:
         self.block = epoch
 
+    def _sync_block(self) -> None:
+        if self.epoch_fn is not None:
+            self.block = int(self.epoch_fn())
+
     def __len__(self) -> int:
+        self._sync_block()
         return max(0, min(self.spb, self.total - self.block * self.spb))
 
     def batch_for_step(self, step: int) -> list[int]:
@@ -49,6 +67,7 @@ class StepBatchSampler(Sampler):
         return [int(perms[e][o]) for e, o in zip(epochs, offsets)]
 
     def __iter__(self):
+        self._sync_block()
         start = self.block * self.spb
         for s in range(start, start + len(self)):
             yield self.batch_for_step(s)
@@ -111,6 +130,7 @@ class SFT(RFTModule):
             self.cfg.seed + self.global_rank,
             self.steps_per_block,
             self.max_steps,
+            epoch_fn=lambda: self.current_epoch,
         )
         return DataLoader(range(len(self.pairs)), batch_sampler=sampler, collate_fn=_identity)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 from torch.utils.data import Sampler
@@ -39,12 +41,22 @@ class IterationSampler(Sampler):
     """Yields ONE batch of prompt indices per epoch (= per RL iteration).
 
     The batch depends only on (seed, iteration, rank), never on what ran before: a resumed run
-    draws exactly the prompts the uninterrupted run would have drawn. Lightning calls
-    ``set_epoch`` on batch samplers before each epoch.
+    draws exactly the prompts the uninterrupted run would have drawn. The iteration comes from
+    ``epoch_fn`` (the module passes ``lambda: self.current_epoch``), read when an epoch's
+    iterator starts: Lightning calls ``set_epoch`` on a loader's sampler, never on its batch
+    sampler, so without ``epoch_fn`` every iteration would draw the same prompts.
     """
 
-    def __init__(self, n_items: int, batch_size: int, seed: int, rank: int = 0):
+    def __init__(
+        self,
+        n_items: int,
+        batch_size: int,
+        seed: int,
+        rank: int = 0,
+        epoch_fn: Callable[[], int] | None = None,
+    ):
         self.n_items, self.batch_size, self.seed, self.rank = n_items, batch_size, seed, rank
+        self.epoch_fn = epoch_fn
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -54,6 +66,8 @@ class IterationSampler(Sampler):
         return 1
 
     def __iter__(self):
+        if self.epoch_fn is not None:
+            self.epoch = int(self.epoch_fn())
         rng = np.random.default_rng([self.seed, self.epoch, self.rank])
         replace = self.batch_size > self.n_items
         yield rng.choice(self.n_items, self.batch_size, replace=replace).tolist()

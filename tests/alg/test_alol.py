@@ -349,3 +349,24 @@ def test_report_compares_the_family_with_bars_and_a_table(tmp_path):
         "| a_lol | 1 | 0.9 | 32 | 0.8 |",
     ]
     assert "## Final metrics by setting" in res["markdown"]
+
+
+def test_offline_blocks_draw_new_batches_and_stop_at_max_steps(tmp_path, monkeypatch):
+    # Lightning never calls set_epoch on a batch sampler: block 1 must not replay block 0.
+    data = write_pairs(tmp_path / "pairs.jsonl", rewards=1.0)
+    seen, orig = [], ALoL.training_step
+
+    def spy(self, batch, batch_idx):
+        sampler = OfflineStepSampler(
+            len(self.pairs), self.a.batch_size, self.cfg.seed, self.steps_per_block, 13, self.probs
+        )
+        step = self.current_epoch * self.steps_per_block + batch_idx
+        seen.append((step, list(batch), sampler.batch_for_step(step)))
+        return orig(self, batch, batch_idx)
+
+    monkeypatch.setattr(ALoL, "training_step", spy)
+    over = ["task.reward_key=reward", "alg.max_steps=13", "alg.batch_size=2"]
+    train(compose_cfg(*alol_overrides(data, "wbc", *over)), run_dir=tmp_path / "run")
+    assert [s for s, *_ in seen] == list(range(13))
+    assert all(got == want for _, got, want in seen)
+    assert [b for _, b, _ in seen[10:]] != [b for _, b, _ in seen[:3]]

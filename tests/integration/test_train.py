@@ -205,3 +205,56 @@ def test_resume_after_kill_matches_uninterrupted_run(prompts_file, tmp_path, mon
     for a, b in zip(h_full, h_res):
         assert a["reward/mean"] == pytest.approx(b["reward/mean"], rel=1e-5)
         assert a["loss/policy"] == pytest.approx(b["loss/policy"], rel=1e-4, abs=1e-6)
+
+
+# Lightning calls set_epoch on a loader's sampler, never on its batch sampler: these pin that
+# every block / iteration draws its own data instead of replaying the first one.
+def spy_batches(monkeypatch, cls, expected_batch) -> list[tuple[int, int, list, list]]:
+    """Records (epoch, batch_idx, batch, the batch a fresh sampler gives for that epoch/step)."""
+    seen = []
+    orig = cls.training_step
+
+    def spy(self, batch, batch_idx):
+        e = self.current_epoch
+        seen.append((e, batch_idx, list(batch), expected_batch(self, e, batch_idx)))
+        return orig(self, batch, batch_idx)
+
+    monkeypatch.setattr(cls, "training_step", spy)
+    return seen
+
+
+def test_sft_blocks_draw_new_batches_and_stop_at_max_steps(prompts_file, tmp_path, monkeypatch):
+    from rft.alg.sft import SFT, StepBatchSampler
+
+    def expected(m, epoch, i):
+        fresh = StepBatchSampler(len(m.pairs), m.batch_size, m.cfg.seed, m.steps_per_block, 13)
+        return fresh.batch_for_step(epoch * m.steps_per_block + i)
+
+    seen = spy_batches(monkeypatch, SFT, expected)
+    cfg = compose_cfg(
+        *tiny_overrides(prompts_file, *SFT_SMALL, "alg.max_steps=13", "alg.batch_size=2")
+    )
+    train(cfg, run_dir=tmp_path / "run")
+    # 13 steps in blocks of 10: a full block, then a 3-step one (not another 10).
+    assert [(e, i) for e, i, *_ in seen] == [(0, i) for i in range(10)] + [(1, i) for i in range(3)]
+    assert all(got == want for *_, got, want in seen)
+    assert [b for _, _, b, _ in seen[10:]] != [b for _, _, b, _ in seen[:3]]  # no replay
+    rows = [r["iteration"] for r in history(tmp_path / "run") if "sft/loss" in r]
+    assert rows == list(range(1, 14))
+
+
+def test_ppo_draws_new_prompts_every_iteration(prompts_file, tmp_path, monkeypatch):
+    from rft.alg.ppo import PPO
+    from rft.rollout.prompts import IterationSampler
+
+    def expected(m, epoch, _):
+        fresh = IterationSampler(len(m.task.train), m.a.rollout_prompts, m.cfg.seed)
+        fresh.set_epoch(epoch)
+        return next(iter(fresh))
+
+    seen = spy_batches(monkeypatch, PPO, expected)
+    cfg = compose_cfg(*tiny_overrides(prompts_file, *PPO_SMALL, "alg.n_iterations=3"))
+    train(cfg, run_dir=tmp_path / "run")
+    assert [e for e, *_ in seen] == [0, 1, 2]
+    assert all(got == want for *_, got, want in seen)
+    assert len({tuple(b) for _, _, b, _ in seen}) == 3
