@@ -38,6 +38,15 @@ BAR_METRICS = (DEFAULT_METRIC, PERPLEXITY, DIVERSITY)
 MISSING = "—"
 # Keys that name replicates rather than settings: aggregated (error bars), never an x-axis.
 REPLICATE_KEYS = ("seed",)
+# Keys that change how a run is executed or logged, never what it learns: they do not split
+# settings in the comparison (e.g. eval.before_training=true on one job of a family only).
+RUN_ONLY_KEYS = ("eval.before_training", "hardware.torch_threads", "resume", "experiment_name")
+RUN_ONLY_PREFIXES = ("logger", "checkpoint.", "hydra.")
+
+
+def is_setting_key(key: str) -> bool:
+    """Whether `key` names a setting compared across jobs (not a replicate or run-only key)."""
+    return not (key in REPLICATE_KEYS or key in RUN_ONLY_KEYS or key.startswith(RUN_ONLY_PREFIXES))
 
 
 @dataclass
@@ -267,7 +276,7 @@ def plot_reward_curves(
 
     from rft.diagnostics.plots import new_figure, save_figure
 
-    settings = [k for k in swept if k not in REPLICATE_KEYS]
+    settings = [k for k in swept if is_setting_key(k)]
     curves = []
     for j in jobs:
         pts = [
@@ -314,7 +323,7 @@ def plot_final_vs_key(
     settings; replicates (seeds) are averaged, with ±1 std error bars when there are several."""
     from rft.diagnostics.plots import new_figure, save_figure
 
-    others = [k for k in swept if k != key and k not in REPLICATE_KEYS]
+    others = [k for k in swept if k != key and is_setting_key(k)]
     groups: dict[tuple, dict[float, list[float]]] = {}
     for j in jobs:
         x = to_number(j.overrides.get(key))
@@ -347,7 +356,7 @@ def plot_final_vs_key(
 
 def _by_setting(jobs: list[Job], swept: list[str], metrics) -> dict[str, dict[str, list[float]]]:
     """{setting label: {metric: [final value of each finished run]}}, seeds pooled."""
-    settings = [k for k in swept if k not in REPLICATE_KEYS]
+    settings = [k for k in swept if is_setting_key(k)]
     out: dict[str, dict[str, list[float]]] = {}
     for j in jobs:
         if not j.metrics:
@@ -448,7 +457,7 @@ def build_report(
     if p:
         plots.append(p)
     for key in swept:
-        if key in REPLICATE_KEYS or not all(
+        if not is_setting_key(key) or not all(
             to_number(j.overrides.get(key)) is not None for j in jobs
         ):
             continue

@@ -106,3 +106,35 @@ def test_override_parsing():
         [{"a": "1", "b": "x"}, {"a": "2", "b": "x"}, {"b": "x", "c": "y"}]
     )
     assert swept == ["a", "c"] and const == {"b": "x"}
+
+
+def test_run_only_keys_do_not_split_settings(tmp_path):
+    from rft.report import comparison_table, is_setting_key, load_sweep
+
+    sweep = tmp_path / "family"
+    for name, alg, seed, before, r in [
+        ("a0", "a_lol", 0, "true", 0.7),
+        ("a1", "a_lol", 1, "false", 0.8),
+        ("n0", "nll", 0, "false", 0.6),
+    ]:
+        make_job(
+            sweep,
+            name,
+            [
+                f"alg={alg}",
+                f"seed={seed}",
+                f"eval.before_training={before}",
+                "hardware.torch_threads=1",
+            ],
+            metrics={"test/reward_mean": r},
+        )
+    assert not is_setting_key("eval.before_training") and not is_setting_key("seed")
+    assert is_setting_key("alg") and is_setting_key("alg.lr")
+    jobs = load_sweep(sweep)
+    table = comparison_table(jobs, ["alg", "seed", "eval.before_training"])
+    rows = [
+        line
+        for line in table.splitlines()
+        if line.startswith("| a_lol") or line.startswith("| nll")
+    ]
+    assert len(rows) == 2 and "0.75 ± 0.05" in rows[0]  # the two a_lol seeds pooled (population std)
