@@ -42,11 +42,17 @@ REPLICATE_KEYS = ("seed",)
 # settings in the comparison (e.g. eval.before_training=true on one job of a family only).
 RUN_ONLY_KEYS = ("eval.before_training", "hardware.torch_threads", "resume", "experiment_name")
 RUN_ONLY_PREFIXES = ("logger", "checkpoint.", "hydra.")
+RUN_ONLY_SUFFIXES = ("cache_dir",)  # where results are cached, e.g. alg.cache_dir
 
 
 def is_setting_key(key: str) -> bool:
     """Whether `key` names a setting compared across jobs (not a replicate or run-only key)."""
-    return not (key in REPLICATE_KEYS or key in RUN_ONLY_KEYS or key.startswith(RUN_ONLY_PREFIXES))
+    return not (
+        key in REPLICATE_KEYS
+        or key in RUN_ONLY_KEYS
+        or key.startswith(RUN_ONLY_PREFIXES)
+        or key.endswith(RUN_ONLY_SUFFIXES)
+    )
 
 
 @dataclass
@@ -393,7 +399,7 @@ def plot_final_bars(
     jobs: list[Job], swept: list[str], path: Path, metrics=BAR_METRICS
 ) -> Path | None:
     """One panel per final metric (test reward, perplexity, diversity), one bar per setting
-    (seeds averaged, ±1 std error bars). Returns None when no job has finished."""
+    (seeds averaged, ±1 std error bars, each seed a dot). Returns None when no job has finished."""
     from rft.diagnostics.plots import new_figure, save_figure
 
     groups = _by_setting(jobs, swept, metrics)
@@ -405,7 +411,15 @@ def plot_final_bars(
         vals = [groups[k][m] for k in labels]
         mean = [float(np.mean(v)) if v else np.nan for v in vals]
         err = [float(np.std(v)) if len(v) > 1 else 0.0 for v in vals]
-        ax.bar(range(len(labels)), mean, yerr=err if any(err) else None, capsize=3, color="C0")
+        bars = ax.bar(
+            range(len(labels)), mean, yerr=err if any(err) else None, capsize=3, color="C0"
+        )
+        # the value on each bar (differences of a few hundredths are hard to read off the axis)
+        # and each seed's own value as a dot, so the spread behind a mean is visible
+        ax.bar_label(bars, labels=[f"{x:.3g}" for x in mean], fontsize="x-small", padding=2)
+        for i, v in enumerate(vals):
+            if len(v) > 1:
+                ax.plot([i] * len(v), v, "o", color="k", markersize=3, alpha=0.7)
         ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right", fontsize="small")
         ax.set_title(f"final {m}", fontsize="medium")
     return save_figure(fig, path)

@@ -129,6 +129,7 @@ def test_run_only_keys_do_not_split_settings(tmp_path):
             metrics={"test/reward_mean": r},
         )
     assert not is_setting_key("eval.before_training") and not is_setting_key("seed")
+    assert not is_setting_key("alg.cache_dir")
     assert is_setting_key("alg") and is_setting_key("alg.lr")
     jobs = load_sweep(sweep)
     table = comparison_table(jobs, ["alg", "seed", "eval.before_training"])
@@ -137,4 +138,6 @@ def test_run_only_keys_do_not_split_settings(tmp_path):
         for line in table.splitlines()
         if line.startswith("| a_lol") or line.startswith("| nll")
     ]
-    assert len(rows) == 2 and "0.75 ± 0.05" in rows[0]  # the two a_lol seeds pooled (population std)
+    assert (
+        len(rows) == 2 and "0.75 ± 0.05" in rows[0]
+    )  # the two a_lol seeds pooled (population std)
