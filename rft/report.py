@@ -361,13 +361,25 @@ def plot_final_vs_key(
 
 
 def _by_setting(jobs: list[Job], swept: list[str], metrics) -> dict[str, dict[str, list[float]]]:
-    """{setting label: {metric: [final value of each finished run]}}, seeds pooled."""
+    """{setting label: {metric: [final value of each finished run]}}, seeds pooled.
+
+    A label names only the keys that take two or more values among the jobs that set them: a
+    key only some jobs set (an SFT job's `alg.max_steps` beside RL jobs) stays in the grouping
+    but not in the label. The initial-policy pseudo-job is labelled "init"."""
     settings = [k for k in swept if is_setting_key(k)]
+    real = [j for j in jobs if j.name != "init"]
+    varying = [k for k in settings if len({j.overrides[k] for j in real if k in j.overrides}) > 1]
     out: dict[str, dict[str, list[float]]] = {}
     for j in jobs:
         if not j.metrics:
             continue
-        label = j.overrides.get(settings[0], MISSING) if len(settings) == 1 else _label(j, settings)
+        if j.name == "init":
+            label = "init"
+        elif len(varying) == 1:
+            label = j.overrides.get(varying[0], MISSING)
+        else:
+            set_keys = [k for k in (varying or settings) if k in j.overrides]
+            label = _label(j, set_keys)
         vals = out.setdefault(label, {m: [] for m in metrics})
         for m in metrics:
             if isinstance(j.metrics.get(m), (int, float)):

@@ -141,3 +141,21 @@ def test_run_only_keys_do_not_split_settings(tmp_path):
     assert (
         len(rows) == 2 and "0.75 ± 0.05" in rows[0]
     )  # the two a_lol seeds pooled (population std)
+
+
+def test_keys_only_some_jobs_set_stay_out_of_the_labels(tmp_path):
+    from rft.report import comparison_table, load_sweep
+
+    sweep = tmp_path / "guided"
+    make_job(sweep, "bc", ["alg=sft", "alg.max_steps=60"], metrics={"test/reward_mean": 0.64})
+    for name, alg, seed in [("p0", "ppo", 0), ("p1", "ppo", 1), ("q0", "ppo_pp", 0)]:
+        make_job(
+            sweep,
+            name,
+            [f"alg={alg}", f"seed={seed}", "model.init_from=bc", "alg.n_iterations=8"],
+            metrics={"test/reward_mean": 0.7 + 0.02 * seed},
+        )
+    swept = ["alg", "alg.max_steps", "seed", "model.init_from", "alg.n_iterations"]
+    table = comparison_table(load_sweep(sweep), swept)
+    labels = [line.split(" | ")[0].lstrip("| ") for line in table.splitlines()[2:]]
+    assert sorted(labels) == ["ppo", "ppo_pp", "sft"]
