@@ -77,7 +77,6 @@ Deviations from the paper / reference code (abaheti95/LoL-RL), on purpose:
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import inspect
 import json
@@ -111,6 +110,7 @@ from rft.core import (
     masked_mean,
     masked_sum,
 )
+from rft.device import hardware_device
 from rft.errors import ConfigError, DataError
 from rft.rollout.prompts import encode_prompts
 from rft.task.offline import load_cached, load_offline_data, save_atomic, stable_hash, texts_hash
@@ -180,23 +180,6 @@ def weights_fingerprint(module: torch.nn.Module) -> str:
     return h.hexdigest()[:16]
 
 
-@contextlib.contextmanager
-def precompute_device(cfg, lm: torch.nn.Module):
-    """Run the one-off precomputation (π_ref sampling, V_ref, advantages) on the accelerator and
-    precision the run trains with; the model goes back to the CPU afterwards (Lightning moves it)."""
-    hw = cfg.hardware
-    use_cuda = torch.cuda.is_available() and str(hw.accelerator) in ("gpu", "cuda", "auto")
-    device = torch.device("cuda" if use_cuda else "cpu")
-    # Lightning's names: bf16-mixed / bf16-true -> bf16, 16-mixed -> fp16, 32-true -> none
-    dtype = {"bf16": torch.bfloat16, "16": torch.float16}.get(str(hw.precision).split("-")[0])
-    lm.to(device)
-    try:
-        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-            yield device
-    finally:
-        lm.to("cpu")
-
-
 def _identity(batch):
     return batch
 
@@ -231,7 +214,7 @@ class ALoL(RFTModule):
         )
         self.advantages = None
         if self.uses_advantage:
-            with precompute_device(cfg, ref) as device:
+            with hardware_device(cfg, ref) as device:
                 self.advantages = self.compute_advantages(device)
         self.stats.update(
             {

@@ -151,9 +151,8 @@ def sample_rewards(
             comp = lm.generate(ids, mask, max_new_tokens, min_new_tokens, generation)
             texts += lm.tokenizer.batch_decode(comp.ids, skip_special_tokens=True)
     scores = []
-    for s in batch_starts(
-        len(idx), batch_size, "scoring"
-    ):  # the reward in full precision, as for the train pairs
+    # the reward in full precision, as for the train pairs
+    for s in batch_starts(len(idx), batch_size, "scoring"):
         chunk = idx[s : s + batch_size]
         with torch.autocast(device.type, enabled=False):
             scores.append(

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from rft.device import hardware_device
 from rft.diagnostics.reward_stats import save_extraction
 from rft.errors import ConfigError, instantiate
 from rft.reward import build_reward
@@ -71,15 +72,11 @@ def extract(cfg, run_dir: Path) -> dict[str, float]:
     n = len(data) if d.n_prompts < 0 else min(d.n_prompts, len(data))
     idx = np.random.default_rng(cfg.seed).permutation(len(data))[:n]
     examples = [data[i] for i in sorted(idx)]
-    hw = cfg.hardware
-    use_cuda = torch.cuda.is_available() and hw.accelerator != "cpu"
-    device = torch.device("cuda" if use_cuda else "cpu")
-    policy = load_policy(cfg.model).to(device)
+    policy = load_policy(cfg.model)
     reward_fn = build_reward(cfg.reward)
     torch.manual_seed(cfg.seed)
-    # the same precision as training (bf16 autocast where hardware.precision says so)
-    bf16 = str(hw.precision).startswith("bf16")
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+    # the device and precision training uses (bf16 autocast where hardware.precision says so)
+    with hardware_device(cfg, policy):
         R, texts = sample_reward_matrix(
             policy,
             reward_fn,
