@@ -69,11 +69,14 @@ def main(argv=None) -> dict:
     overrides = DEFAULTS + [f"alg.n_iterations={args.iterations}"] + list(args.overrides)
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
         cfg = compose(config_name="config", overrides=overrides)
-    run_dir = Path(tempfile.mkdtemp(prefix="rft-bench-"))
-    t0 = time.perf_counter()
-    train(cfg, run_dir=run_dir)
-    wall = time.perf_counter() - t0
-    rows = [r for r in read_history(run_dir / "history.jsonl") if "time/update_s" in r]
+    # The run leaves a checkpoint of the full model (GBs for SmolLM2): keep only the
+    # history we read, so repeated benchmarks do not fill the disk.
+    with tempfile.TemporaryDirectory(prefix="rft-bench-") as tmp:
+        run_dir = Path(tmp)
+        t0 = time.perf_counter()
+        train(cfg, run_dir=run_dir)
+        wall = time.perf_counter() - t0
+        rows = [r for r in read_history(run_dir / "history.jsonl") if "time/update_s" in r]
     timed = rows[1:] or rows
 
     def mean(key):
