@@ -2,14 +2,39 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import logging
 import os
+import shutil
 from pathlib import Path
 
 import lightning as L
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from tqdm.auto import tqdm
+
+from rft.errors import RFTError
+
+log = logging.getLogger(__name__)
+
+GB = 1024**3
+
+
+class DiskFullError(RFTError):
+    """The disk filled up while a checkpoint was written."""
+
+
+def checkpoint_bytes(module: L.LightningModule) -> int:
+    """What one save writes, roughly: every parameter and buffer in state.ckpt, two AdamW
+    moments per trainable parameter, and the policy's safetensors export. Used only for the
+    free-space warning, so an estimate is enough."""
+    params = sum(p.numel() * p.element_size() for p in module.parameters())
+    buffers = sum(b.numel() * b.element_size() for b in module.buffers())
+    trainable = sum(p.numel() * 4 for p in module.parameters() if p.requires_grad)
+    policy = getattr(module, "policy", None)
+    export = sum(p.numel() * p.element_size() for p in policy.parameters()) if policy else 0
+    return params + buffers + 2 * trainable + export
 
 
 class DirectCheckpointIO(TorchCheckpointIO):
@@ -50,6 +75,23 @@ class StateCheckpoint(L.Callback):
     def path(self) -> Path:
         return self.dir / "state.ckpt"
 
+    def on_train_start(self, trainer: L.Trainer, module) -> None:
+        # A full disk otherwise shows up only at the first save, minutes or hours in.
+        if not trainer.is_global_zero:
+            return
+        self.dir.mkdir(parents=True, exist_ok=True)
+        need = checkpoint_bytes(module)
+        free = shutil.disk_usage(self.dir).free
+        if free < need:
+            log.warning(
+                "only %.1f GB free under %s, but one checkpoint needs about %.1f GB (state.ckpt "
+                "plus the policy export): saves will fail. Free space or set "
+                "hydra.run.dir / checkpoint.every_n_iterations.",
+                free / GB,
+                self.dir,
+                need / GB,
+            )
+
     def on_train_epoch_end(self, trainer: L.Trainer, module) -> None:
         done = trainer.current_epoch + 1
         if done % self.every_n == 0 or done >= trainer.max_epochs:
@@ -58,15 +100,35 @@ class StateCheckpoint(L.Callback):
     def save(self, trainer: L.Trainer, module) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
         tmp = self.dir / f".state.ckpt.tmp-{os.getpid()}"
-        trainer.save_checkpoint(tmp)
-        if trainer.is_global_zero:
-            os.replace(tmp, self.path)
-            meta = {"epoch": trainer.current_epoch, "step": progress_step(module)}
-            tmp_meta = self.dir / ".state.json.tmp"
-            tmp_meta.write_text(json.dumps(meta))
-            os.replace(tmp_meta, self.dir / "state.json")
-            if self.save_policy:
-                module.export_policy()
+        try:
+            trainer.save_checkpoint(tmp)
+            if trainer.is_global_zero:
+                os.replace(tmp, self.path)
+                meta = {"epoch": trainer.current_epoch, "step": progress_step(module)}
+                tmp_meta = self.dir / ".state.json.tmp"
+                tmp_meta.write_text(json.dumps(meta))
+                os.replace(tmp_meta, self.dir / "state.json")
+                if self.save_policy:
+                    module.export_policy()
+        except OSError as e:
+            if e.errno != errno.ENOSPC:
+                raise
+            tmp.unlink(missing_ok=True)  # a half-written file only makes things worse
+            raise DiskFullError(self._disk_full_message(module)) from None
+
+    def _disk_full_message(self, module) -> str:
+        meta = self.dir / "state.json"
+        kept = (
+            f"the previous checkpoint (step {json.loads(meta.read_text())['step']}) is intact"
+            if meta.exists()
+            else "no earlier checkpoint exists"
+        )
+        return (
+            f"no space left on the device while saving the checkpoint in {self.dir} "
+            f"(one save needs about {checkpoint_bytes(module) / GB:.1f} GB); {kept}. "
+            "Free some space (old multirun/ folders hold a state.ckpt each) and rerun the same "
+            "command: it resumes from the last complete checkpoint."
+        )
 
 
 class IterationProgress(L.Callback):

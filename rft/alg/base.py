@@ -28,8 +28,12 @@ def save_policy_atomic(policy: PolicyLM, folder: Path) -> None:
     folder = Path(folder)
     tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
-    policy.model.save_pretrained(tmp, safe_serialization=True)
-    policy.tokenizer.save_pretrained(tmp)
+    try:
+        policy.model.save_pretrained(tmp, safe_serialization=True)
+        policy.tokenizer.save_pretrained(tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # never leave a half-written copy behind
+        raise
     old = folder.with_name(folder.name + ".old")
     if folder.exists():
         shutil.rmtree(old, ignore_errors=True)

@@ -188,3 +188,47 @@ def test_kill_during_save_keeps_previous_checkpoint(prompts_file, tmp_path, monk
         )
     assert ckpt.read_bytes() == good
     assert json.loads((run / "checkpoints" / "state.json").read_text())["step"] == 2
+
+
+def test_disk_full_during_save_is_one_clear_error(prompts_file, tmp_path, monkeypatch):
+    """ENOSPC mid-save: a DiskFullError that names the folder, the size and the resume step;
+    the half-written temp file is removed and the previous checkpoint still holds step 2."""
+    import errno
+
+    import lightning as L
+
+    from rft.callbacks import DiskFullError
+
+    run = tmp_path / "run"
+    train(compose_cfg(*tiny_overrides(prompts_file, *PPO_SMALL)), run_dir=run)
+    ckpt = run / "checkpoints" / "state.ckpt"
+    good = ckpt.read_bytes()
+
+    def disk_fills(self, filepath, *a, **k):
+        with open(filepath, "wb") as f:
+            f.write(b"partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(L.Trainer, "save_checkpoint", disk_fills)
+    cfg = compose_cfg(*tiny_overrides(prompts_file, *PPO_SMALL, "alg.n_iterations=3"))
+    with pytest.raises(DiskFullError) as e:
+        train(cfg, run_dir=run)
+    msg = str(e.value)
+    assert str(run / "checkpoints") in msg
+    assert "previous checkpoint (step 2) is intact" in msg
+    assert "GB" in msg and "rerun the same command" in msg
+    assert ckpt.read_bytes() == good
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["state.ckpt", "state.json"]
+
+
+def test_low_disk_space_warns_before_training(prompts_file, tmp_path, monkeypatch, caplog):
+    import logging
+    import shutil
+    from collections import namedtuple
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**9, 10**9 - 1000, 1000))
+    with caplog.at_level(logging.WARNING, logger="rft.callbacks"):
+        train(compose_cfg(*tiny_overrides(prompts_file, *PPO_SMALL)), run_dir=tmp_path / "run")
+    warned = [r.getMessage() for r in caplog.records if "GB free" in r.getMessage()]
+    assert len(warned) == 1 and "saves will fail" in warned[0]
