@@ -1,0 +1,55 @@
+"""PolicyLM.forward: the logits and hidden states it returns for a padded (prompt, completion)
+batch equal those of an unpadded forward pass over each example alone."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from rft.train import frozen_copy, load_policy
+from tests.conftest import compose_cfg
+
+
+def padded_batch(tok, prompts: list[list[int]], completions: list[list[int]]):
+    """Prompts left-padded, completions right-padded, as the rollout code builds them."""
+    P = max(map(len, prompts))
+    T = max(map(len, completions))
+    pad = tok.pad_token_id
+    p_ids = torch.tensor([[pad] * (P - len(p)) + p for p in prompts])
+    p_mask = torch.tensor([[0] * (P - len(p)) + [1] * len(p) for p in prompts])
+    c_ids = torch.tensor([c + [pad] * (T - len(c)) for c in completions])
+    c_mask = torch.tensor([[1] * len(c) + [0] * (T - len(c)) for c in completions])
+    return p_ids, p_mask, c_ids, c_mask
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "llama"])
+def test_forward_matches_unpadded_passes(arch):
+    torch.manual_seed(0)
+    policy = load_policy(compose_cfg("model=tiny", f"model.tiny.arch={arch}").model)
+    prompts = [[10, 11, 12, 13, 14], [20, 21]]
+    completions = [[30, 31], [40, 41, 42, 43]]
+    batch = padded_batch(policy.tokenizer, prompts, completions)
+    with torch.no_grad():
+        logits, hidden = policy(*batch, return_hidden=True)
+        assert logits.shape[:2] == batch[2].shape and hidden.shape[:2] == batch[2].shape
+        for i, (p, c) in enumerate(zip(prompts, completions)):
+            out = policy.model(torch.tensor([p + c]), output_hidden_states=True)
+            # the state before completion token t is the prompt plus y_<t
+            want_logits = out.logits[0, len(p) - 1 : len(p) + len(c) - 1]
+            want_hidden = out.hidden_states[-1][0, len(p) - 1 : len(p) + len(c) - 1]
+            torch.testing.assert_close(logits[i, : len(c)], want_logits, atol=1e-5, rtol=1e-4)
+            torch.testing.assert_close(hidden[i, : len(c)], want_hidden, atol=1e-5, rtol=1e-4)
+
+
+def test_bf16_reference_logits_are_a_dense_tensor():
+    """The frozen bf16 reference's logits come out as one dense (B, T, V) tensor. A strided slice
+    of the hidden states made PyTorch's CPU bf16 matmul copy the lm_head weight once per batch row
+    (+0.9 GB per scoring batch for SmolLM2); the positions are now an index tensor."""
+    policy = load_policy(compose_cfg("model=tiny", "model.tiny.arch=llama").model)
+    ref = frozen_copy(policy, torch.bfloat16)
+    batch = padded_batch(policy.tokenizer, [[1, 2, 3], [4, 5]], [[6, 7, 8], [9]])
+    with torch.no_grad():
+        logits, _ = ref(*batch)
+        full, _ = policy(*batch)
+    assert logits.dtype == torch.bfloat16 and logits.is_contiguous()
+    torch.testing.assert_close(logits.float(), full, atol=0.1, rtol=0.05)
