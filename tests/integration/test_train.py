@@ -258,3 +258,45 @@ def test_ppo_draws_new_prompts_every_iteration(prompts_file, tmp_path, monkeypat
     assert [e for e, *_ in seen] == [0, 1, 2]
     assert all(got == want for *_, got, want in seen)
     assert len({tuple(b) for _, _, b, _ in seen}) == 3
+
+
+def test_ppo_under_cpu_ddp_two_processes(prompts_file, tmp_path):
+    """Lightning DDP with 2 CPU processes (gloo) through run.py: PPO trains, the val/test
+    evaluations are sharded across the ranks and gathered (rft/eval/evaluate.py), and both
+    ranks end with the same test metrics."""
+    import os
+    import re
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    run = tmp_path / "run"
+    args = tiny_overrides(prompts_file, *PPO_SMALL) + [
+        "task.n_test_prompts=8",
+        "task.n_eval_prompts=8",
+        "alg.eval_every=1",
+        "hardware.devices=2",
+        "hardware.strategy=ddp",
+        "hardware.torch_threads=1",
+        f"hydra.run.dir={run}",
+    ]
+    env = {**os.environ, "WANDB_MODE": "disabled"}
+    r = subprocess.run(
+        [sys.executable, "run.py", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out[-3000:]
+    done = re.findall(r"Done: (.*) \| run folder", out)
+    assert len(done) == 2 and done[0] == done[1], done  # one line per rank, the same metrics
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert 0.0 <= metrics["test/reward_mean"] <= 1.0 and metrics["test/perplexity"] > 1
+    rows = history(run)
+    assert [r["iteration"] for r in rows if "val/reward_mean" in r] == [1]  # last: test only
+    test = json.loads(sorted((run / "eval").glob("test_0*.json"))[-1].read_text())
+    assert len(test["samples"]) == 2  # eval.n_samples_table=2, from the gathered records
