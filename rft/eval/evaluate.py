@@ -135,17 +135,16 @@ def evaluate_policy(
     reward_fn,
     examples: list[Example],
     *,
-    prompt_max_tokens: int,
-    max_new_tokens: int,
-    min_new_tokens: int,
-    generation,
     batch_size: int,
     seed: int,
     n_samples: int = 16,
     progress: bool = False,
+    **decoding,
 ) -> tuple[dict[str, float], list[dict]]:
     """Return (metrics, samples). metrics: reward_mean, reward_std, perplexity, distinct_1/2,
-    completion_tokens (mean); samples: the first ``n_samples`` (prompt, completion, reward)."""
+    completion_tokens (mean); samples: the first ``n_samples`` (prompt, completion, reward).
+    ``decoding``: prompt_max_tokens, max_new_tokens, min_new_tokens, generation (see
+    ``evaluate_shard``)."""
     rank, world_size = process_group()
     lo, hi = shard_bounds(len(examples), batch_size, rank, world_size)
     rec = evaluate_shard(
@@ -153,13 +152,10 @@ def evaluate_policy(
         ref,
         reward_fn,
         examples[lo:hi],
-        prompt_max_tokens=prompt_max_tokens,
-        max_new_tokens=max_new_tokens,
-        min_new_tokens=min_new_tokens,
-        generation=generation,
         batch_size=batch_size,
         seed=seed + rank,
         progress=progress and rank == 0,
+        **decoding,
     )
     rec = gather_records(rec, world_size)
     samples = [

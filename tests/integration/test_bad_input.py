@@ -3,28 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
 from rft.errors import ConfigError, DataError, RewardError
 from rft.reward.base import CheckedReward
 from rft.train import train
-from tests.conftest import PPO_SMALL, REPO, compose_cfg, tiny_overrides
-
-
-def run_cli(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "WANDB_MODE": "disabled"}
-    return subprocess.run(
-        [sys.executable, "run.py", *args],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
+from tests.conftest import PPO_SMALL, compose_cfg, run_cli, tiny_overrides
 
 
 def test_cli_unknown_key_no_traceback():
@@ -166,33 +151,22 @@ def test_minibatch_larger_than_rollout(prompts_file, tmp_path):
         train(cfg, run_dir=tmp_path / "run")
 
 
-def test_kill_during_save_keeps_previous_checkpoint(prompts_file, tmp_path, monkeypatch):
-    """Simulate a kill in the middle of writing state.ckpt: the old file is untouched."""
-    run = tmp_path / "run"
-    train(compose_cfg(*tiny_overrides(prompts_file, *PPO_SMALL)), run_dir=run)
-    ckpt = run / "checkpoints" / "state.ckpt"
-    good = ckpt.read_bytes()
+def _fails_midway(error: BaseException):
+    """A Trainer.save_checkpoint that writes part of the file, then raises ``error``."""
 
-    import lightning as L
-
-    def dies_midway(self, filepath, *a, **k):
+    def save(self, filepath, *a, **k):
         with open(filepath, "wb") as f:
             f.write(b"partial")
-        raise RuntimeError("killed during save")
+        raise error
 
-    monkeypatch.setattr(L.Trainer, "save_checkpoint", dies_midway)
-    with pytest.raises(RuntimeError, match="killed during save"):
-        train(
-            compose_cfg(*tiny_overrides(prompts_file, *PPO_SMALL, "alg.n_iterations=3")),
-            run_dir=run,
-        )
-    assert ckpt.read_bytes() == good
-    assert json.loads((run / "checkpoints" / "state.json").read_text())["step"] == 2
+    return save
 
 
-def test_disk_full_during_save_is_one_clear_error(prompts_file, tmp_path, monkeypatch):
-    """ENOSPC mid-save: a DiskFullError that names the folder, the size and the resume step;
-    the half-written temp file is removed and the previous checkpoint still holds step 2."""
+@pytest.mark.parametrize("cause", ["kill", "disk_full"])
+def test_failed_save_keeps_previous_checkpoint(prompts_file, tmp_path, monkeypatch, cause):
+    """A save that dies halfway leaves the previous state.ckpt byte-identical (step 2). A full
+    disk (ENOSPC) is one DiskFullError that names the folder, the size and the step a rerun
+    resumes from, and leaves no half-written temp file."""
     import errno
 
     import lightning as L
@@ -204,21 +178,23 @@ def test_disk_full_during_save_is_one_clear_error(prompts_file, tmp_path, monkey
     ckpt = run / "checkpoints" / "state.ckpt"
     good = ckpt.read_bytes()
 
-    def disk_fills(self, filepath, *a, **k):
-        with open(filepath, "wb") as f:
-            f.write(b"partial")
-        raise OSError(errno.ENOSPC, "No space left on device")
-
-    monkeypatch.setattr(L.Trainer, "save_checkpoint", disk_fills)
+    error, expected = {
+        "kill": (RuntimeError("killed during save"), RuntimeError),
+        "disk_full": (OSError(errno.ENOSPC, "No space left on device"), DiskFullError),
+    }[cause]
+    monkeypatch.setattr(L.Trainer, "save_checkpoint", _fails_midway(error))
     cfg = compose_cfg(*tiny_overrides(prompts_file, *PPO_SMALL, "alg.n_iterations=3"))
-    with pytest.raises(DiskFullError) as e:
+    with pytest.raises(expected) as e:
         train(cfg, run_dir=run)
-    msg = str(e.value)
-    assert str(run / "checkpoints") in msg
-    assert "previous checkpoint (step 2) is intact" in msg
-    assert "GB" in msg and "rerun the same command" in msg
     assert ckpt.read_bytes() == good
-    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["state.ckpt", "state.json"]
+    assert json.loads((run / "checkpoints" / "state.json").read_text())["step"] == 2
+    if cause == "disk_full":
+        msg = str(e.value)
+        assert str(run / "checkpoints") in msg
+        assert "previous checkpoint (step 2) is intact" in msg
+        assert "GB" in msg and "rerun the same command" in msg
+        names = sorted(p.name for p in (run / "checkpoints").iterdir())
+        assert names == ["state.ckpt", "state.json"]
 
 
 def test_low_disk_space_warns_before_training(prompts_file, tmp_path, monkeypatch, caplog):

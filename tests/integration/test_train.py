@@ -11,7 +11,7 @@ from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
 
 from rft.model.load import load_model
 from rft.train import train
-from tests.conftest import PPO_SMALL, SFT_SMALL, compose_cfg, tiny_overrides
+from tests.conftest import PPO_SMALL, SFT_SMALL, compose_cfg, run_cli, tiny_overrides
 
 
 def initial_params(cfg) -> dict[str, torch.Tensor]:
@@ -264,12 +264,7 @@ def test_ppo_under_cpu_ddp_two_processes(prompts_file, tmp_path):
     """Lightning DDP with 2 CPU processes (gloo) through run.py: PPO trains, the val/test
     evaluations are sharded across the ranks and gathered (rft/eval/evaluate.py), and both
     ranks end with the same test metrics."""
-    import os
     import re
-    import subprocess
-    import sys
-
-    from tests.conftest import REPO
 
     run = tmp_path / "run"
     args = tiny_overrides(prompts_file, *PPO_SMALL) + [
@@ -281,15 +276,7 @@ def test_ppo_under_cpu_ddp_two_processes(prompts_file, tmp_path):
         "hardware.torch_threads=1",
         f"hydra.run.dir={run}",
     ]
-    env = {**os.environ, "WANDB_MODE": "disabled"}
-    r = subprocess.run(
-        [sys.executable, "run.py", *args],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
+    r = run_cli(*args)
     out = r.stdout + r.stderr
     assert r.returncode == 0, out[-3000:]
     done = re.findall(r"Done: (.*) \| run folder", out)
