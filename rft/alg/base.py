@@ -62,6 +62,15 @@ class RFTModule(L.LightningModule):
         self.latest: dict[str, float] = {}  # last recorded metrics (progress bar, final summary)
         self._t0 = time.perf_counter()
 
+    def on_fit_start(self) -> None:
+        # Lightning keeps each submodule's train/eval mode, and every model loads in eval mode
+        # (rft/model/load.py). The trained parts need train mode: Hugging Face runs gradient
+        # checkpointing only in train mode (model.gradient_checkpointing=true was a no-op
+        # without this), and so is dropout with model.disable_dropout=false. Frozen models
+        # (π_ref, a guide) stay in eval mode.
+        for child in self.children():
+            child.train(any(p.requires_grad for p in child.parameters()))
+
     # ------------------------------------------------------------------ records
     def record(self, metrics: dict[str, float], step: int) -> None:
         """Send metrics to every Lightning logger and append them to history.jsonl."""

@@ -215,7 +215,11 @@ def load_model(model_cfg) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     if model_cfg.disable_dropout:
         disable_dropout(model)
     if model_cfg.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        # active only in train mode, which RFTModule.on_fit_start sets for the trained models
+        if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.x
+            model.activation_checkpointing_enable({"use_reentrant": False})
+        else:
+            model.gradient_checkpointing_enable({"use_reentrant": False})
     model.eval()
     return model, tok
 

@@ -82,6 +82,7 @@ class PolicyLM(nn.Module):
                 decoder_input_ids=dec_in,
                 decoder_attention_mask=dec_mask,
                 output_hidden_states=return_hidden,
+                use_cache=False,
             )
             hidden = out.decoder_hidden_states[-1] if return_hidden else None
             return (out.logits if return_logits else None), hidden
@@ -100,6 +101,7 @@ class PolicyLM(nn.Module):
             position_ids=pos,
             output_hidden_states=return_hidden,
             logits_to_keep=keep,
+            use_cache=False,  # one pass over whole sequences: a KV cache would only cost memory
         )
         logits = out.logits if return_logits else None  # (B, T, V)
         hidden = out.hidden_states[-1][:, -(T + 1) : -1] if return_hidden else None  # (B, T, H)

@@ -287,3 +287,30 @@ def test_ppo_under_cpu_ddp_two_processes(prompts_file, tmp_path):
     assert [r["iteration"] for r in rows if "val/reward_mean" in r] == [1]  # last: test only
     test = json.loads(sorted((run / "eval").glob("test_0*.json"))[-1].read_text())
     assert len(test["samples"]) == 2  # eval.n_samples_table=2, from the gathered records
+
+
+def test_gradient_checkpointing_runs_in_the_update(prompts_file, tmp_path, monkeypatch):
+    """model.gradient_checkpointing=true recomputes activations in the PPO update. Hugging Face
+    checkpoints only in train mode, and Lightning keeps the eval mode models load in, so this
+    was silently a no-op until the module put its trained parts in train mode (on_fit_start)."""
+    import transformers.modeling_utils as mu
+
+    from rft.alg.base import RFTModule
+
+    real, calls, modes = mu.checkpoint, [], {}
+    original = RFTModule.on_fit_start
+
+    def counting(fn, *a, **k):
+        calls.append(torch.is_grad_enabled())
+        return real(fn, *a, **k)
+
+    def on_fit_start(self):
+        original(self)
+        modes.update(policy=self.policy.model.training, ref=self.ref.model.training)
+
+    monkeypatch.setattr(mu, "checkpoint", counting)
+    monkeypatch.setattr(RFTModule, "on_fit_start", on_fit_start)
+    over = tiny_overrides(prompts_file, *PPO_SMALL, "model.gradient_checkpointing=true")
+    train(compose_cfg(*over), run_dir=tmp_path / "run")
+    assert modes == {"policy": True, "ref": False}
+    assert sum(calls) > 0  # checkpointed layer calls with autograd on: the update's forward passes
