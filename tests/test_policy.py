@@ -53,3 +53,29 @@ def test_bf16_reference_logits_are_a_dense_tensor():
         full, _ = policy(*batch)
     assert logits.dtype == torch.bfloat16 and logits.is_contiguous()
     torch.testing.assert_close(logits.float(), full, atol=0.1, rtol=0.05)
+
+
+def test_disable_dropout_zeroes_module_and_float_rates():
+    """Llama-style attention keeps its dropout rate as a float used in train mode only, which
+    training now uses: with disable_dropout both kinds are zero and train-mode passes repeat."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from rft.model.load import disable_dropout
+
+    torch.manual_seed(0)
+    cfg = LlamaConfig(
+        vocab_size=64,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        attention_dropout=0.5,
+    )
+    model = LlamaForCausalLM(cfg).train()
+    ids = torch.randint(0, 64, (2, 12))
+    assert not torch.equal(model(ids).logits, model(ids).logits)  # the float rate is live
+    disable_dropout(model)
+    rates = [m.attention_dropout for m in model.modules() if hasattr(m, "attention_dropout")]
+    assert rates and all(r == 0.0 for r in rates)
+    assert torch.equal(model(ids).logits, model(ids).logits)

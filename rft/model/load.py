@@ -224,7 +224,17 @@ def load_model(model_cfg) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     return model, tok
 
 
+# Attention layers of several families (Llama, Mistral, Qwen, ...) keep their dropout rate as a
+# float and apply it in train mode only; it is no nn.Dropout module.
+FLOAT_DROPOUT_ATTRS = ("attention_dropout", "dropout", "attn_dropout", "dropout_rate")
+
+
 def disable_dropout(model: torch.nn.Module) -> None:
+    """Zero every dropout rate: nn.Dropout modules and the float rates attention layers keep.
+    Training runs in train mode (for gradient checkpointing), so both would otherwise apply."""
     for m in model.modules():
         if isinstance(m, torch.nn.Dropout):
             m.p = 0.0
+        for name in FLOAT_DROPOUT_ATTRS:
+            if isinstance(getattr(m, name, None), float):
+                setattr(m, name, 0.0)
