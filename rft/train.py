@@ -318,18 +318,19 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, float
     metrics.update(
         {k: v for k, v in module.latest.items() if k.startswith(("reward/", "objective/", "time/"))}
     )
-    write_json_atomic(run_dir / "metrics.json", metrics)
-    plot_curves(
-        run_dir / "history.jsonl",
-        run_dir / "curves.png",
-        title=f"{cfg.experiment_name} (seed {cfg.seed})",
-    )
-    if (run_dir / "diagnostics.jsonl").is_file():
-        from rft.diagnostics.plots import plot_std_vs_gradnorm
-
-        plot_std_vs_gradnorm(
-            read_history(run_dir / "diagnostics.jsonl"), run_dir / "std_vs_gradnorm.png"
+    if trainer.is_global_zero:  # under DDP every rank has the same metrics: one writer
+        write_json_atomic(run_dir / "metrics.json", metrics)
+        plot_curves(
+            run_dir / "history.jsonl",
+            run_dir / "curves.png",
+            title=f"{cfg.experiment_name} (seed {cfg.seed})",
         )
+        if (run_dir / "diagnostics.jsonl").is_file():
+            from rft.diagnostics.plots import plot_std_vs_gradnorm
+
+            plot_std_vs_gradnorm(
+                read_history(run_dir / "diagnostics.jsonl"), run_dir / "std_vs_gradnorm.png"
+            )
     for lg in loggers:
         lg.finalize("success")
     _summary(run_dir, metrics)
