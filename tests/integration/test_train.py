@@ -314,3 +314,29 @@ def test_gradient_checkpointing_runs_in_the_update(prompts_file, tmp_path, monke
     train(compose_cfg(*over), run_dir=tmp_path / "run")
     assert modes == {"policy": True, "ref": False}
     assert sum(calls) > 0  # checkpointed layer calls with autograd on: the update's forward passes
+
+
+def test_dlols_under_cpu_ddp_runs_both_schemes(prompts_file, tmp_path):
+    """DLOLS under DDP: AggreVaTeD iterations train the guide critic and PPO++ iterations the
+    policy critic, so each iteration leaves one critic unused. resolve_strategy switches to
+    ddp_find_unused_parameters_true; with plain ddp the run stops with DDP's unused-parameter error."""
+    run = tmp_path / "run"
+    args = tiny_overrides(prompts_file, "alg=dlols") + [
+        "alg.n_iterations=4",
+        "alg.rollout_prompts=4",
+        "alg.minibatch_size=2",
+        "alg.n_epochs=1",
+        "alg.eval_every=0",
+        "alg.score_batch_size=4",
+        "eval.before_training=false",
+        "hardware.devices=2",
+        "hardware.strategy=ddp",
+        "hardware.torch_threads=1",
+        f"hydra.run.dir={run}",
+    ]
+    r = run_cli(*args)
+    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+    schemes = [
+        row["guided/scheme_aggrevated"] for row in history(run) if "guided/scheme_aggrevated" in row
+    ]
+    assert len(schemes) == 4 and set(schemes) == {0.0, 1.0}
