@@ -26,15 +26,13 @@ class DiskFullError(RFTError):
 
 
 def checkpoint_bytes(module: L.LightningModule) -> int:
-    """What one save writes, roughly: every parameter and buffer in state.ckpt, two AdamW
-    moments per trainable parameter, and the policy's safetensors export. Used only for the
-    free-space warning, so an estimate is enough."""
-    params = sum(p.numel() * p.element_size() for p in module.parameters())
-    buffers = sum(b.numel() * b.element_size() for b in module.buffers())
-    trainable = sum(p.numel() * 4 for p in module.parameters() if p.requires_grad)
+    """What one save writes, roughly: the trained parameters and their two AdamW moments in
+    state.ckpt (frozen models, π_ref and a guide, are left out of it), and the policy's
+    safetensors export. For the free-space warning and message: an estimate is enough."""
+    trained = sum(p.numel() * p.element_size() for p in module.parameters() if p.requires_grad)
     policy = getattr(module, "policy", None)
     export = sum(p.numel() * p.element_size() for p in policy.parameters()) if policy else 0
-    return params + buffers + 2 * trainable + export
+    return 3 * trained + export
 
 
 class DirectCheckpointIO(TorchCheckpointIO):

@@ -67,9 +67,7 @@ def test_shards_cover_every_example_once_in_whole_batches(n, world):
 
 
 def test_aggregate_matches_hand_computed_metrics():
-    rec = EvalRecords(
-        texts=["a b a", "b c"], rewards=[0.2, 0.6], lengths=[3, 1], nll=[3.0, 1.0], has_ref=True
-    )
+    rec = EvalRecords(texts=["a b a", "b c"], rewards=[0.2, 0.6], lengths=[3, 1], nll=[3.0, 1.0])
     m = aggregate(rec)
     assert m["reward_mean"] == pytest.approx(0.4)
     assert m["reward_std"] == pytest.approx(0.2)  # population std

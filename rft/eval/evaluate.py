@@ -32,15 +32,13 @@ class EvalRecords:
     texts: list[str] = field(default_factory=list)
     rewards: list[float] = field(default_factory=list)
     lengths: list[int] = field(default_factory=list)  # completion tokens
-    nll: list[float] = field(default_factory=list)  # -log π_ref(y|x), summed over tokens
-    has_ref: bool = False
+    nll: list[float] = field(default_factory=list)  # -log π_ref(y|x) summed; empty without π_ref
 
     def extend(self, other: EvalRecords) -> None:
         self.texts += other.texts
         self.rewards += other.rewards
         self.lengths += other.lengths
         self.nll += other.nll
-        self.has_ref = self.has_ref or other.has_ref
 
 
 def shard_bounds(n: int, batch_size: int, rank: int, world_size: int) -> tuple[int, int]:
@@ -67,7 +65,7 @@ def evaluate_shard(
     progress: bool = False,
 ) -> EvalRecords:
     """Generate, score under the reference and reward ``examples`` in this process."""
-    rec = EvalRecords(has_ref=ref is not None)
+    rec = EvalRecords()
     if not examples:
         return rec
     device = next(policy.parameters()).device
@@ -105,7 +103,7 @@ def aggregate(rec: EvalRecords) -> dict[str, float]:
         "distinct_2": distinct_n(rec.texts, 2),
         "completion_tokens": sum(rec.lengths) / max(len(rec.lengths), 1),
     }
-    if rec.has_ref:
+    if rec.nll:  # scored under π_ref
         metrics["perplexity"] = perplexity(sum(rec.nll), sum(rec.lengths))
     return metrics
 

@@ -89,12 +89,12 @@ class PolicyLM(nn.Module):
         ids = torch.cat([prompt_ids, completion_ids], 1)
         attn = torch.cat([prompt_mask, completion_mask], 1)
         pos = (attn.cumsum(-1) - 1).clamp(min=0)
-        L_ = ids.shape[1]
+        L = ids.shape[1]
         # Logits only at the T states that predict completion tokens. Positions as an index
         # tensor, not the int form (a slice): the slice is a strided view, and for bf16 models
         # (frozen references, guides) PyTorch's CPU matmul then falls back to a bmm against the
         # lm_head weight expanded and copied per batch row: +0.9 GB at batch 16 for SmolLM2.
-        keep = torch.arange(L_ - T - 1, L_ - 1, device=ids.device) if return_logits else 1
+        keep = torch.arange(L - T - 1, L - 1, device=ids.device) if return_logits else 1
         out = self.model(
             input_ids=ids,
             attention_mask=attn,
