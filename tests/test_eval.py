@@ -75,15 +75,17 @@ def test_aggregate_matches_hand_computed_metrics():
     assert m["distinct_1"] == pytest.approx(3 / 5)  # a b c of a b a b c
     assert m["distinct_2"] == pytest.approx(3 / 3)  # (a b) (b a) (b c)
     assert m["completion_tokens"] == pytest.approx(2.0)
+    assert m["n_prompts"] == 2 and m["samples_per_prompt"] == 1
+    # two prompts, one sample each: SE = std(ddof=1) / sqrt(2) = 0.2828 / 1.414 = 0.2
+    assert m["reward_mean_se"] == pytest.approx(0.2)
     assert "perplexity" not in aggregate(EvalRecords(texts=["a"], rewards=[1.0], lengths=[1]))
 
 
 def test_single_process_evaluation_is_one_shard_and_keeps_example_order():
     cfg, policy, ref = models()
     ex = examples(10)
-    metrics, samples = evaluate_policy(
-        policy, ref, word_reward, ex, n_samples=7, **eval_kwargs(cfg)
-    )
+    res = evaluate_policy(policy, ref, word_reward, ex, n_samples=7, **eval_kwargs(cfg))
+    metrics, samples = res.metrics, res.samples
     rec = evaluate_shard(policy, ref, word_reward, ex, **eval_kwargs(cfg))
     assert metrics == aggregate(rec)
     assert [s["prompt"] for s in samples] == [e.prompt for e in ex[:7]]
@@ -102,9 +104,10 @@ def _ddp_worker(rank: int, world: int, port: int, out_dir: str) -> None:
     try:
         torch.set_num_threads(1)
         cfg, policy, ref = models()
-        metrics, samples = evaluate_policy(
+        res = evaluate_policy(
             policy, ref, word_reward, examples(10), n_samples=10, **eval_kwargs(cfg)
         )
+        metrics, samples = res.metrics, res.samples
         with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as f:
             json.dump({"metrics": metrics, "samples": samples}, f)
     finally:
@@ -133,3 +136,103 @@ def test_ddp_ranks_evaluate_their_shards_and_agree_on_whole_split_metrics(tmp_pa
     assert [s["completion"] for s in r0["samples"]] == want.texts
     for k, v in aggregate(want).items():
         assert r0["metrics"][k] == pytest.approx(v, rel=1e-6), k
+
+
+# --------------------------------------------------------------- K samples and standard errors
+# A fixed [3 prompts × 2 samples] reward matrix, prompt-major.
+R = [[0.1, 0.3], [0.5, 0.9], [0.2, 0.2]]
+
+
+def test_standard_error_is_over_prompts_with_k_samples_averaged_first():
+    flat = [r for row in R for r in row]
+    rec = EvalRecords(
+        texts=["a b", "a c", "b b", "d e", "f", "f"],
+        rewards=flat,
+        lengths=[2, 2, 2, 2, 1, 1],
+        nll=[1.0, 3.0, 2.0, 2.0, 0.5, 1.5],
+        k=2,
+    )
+    m = aggregate(rec)
+    # per-prompt means 0.2, 0.7, 0.2 -> mean 0.3667; deviations -1/6, 1/3, -1/6:
+    # var(ddof=1) = (1/36 + 1/9 + 1/36) / 2 = 1/12, SE = sqrt(1/12 / 3) = 1/6
+    assert m["reward_mean"] == pytest.approx(0.3666666666666667, abs=1e-12)
+    assert m["reward_mean_se"] == pytest.approx(1 / 6, abs=1e-12)
+    assert m["n_prompts"] == 3 and m["samples_per_prompt"] == 2
+    # the naive SE over 6 samples treats them as independent and is smaller: not what we report
+    naive = torch.tensor(flat, dtype=torch.float64).std().item() / math.sqrt(6)
+    assert naive < m["reward_mean_se"] - 0.03
+    # within-prompt std (ddof=1): 0.1414, 0.2828, 0 -> mean 0.1414
+    assert m["reward_within_prompt_std"] == pytest.approx(math.sqrt(0.02), abs=1e-9)
+    # perplexity: per-prompt NLL sums 4, 4, 2 over tokens 4, 4, 2 -> r = 10 / 10 = 1, and every
+    # prompt has NLL = r · tokens, so the delta-method SE is exactly 0
+    assert m["perplexity"] == pytest.approx(math.e)
+    assert m["perplexity_se"] == pytest.approx(0.0, abs=1e-12)
+    # distinct-1 over a b a c b b d e f f: 6 unique of 10; leave-one-prompt-out:
+    # without p0 (b b d e f f) 4/6, without p1 (a b a c f f) 4/6, without p2 (a b a c b b d e) 5/8
+    loo = [4 / 6, 4 / 6, 5 / 8]
+    mean = sum(loo) / 3
+    jack = math.sqrt(2 / 3 * sum((x - mean) ** 2 for x in loo))
+    assert m["distinct_1"] == pytest.approx(0.6)
+    assert m["distinct_1_se"] == pytest.approx(jack, abs=1e-12)
+    # completion tokens: per-prompt means 2, 2, 1 -> SE = std([2, 2, 1], ddof=1) / sqrt(3)
+    assert m["completion_tokens_se"] == pytest.approx(math.sqrt(1 / 3) / math.sqrt(3), abs=1e-12)
+
+
+def test_perplexity_se_matches_a_hand_delta_method():
+    from rft.eval.stats import perplexity_se
+
+    # 3 prompts × 1 sample: NLL 2, 6, 1 over 2, 3, 1 tokens; r = 9 / 6 = 1.5
+    ppl, se = perplexity_se([2.0, 6.0, 1.0], [2, 3, 1], 1)
+    resid = [2 - 1.5 * 2, 6 - 1.5 * 3, 1 - 1.5 * 1]  # -1, 1.5, -0.5
+    want_se_r = math.sqrt(3 / 2 * sum(x * x for x in resid)) / 6
+    assert ppl == pytest.approx(math.exp(1.5))
+    assert se == pytest.approx(math.exp(1.5) * want_se_r, rel=1e-12)
+
+
+def test_paired_difference_matches_hand_computation():
+    from rft.eval.stats import paired_difference
+
+    a, b = [0.9, 0.4, 0.6, 0.7], [0.5, 0.5, 0.2, 0.6]
+    d = [0.4, -0.1, 0.4, 0.1]  # mean 0.2; deviations .2 -.3 .2 -.1; var = .18 / 3 = .06
+    mean, se = paired_difference(a, b)
+    assert mean == pytest.approx(sum(d) / 4)
+    assert se == pytest.approx(math.sqrt(0.06 / 4), rel=1e-12)
+
+
+def test_k_samples_per_prompt_layout_and_batches():
+    cfg, policy, ref = models()
+    ex = examples(5)
+    res = evaluate_policy(
+        policy, ref, word_reward, ex, n_samples=100, samples_per_prompt=3, **eval_kwargs(cfg)
+    )
+    assert res.metrics["n_prompts"] == 5 and res.metrics["samples_per_prompt"] == 3
+    # prompt-major samples: each prompt's 3 completions in a row
+    assert [s["prompt"] for s in res.samples] == [e.prompt for e in ex for _ in range(3)]
+    assert len(res.per_prompt["reward"]) == 5 and all(len(r) == 3 for r in res.per_prompt["reward"])
+    flat = [r for row in res.per_prompt["reward"] for r in row]
+    assert flat == pytest.approx([s["reward"] for s in res.samples])
+    assert res.metrics["reward_mean"] == pytest.approx(sum(flat) / 15)
+    # a batch of BATCH=4 sequences holds one prompt's 3 samples: the same records in one shard
+    rec = evaluate_shard(policy, ref, word_reward, ex, samples_per_prompt=3, **eval_kwargs(cfg))
+    assert rec.rewards == pytest.approx(flat) and rec.k == 3
+    # samples of one prompt differ (they are sampled, not copied)
+    texts = [s["completion"] for s in res.samples]
+    assert len(set(texts[:3])) > 1
+
+
+def test_the_same_seed_gives_the_same_evaluation_and_leaves_the_global_rng_alone():
+    cfg, policy, ref = models()
+    ex = examples(6)
+    torch.manual_seed(123)
+    before = torch.rand(3)
+    torch.manual_seed(123)
+    a = evaluate_policy(policy, ref, word_reward, ex, samples_per_prompt=2, **eval_kwargs(cfg))
+    after = torch.rand(3)
+    b = evaluate_policy(policy, ref, word_reward, ex, samples_per_prompt=2, **eval_kwargs(cfg))
+    assert torch.equal(before, after)  # evaluation never draws from the training stream
+    assert a.metrics == b.metrics and a.per_prompt == b.per_prompt
+    c = evaluate_policy(
+        policy, ref, word_reward, ex, samples_per_prompt=2, **eval_kwargs(cfg, seed=99)
+    )
+    assert c.per_prompt["prompt_id"] == a.per_prompt["prompt_id"]
+    assert [s["completion"] for s in c.samples] != [s["completion"] for s in a.samples]

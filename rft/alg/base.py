@@ -88,11 +88,21 @@ class RFTModule(L.LightningModule):
     def evaluate(
         self, split: str, prefix: str | None = None, step: int | None = None
     ) -> dict[str, float]:
-        """Evaluate the current policy on the task's val/test prompts; record and save it."""
+        """Evaluate the current policy on the task's val/test prompts; record and save it.
+
+        Every evaluation samples with ``eval.seed``, whatever the training seed, so two
+        policies (two runs, or before/after training) are compared on the same prompts with the
+        same random numbers. Test evaluations draw ``eval.samples_per_prompt`` completions per
+        prompt, periodic val evaluations ``eval.val_samples_per_prompt``.
+        ``eval/<prefix>_<step>.json`` keeps the per-prompt rewards that paired comparisons
+        (``rft report``) read."""
         prefix = prefix or split
         c = self.cfg
         examples = self.task.eval_examples(split)
-        metrics, samples = evaluate_policy(
+        # TEMP(H0): .get until the eval.* keys land in rft/config.py
+        k = c.eval.get("samples_per_prompt", 1) if split == "test" else c.eval.get("val_samples_per_prompt", 1)
+        eval_seed = c.eval.get("seed", 7919)
+        res = evaluate_policy(
             self.policy,
             self.ref if c.eval.perplexity else None,
             self.reward_fn,
@@ -102,18 +112,22 @@ class RFTModule(L.LightningModule):
             min_new_tokens=self.task.min_new_tokens,
             generation=c.eval.generation,
             batch_size=c.eval.batch_size,
-            seed=c.seed + 7919,
+            seed=eval_seed,
+            samples_per_prompt=k,
             n_samples=c.eval.n_samples_table,
             progress=True,
         )
-        metrics = {f"{prefix}/{k}": v for k, v in metrics.items()}
+        metrics = {f"{prefix}/{name}": v for name, v in res.metrics.items()}
+        samples = res.samples
         step = self.current_epoch if step is None else step
         self.record(metrics, step=step)
         if self.global_rank == 0:
             ev = self.run_dir / "eval"
             ev.mkdir(exist_ok=True)
+            setup = {"split": split, "seed": eval_seed, "samples_per_prompt": k}
+            record = {"metrics": metrics, "eval": setup, "per_prompt": res.per_prompt}
             (ev / f"{prefix}_{step:05d}.json").write_text(
-                json.dumps({"metrics": metrics, "samples": samples}, indent=1)
+                json.dumps({**record, "samples": samples}, indent=1)
             )
             with open(self.run_dir / "samples.jsonl", "a") as f:
                 for s in samples:

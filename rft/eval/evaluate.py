@@ -1,6 +1,15 @@
 """Evaluate a policy on a prompt split: reward, perplexity under the reference, diversity,
-and a table of samples. Generation and scoring are batched; the RNG is forked and seeded so an
+each with its standard error over prompts, per-prompt rewards for paired comparisons, and a
+table of samples. Generation and scoring are batched; the RNG is forked and seeded so an
 evaluation never changes (or depends on) the training random stream.
+
+A fixed evaluation (docs/algorithms.md §13): the sampling seed is ``eval.seed``, the same for
+every training seed and every policy, and each prompt gets ``eval.samples_per_prompt`` (K)
+completions, laid out prompt-major (prompt 0's K samples, then prompt 1's, ...). Two policies
+evaluated with the same seed on the same prompts draw the same random numbers, so their
+per-prompt difference is a paired comparison. A batch holds ``batch_size`` sequences, i.e.
+``max(1, batch_size // K)`` prompts; with K = 1 batches are exactly those of the earlier
+one-sample evaluation, so its numbers are unchanged.
 
 Under DDP (a process group is initialised) each rank evaluates its own contiguous share of the
 prompts, whole batches each, and the per-example records are gathered so that every rank
@@ -12,6 +21,7 @@ runs in this process.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass, field
 
@@ -19,26 +29,43 @@ import torch
 import torch.distributed as dist
 
 from rft.core import logprobs_from_logits
-from rft.eval.metrics import distinct_n, perplexity
+from rft.eval import stats
 from rft.model.policy import PolicyLM
 from rft.rollout.prompts import encode_prompts
 from rft.task.base import Example
 
 
+def prompt_id(prompt: str) -> str:
+    """A short stable id of a prompt's text: pairs the prompts of two evaluations."""
+    return hashlib.sha1(prompt.encode("utf-8")).hexdigest()[:12]
+
+
 @dataclass
 class EvalRecords:
-    """Per-example results of one shard, in example order."""
+    """Per-sample results of one shard: K samples per prompt, prompt-major, in example order."""
 
     texts: list[str] = field(default_factory=list)
     rewards: list[float] = field(default_factory=list)
     lengths: list[int] = field(default_factory=list)  # completion tokens
     nll: list[float] = field(default_factory=list)  # -log π_ref(y|x) summed; empty without π_ref
+    k: int = 1  # samples per prompt
+
+    @property
+    def n_prompts(self) -> int:
+        return len(self.rewards) // self.k
 
     def extend(self, other: EvalRecords) -> None:
+        if other.rewards and other.k != self.k:
+            raise ValueError(f"cannot join records with {self.k} and {other.k} samples per prompt")
         self.texts += other.texts
         self.rewards += other.rewards
         self.lengths += other.lengths
         self.nll += other.nll
+
+
+def prompts_per_batch(batch_size: int, k: int) -> int:
+    """Prompts in one generation batch of about ``batch_size`` sequences (K per prompt)."""
+    return max(1, batch_size // k)
 
 
 def shard_bounds(n: int, batch_size: int, rank: int, world_size: int) -> tuple[int, int]:
@@ -62,16 +89,20 @@ def evaluate_shard(
     generation,
     batch_size: int,
     seed: int,
+    samples_per_prompt: int = 1,
     progress: bool = False,
 ) -> EvalRecords:
-    """Generate, score under the reference and reward ``examples`` in this process."""
-    rec = EvalRecords()
+    """Generate K completions per example, score them under the reference and reward them, in
+    this process. ``batch_size`` counts sequences (see ``prompts_per_batch``)."""
+    k = samples_per_prompt
+    rec = EvalRecords(k=k)
     if not examples:
         return rec
     device = next(policy.parameters()).device
     tok = policy.tokenizer
     prompts = [e.prompt for e in examples]
-    it = range(0, len(examples), batch_size)
+    step = prompts_per_batch(batch_size, k)
+    it = range(0, len(examples), step)
     if progress:
         from tqdm.auto import tqdm
 
@@ -79,7 +110,8 @@ def evaluate_shard(
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)
         for s in it:
-            ids, mask = encode_prompts(tok, prompts[s : s + batch_size], prompt_max_tokens, device)
+            batch = [p for p in prompts[s : s + step] for _ in range(k)]
+            ids, mask = encode_prompts(tok, batch, prompt_max_tokens, device)
             comp = policy.generate(ids, mask, max_new_tokens, min_new_tokens, generation)
             rec.texts += tok.batch_decode(comp.ids, skip_special_tokens=True)
             rec.lengths += comp.mask.sum(-1).tolist()
@@ -88,24 +120,51 @@ def evaluate_shard(
                 logits, _ = ref(ids, mask, comp.ids, comp.mask)
                 logp = logprobs_from_logits(logits, comp.ids)
                 rec.nll += (-(logp * comp.mask).sum(-1)).tolist()
-    refs = [e.reference for e in examples]
-    rec.rewards = reward_fn(prompts, rec.texts, refs).tolist()
+    rep_prompts = [p for p in prompts for _ in range(k)]
+    refs = [e.reference for e in examples for _ in range(k)]
+    rec.rewards = reward_fn(rep_prompts, rec.texts, refs).tolist()
     return rec
 
 
 def aggregate(rec: EvalRecords) -> dict[str, float]:
-    """Split-level metrics from per-example records."""
+    """Split-level metrics from per-sample records, each mean with its standard error over
+    prompts (``<metric>_se``; see rft.eval.stats) and the counts behind it."""
+    k = rec.k
     r = torch.tensor(rec.rewards, dtype=torch.float64)
+    reward_mean, reward_se = stats.clustered_mean(rec.rewards, k)
+    tokens, tokens_se = stats.clustered_mean(rec.lengths, k)
+    d1, d1_se = stats.distinct_n_jackknife(rec.texts, k, 1)
+    d2, d2_se = stats.distinct_n_jackknife(rec.texts, k, 2)
     metrics = {
-        "reward_mean": r.mean().item(),
-        "reward_std": r.std(unbiased=False).item(),
-        "distinct_1": distinct_n(rec.texts, 1),
-        "distinct_2": distinct_n(rec.texts, 2),
-        "completion_tokens": sum(rec.lengths) / max(len(rec.lengths), 1),
+        "reward_mean": reward_mean,
+        "reward_mean_se": reward_se,
+        "reward_std": r.std(unbiased=False).item(),  # over all samples
+        "distinct_1": d1,
+        "distinct_1_se": d1_se,
+        "distinct_2": d2,
+        "distinct_2_se": d2_se,
+        "completion_tokens": tokens,
+        "completion_tokens_se": tokens_se,
+        "n_prompts": rec.n_prompts,
+        "samples_per_prompt": k,
     }
+    if k > 1:  # the sampling noise one prompt's K completions show (0 = deterministic reward)
+        per = r.reshape(-1, k)
+        metrics["reward_within_prompt_std"] = per.std(dim=1, unbiased=True).mean().item()
     if rec.nll:  # scored under π_ref
-        metrics["perplexity"] = perplexity(sum(rec.nll), sum(rec.lengths))
+        metrics["perplexity"], metrics["perplexity_se"] = stats.perplexity_se(
+            rec.nll, rec.lengths, k
+        )
     return metrics
+
+
+def per_prompt(rec: EvalRecords, examples: list[Example]) -> dict[str, list]:
+    """What a paired comparison needs: each prompt's id and its K rewards."""
+    k = rec.k
+    return {
+        "prompt_id": [prompt_id(e.prompt) for e in examples],
+        "reward": [rec.rewards[i * k : (i + 1) * k] for i in range(len(examples))],
+    }
 
 
 def process_group() -> tuple[int, int]:
@@ -121,10 +180,19 @@ def gather_records(rec: EvalRecords, world_size: int) -> EvalRecords:
         return rec
     parts: list[EvalRecords | None] = [None] * world_size
     dist.all_gather_object(parts, rec)
-    out = EvalRecords()
+    out = EvalRecords(k=rec.k)
     for p in parts:
         out.extend(p)
     return out
+
+
+@dataclass
+class EvalResult:
+    """One evaluation: split-level metrics, the sample table, and the per-prompt rewards."""
+
+    metrics: dict[str, float]
+    samples: list[dict]
+    per_prompt: dict[str, list]
 
 
 def evaluate_policy(
@@ -135,16 +203,21 @@ def evaluate_policy(
     *,
     batch_size: int,
     seed: int,
+    samples_per_prompt: int = 1,
     n_samples: int = 16,
     progress: bool = False,
     **decoding,
-) -> tuple[dict[str, float], list[dict]]:
-    """Return (metrics, samples). metrics: reward_mean, reward_std, perplexity, distinct_1/2,
-    completion_tokens (mean); samples: the first ``n_samples`` (prompt, completion, reward).
-    ``decoding``: prompt_max_tokens, max_new_tokens, min_new_tokens, generation (see
-    ``evaluate_shard``)."""
+) -> EvalResult:
+    """Evaluate ``policy`` on ``examples``. metrics: reward_mean, reward_std, perplexity,
+    distinct_1/2, completion_tokens (mean), each mean with ``_se``, n_prompts and
+    samples_per_prompt; samples: the first ``n_samples`` (prompt, completion, reward);
+    per_prompt: prompt ids and their K rewards. ``decoding``: prompt_max_tokens,
+    max_new_tokens, min_new_tokens, generation (see ``evaluate_shard``)."""
+    if samples_per_prompt < 1:
+        raise ValueError(f"samples_per_prompt={samples_per_prompt}: must be ≥ 1")
     rank, world_size = process_group()
-    lo, hi = shard_bounds(len(examples), batch_size, rank, world_size)
+    step = prompts_per_batch(batch_size, samples_per_prompt)
+    lo, hi = shard_bounds(len(examples), step, rank, world_size)
     rec = evaluate_shard(
         policy,
         ref,
@@ -152,12 +225,16 @@ def evaluate_policy(
         examples[lo:hi],
         batch_size=batch_size,
         seed=seed + rank,
+        samples_per_prompt=samples_per_prompt,
         progress=progress and rank == 0,
         **decoding,
     )
     rec = gather_records(rec, world_size)
+    k = samples_per_prompt
     samples = [
         {"prompt": e.prompt, "completion": c, "reward": r, "reference": e.reference}
-        for e, c, r in list(zip(examples, rec.texts, rec.rewards))[:n_samples]
+        for e, c, r in list(zip([e for e in examples for _ in range(k)], rec.texts, rec.rewards))[
+            :n_samples
+        ]
     ]
-    return aggregate(rec), samples
+    return EvalResult(aggregate(rec), samples, per_prompt(rec, examples))

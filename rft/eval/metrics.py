@@ -5,6 +5,16 @@ from __future__ import annotations
 import math
 
 
+def word_ngrams(text: str, n: int) -> list[tuple[str, ...]]:
+    """The word n-grams of one text (whitespace-split).
+
+    >>> word_ngrams("a b c", 2)
+    [('a', 'b'), ('b', 'c')]
+    """
+    w = text.split()
+    return [tuple(w[i : i + n]) for i in range(len(w) - n + 1)]
+
+
 def distinct_n(texts: list[str], n: int) -> float:
     """Unique word n-grams / all word n-grams over the whole set (Li et al. 2016).
 
@@ -13,8 +23,7 @@ def distinct_n(texts: list[str], n: int) -> float:
     """
     total, unique = 0, set()
     for t in texts:
-        w = t.split()
-        grams = [tuple(w[i : i + n]) for i in range(len(w) - n + 1)]
+        grams = word_ngrams(t, n)
         total += len(grams)
         unique.update(grams)
     return len(unique) / total if total else 0.0
