@@ -1,8 +1,9 @@
 """Machinery for the tests that submit real SLURM jobs (``pytest -m slurm tests/slurm``).
 
 They need a SLURM cluster whose default partition can run 1-CPU jobs: on one machine,
-``sudo scripts/local_slurm/start.sh`` (CI does that first). Without ``sbatch`` on PATH, a
-responding controller and a working ``sacct``, every test here skips and says why.
+``sudo bash scripts/local_slurm/start.sh`` (CI does that first; ``stop.sh`` stops it). Without
+``sbatch`` on PATH, a responding controller and a working ``sacct``, every test here skips and
+says why and how to start one.
 
 Each sweep is a real ``python run.py hardware=slurm_cpu ...`` process (the submitting side)
 whose jobs go through sbatch. To keep the wall time low, the module fixture starts the sweeps
@@ -41,7 +42,7 @@ def pytest_configure(config):
 
 def cluster_problem() -> str | None:
     """Why SLURM tests cannot run here, or None."""
-    hint = "start one with `sudo scripts/local_slurm/start.sh`"
+    hint = "start a one-node cluster with `sudo bash scripts/local_slurm/start.sh` (Debian, root)"
     if shutil.which("sbatch") is None:
         return f"sbatch is not on PATH (no SLURM client): {hint}"
     try:
