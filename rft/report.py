@@ -66,6 +66,9 @@ class Job:
     history: list[dict[str, Any]] = field(default_factory=list)
     skip_reason: str | None = None  # why it has no results (None for a finished job)
     status: str = "ok"  # ok | failed | running?
+    # per-prompt test rewards: {"test": final evaluation, "test_init": before training}, each
+    # {"prompt_id": [...], "reward": [[K rewards], ...], "eval": {"seed", "samples_per_prompt"}}
+    evals: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 # --- reading ------------------------------------------------------------------------------------
@@ -118,6 +121,24 @@ def _looks_failed(line: str) -> bool:
     )
 
 
+def load_evals(job_dir: Path) -> dict[str, dict[str, Any]]:
+    """The per-prompt records of the job's last test evaluation and of its initial-policy
+    evaluation (``eval/test_<step>.json``, ``eval/test_init_<step>.json``), where they exist and
+    hold per-prompt rewards (runs before the fixed evaluation did not write them)."""
+    out: dict[str, dict[str, Any]] = {}
+    for prefix in ("test", "test_init"):
+        files = sorted((job_dir / "eval").glob(f"{prefix}_[0-9]*.json"))
+        if not files:
+            continue
+        try:
+            rec = json.loads(files[-1].read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        if "per_prompt" in rec:
+            out[prefix] = {**rec["per_prompt"], "eval": rec.get("eval", {}), "file": files[-1]}
+    return out
+
+
 def load_job(job_dir: str | Path) -> Job:
     """Read one job folder; never raises for a broken or unfinished job."""
     job_dir = Path(job_dir)
@@ -129,6 +150,7 @@ def load_job(job_dir: str | Path) -> Job:
             overrides[key] = val
     history = _read_history(job_dir / "history.jsonl")
     job = Job(name=job_dir.name, path=job_dir, overrides=overrides, metrics=None, history=history)
+    job.evals = load_evals(job_dir)
 
     m_path = job_dir / "metrics.json"
     if m_path.is_file():
@@ -216,6 +238,13 @@ def fmt(x: Any) -> str:
     return str(x)
 
 
+def with_se(value: Any, se: Any) -> str:
+    """A table cell "0.6535 ± 0.0098" (value ± its standard error), or the value alone."""
+    if not isinstance(se, (int, float)) or math.isnan(se) or fmt(value) == MISSING:
+        return fmt(value)
+    return f"{fmt(value)} ± {se:.2g}"
+
+
 def make_rows(jobs: list[Job], swept: list[str], metric: str) -> list[dict[str, Any]]:
     """One row per job: job id, each swept value, metric, perplexity, low-std share, status."""
     rows = []
@@ -223,8 +252,8 @@ def make_rows(jobs: list[Job], swept: list[str], metric: str) -> list[dict[str, 
         m = j.metrics or {}
         row: dict[str, Any] = {"job": j.name}
         row.update({k: j.overrides.get(k) for k in swept})
-        row[metric] = m.get(metric)
-        row[PERPLEXITY] = m.get(PERPLEXITY)
+        row[metric] = with_se(m.get(metric), m.get(metric + "_se"))
+        row[PERPLEXITY] = with_se(m.get(PERPLEXITY), m.get(PERPLEXITY + "_se"))
         # extraction runs write diag/low_std_share; RL runs with K > 1 samples per prompt log
         # the share of the last rollout as reward/low_std_share
         row[LOW_STD] = m.get(LOW_STD, m.get("reward/low_std_share"))
@@ -251,6 +280,7 @@ def make_init_job(jobs: list[Job], swept: list[str]) -> Job | None:
                 overrides={k: "init" for k in swept},
                 metrics=init,
                 status=f"test_init of job {j.name}",
+                evals={"test": j.evals["test_init"]} if "test_init" in j.evals else {},
             )
     return None
 
@@ -261,6 +291,157 @@ def to_markdown(rows: list[dict[str, Any]], columns: list[str]) -> str:
     for r in rows:
         lines.append("| " + " | ".join(fmt(r.get(c)) for c in columns) + " |")
     return "\n".join(lines)
+
+
+# --- paired comparisons -------------------------------------------------------------------------
+
+
+@dataclass
+class Paired:
+    """The mean per-prompt difference of two evaluations and its standard error over prompts."""
+
+    diff: float
+    se: float
+    n_prompts: int
+    note: str = ""  # why the pairing is weaker than usual (other prompts, another eval seed)
+
+    def cell(self) -> str:
+        sign = "+" if self.diff >= 0 else ""
+        se = "" if math.isnan(self.se) else f" ± {self.se:.2g}"
+        return f"{sign}{self.diff:.3g}{se}" + (f" ({self.note})" if self.note else "")
+
+
+def prompt_means(ev: dict[str, Any]) -> tuple[list[str], np.ndarray]:
+    """(prompt ids, each prompt's mean reward over its K samples) of one evaluation record."""
+    return list(ev["prompt_id"]), np.array([np.mean(r) for r in ev["reward"]], dtype=np.float64)
+
+
+def aligned(a: dict[str, Any], b: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, str]:
+    """Both evaluations' per-prompt means on the prompts they share, in one order, and a note
+    when the two were not the same evaluation (prompts, seed or samples per prompt differ)."""
+    ids_a, ma = prompt_means(a)
+    ids_b, mb = prompt_means(b)
+    notes = []
+    if ids_a != ids_b:
+        pos_b = {pid: i for i, pid in reversed(list(enumerate(ids_b)))}
+        keep = [(i, pos_b[pid]) for i, pid in enumerate(ids_a) if pid in pos_b]
+        ma, mb = ma[[i for i, _ in keep]], mb[[j for _, j in keep]]
+        notes.append(f"{len(keep)} shared prompts")
+    ea, eb = a.get("eval", {}), b.get("eval", {})
+    for key in ("seed", "samples_per_prompt"):
+        if ea.get(key) != eb.get(key):
+            notes.append(f"eval {key} {ea.get(key)} vs {eb.get(key)}")
+    return ma, mb, ", ".join(notes)
+
+
+def paired(a: dict[str, Any], b: dict[str, Any]) -> Paired | None:
+    """Evaluation a minus evaluation b, paired over prompts (rft.eval.stats.paired_difference);
+    None when they share no prompt."""
+    from rft.eval.stats import paired_difference
+
+    ma, mb, note = aligned(a, b)
+    if ma.size == 0:
+        return None
+    diff, se = paired_difference(ma, mb)
+    return Paired(diff, se, int(ma.size), note)
+
+
+def pooled_paired(pairs: list[tuple[dict[str, Any], dict[str, Any]]]) -> Paired | None:
+    """A setting's difference over its seeds: per prompt, the difference averaged over the seeds'
+    pairs (each pair: a run and its baseline of the same seed), then mean and standard error over
+    prompts. The SE is the evaluation's error of the seeds' average; the spread between seeds
+    (training noise) shows in the per-seed rows."""
+    from rft.eval.stats import paired_difference
+
+    diffs, notes, ref_ids = [], set(), None
+    for a, b in pairs:
+        ma, mb, note = aligned(a, b)
+        ids = prompt_means(a)[0] if not note else None
+        if note or (ref_ids is not None and ids != ref_ids):
+            return None  # seeds evaluated on different prompts: no common per-prompt pairing
+        ref_ids = ids
+        notes.add(note)
+        diffs.append(ma - mb)
+    if not diffs:
+        return None
+    d = np.mean(diffs, axis=0)
+    mean, se = paired_difference(d, np.zeros_like(d))
+    return Paired(mean, se, int(d.size))
+
+
+def _seed(job: Job) -> str:
+    return job.overrides.get("seed", "0")
+
+
+def find_baseline(job: Job, jobs: list[Job], labels: dict[str, str], baseline: str):
+    """The evaluation ``job`` is compared with: "init" = its own initial policy (its
+    ``test_init`` evaluation, else that of a job of the same seed and initial model); any other
+    name = the final evaluation of the job of that setting label (or job name) with the same
+    seed. None when there is none."""
+    if baseline == "init":
+        if "test_init" in job.evals:
+            return job.evals["test_init"]
+        same_start = ("model", "model.init_from")
+        for o in jobs:
+            if (
+                "test_init" in o.evals
+                and _seed(o) == _seed(job)
+                and all(o.overrides.get(k) == job.overrides.get(k) for k in same_start)
+            ):
+                return o.evals["test_init"]
+        return None
+    for o in jobs:
+        if o is not job and baseline in (labels.get(o.name), o.name) and _seed(o) == _seed(job):
+            return o.evals.get("test")
+    return None
+
+
+def paired_tables(jobs: list[Job], swept: list[str], baseline: str | None = None) -> str | None:
+    """Markdown: each finished run's final test reward minus its own seed's initial policy and
+    minus ``baseline`` (a setting label or job name, same seed), paired over prompts, one row per
+    run; then one row per setting with the seeds pooled. None when no run kept per-prompt
+    rewards (runs made before the fixed evaluation)."""
+    real = [j for j in jobs if j.name != "init" and "test" in j.evals]
+    if not real:
+        return None
+    labels = setting_labels(jobs, swept)
+    cols = ["init"] + ([baseline] if baseline and baseline != "init" else [])
+    run_lines = [
+        "| setting | seed | test reward | "
+        + " | ".join(f"Δ vs {c}" for c in cols)
+        + " | prompts |",
+        "|" + "---|" * (len(cols) + 4),
+    ]
+    pairs: dict[str, dict[str, list]] = {}
+    for j in real:
+        m = j.metrics or {}
+        cells = []
+        for c in cols:
+            base = find_baseline(j, jobs, labels, c)
+            p = paired(j.evals["test"], base) if base is not None else None
+            cells.append(p.cell() if p else MISSING)
+            if base is not None and base is not j.evals["test"]:
+                pairs.setdefault(labels[j.name], {}).setdefault(c, []).append(
+                    (j.evals["test"], base)
+                )
+        reward = with_se(m.get(DEFAULT_METRIC), m.get(DEFAULT_METRIC + "_se"))
+        run_lines.append(
+            f"| {labels[j.name]} | {_seed(j)} | {reward} | "
+            + " | ".join(cells)
+            + f" | {len(j.evals['test']['prompt_id'])} |"
+        )
+    set_lines = [
+        "| setting | seeds | " + " | ".join(f"mean Δ vs {c}" for c in cols) + " |",
+        "|" + "---|" * (len(cols) + 2),
+    ]
+    for label in dict.fromkeys(labels[j.name] for j in real):
+        n = sum(labels[j.name] == label for j in real)
+        cells = []
+        for c in cols:
+            p = pooled_paired(pairs.get(label, {}).get(c, []))
+            cells.append(p.cell() if p else MISSING)
+        set_lines.append(f"| {label} | {n} | " + " | ".join(cells) + " |")
+    return "\n".join(run_lines) + "\n\n" + "\n".join(set_lines)
 
 
 # --- plots --------------------------------------------------------------------------------------
@@ -360,8 +541,8 @@ def plot_final_vs_key(
     return save_figure(fig, path)
 
 
-def _by_setting(jobs: list[Job], swept: list[str], metrics) -> dict[str, dict[str, list[float]]]:
-    """{setting label: {metric: [final value of each finished run]}}, seeds pooled.
+def setting_labels(jobs: list[Job], swept: list[str]) -> dict[str, str]:
+    """{job name: its setting's label}: seeds pooled, so replicates share a label.
 
     A label names only the keys that take two or more values among the jobs that set them: a
     key only some jobs set (an SFT job's `alg.max_steps` beside RL jobs) stays in the grouping
@@ -369,41 +550,62 @@ def _by_setting(jobs: list[Job], swept: list[str], metrics) -> dict[str, dict[st
     settings = [k for k in swept if is_setting_key(k)]
     real = [j for j in jobs if j.name != "init"]
     varying = [k for k in settings if len({j.overrides[k] for j in real if k in j.overrides}) > 1]
+    labels = {}
+    for j in jobs:
+        if j.name == "init":
+            labels[j.name] = "init"
+        elif len(varying) == 1:
+            labels[j.name] = j.overrides.get(varying[0], MISSING)
+        else:
+            labels[j.name] = _label(j, [k for k in (varying or settings) if k in j.overrides])
+    return labels
+
+
+def _by_setting(jobs: list[Job], swept: list[str], metrics) -> dict[str, dict[str, list[float]]]:
+    """{setting label: {metric: [final value of each finished run]}}, seeds pooled (labels:
+    `setting_labels`)."""
+    labels = setting_labels(jobs, swept)
     out: dict[str, dict[str, list[float]]] = {}
     for j in jobs:
         if not j.metrics:
             continue
-        if j.name == "init":
-            label = "init"
-        elif len(varying) == 1:
-            label = j.overrides.get(varying[0], MISSING)
-        else:
-            set_keys = [k for k in (varying or settings) if k in j.overrides]
-            label = _label(j, set_keys)
-        vals = out.setdefault(label, {m: [] for m in metrics})
+        vals = out.setdefault(labels[j.name], {m: [] for m in metrics})
         for m in metrics:
             if isinstance(j.metrics.get(m), (int, float)):
                 vals[m].append(float(j.metrics[m]))
     return out
 
 
+def _seed_mean_and_errors(v: list[float], se: list[float]) -> tuple[float, float, float]:
+    """(mean over runs, std over runs (0 for one run), the evaluation SE of that mean:
+    sqrt(Σ SE²) / n_runs, NaN without SEs)."""
+    mean = float(np.mean(v)) if v else float("nan")
+    spread = float(np.std(v)) if len(v) > 1 else 0.0
+    ev = float(np.sqrt(np.sum(np.square(se))) / len(se)) if se and len(se) == len(v) else math.nan
+    return mean, spread, ev
+
+
 def comparison_table(jobs: list[Job], swept: list[str], metrics=BAR_METRICS) -> str | None:
-    """Markdown: one row per setting, each metric's mean (± std over seeds when several)."""
-    groups = _by_setting(jobs, swept, metrics)
+    """Markdown: one row per setting, each metric's mean; "± x" is the std over seeds when
+    there are several, and the evaluation's standard error ("SE") where the runs logged one."""
+    groups = _by_setting(jobs, swept, [*metrics, *(m + "_se" for m in metrics)])
     if not groups:
         return None
 
-    def cell(v: list[float]) -> str:
-        return (
-            MISSING
-            if not v
-            else fmt(float(np.mean(v))) + (f" ± {np.std(v):.2g}" if len(v) > 1 else "")
-        )
+    def cell(v: list[float], se: list[float]) -> str:
+        if not v:
+            return MISSING
+        mean, spread, ev = _seed_mean_and_errors(v, se)
+        if len(v) == 1:
+            return with_se(mean, ev)
+        out = f"{fmt(mean)} ± {spread:.2g}"
+        return out + ("" if math.isnan(ev) else f" (seeds), SE {ev:.2g}")
 
     lines = ["| setting | runs | " + " | ".join(metrics) + " |", "|" + "---|" * (len(metrics) + 2)]
     for label, vals in groups.items():
-        n = max(len(v) for v in vals.values())
-        lines.append(f"| {label} | {n} | " + " | ".join(cell(vals[m]) for m in metrics) + " |")
+        n = max(len(vals[m]) for m in metrics)
+        cells = " | ".join(cell(vals[m], vals[m + "_se"]) for m in metrics)
+        lines.append(f"| {label} | {n} | {cells} |")
     return "\n".join(lines)
 
 
@@ -411,18 +613,24 @@ def plot_final_bars(
     jobs: list[Job], swept: list[str], path: Path, metrics=BAR_METRICS
 ) -> Path | None:
     """One panel per final metric (test reward, perplexity, diversity), one bar per setting
-    (seeds averaged, ±1 std error bars, each seed a dot). Returns None when no job has finished."""
+    (seeds averaged; error bars ±1 std over seeds, or a single run's evaluation SE; each seed a
+    dot). Returns None when no job has finished."""
     from rft.diagnostics.plots import new_figure, save_figure
 
-    groups = _by_setting(jobs, swept, metrics)
+    groups = _by_setting(jobs, swept, [*metrics, *(m + "_se" for m in metrics)])
     if not groups:
         return None
     labels = list(groups)
     fig, axes = new_figure(ncols=len(metrics), width=max(3.5, 0.6 * len(labels) + 1.5), height=4.0)
     for ax, m in zip(axes, metrics):
         vals = [groups[k][m] for k in labels]
-        mean = [float(np.mean(v)) if v else np.nan for v in vals]
-        err = [float(np.std(v)) if len(v) > 1 else 0.0 for v in vals]
+        stats = [_seed_mean_and_errors(groups[k][m], groups[k][m + "_se"]) for k in labels]
+        mean = [st[0] for st in stats]
+        # one run: its evaluation SE; several: the spread over seeds
+        err = [
+            st[1] if len(v) > 1 else (0.0 if math.isnan(st[2]) else st[2])
+            for v, st in zip(vals, stats)
+        ]
         bars = ax.bar(
             range(len(labels)), mean, yerr=err if any(err) else None, capsize=3, color="C0"
         )
@@ -444,11 +652,93 @@ def _safe_name(key: str) -> str:
     return "".join(c if c.isalnum() or c in "._-" else "_" for c in key)
 
 
+@dataclass
+class Sweep:
+    """A sweep as read from disk and tabulated: what the report is written from."""
+
+    root: Path
+    jobs: list[Job]
+    swept: list[str]
+    constants: dict[str, str]
+    init: Job | None  # the initial-policy pseudo-job (init_row=True)
+    metric: str
+
+    @property
+    def with_init(self) -> list[Job]:
+        return ([self.init] if self.init else []) + self.jobs
+
+    @property
+    def skipped(self) -> list[dict[str, Any]]:
+        return [
+            {"job": j.name, "status": j.status, "reason": j.skip_reason}
+            for j in self.jobs
+            if j.skip_reason
+        ]
+
+
+def read_sweep(root: Path, metric: str = DEFAULT_METRIC, init_row: bool = False) -> Sweep:
+    jobs = load_sweep(root)
+    swept, constants = split_overrides([j.overrides for j in jobs])
+    init = make_init_job(jobs, swept) if init_row else None
+    return Sweep(root, jobs, swept, constants, init, metric)
+
+
+def write_plots(sw: Sweep, out: Path) -> list[Path]:
+    """Reward curves, the final metric against each numeric swept setting, and the bars."""
+    plots = [plot_reward_curves(sw.jobs, sw.swept, out / "reward_curves.png")]
+    for key in sw.swept:
+        if is_setting_key(key) and all(
+            to_number(j.overrides.get(key)) is not None for j in sw.jobs
+        ):
+            path = out / f"final_vs_{_safe_name(key)}.png"
+            plots.append(plot_final_vs_key(sw.jobs, sw.swept, key, sw.metric, path))
+    plots.append(plot_final_bars(sw.with_init, sw.swept, out / "final_bars.png"))
+    return [p for p in plots if p]
+
+
+def render_markdown(
+    sw: Sweep, table: str, comparison: str | None, paired_md: str | None, plots: list[Path]
+) -> str:
+    n_ok = sum(j.status == "ok" for j in sw.jobs)
+    md = [
+        f"# Sweep report: `{sw.root}`",
+        "",
+        f"{len(sw.jobs)} jobs, {n_ok} finished, {len(sw.jobs) - n_ok} skipped. "
+        f"Metric: `{sw.metric}` (± its standard error over test prompts, where logged).",
+        "",
+        "Constants: " + (", ".join(f"`{k}={v}`" for k, v in sw.constants.items()) or "none"),
+        "",
+        "Swept: " + (", ".join(f"`{k}`" for k in sw.swept) or "none"),
+        "",
+        table,
+        "",
+        *(["## Final metrics by setting", "", comparison, ""] if comparison else []),
+    ]
+    if paired_md:
+        md += [
+            "## Paired differences",
+            "",
+            "Final test reward minus a baseline evaluated on the same prompts with the same "
+            "evaluation seed: the mean per-prompt difference ± its standard error over prompts. "
+            "Per run, then per setting with its seeds averaged per prompt (that SE is the "
+            "evaluation's; the seed-to-seed spread shows in the per-run rows).",
+            "",
+            paired_md,
+            "",
+        ]
+    md += ["## Skipped", ""]
+    md += [f"- job {s['job']} ({s['status']}): {s['reason']}" for s in sw.skipped] or ["none"]
+    if plots:
+        md += ["", "## Plots", ""] + [f"![{q.stem}]({q.name})" for q in plots]
+    return "\n".join(md) + "\n"
+
+
 def build_report(
     multirun_dir: str | Path,
     out_dir: str | Path | None = None,
     metric: str = DEFAULT_METRIC,
     init_row: bool = False,
+    baseline: str | None = None,
 ) -> dict[str, Any]:
     """Read every job of a sweep and write report.md and the PNGs into `out_dir`.
 
@@ -458,63 +748,26 @@ def build_report(
         metric: the final metric reported and plotted against each swept value.
         init_row: add a first row (and bar) for the jobs' shared initial policy (see
             `make_init_job`).
+        baseline: a setting label (e.g. "nll") or job name: the paired-differences table also
+            compares every run with that setting's run of the same seed.
     Returns:
         {"report": path of report.md, "markdown": its text, "table": the table's markdown,
          "columns": [...], "rows": [row dicts, one per job], "swept": [...], "constants": {...},
          "skipped": [{"job", "status", "reason"}], "plots": [paths], "comparison": the
-         per-setting markdown table of BAR_METRICS (None when no job finished)}.
+         per-setting markdown table of BAR_METRICS (None when no job finished), "paired": the
+         paired-differences markdown (None when no run kept per-prompt rewards)}.
     """
     root = Path(multirun_dir)
     out = Path(out_dir) if out_dir is not None else root
     out.mkdir(parents=True, exist_ok=True)
-
-    jobs = load_sweep(root)
-    swept, constants = split_overrides([j.overrides for j in jobs])
-    init = make_init_job(jobs, swept) if init_row else None
-    rows = make_rows(([init] if init else []) + jobs, swept, metric)
-    columns = ["job", *swept, metric, PERPLEXITY, LOW_STD, "status"]
+    sw = read_sweep(root, metric, init_row)
+    rows = make_rows(sw.with_init, sw.swept, metric)
+    columns = ["job", *sw.swept, metric, PERPLEXITY, LOW_STD, "status"]
     table = to_markdown(rows, columns)
-    skipped = [
-        {"job": j.name, "status": j.status, "reason": j.skip_reason} for j in jobs if j.skip_reason
-    ]
-
-    plots: list[Path] = []
-    p = plot_reward_curves(jobs, swept, out / "reward_curves.png")
-    if p:
-        plots.append(p)
-    for key in swept:
-        if not is_setting_key(key) or not all(
-            to_number(j.overrides.get(key)) is not None for j in jobs
-        ):
-            continue
-        p = plot_final_vs_key(jobs, swept, key, metric, out / f"final_vs_{_safe_name(key)}.png")
-        if p:
-            plots.append(p)
-    p = plot_final_bars(([init] if init else []) + jobs, swept, out / "final_bars.png")
-    if p:
-        plots.append(p)
-    comparison = comparison_table(([init] if init else []) + jobs, swept)
-
-    n_ok = sum(j.status == "ok" for j in jobs)
-    md = [
-        f"# Sweep report: `{root}`",
-        "",
-        f"{len(jobs)} jobs, {n_ok} finished, {len(jobs) - n_ok} skipped. Metric: `{metric}`.",
-        "",
-        "Constants: " + (", ".join(f"`{k}={v}`" for k, v in constants.items()) or "none"),
-        "",
-        "Swept: " + (", ".join(f"`{k}`" for k in swept) or "none"),
-        "",
-        table,
-        "",
-        *(["## Final metrics by setting", "", comparison, ""] if comparison else []),
-        "## Skipped",
-        "",
-    ]
-    md += [f"- job {s['job']} ({s['status']}): {s['reason']}" for s in skipped] or ["none"]
-    if plots:
-        md += ["", "## Plots", ""] + [f"![{q.stem}]({q.name})" for q in plots]
-    markdown = "\n".join(md) + "\n"
+    comparison = comparison_table(sw.with_init, sw.swept)
+    paired_md = paired_tables(sw.jobs, sw.swept, baseline)
+    plots = write_plots(sw, out)
+    markdown = render_markdown(sw, table, comparison, paired_md, plots)
     report = out / "report.md"
     report.write_text(markdown)
     return {
@@ -523,11 +776,12 @@ def build_report(
         "table": table,
         "columns": columns,
         "rows": rows,
-        "swept": swept,
-        "constants": constants,
-        "skipped": skipped,
+        "swept": sw.swept,
+        "constants": sw.constants,
+        "skipped": sw.skipped,
         "plots": plots,
         "comparison": comparison,
+        "paired": paired_md,
     }
 
 
@@ -545,6 +799,13 @@ def build_parser(prog: str = "python -m rft.report") -> argparse.ArgumentParser:
         help="add a row for the initial policy shared by the jobs (their test_init/* metrics)",
     )
     p.add_argument(
+        "--baseline",
+        default=None,
+        help="a setting label (e.g. nll) or job name: also show each run's paired difference "
+        "from that setting's run of the same seed (differences from each run's own initial "
+        "policy are always shown when the runs evaluated it)",
+    )
+    p.add_argument(
         "--metric",
         default=DEFAULT_METRIC,
         help=f"final metric to tabulate and plot (default: {DEFAULT_METRIC})",
@@ -554,9 +815,14 @@ def build_parser(prog: str = "python -m rft.report") -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None, prog: str = "python -m rft.report") -> int:
     args = build_parser(prog).parse_args(argv)
-    res = build_report(args.multirun_dir, args.out, args.metric, init_row=args.init_row)
+    res = build_report(
+        args.multirun_dir, args.out, args.metric, init_row=args.init_row, baseline=args.baseline
+    )
     print(res["report"])
     print(res["table"])
+    if res["paired"]:
+        print()
+        print(res["paired"])
     if res["skipped"]:
         print(f"skipped {len(res['skipped'])} job(s): see the report's 'Skipped' section")
     return 0

@@ -159,3 +159,80 @@ def test_keys_only_some_jobs_set_stay_out_of_the_labels(tmp_path):
     table = comparison_table(load_sweep(sweep), swept)
     labels = [line.split(" | ")[0].lstrip("| ") for line in table.splitlines()[2:]]
     assert sorted(labels) == ["ppo", "ppo_pp", "sft"]
+
+
+# ------------------------------------------------------------------------ paired comparisons
+IDS = ["p0", "p1", "p2", "p3"]
+
+
+def write_eval(job: Path, prefix: str, step: int, rewards, seed=7919):
+    ev = job / "eval"
+    ev.mkdir(exist_ok=True)
+    rec = {
+        "metrics": {},
+        "eval": {"split": "test", "seed": seed, "samples_per_prompt": len(rewards[0])},
+        "per_prompt": {"prompt_id": IDS, "reward": rewards},
+    }
+    (ev / f"{prefix}_{step:05d}.json").write_text(json.dumps(rec))
+
+
+def make_family(root: Path) -> Path:
+    """a_lol and nll, seeds 0 and 1, 4 test prompts × 2 samples; each run evaluated its own
+    initial policy. Seed 0's and seed 1's initial policies score alike (fixed evaluation)."""
+    sweep = root / "family"
+    init = [[0.4, 0.6], [0.2, 0.2], [0.5, 0.7], [0.1, 0.3]]  # per-prompt means .5 .2 .6 .2
+    final = {
+        ("a_lol", 0): [[0.8, 0.6], [0.3, 0.5], [0.7, 0.7], [0.2, 0.4]],  # .7 .4 .7 .3
+        ("a_lol", 1): [[0.9, 0.7], [0.4, 0.4], [0.6, 0.8], [0.3, 0.3]],  # .8 .4 .7 .3
+        ("nll", 0): [[0.5, 0.5], [0.2, 0.2], [0.6, 0.6], [0.3, 0.1]],  # .5 .2 .6 .2
+        ("nll", 1): [[0.6, 0.4], [0.3, 0.3], [0.5, 0.5], [0.2, 0.2]],  # .5 .3 .5 .2
+    }
+    for (alg, seed), rewards in final.items():
+        mean = sum(sum(r) for r in rewards) / 8
+        job = make_job(
+            sweep,
+            f"{alg}{seed}",
+            [f"alg={alg}", f"seed={seed}"],
+            metrics={"test/reward_mean": mean, "test/reward_mean_se": 0.05},
+        )
+        write_eval(job, "test_init", 0, init)
+        write_eval(job, "test", 30, rewards)
+        write_eval(job, "test", 10, init)  # an older test evaluation: the last one counts
+    return sweep
+
+
+def test_paired_differences_match_a_hand_computation(tmp_path):
+    import math
+
+    res = build_report(make_family(tmp_path), tmp_path / "out", baseline="nll")
+    rows = {tuple(line.split(" | ")[:2]): line for line in res["paired"].splitlines()}
+    # a_lol seed 0 vs its init: d = .2 .2 .1 .1 -> mean .15, SE = std(ddof=1)/2 = .05774/2
+    se0 = math.sqrt(sum((d - 0.15) ** 2 for d in (0.2, 0.2, 0.1, 0.1)) / 3) / 2
+    assert f"+0.15 ± {se0:.2g}" in rows[("| a_lol", "0")]
+    # a_lol seed 0 vs nll seed 0: d = .2 .2 .1 .1 as well (nll seed 0 equals the init)
+    assert rows[("| a_lol", "0")].count(f"+0.15 ± {se0:.2g}") == 2
+    # a_lol seed 1 vs nll seed 1: d = .3 .1 .2 .1 -> mean .175
+    d1 = (0.3, 0.1, 0.2, 0.1)
+    se1 = math.sqrt(sum((d - 0.175) ** 2 for d in d1) / 3) / 2
+    assert f"+0.175 ± {se1:.2g}" in rows[("| a_lol", "1")]
+    # per setting: a_lol vs init, seeds averaged per prompt: (.2+.3)/2 .2 .1 (.1+.1)/2
+    pooled = [0.25, 0.2, 0.1, 0.1]
+    m = sum(pooled) / 4
+    se = math.sqrt(sum((d - m) ** 2 for d in pooled) / 3) / 2
+    setting = [ln for ln in res["paired"].splitlines() if ln.startswith("| a_lol | 2 |")]
+    assert setting and f"+{m:.3g} ± {se:.2g}" in setting[0]
+    # nll vs nll is no comparison: the baseline column of nll's own rows is empty
+    assert rows[("| nll", "0")] == "| nll | 0 | 0.375 ± 0.05 | +0 ± 0 | — | 4 |"
+    assert "## Paired differences" in res["markdown"]
+    # the table shows each final reward with its standard error
+    assert "± 0.05" in res["table"]
+
+
+def test_pairing_flags_evaluations_that_differ(tmp_path):
+    from rft.report import paired
+
+    a = {"prompt_id": IDS, "reward": [[1.0], [0.0], [1.0], [0.0]], "eval": {"seed": 1}}
+    b = {"prompt_id": IDS[::-1], "reward": [[0.0], [1.0], [0.0], [1.0]], "eval": {"seed": 2}}
+    p = paired(a, b)  # b lists the same prompts in reverse: aligned by id, every d_i = 0
+    assert p.n_prompts == 4 and p.diff == 0.0 and "4 shared prompts" in p.note
+    assert "eval seed 1 vs 2" in p.note
