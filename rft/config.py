@@ -1,24 +1,56 @@
-"""Typed schemas for every config group, registered in Hydra's ConfigStore.
+"""Typed schemas for every config group, registered in Hydra's ConfigStore: the single source of
+every knob's default, type, allowed values and help.
 
-Each YAML option under ``conf/<group>/`` starts with ``defaults: [<schema name>, _self_]`` so its
-values are merged onto one of these dataclasses. OmegaConf then rejects, at compose time, a key
-the schema does not have ("Key 'lrr' not in 'PPOConfig'") and a value of the wrong type, and
-Hydra lists the available options of a group when a choice does not exist. Enum fields list
-their allowed values in the error. Validation that needs several fields at once lives in
-``validate(cfg)`` below and runs before any model is loaded.
+How the single source works:
 
-Fields carry their help text as comments; ``python run.py --help`` prints the composed config
-and ``conf/`` repeats the essentials next to each value.
+- **Schema = defaults + types + help.** Each field below is declared with ``knob(default,
+  "help")`` (a nested block with ``block(Class, "help")``); allowed values are Enums. This is
+  the only place a default is written. Where the published setup (GRUE, RL4LMs, RLGF, A-LoL's
+  reference code) uses another value, the help says so.
+- **YAML = named changes with reasons.** Each option under ``conf/<group>/`` starts with
+  ``defaults: [<schema name>, _self_]`` (or a sibling option it extends) and states only the
+  keys it changes, each with a comment giving the reason. ``conf/alg/*.yaml`` also names the
+  class it builds (``_target_``), the one alg key that has no schema default.
+  ``tests/test_config.py`` fails when a YAML value restates the default it would get anyway.
+- ``rft explain <overrides>`` prints every knob of a composed config with its value, its help
+  and, where it differs from the schema default, the file (or command line) that set it.
+
+OmegaConf rejects, at compose time, a key the schema does not have ("Key 'lrr' not in
+'PPOConfig'") and a value of the wrong type; Hydra lists the available options of a group when a
+choice does not exist; an Enum field lists its allowed values. Validation that needs several
+fields at once lives in ``rft.train.validate(cfg)`` and runs before any model is loaded.
 """
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
+
+
+def knob(default: Any, help: str) -> Any:
+    """A schema field: its default and its one-line help (``rft explain`` prints it)."""
+    return field(default=default, metadata={"help": help})
+
+
+def block(factory: Callable[[], Any], help: str) -> Any:
+    """A nested config block (a dataclass, a list or a dict), built fresh per instance."""
+    return field(default_factory=factory, metadata={"help": help})
+
+
+def help_of(schema: type, name: str) -> str | None:
+    """The help of field ``name`` of a schema dataclass (None: not a field, or no help)."""
+    if not dataclasses.is_dataclass(schema):
+        return None
+    for f in dataclasses.fields(schema):
+        if f.name == name:
+            return f.metadata.get("help")
+    return None
 
 
 # --------------------------------------------------------------------------------------- task
@@ -30,29 +62,31 @@ class DataSource(str, Enum):
 
 @dataclass
 class TaskConfig:
-    _target_: str = MISSING
-    name: str = MISSING
-    prompt_max_tokens: int = 64  # prompts keep their LAST tokens (truncation side left), GRUE
-    max_new_tokens: int = 48  # continuation length; GRUE IMDB: min = max = 48
-    min_new_tokens: int = 48
-    n_eval_prompts: int = 100  # val prompts used by periodic evaluation (-1: all)
-    n_test_prompts: int = 200  # test prompts used by the final evaluation (-1: all)
+    _target_: str = knob(MISSING, "the Task class this option builds")
+    name: str = knob(MISSING, "task name (run folders: outputs/<task>_<alg>/)")
+    prompt_max_tokens: int = knob(64, "prompts keep their LAST this many tokens (GRUE: 64)")
+    max_new_tokens: int = knob(48, "continuation length in tokens (GRUE IMDB: 48)")
+    min_new_tokens: int = knob(48, "minimum continuation length (GRUE IMDB: min = max = 48)")
+    n_eval_prompts: int = knob(100, "val prompts used by periodic evaluation (-1: all)")
+    n_test_prompts: int = knob(200, "test prompts used by the final evaluation (-1: all)")
 
 
 @dataclass
 class ImdbTaskConfig(TaskConfig):
-    _target_: str = "rft.task.imdb.ImdbTask"
-    name: str = "imdb"
-    # Folder holding {train,test}.jsonl.gz (layout of ../shared/data/imdb). Defaults to
-    # $RFT_DATA_DIR/imdb when RFT_DATA_DIR is set.
-    data_dir: str | None = None
-    source: DataSource = DataSource.auto
-    hub_id: str = "imdb"
-    n_train: int = 20000  # GRUE: the 25k train reviews, shuffled, cut 20k train / 5k val
-    n_val: int = 5000
-    n_test: int = 5000  # GRUE: first 5k of the shuffled 25k test reviews
-    split_seed: int = 42
-    sft_positive_only: bool = True  # GRUE supervised: positive reviews, target = 2nd half
+    """IMDB positive-sentiment continuation, the GRUE split (algorithms.md §6)."""
+
+    _target_: str = knob("rft.task.imdb.ImdbTask", "the Task class this option builds")
+    name: str = knob("imdb", "task name (run folders: outputs/<task>_<alg>/)")
+    data_dir: str | None = knob(
+        None, "folder holding {train,test}.jsonl.gz; conf/task/imdb.yaml reads $RFT_DATA_DIR/imdb"
+    )
+    source: DataSource = knob(DataSource.auto, "auto: data_dir if set, else the hub | local | hub")
+    hub_id: str = knob("imdb", "hub dataset id for source=hub (or auto without data_dir)")
+    n_train: int = knob(20000, "train reviews after the shuffled 20k/5k train/val cut (GRUE)")
+    n_val: int = knob(5000, "val reviews (GRUE: the last 5k of the 25k shuffled train reviews)")
+    n_test: int = knob(5000, "test reviews (GRUE: first 5k of the shuffled 25k test reviews)")
+    split_seed: int = knob(42, "seed of the shuffles behind the train/val/test cut")
+    sft_positive_only: bool = knob(True, "SFT pairs from positive reviews only (GRUE supervised)")
 
 
 class FileFormat(str, Enum):
@@ -63,20 +97,23 @@ class FileFormat(str, Enum):
 
 @dataclass
 class JsonlTaskConfig(TaskConfig):
-    _target_: str = "rft.task.jsonl.JsonlTask"
-    name: str = "jsonl"
-    path: str = MISSING  # the train file: one prompt (and optional reference) per row
-    val_path: str | None = None  # if absent, val/test are cut from `path`
-    test_path: str | None = None
-    format: FileFormat = FileFormat.auto
-    prompt_key: str = "prompt"
-    reference_key: str | None = "reference"  # a missing column is fine: no SFT data then
-    reward_key: str | None = None  # a precomputed reward column (offline algorithms)
-    val_fraction: float = 0.1
-    test_fraction: float = 0.1
-    split_seed: int = 42
-    max_new_tokens: int = 48
-    min_new_tokens: int = 1
+    """Your own prompts from a JSONL or CSV file."""
+
+    _target_: str = knob("rft.task.jsonl.JsonlTask", "the Task class this option builds")
+    name: str = knob("jsonl", "task name (run folders: outputs/<task>_<alg>/)")
+    path: str = knob(MISSING, "required: the train file, one prompt (+ reference) per row")
+    val_path: str | None = knob(None, "val file; null: cut val_fraction from `path`")
+    test_path: str | None = knob(None, "test file; null: cut test_fraction from `path`")
+    format: FileFormat = knob(FileFormat.auto, "auto (by suffix) | jsonl | csv")
+    prompt_key: str = knob("prompt", "column holding the prompt")
+    reference_key: str | None = knob(
+        "reference", "column holding the reference completion (absent: no SFT data)"
+    )
+    reward_key: str | None = knob(None, "a precomputed reward column (offline algorithms)")
+    val_fraction: float = knob(0.1, "share of `path` cut for val when val_path is null")
+    test_fraction: float = knob(0.1, "share of `path` cut for test when test_path is null")
+    split_seed: int = knob(42, "seed of the shuffle behind the val/test cut")
+    min_new_tokens: int = knob(1, "minimum continuation length (free-form answers may be short)")
 
 
 # -------------------------------------------------------------------------------------- model
@@ -93,71 +130,84 @@ class ModelKind(str, Enum):
 
 @dataclass
 class TinyModelConfig:
-    arch: str = "gpt2"  # gpt2 | llama | t5
-    n_layer: int = 2
-    n_embd: int = 64
-    n_head: int = 2
-    # tokenizer folder; null = the GPT-2 tokenizer files shipped in rft/assets
-    tokenizer: str | None = None
+    """A random model built in code (loader=tiny), for tests and debugging."""
+
+    arch: str = knob("gpt2", "gpt2 | llama | t5 (t5 also needs model.kind=seq2seq)")
+    n_layer: int = knob(2, "transformer layers")
+    n_embd: int = knob(64, "hidden size")
+    n_head: int = knob(2, "attention heads")
+    tokenizer: str | None = knob(None, "tokenizer folder; null: the GPT-2 files in rft/assets")
 
 
 @dataclass
 class ModelConfig:
-    name: str = MISSING
-    loader: ModelLoader = ModelLoader.hf
-    kind: ModelKind = ModelKind.causal
-    name_or_path: str | None = None  # hub id or folder, for loader=hf
-    tokenizer: str | None = None  # defaults to name_or_path
-    # Start the policy from an earlier run: its run folder, its policy/ folder or a
-    # save_pretrained folder. The tokenizer is taken from there too.
-    init_from: str | None = None
-    cache_dir: str | None = None  # where loader=smollm2 writes its converted copy
-    tiny: TinyModelConfig = field(default_factory=TinyModelConfig)
-    disable_dropout: bool = True  # RL log-ratios must compare like with like
-    # Recompute activations in the backward pass. SmolLM2 on a 2-core CPU: PPO bench peak
-    # 4.9 -> 3.9 GB for 13% slower updates; A-LoL at batch 16 6.2 -> 4.6 GB (docs/results.md).
-    gradient_checkpointing: bool = False
+    name: str = knob(MISSING, "model name (logs and run metadata)")
+    loader: ModelLoader = knob(
+        ModelLoader.hf, "hf (hub id or folder) | smollm2 (packaged GGUF) | tiny (random)"
+    )
+    kind: ModelKind = knob(ModelKind.causal, "causal | seq2seq")
+    name_or_path: str | None = knob(None, "hub id or folder, for loader=hf")
+    tokenizer: str | None = knob(None, "tokenizer hub id or folder; null: name_or_path")
+    init_from: str | None = knob(
+        None, "start the policy (and its tokenizer) from an earlier run folder or policy/ folder"
+    )
+    cache_dir: str | None = knob(
+        None, "where loader=smollm2 writes its converted copy (null: ~/.cache/rft/smollm2-135m)"
+    )
+    tiny: TinyModelConfig = block(TinyModelConfig, "the random model of loader=tiny")
+    disable_dropout: bool = knob(True, "no dropout: RL log-ratios must compare like with like")
+    gradient_checkpointing: bool = knob(
+        False,
+        "recompute activations in backward (SmolLM2 PPO peak 4.9 -> 3.9 GB, 13% slower updates)",
+    )
 
 
 # ---------------------------------------------------------------------------------------- alg
 @dataclass
 class GenerationConfig:
-    do_sample: bool = True
-    top_k: int = 50  # GRUE IMDB
-    top_p: float = 1.0
-    temperature: float = 1.0  # rollouts only; evaluation uses eval.generation
+    """Decoding settings passed to ``generate``."""
+
+    do_sample: bool = knob(True, "sample (true) or decode greedily / by beam search (false)")
+    top_k: int = knob(50, "sample from the k most likely tokens (GRUE IMDB: 50; 0: off)")
+    top_p: float = knob(1.0, "nucleus sampling mass (1.0: off)")
+    temperature: float = knob(1.0, "softmax temperature of sampling")
+    num_beams: int = knob(
+        1,
+        "beam search width; > 1 with do_sample=false is beam search (evaluation of tasks that"
+        " use it)",
+    )
 
 
 @dataclass
 class WarmStartConfig:
     """An SFT phase at the start of an RL run (Razin et al.: a short SFT fixes vanishing gradients)."""
 
-    steps: int = 0  # optimizer steps of SFT before RL; 0 = none
-    data_frac: float = 1.0  # fraction of the task's SFT pairs used
-    lr: float = 1e-5
-    batch_size: int = 16
+    steps: int = knob(0, "optimizer steps of SFT before RL; 0 = none")
+    data_frac: float = knob(1.0, "fraction of the task's SFT pairs used")
+    lr: float = knob(1e-5, "SFT learning rate (GRUE supervised: 1e-5)")
+    batch_size: int = knob(16, "SFT pairs per optimizer step")
 
 
 @dataclass
 class AlgConfig:
-    _target_: str = MISSING
-    name: str = MISSING
-    lr: float = 1e-5
-    weight_decay: float = 0.0
-    max_grad_norm: float | None = 1.0
-    eval_every: int = 5  # evaluate on val prompts every N iterations (SFT: N steps × 10)
+    _target_: str = knob(MISSING, "the LightningModule class; set by conf/alg/<option>.yaml")
+    name: str = knob(MISSING, "algorithm name (logs, run folders)")
+    lr: float = knob(1e-5, "AdamW learning rate of the policy")
+    weight_decay: float = knob(0.0, "AdamW weight decay")
+    max_grad_norm: float | None = knob(1.0, "clip the gradient norm to this; null = no clipping")
+    eval_every: int = knob(5, "evaluate on val prompts every N iterations (0 = never)")
 
 
 @dataclass
 class SFTConfig(AlgConfig):
-    _target_: str = "rft.alg.sft.SFT"
-    name: str = "sft"
-    batch_size: int = 16  # GRUE supervised: 16
-    max_steps: int = 200  # the SFT step budget; -1 = run max_epochs
-    max_epochs: int = 10  # GRUE supervised: 10 epochs
-    data_frac: float = 1.0  # fraction of the SFT pairs used (Razin et al. study ≈1%)
-    lr: float = 1e-5  # GRUE: 1e-5 constant
-    eval_every: int = 50  # steps
+    """Supervised finetuning (algorithms.md §2); GRUE supervised: lr 1e-5 constant, batch 16."""
+
+    name: str = knob("sft", "algorithm name (logs, run folders)")
+    batch_size: int = knob(16, "SFT pairs per optimizer step (GRUE supervised: 16)")
+    max_steps: int = knob(200, "the SFT step budget; -1 = run max_epochs")
+    max_epochs: int = knob(10, "passes over the data when max_steps = -1 (GRUE supervised: 10)")
+    data_frac: float = knob(1.0, "fraction of the SFT pairs used (Razin et al. study ≈1%)")
+    eval_every: int = knob(50, "evaluate on val prompts every N optimizer steps (0 = never)")
 
 
 class KLKind(str, Enum):
@@ -168,10 +218,12 @@ class KLKind(str, Enum):
 
 @dataclass
 class KLConfig:
-    kind: KLKind = KLKind.adaptive_rl4lms
-    init_beta: float = 0.1  # GRUE IMDB: 0.1
-    target: float | None = 0.1  # GRUE IMDB: 0.1; unused by `fixed`
-    horizon: int = 10000  # Ziegler controller only
+    """The per-token KL penalty β · (log π - log π_ref) and its controller."""
+
+    kind: KLKind = knob(KLKind.adaptive_rl4lms, "fixed | adaptive_rl4lms | adaptive_ziegler")
+    init_beta: float = knob(0.1, "initial KL coefficient β (GRUE IMDB: 0.1)")
+    target: float | None = knob(0.1, "target KL of the adaptive controllers (GRUE IMDB: 0.1)")
+    horizon: int = knob(10000, "adaptive_ziegler only: the controller's horizon")
 
 
 class ValueModel(str, Enum):
@@ -181,68 +233,98 @@ class ValueModel(str, Enum):
 
 @dataclass
 class PPOConfig(AlgConfig):
-    _target_: str = "rft.alg.ppo.PPO"
-    name: str = "ppo"
-    n_iterations: int = 20  # GRUE: 50
-    rollout_prompts: int = 32  # prompts per iteration (GRUE: 10 envs x 128 steps = 1280 episodes)
-    samples_per_prompt: int = 1  # K completions per prompt (vanishing-gradient diagnostics)
-    minibatch_size: int = 8  # GRUE: 64
-    n_epochs: int = 2  # PPO epochs per rollout; GRUE: 5
-    lr: float = 2e-5  # GRUE: 1e-6 with 40x more episodes per iteration
-    gamma: float = 0.99
-    lam: float = 0.95
-    clip_range: float = 0.2
-    clip_range_vf: float | None = 0.2  # null = no value clipping
-    vf_coef: float = 0.5
-    ent_coef: float = 0.0
-    max_grad_norm: float | None = 0.5
-    whiten_rewards: bool = False
-    value_model: ValueModel = ValueModel.shared
-    value_head_lr: float | None = None  # lr of the linear value head(s); null = alg.lr
-    kl: KLConfig = field(default_factory=KLConfig)
-    generation: GenerationConfig = field(default_factory=GenerationConfig)
-    warm_start: WarmStartConfig = field(default_factory=WarmStartConfig)
-    score_batch_size: int = 16  # sequences per forward pass when scoring a rollout
+    """PPO for LMs, RL4LMs style (algorithms.md §1), sized for a 2-core CPU (~20 min on
+    SmolLM2-135M); experiment=grue_imdb_ppo sets the published GRUE numbers."""
+
+    name: str = knob("ppo", "algorithm name (logs, run folders)")
+    n_iterations: int = knob(20, "rollout + update cycles (GRUE: 50)")
+    rollout_prompts: int = knob(
+        32, "prompts per iteration (GRUE: 10 envs x 128 steps = 1280 episodes)"
+    )
+    samples_per_prompt: int = knob(
+        1, "K completions per prompt; K > 1 logs the per-prompt reward std (Razin et al.)"
+    )
+    minibatch_size: int = knob(8, "episodes per gradient step (GRUE: 64)")
+    n_epochs: int = knob(2, "PPO epochs over each rollout (GRUE: 5)")
+    lr: float = knob(2e-5, "AdamW learning rate (GRUE: 1e-6 with 40x more episodes per iteration)")
+    gamma: float = knob(
+        1.0,
+        "discount γ (GRUE: 0.99); 1.0: over 48 tokens γ<1 adds a position trend to the returns",
+    )
+    lam: float = knob(0.95, "GAE λ (GRUE: 0.95)")
+    clip_range: float = knob(0.2, "policy ratio clip ε (GRUE: 0.2)")
+    clip_range_vf: float | None = knob(0.2, "value clip around the old values; null = no clipping")
+    vf_coef: float = knob(0.5, "weight of the value loss (GRUE: 0.5)")
+    ent_coef: float = knob(0.0, "entropy bonus coefficient (GRUE: 0)")
+    max_grad_norm: float | None = knob(
+        0.5, "clip the gradient norm to this (GRUE: 0.5); null = off"
+    )
+    whiten_rewards: bool = knob(False, "whiten per-token rewards over the rollout before GAE")
+    value_model: ValueModel = knob(
+        ValueModel.shared, "shared (value head on the policy trunk) | separate (RL4LMs: LM copy)"
+    )
+    value_head_lr: float | None = knob(
+        5e-4, "lr of the fresh linear value head(s); null = alg.lr (RL4LMs: one lr for all)"
+    )
+    kl: KLConfig = block(KLConfig, "the KL penalty to the frozen reference and its controller")
+    generation: GenerationConfig = block(
+        GenerationConfig, "rollout sampling (evaluation uses eval.generation)"
+    )
+    warm_start: WarmStartConfig = block(WarmStartConfig, "an optional SFT phase before RL")
+    score_batch_size: int = knob(16, "sequences per forward pass when scoring a rollout")
+    eval_every: int = knob(10, "evaluate on val prompts every N iterations (0 = never)")
 
 
 # ------------------------------------------------------------------------------------- reward
 @dataclass
 class VaderRewardConfig:
-    _target_: str = "rft.reward.vader.VaderReward"
-    include_prompt: bool = False  # score prompt + completion (GRUE does, with its classifier)
+    """VADER lexicon sentiment: reward = (compound + 1) / 2, in [0, 1]."""
+
+    _target_: str = knob("rft.reward.vader.VaderReward", "the reward class")
+    include_prompt: bool = knob(
+        False, "score prompt + completion (GRUE does, with its classifier); false: completion"
+    )
 
 
 @dataclass
 class ClassifierRewardConfig:
-    _target_: str = "rft.reward.classifier.ClassifierReward"
-    model: str = "lvwerra/distilbert-imdb"  # hub id or folder of a sequence classifier
-    label: str = "POSITIVE"  # reward = P(label); a label name or an index as a string
-    include_prompt: bool = True  # GRUE: include_prompt_for_eval
-    batch_size: int = 32
-    max_length: int = 512
-    device: str | None = None  # null: cuda if available, else cpu
+    """A Hugging Face sequence classifier: reward = P(label | text)."""
+
+    _target_: str = knob("rft.reward.classifier.ClassifierReward", "the reward class")
+    model: str = knob("lvwerra/distilbert-imdb", "hub id or folder of a sequence classifier")
+    label: str = knob("POSITIVE", "reward = P(label); a label name or an index as a string")
+    include_prompt: bool = knob(True, "score prompt + completion (GRUE: include_prompt_for_eval)")
+    batch_size: int = knob(32, "texts per classifier forward pass")
+    max_length: int = knob(512, "classifier input truncation, in its tokens")
+    device: str | None = knob(None, "null: cuda if available, else cpu")
 
 
 @dataclass
 class WeightedSumRewardConfig:
-    _target_: str = "rft.reward.combine.WeightedSum"
-    # name -> {weight: float, reward: {<a reward config with _target_>}}
-    terms: dict[str, Any] = field(default_factory=dict)
+    """A weighted sum of rewards."""
+
+    _target_: str = knob("rft.reward.combine.WeightedSum", "the reward class")
+    terms: dict[str, Any] = block(
+        dict, "name -> {weight: float, reward: {<a reward config with _target_>}}"
+    )
 
 
 # ----------------------------------------------------------------------------------- hardware
 @dataclass
 class HardwareConfig:
-    name: str = MISSING
-    accelerator: str = "cpu"  # cpu | gpu | auto (Lightning's names)
-    devices: Any = 1
-    num_nodes: int = 1
-    strategy: str = "auto"
-    # Lightning precision: 32-true | bf16-mixed | 16-mixed. bf16-mixed runs ~2x faster on
-    # CPUs with AVX512-BF16 and on Ampere+ GPUs.
-    precision: str = "bf16-mixed"
-    torch_threads: int | None = None  # null: SLURM_CPUS_PER_TASK if set, else torch's default
-    matmul_precision: str | None = None  # "high" enables TF32 on GPUs
+    name: str = knob(MISSING, "hardware option name")
+    accelerator: str = knob("cpu", "cpu | gpu | auto (Lightning's names)")
+    devices: Any = knob(1, "devices per node: a number, -1 (all visible) or a list")
+    num_nodes: int = knob(1, "machines (SLURM nodes)")
+    strategy: str = knob("auto", "Lightning strategy: auto | ddp | fsdp")
+    precision: str = knob(
+        "bf16-mixed",
+        "Lightning precision: 32-true | bf16-mixed | 16-mixed (bf16 ~2x faster on AVX512-BF16)",
+    )
+    torch_threads: int | None = knob(
+        None, "CPU threads; null: SLURM_CPUS_PER_TASK if set, else torch's default"
+    )
+    matmul_precision: str | None = knob(None, 'torch matmul precision; "high" enables TF32 on GPUs')
 
 
 # ------------------------------------------------------------------------------------- logger
@@ -255,44 +337,63 @@ class WandbMode(str, Enum):
 
 @dataclass
 class LoggerConfig:
-    kind: str = MISSING  # wandb | csv | none
-    project: str = "rft"
-    entity: str | None = None
-    group: str | None = None  # runs of one sweep share a group
-    tags: list[str] = field(default_factory=list)
-    mode: WandbMode = WandbMode.auto
+    kind: str = knob(MISSING, "wandb | csv | none")
+    project: str = knob("rft", "W&B project")
+    entity: str | None = knob(None, "W&B entity (null: your default)")
+    group: str | None = knob(None, "W&B group: runs of one sweep share a group")
+    tags: list[str] = block(list, "W&B tags")
+    mode: WandbMode = knob(
+        WandbMode.auto, "auto (online with a key and a network, else offline) | online | offline"
+    )
 
 
 # ---------------------------------------------------------------------------------- top level
 @dataclass
 class EvalConfig:
-    batch_size: int = 32  # prompts per generation batch
-    n_samples_table: int = 16  # sample generations kept in samples.jsonl / the W&B table
-    perplexity: bool = True  # continuation perplexity under the frozen reference model
-    generation: GenerationConfig = field(default_factory=GenerationConfig)
-    before_training: bool = True  # also evaluate the initial policy on the test prompts
+    """Evaluation of the policy on val prompts during training and test prompts at the end."""
+
+    batch_size: int = knob(32, "prompts per generation batch during evaluation")
+    n_samples_table: int = knob(16, "sample generations kept in samples.jsonl / the W&B table")
+    perplexity: bool = knob(True, "continuation perplexity under the frozen reference model")
+    generation: GenerationConfig = block(
+        GenerationConfig, "decoding for evaluation (rollout decoding is alg.generation)"
+    )
+    before_training: bool = knob(True, "also evaluate the initial policy on the test prompts")
+    seed: int = knob(
+        7919,
+        "sampling seed of every evaluation, the same for every training seed and every policy,"
+        " so evaluations compare",
+    )
+    samples_per_prompt: int = knob(
+        1,
+        "K completions per test prompt; the reward mean and its standard error are over prompts,"
+        " each prompt's K rewards averaged first",
+    )
+    val_samples_per_prompt: int = knob(1, "K completions per val prompt (periodic evaluation)")
 
 
 @dataclass
 class CheckpointConfig:
-    every_n_iterations: int = 5  # full training state for resume (SFT: every N*10 steps)
-    save_policy: bool = True  # policy/ in save_pretrained format at the end and at each save
+    every_n_iterations: int = knob(
+        5, "full training state for resume every N iterations (SFT: every N*10 steps)"
+    )
+    save_policy: bool = knob(True, "policy/ in save_pretrained format at the end and each save")
 
 
 @dataclass
 class DiagConfig:
     """Vanishing-gradient diagnostics (Razin et al., ICLR 2024; algorithms.md §5)."""
 
-    n_prompts: int = 100  # extraction: N train prompts (paper: 5000)
-    k_samples: int = 10  # extraction: K samples per prompt (paper: 10)
-    std_threshold: float = 0.05  # a prompt is "low-std" when its reward std is below this
-    split: str = "train"  # prompts for extraction: train | val | test
-    batch_prompts: int = 8  # prompts per generation batch (x K sequences)
-    # Online, during RL: every N iterations, the per-prompt policy-gradient norm on a fixed
-    # probe set of prompts, with its reward std (0 = off).
-    probe_every: int = 0
-    probe_prompts: int = 8
-    probe_samples: int = 8
+    n_prompts: int = knob(100, "extraction: N train prompts (paper: 5000)")
+    k_samples: int = knob(10, "extraction: K samples per prompt (paper: 10)")
+    std_threshold: float = knob(0.05, 'a prompt is "low-std" when its reward std is below this')
+    split: str = knob("train", "prompts for extraction: train | val | test")
+    batch_prompts: int = knob(8, "prompts per generation batch (x K sequences)")
+    probe_every: int = knob(
+        0, "during RL: per-prompt gradient norm on a fixed probe set every N iterations (0 = off)"
+    )
+    probe_prompts: int = knob(8, "probe set size (fixed val prompts)")
+    probe_samples: int = knob(8, "samples per probe prompt")
 
 
 class Mode(str, Enum):
@@ -302,21 +403,26 @@ class Mode(str, Enum):
 
 @dataclass
 class Config:
-    task: Any = MISSING
-    model: Any = MISSING
-    alg: Any = MISSING
-    reward: Any = MISSING
-    hardware: Any = MISSING
-    logger: Any = MISSING
-    seed: int = 0
-    mode: Mode = Mode.train
-    # Resume from a run folder or a state.ckpt. A run whose folder already holds a checkpoint
-    # (e.g. a requeued SLURM job) resumes by itself.
-    resume: str | None = None
-    eval: EvalConfig = field(default_factory=EvalConfig)
-    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
-    diag: DiagConfig = field(default_factory=DiagConfig)
-    experiment_name: str = "default"
+    task: Any = knob(MISSING, "the task group")
+    model: Any = knob(MISSING, "the model group")
+    alg: Any = knob(MISSING, "the alg group")
+    reward: Any = knob(MISSING, "the reward group")
+    hardware: Any = knob(MISSING, "the hardware group")
+    logger: Any = knob(MISSING, "the logger group")
+    seed: int = knob(0, "training seed (prompt order, sampling, initialisation)")
+    mode: Mode = knob(
+        Mode.train,
+        "train: run alg | extract: K samples for N prompts, the reward matrix and its stats",
+    )
+    resume: str | None = knob(
+        None, "resume from a run folder or a state.ckpt (a folder holding one resumes by itself)"
+    )
+    eval: EvalConfig = block(EvalConfig, "evaluation")
+    checkpoint: CheckpointConfig = block(CheckpointConfig, "checkpoints")
+    diag: DiagConfig = block(DiagConfig, "vanishing-gradient diagnostics")
+    experiment_name: str = knob(
+        "${task.name}_${alg.name}", "names the run folder outputs/<experiment_name>/<time>/"
+    )
 
 
 _SCHEMAS: dict[str, dict[str, type]] = {
@@ -351,8 +457,8 @@ def choice(x) -> str:
 
 
 # ------------------------------------------------------------- alg: offline RL (A-LoL family)
-# Appended block (issue #3): the schema behind conf/alg/{nll,wbc,r_gold,r_lol,a_lol,
-# a_lol_ref_free,a_lol_seq,a_lol_kl}.yaml; the module is rft.alg.alol.ALoL (algorithms.md §3).
+# The schema behind conf/alg/{nll,wbc,r_gold,r_lol,a_lol,a_lol_ref_free,a_lol_seq,a_lol_kl}.yaml;
+# the module is rft.alg.alol.ALoL (algorithms.md §3).
 class OfflineLoss(str, Enum):
     nll = "nll"  # NLL_θ(y|x), token-summed (behaviour cloning of the data)
     wbc = "wbc"  # R · NLL_θ (reward-weighted behaviour cloning)
@@ -374,55 +480,72 @@ class OfflineSampling(str, Enum):
 class ValueRefConfig:
     """V_ref(x), the reference policy's value: a head on π_ref's last hidden states of the prompt."""
 
-    n_prompts: int = 256  # val prompts whose π_ref samples train the head (-1: all val prompts)
-    samples_per_prompt: int = 1  # π_ref samples per prompt (reference code: 1)
-    max_value: float = 1.0  # V = sigmoid(·) · max_value; 1 fits rewards in [0, 1] (reference: 2 for its IMDB reward)
-    n_heads: int = (
-        8  # attention heads of the learned query (reference: 8; fewer if hidden size not divisible)
+    n_prompts: int = knob(256, "val prompts whose π_ref samples train the head (-1: all)")
+    samples_per_prompt: int = knob(1, "π_ref samples per prompt (reference code: 1)")
+    max_value: float = knob(
+        1.0, "V = sigmoid(·) · max_value; 1 fits rewards in [0, 1] (reference: 2 for its IMDB)"
     )
-    dropout: float = 0.1  # on prompt states and attention output (reference code: 0.1)
-    epochs: int = 10  # reference: 5 (generic script) / 10 (HH); the best held-out epoch is kept
-    lr: float = 1.0e-4  # AdamW (reference: 1e-5 on a 7B model's 4k-dim states)
-    batch_size: int = 16
-    holdout_frac: float = 0.2  # share of the prompts held out to pick the best epoch
-    generation: GenerationConfig = field(default_factory=GenerationConfig)  # π_ref sampling
+    n_heads: int = knob(
+        8, "attention heads of the learned query (reference: 8; fewer if hidden size not divisible)"
+    )
+    dropout: float = knob(0.1, "on prompt states and attention output (reference code: 0.1)")
+    epochs: int = knob(
+        10, "reference: 5 (generic script) / 10 (HH); the best held-out epoch is kept"
+    )
+    lr: float = knob(1.0e-4, "AdamW (reference: 1e-5 on a 7B model's 4k-dim states)")
+    batch_size: int = knob(16, "prompts per V_ref optimizer step")
+    holdout_frac: float = knob(0.2, "share of the prompts held out to pick the best epoch")
+    generation: GenerationConfig = block(GenerationConfig, "how π_ref samples the val prompts")
 
 
 @dataclass
 class OfflineRLConfig(AlgConfig):
     """A-LoL and its offline baselines (Baheti et al., ICLR 2024): one module, loss by name."""
 
-    _target_: str = "rft.alg.alol.ALoL"
-    name: str = "a_lol"
-    loss: OfflineLoss = OfflineLoss.a_lol
-    sampling: OfflineSampling = OfflineSampling.good_priority
-    lr: float = 2.0e-5  # reference generic script: 2e-5 AdamW
-    weight_decay: float = 0.0
-    max_grad_norm: float | None = 1.0
-    batch_size: int = 16  # reference: 16 (4 x 4 accumulation in HH)
-    # Optimizer-step budget BEFORE the positive-fraction scaling (good_priority A-LoL variants
-    # run int(max_steps · share of A > 0) steps, as the reference code); -1 = n_epochs passes.
-    max_steps: int = 200
-    n_epochs: int = 1  # used when max_steps = -1
-    clip_eps: float | None = 0.9  # ε ("ppo_clip"): ρ clipped to [1-ε, 1+ε]; HH: 0.9; null = no clip
-    beta_kl: float = 0.2  # a_lol_kl only (reference default kl_beta 0.2)
-    min_prob: float = 0.1  # r_gold: lower bound on the per-token weight π_θ(y_t|·)
-    n_train_pairs: int = -1  # use a seeded subset of this many train pairs (-1: all)
-    score_batch_size: int = 32  # sequences per batch when scoring rewards / V_ref / π_ref samples
-    # Where rewards, V_ref and advantages are cached (keyed by a hash of their inputs);
-    # null: <run folder>/offline. A shared folder lets the runs of a sweep reuse them.
-    cache_dir: str | None = None
-    eval_every: int = 50  # evaluate on val prompts every N optimizer steps (scaled like max_steps)
-    value: ValueRefConfig = field(default_factory=ValueRefConfig)
+    name: str = knob("a_lol", "algorithm name (logs, run folders)")
+    loss: OfflineLoss = knob(
+        OfflineLoss.a_lol,
+        "nll | wbc | r_gold | r_lol | a_lol | a_lol_ref_free | a_lol_seq | a_lol_kl",
+    )
+    sampling: OfflineSampling = knob(
+        OfflineSampling.good_priority,
+        "good_priority (p ∝ A+, or ∝ R for wbc/r_gold/r_lol) | uniform (seeded passes)",
+    )
+    lr: float = knob(2.0e-5, "AdamW learning rate (reference generic script: 2e-5)")
+    batch_size: int = knob(16, "pairs per optimizer step (reference: 16; 4 x 4 accumulation in HH)")
+    max_steps: int = knob(
+        200,
+        "optimizer steps before scaling: good_priority A-LoL variants run int(max_steps · share"
+        " of A > 0), as the reference code; -1 = n_epochs passes",
+    )
+    n_epochs: int = knob(1, "passes over the pairs when max_steps = -1")
+    clip_eps: float | None = knob(
+        0.9, "ε (ppo_clip): ρ clipped to [1-ε, 1+ε] (HH experiments: 0.9); null = no clip"
+    )
+    beta_kl: float = knob(0.2, "a_lol_kl only: weight of the KL term (reference kl_beta: 0.2)")
+    min_prob: float = knob(0.1, "r_gold only: lower bound on the per-token weight π_θ(y_t|·)")
+    n_train_pairs: int = knob(-1, "a seeded subset of this many train pairs (-1: all)")
+    score_batch_size: int = knob(
+        32, "sequences per batch when scoring rewards / V_ref / π_ref samples"
+    )
+    cache_dir: str | None = knob(
+        None,
+        "cache of rewards, V_ref and advantages (keyed by a hash of their inputs); null:"
+        " <run>/offline; a shared folder lets a sweep's runs reuse them",
+    )
+    eval_every: int = knob(
+        50, "evaluate on val prompts every N optimizer steps (scaled like max_steps)"
+    )
+    value: ValueRefConfig = block(ValueRefConfig, "V_ref(x): the advantage's baseline")
 
 
 ConfigStore.instance().store(group="alg", name="offline_schema", node=OfflineRLConfig)
 
 
 # ---------------------------------------------------------------- alg: guide-policy RL (RLGF)
-# Appended block (issue #4): the schema behind conf/alg/{ppo_pp,aggrevated,lols,dlols}.yaml;
-# the module is rft.alg.guided.GuidedPPO (Chang et al. 2023, algorithms.md §4). All four are
-# one roll-in / roll-out schedule over the PPO update; every PPO field keeps its meaning.
+# The schema behind conf/alg/{ppo_pp,aggrevated,lols,dlols}.yaml; the module is
+# rft.alg.guided.GuidedPPO (Chang et al. 2023, algorithms.md §4). All four are one roll-in /
+# roll-out schedule over the PPO update; every PPO field keeps its meaning.
 class GuideScheduleKind(str, Enum):
     ppo_pp = "ppo_pp"  # every iteration PPO++: roll-in = guide, roll-out = policy
     aggrevated = "aggrevated"  # every iteration AggreVaTeD: roll-in = policy, roll-out = guide
@@ -434,40 +557,48 @@ class GuideScheduleKind(str, Enum):
 class GuideScheduleConfig:
     """Which scheme (PPO++ or AggreVaTeD) each iteration runs."""
 
-    kind: GuideScheduleKind = GuideScheduleKind.ppo_pp
-    ppo_pp_prob: float = 0.8  # lols: P(an iteration is PPO++) (RLGF code: `tau: 0.8`)
-    # dlols: τ, the first PPO++ iteration (0-based; RLGF IMDB: 20 of 50, CommonGen: 100).
-    # null: round(switch_fraction · n_iterations), so τ scales with the run length.
-    switch_iteration: int | None = None
-    switch_fraction: float = 0.4  # 20 / 50 (RLGF IMDB)
-    # A second critic for AggreVaTeD iterations, estimating the guide's value (its own value
-    # head, and value model if value_model=separate). RLGF code: on for LOLS / DLOLS; off =
-    # one critic for both schemes (RLGF's plain AggreVaTeD).
-    guide_critic: bool = False
+    kind: GuideScheduleKind = knob(
+        GuideScheduleKind.ppo_pp, "ppo_pp | aggrevated | lols (random mix) | dlols (switch at τ)"
+    )
+    ppo_pp_prob: float = knob(0.8, "lols: P(an iteration is PPO++) (RLGF code: `tau: 0.8`)")
+    switch_iteration: int | None = knob(
+        None,
+        "dlols: τ, the first PPO++ iteration (0-based; RLGF IMDB: 20 of 50); null:"
+        " round(switch_fraction · n_iterations)",
+    )
+    switch_fraction: float = knob(0.4, "dlols: τ / n_iterations when switch_iteration is null")
+    guide_critic: bool = knob(
+        False,
+        "a second critic of the guide's value for AggreVaTeD iterations (RLGF code: on for"
+        " LOLS / DLOLS; off: one critic, RLGF's plain AggreVaTeD)",
+    )
 
 
 @dataclass
 class RestartProbConfig:
     """β, the mixing parameter: P(a sample restarts from a roll-in) per scheme."""
 
-    ppo_pp: float = 0.6  # RLGF code IMDB 0.6 (paper table 0.2), CommonGen 0.8; LOLS/DLOLS 0.8
-    aggrevated: float = 0.8  # RLGF: 0.8
+    ppo_pp: float = knob(
+        0.6, "PPO++ iterations (RLGF code IMDB 0.6, paper table 0.2; CommonGen, LOLS/DLOLS: 0.8)"
+    )
+    aggrevated: float = knob(0.8, "AggreVaTeD iterations (RLGF: 0.8)")
 
 
 @dataclass
 class GuideConfig:
     """The guide π_g and its decoding."""
 
-    # Any `model` group config, e.g. `+model@alg.guide.model=smollm2_135m`. null: the frozen
-    # reference, i.e. the initial policy (with model.init_from=<SFT run>: the BC model, the
-    # paper's guide), sharing its weights (no extra memory).
-    model: ModelConfig | None = None
-    # An earlier run's folder or its policy/ folder (e.g. an SFT run) for the guide; applied on
-    # top of `model` (on top of the top-level `model` config when `model` is null).
-    init_from: str | None = None
-    # The guide's own sampling for roll-ins and roll-outs (RLGF IMDB: top_k 50, top_p 0.92).
-    generation: GenerationConfig = field(
-        default_factory=lambda: GenerationConfig(do_sample=True, top_k=50, top_p=0.92)
+    model: ModelConfig | None = knob(
+        None,
+        "any model config (+model@alg.guide.model=<option>); null: the frozen reference, i.e."
+        " the initial policy (with model.init_from=<SFT run>: the paper's BC guide), shared",
+    )
+    init_from: str | None = knob(
+        None, "an earlier run's folder or policy/ for the guide, applied on top of `model`"
+    )
+    generation: GenerationConfig = block(
+        lambda: GenerationConfig(do_sample=True, top_k=50, top_p=0.92),
+        "the guide's own sampling for roll-ins and roll-outs (RLGF IMDB: top_k 50, top_p 0.92)",
     )
 
 
@@ -475,17 +606,20 @@ class GuideConfig:
 class GuidedPPOConfig(PPOConfig):
     """PPO++ / AggreVaTeD / LOLS / DLOLS (RLGF): PPO whose rollouts mix guide and policy tokens."""
 
-    _target_: str = "rft.alg.guided.GuidedPPO"
-    name: str = "ppo_pp"
-    schedule: GuideScheduleConfig = field(default_factory=GuideScheduleConfig)
-    restart_prob: RestartProbConfig = field(default_factory=RestartProbConfig)
-    guide: GuideConfig = field(default_factory=GuideConfig)
-    # RLGF "target regularization": + target_coef · NLL of the reference continuation (mean
-    # over its tokens) in every minibatch loss. RLGF code: 0.1 (PPO included); 0 = off.
-    target_coef: float = 0.0
-    # Also score the complete roll-in sequences (the guide's in PPO++, the policy's in
-    # AggreVaTeD) for the guided/reward_{guide,policy}_only logs: one more reward call.
-    score_rollins: bool = True
+    name: str = knob("ppo_pp", "algorithm name (logs, run folders)")
+    schedule: GuideScheduleConfig = block(GuideScheduleConfig, "which scheme each iteration runs")
+    restart_prob: RestartProbConfig = block(RestartProbConfig, "β per scheme")
+    guide: GuideConfig = block(GuideConfig, "the guide policy and its decoding")
+    target_coef: float = knob(
+        0.0,
+        'RLGF "target regularization": + coef · NLL of the reference continuation in every'
+        " minibatch loss (RLGF code: 0.1); 0 = off",
+    )
+    score_rollins: bool = knob(
+        True,
+        "also score the complete roll-ins for the guided/reward_{guide,policy}_only logs (one"
+        " more reward call)",
+    )
 
 
 ConfigStore.instance().store(group="alg", name="guided_schema", node=GuidedPPOConfig)
