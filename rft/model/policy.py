@@ -119,9 +119,9 @@ class PolicyLM(nn.Module):
     ) -> Completions:
         """Sample completions for a batch of prompts with the KV cache, in one call.
 
-        ``generation`` holds do_sample / top_k / top_p / temperature (a GenerationConfig from
-        the config); top_k = 0 disables top-k. ``logits_processor`` (a LogitsProcessorList)
-        runs before the sampling warpers, e.g. to force restart prefixes.
+        ``generation`` holds do_sample / top_k / top_p / temperature / num_beams (a
+        GenerationConfig from the config); top_k = 0 disables top-k. ``logits_processor`` (a
+        LogitsProcessorList) runs before the sampling warpers, e.g. to force restart prefixes.
         """
         tok = self.tokenizer
         kwargs = dict(
@@ -139,6 +139,8 @@ class PolicyLM(nn.Module):
             kwargs.update(
                 top_k=generation.top_k, top_p=generation.top_p, temperature=generation.temperature
             )
+        if getattr(generation, "num_beams", 1) > 1:  # beam search (greedy when do_sample=false)
+            kwargs["num_beams"] = generation.num_beams
         if logits_processor is not None:
             kwargs["logits_processor"] = logits_processor
         was_training = self.model.training
