@@ -13,6 +13,10 @@ import sys
 # subcommand -> (module, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "report": ("rft.report", "markdown table and plots for a multirun sweep folder"),
+    "explain": (
+        "rft.explain",
+        "every knob of a composed config: value, help, the file that set it",
+    ),
 }
 
 
