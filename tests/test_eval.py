@@ -236,3 +236,85 @@ def test_the_same_seed_gives_the_same_evaluation_and_leaves_the_global_rng_alone
     )
     assert c.per_prompt["prompt_id"] == a.per_prompt["prompt_id"]
     assert [s["completion"] for s in c.samples] != [s["completion"] for s in a.samples]
+
+
+# ------------------------------------------------- the fixed evaluation through train(cfg)
+def _eval_record(run_dir, prefix: str) -> dict:
+    files = sorted((run_dir / "eval").glob(f"{prefix}_[0-9]*.json"))
+    return json.loads(files[-1].read_text())
+
+
+def test_one_policy_evaluates_identically_under_every_training_seed(tmp_path):
+    """The initial policy (a saved tiny model, so every run starts from the same weights) gets
+    bit-identical test_init records under training seeds 0, 1 and 2: eval.seed, not the
+    training seed, drives the evaluation's sampling."""
+    from rft.train import train
+    from tests.conftest import SFT_SMALL, tiny_overrides, write_prompts
+
+    data = write_prompts(tmp_path / "prompts.jsonl")
+    cfg, policy, _ = models()
+    init = tmp_path / "init"
+    policy.model.save_pretrained(init)
+    policy.tokenizer.save_pretrained(init)
+    over = tiny_overrides(
+        data, *SFT_SMALL, f"model.init_from={init}", "eval.samples_per_prompt=3"
+    )
+    records, metrics = [], []
+    for seed in (0, 1, 2):
+        run = tmp_path / f"s{seed}"
+        metrics.append(train(compose_cfg(*over, f"seed={seed}"), run_dir=run))
+        records.append(_eval_record(run, "test_init"))
+    init_m = [{k: v for k, v in m.items() if k.startswith("test_init/")} for m in metrics]
+    assert init_m[0] == init_m[1] == init_m[2]
+    assert init_m[0]["test_init/samples_per_prompt"] == 3 and init_m[0]["test_init/n_prompts"] == 4
+    assert records[0]["per_prompt"] == records[1]["per_prompt"] == records[2]["per_prompt"]
+    assert records[0]["eval"] == {"split": "test", "seed": 7919, "samples_per_prompt": 3}
+    assert [s["completion"] for s in records[0]["samples"]] == [
+        s["completion"] for s in records[2]["samples"]
+    ]
+    # the trained policies differ between seeds, and are evaluated on the same prompts
+    finals = [_eval_record(tmp_path / f"s{s}", "test")["per_prompt"] for s in (0, 1, 2)]
+    assert finals[0]["prompt_id"] == records[0]["per_prompt"]["prompt_id"]
+    assert finals[0]["reward"] != finals[1]["reward"] or finals[1]["reward"] != finals[2]["reward"]
+    # another eval.seed samples other completions of the same policy
+    other = train(compose_cfg(*over, "seed=0", "eval.seed=1"), run_dir=tmp_path / "e1")
+    assert _eval_record(tmp_path / "e1", "test_init")["per_prompt"] != records[0]["per_prompt"]
+    assert other["test_init/n_prompts"] == 4
+
+
+def test_a_resumed_run_evaluates_its_final_policy_as_an_uninterrupted_one(tmp_path, monkeypatch):
+    from rft.alg.sft import SFT
+    from rft.train import train
+    from tests.conftest import tiny_overrides, write_prompts
+
+    data = write_prompts(tmp_path / "prompts.jsonl")
+    over = tiny_overrides(
+        data,
+        "alg=sft",
+        "alg.max_steps=20",
+        "alg.batch_size=4",
+        "alg.eval_every=0",
+        "alg.lr=1e-3",
+        "eval.samples_per_prompt=2",
+    )
+    full = train(compose_cfg(*over), run_dir=tmp_path / "full")
+    original = SFT.training_step
+
+    class Killed(RuntimeError):
+        pass
+
+    def dies_in_block_2(self, batch, batch_idx):
+        if self.current_epoch == 1:
+            raise Killed("simulated kill")
+        return original(self, batch, batch_idx)
+
+    monkeypatch.setattr(SFT, "training_step", dies_in_block_2)
+    with pytest.raises(Killed):
+        train(compose_cfg(*over), run_dir=tmp_path / "resumed")
+    monkeypatch.setattr(SFT, "training_step", original)
+    resumed = train(compose_cfg(*over), run_dir=tmp_path / "resumed")
+    a, b = _eval_record(tmp_path / "full", "test"), _eval_record(tmp_path / "resumed", "test")
+    assert a["per_prompt"] == b["per_prompt"]
+    assert [s["completion"] for s in a["samples"]] == [s["completion"] for s in b["samples"]]
+    for k in ("test/reward_mean", "test/reward_mean_se", "test/perplexity", "test/distinct_2"):
+        assert resumed[k] == full[k], k

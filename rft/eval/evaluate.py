@@ -238,3 +238,50 @@ def evaluate_policy(
         ]
     ]
     return EvalResult(aggregate(rec), samples, per_prompt(rec, examples))
+
+
+# ------------------------------------------------------------------ a run's evaluation
+def check_eval_config(cfg) -> None:
+    """Evaluation settings that cannot work, named with the fix (before any model loads)."""
+    from rft.errors import ConfigError
+
+    ev = cfg.eval
+    for key in ("samples_per_prompt", "val_samples_per_prompt"):
+        if ev[key] < 1:
+            raise ConfigError(f"eval.{key}={ev[key]}: must be ≥ 1 (completions per prompt).")
+    if ev.batch_size < 1:
+        raise ConfigError(f"eval.batch_size={ev.batch_size}: must be ≥ 1 (sequences per batch).")
+    if not ev.generation.do_sample:
+        for key in ("samples_per_prompt", "val_samples_per_prompt"):
+            if ev[key] > 1:
+                raise ConfigError(
+                    f"eval.{key}={ev[key]} with eval.generation.do_sample=false: greedy and beam "
+                    f"decoding give the same completion every time. Set eval.{key}=1."
+                )
+    if ev.generation.num_beams < 1:
+        raise ConfigError(f"eval.generation.num_beams={ev.generation.num_beams}: must be ≥ 1.")
+
+
+def evaluate_split(cfg, task, policy, ref, reward_fn, split: str) -> tuple[EvalResult, dict]:
+    """The run's evaluation of ``policy`` on ``split`` as ``cfg.eval`` sets it: the sampling seed
+    ``eval.seed`` (whatever the training seed), ``eval.samples_per_prompt`` completions per test
+    prompt (``eval.val_samples_per_prompt`` per val prompt), perplexity under ``ref``. Returns
+    the result and the evaluation's setup (what a paired comparison must match)."""
+    ev = cfg.eval
+    k = ev.samples_per_prompt if split == "test" else ev.val_samples_per_prompt
+    res = evaluate_policy(
+        policy,
+        ref if ev.perplexity else None,
+        reward_fn,
+        task.eval_examples(split),
+        prompt_max_tokens=task.prompt_max_tokens,
+        max_new_tokens=task.max_new_tokens,
+        min_new_tokens=task.min_new_tokens,
+        generation=ev.generation,
+        batch_size=ev.batch_size,
+        seed=ev.seed,
+        samples_per_prompt=k,
+        n_samples=ev.n_samples_table,
+        progress=True,
+    )
+    return res, {"split": split, "seed": ev.seed, "samples_per_prompt": k}
