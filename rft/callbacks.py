@@ -5,7 +5,6 @@ from __future__ import annotations
 import errno
 import json
 import logging
-import os
 import shutil
 from pathlib import Path
 
@@ -14,7 +13,9 @@ import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from tqdm.auto import tqdm
 
+from rft.alg.base import RFTModule
 from rft.errors import RFTError
+from rft.io import atomic_path, write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -25,13 +26,12 @@ class DiskFullError(RFTError):
     """The disk filled up while a checkpoint was written."""
 
 
-def checkpoint_bytes(module: L.LightningModule) -> int:
+def checkpoint_bytes(module: RFTModule) -> int:
     """What one save writes, roughly: the trained parameters and their two AdamW moments in
     state.ckpt (frozen models, π_ref and a guide, are left out of it), and the policy's
     safetensors export. For the free-space warning and message: an estimate is enough."""
     trained = sum(p.numel() * p.element_size() for p in module.parameters() if p.requires_grad)
-    policy = getattr(module, "policy", None)
-    export = sum(p.numel() * p.element_size() for p in policy.parameters()) if policy else 0
+    export = sum(p.numel() * p.element_size() for p in module.policy.parameters())
     return 3 * trained + export
 
 
@@ -46,13 +46,10 @@ class DirectCheckpointIO(TorchCheckpointIO):
         torch.save(checkpoint, path)
 
 
-def progress_step(module) -> int:
-    """How far training is once the current epoch ends: iterations done (RL) or optimizer steps
-    done (SFT). Records in history.jsonl use the same count: a row at k describes the state
-    after k iterations / steps."""
-    spb = getattr(module, "steps_per_block", None)
-    done = module.current_epoch + 1
-    return min(done * spb, module.max_steps) if spb else done
+def progress_step(module: RFTModule) -> int:
+    """How far training is once the current epoch ends, in the module's progress unit
+    (iterations or optimizer steps, ``RFTModule.progress_after``)."""
+    return module.progress_after(module.current_epoch + 1)
 
 
 class StateCheckpoint(L.Callback):
@@ -96,22 +93,19 @@ class StateCheckpoint(L.Callback):
             self.save(trainer, module)
 
     def save(self, trainer: L.Trainer, module) -> None:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.dir / f".state.ckpt.tmp-{os.getpid()}"
         try:
-            trainer.save_checkpoint(tmp)
+            # every rank takes part in the save (a collective for sharded strategies); rank 0
+            # writes the file. A failed save leaves no half-written temporary file.
+            with atomic_path(self.path, commit=trainer.is_global_zero) as tmp:
+                trainer.save_checkpoint(tmp)
             if trainer.is_global_zero:
-                os.replace(tmp, self.path)
                 meta = {"epoch": trainer.current_epoch, "step": progress_step(module)}
-                tmp_meta = self.dir / ".state.json.tmp"
-                tmp_meta.write_text(json.dumps(meta))
-                os.replace(tmp_meta, self.dir / "state.json")
+                write_text_atomic(self.dir / "state.json", json.dumps(meta))
                 if self.save_policy:
                     module.export_policy()
         except OSError as e:
             if e.errno != errno.ENOSPC:
                 raise
-            tmp.unlink(missing_ok=True)  # a half-written file only makes things worse
             raise DiskFullError(self._disk_full_message(module)) from None
 
     def _disk_full_message(self, module) -> str:
@@ -141,12 +135,13 @@ class IterationProgress(L.Callback):
     def on_train_start(self, trainer, module) -> None:
         if not trainer.is_global_zero:
             return
-        spb = getattr(module, "steps_per_block", None)
-        total = module.max_steps if spb else trainer.max_epochs
-        unit = "step" if spb else "it"
-        start = trainer.current_epoch * spb if spb else trainer.current_epoch
+        total = module.progress_total
         self.bar = tqdm(
-            total=total, initial=min(start, total), desc=self.desc, unit=unit, dynamic_ncols=True
+            total=total,
+            initial=min(module.progress_after(trainer.current_epoch), total),
+            desc=self.desc,
+            unit=module.progress_unit,
+            dynamic_ncols=True,
         )
 
     def on_train_epoch_end(self, trainer, module) -> None:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+
+from rft.io import read_history  # noqa: E402
 
 PANELS = [
     ("reward", ["reward/mean", "val/reward_mean", "test/reward_mean", "test_init/reward_mean"]),
@@ -33,18 +34,6 @@ def ema(values: list[float], alpha: float) -> list[float]:
         w = alpha * w + (1 - alpha)
         out.append(m / w)
     return out
-
-
-def read_history(path: Path) -> list[dict]:
-    if not Path(path).is_file():
-        return []
-    rows = []
-    for line in Path(path).read_text().splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:  # a line cut by a kill
-            continue
-    return rows
 
 
 def plot_curves(history_path: Path, out_path: Path, title: str = "") -> Path | None:

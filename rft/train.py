@@ -11,7 +11,6 @@ Plain function: run.py calls it under @hydra.main, tests call it with a composed
 from __future__ import annotations
 
 import contextlib
-import copy
 import json
 import logging
 import os
@@ -24,13 +23,14 @@ import torch
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
+from rft.alg.base import RFTModule
 from rft.callbacks import DirectCheckpointIO, IterationProgress, StateCheckpoint
 from rft.config import choice
 from rft.errors import ConfigError, instantiate
+from rft.io import read_history, truncate_history, write_json_atomic
 from rft.loggers import make_loggers
-from rft.model.load import load_model
-from rft.model.policy import PolicyLM
-from rft.plots import plot_curves, read_history
+from rft.model.build import frozen_copy, load_policy
+from rft.plots import plot_curves
 from rft.reward import build_reward
 
 log = logging.getLogger("rft")
@@ -108,12 +108,12 @@ def default_run_dir(cfg: DictConfig) -> Path:
         return Path("outputs") / cfg.experiment_name / time.strftime("%Y-%m-%d_%H-%M-%S")
 
 
-def resolve_strategy(strategy: str, module=None) -> str:
-    """The Lightning strategy for ``module``. DDP expects every parameter to receive a gradient
+def resolve_strategy(strategy: str, has_unused_parameters: bool) -> str:
+    """The Lightning strategy for a module. DDP expects every parameter to receive a gradient
     in every step; modules whose iterations train only part of their parameters (LOLS / DLOLS
-    train either the policy's or the guide's critic) set ``has_unused_parameters`` and get
+    train either the policy's or the guide's critic) declare ``has_unused_parameters`` and get
     DDP's unused-parameter search instead of a reducer error in the first step."""
-    if strategy == "ddp" and getattr(module, "has_unused_parameters", False):
+    if strategy == "ddp" and has_unused_parameters:
         return "ddp_find_unused_parameters_true"
     return strategy
 
@@ -124,7 +124,7 @@ def make_trainer(
     max_epochs: int,
     callbacks: list,
     loggers: list,
-    module=None,
+    module: RFTModule | None = None,
 ) -> L.Trainer:
     from rft.cluster import RequeueOnSignal, slurm_plugins
 
@@ -135,7 +135,7 @@ def make_trainer(
         accelerator=hw.accelerator,
         devices=hw.devices,
         num_nodes=hw.num_nodes,
-        strategy=resolve_strategy(hw.strategy, module),
+        strategy=resolve_strategy(hw.strategy, module is not None and module.has_unused_parameters),
         precision=hw.precision,
         max_epochs=max_epochs,
         logger=loggers or False,
@@ -153,43 +153,26 @@ def make_trainer(
     )
 
 
-def load_policy(model_cfg, init_from: str | None = None) -> PolicyLM:
-    if init_from:
-        model_cfg = copy.deepcopy(model_cfg)
-        model_cfg.init_from = init_from
-    model, tok = load_model(model_cfg)
-    return PolicyLM(model, tok, kind=choice(model_cfg.kind))
-
-
-def frozen_copy(policy: PolicyLM, dtype: torch.dtype | None = None) -> PolicyLM:
-    """The frozen reference π_ref. With bf16 autocast its matmuls run in bf16 anyway, so it is
-    stored in bf16 (``dtype``): half the memory, no extra rounding in those matmuls."""
-    ref = copy.deepcopy(policy)
-    ref.requires_grad_(False)
-    if dtype is not None:
-        ref.to(dtype)
-    return ref.eval()
-
-
 def run_module(
     cfg,
-    module,
+    module: RFTModule,
     run_dir: Path,
-    max_epochs: int,
     ckpt: Path | None,
     desc: str,
     loggers=None,
     eval_before: bool = False,
 ) -> L.Trainer:
-    """Fit ``module`` (resuming from ``ckpt``); optionally evaluate the initial policy first."""
+    """Prepare and fit ``module`` for its ``fit_epochs`` (resuming from ``ckpt``); optionally
+    evaluate the initial policy first."""
+    module.prepare()  # before the trainer: the number of epochs may depend on it (A-LoL)
     ckpt_cb = StateCheckpoint(
         run_dir, cfg.checkpoint.every_n_iterations, cfg.checkpoint.save_policy
     )
     trainer = make_trainer(
-        cfg, run_dir, max_epochs, [ckpt_cb, IterationProgress(desc)], loggers or [], module
+        cfg, run_dir, module.fit_epochs, [ckpt_cb, IterationProgress(desc)], loggers or [], module
     )
     if ckpt is not None:
-        truncate_history(run_dir, ckpt)
+        drop_rows_after_checkpoint(run_dir, ckpt)
         log.info("Resuming from %s", ckpt)
     else:  # a fresh start in a folder used before: old records would mix with the new ones
         for stale in ("history.jsonl", "samples.jsonl", "diagnostics.jsonl"):
@@ -210,17 +193,11 @@ def on_device(trainer: L.Trainer, module):
         yield
 
 
-def truncate_history(run_dir: Path, ckpt: Path) -> None:
+def drop_rows_after_checkpoint(run_dir: Path, ckpt: Path) -> None:
     """Drop history rows written after the checkpoint (they will be recomputed)."""
     meta = ckpt.parent / "state.json"
-    hist = run_dir / "history.jsonl"
-    if not (meta.is_file() and hist.is_file()):
-        return
-    step = json.loads(meta.read_text())["step"]
-    rows = [r for r in read_history(hist) if r.get("iteration", 0) <= step]
-    tmp = hist.with_suffix(".tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    os.replace(tmp, hist)
+    if meta.is_file():
+        truncate_history(run_dir / "history.jsonl", json.loads(meta.read_text())["step"])
 
 
 # ---------------------------------------------------------------------------------- phases
@@ -231,7 +208,7 @@ def warm_start(cfg: DictConfig, task, reward_fn, run_dir: Path) -> str | None:
     ws = cfg.alg.get("warm_start")
     if ws is None or ws.steps <= 0:
         return None
-    from rft.alg.sft import SFT
+    from rft.alg.sft import SFT, SFTSettings
 
     ws_dir = run_dir / "warm_start"
     done = ws_dir / "policy"
@@ -241,27 +218,14 @@ def warm_start(cfg: DictConfig, task, reward_fn, run_dir: Path) -> str | None:
     ws_dir.mkdir(parents=True, exist_ok=True)
     log.info("Warm start: %d SFT steps on %.1f%% of the SFT pairs", ws.steps, 100 * ws.data_frac)
     policy = load_policy(cfg.model)
-    module = SFT(
-        cfg,
-        task,
-        policy,
-        None,
-        reward_fn,
-        ws_dir,
-        lr=ws.lr,
-        batch_size=ws.batch_size,
-        max_steps=ws.steps,
-        data_frac=ws.data_frac,
-        max_grad_norm=1.0,
-        eval_every=0,
-    )
+    settings = SFTSettings.for_warm_start(cfg.alg)
+    module = SFT(cfg, task, policy, None, reward_fn, ws_dir, settings=settings)
     ws_cfg = OmegaConf.merge(cfg, {"checkpoint": {"save_policy": False}})
     own_ckpt = ws_dir / "checkpoints" / "state.ckpt"
     run_module(
         ws_cfg,
         module,
         ws_dir,
-        module.n_blocks,
         own_ckpt if own_ckpt.is_file() else None,
         desc="warm start",
     )
@@ -295,21 +259,19 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, float
 
     module_cls = get_class(cfg.alg._target_)
     module = module_cls(cfg, task, policy, ref, reward_fn, run_dir)
-    max_epochs = getattr(module, "n_blocks", None) or cfg.alg.n_iterations
     loggers = make_loggers(cfg, run_dir, run_name=f"{cfg.experiment_name}-s{cfg.seed}")
 
     trainer = run_module(
         cfg,
         module,
         run_dir,
-        max_epochs,
         ckpt,
         desc=cfg.alg.name,
         loggers=loggers,
         eval_before=cfg.eval.before_training,
     )
 
-    final_step = progress_step_done(module, trainer)
+    final_step = module.progress_after(trainer.current_epoch)  # fit done: one past the end
     metrics = {}
     with on_device(trainer, module):
         metrics.update(module.evaluate("test", step=final_step))
@@ -337,23 +299,11 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, float
     return metrics
 
 
-def progress_step_done(module, trainer: L.Trainer) -> int:
-    """Iterations / steps done once fit has returned (current_epoch is then one past the end)."""
-    spb = getattr(module, "steps_per_block", None)
-    return min(trainer.current_epoch * spb, module.max_steps) if spb else trainer.current_epoch
-
-
 def _last_values(run_dir: Path) -> dict[str, float]:
     out: dict[str, float] = {}
     for r in read_history(run_dir / "history.jsonl"):
         out.update({k: v for k, v in r.items() if isinstance(v, (int, float))})
     return out
-
-
-def write_json_atomic(path: Path, obj) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=1, sort_keys=True))
-    os.replace(tmp, path)
 
 
 def _summary(run_dir: Path, m: dict) -> None:

@@ -213,12 +213,9 @@ def test_usr1_during_training_checkpoints_the_iteration_and_the_run_resumes(
 
 
 def test_ddp_searches_unused_parameters_only_for_modules_that_need_it():
-    from types import SimpleNamespace
-
     from rft.train import resolve_strategy
 
-    two_critics = SimpleNamespace(has_unused_parameters=True)
-    assert resolve_strategy("ddp", two_critics) == "ddp_find_unused_parameters_true"
-    assert resolve_strategy("ddp", SimpleNamespace()) == "ddp"
-    assert resolve_strategy("auto", two_critics) == "auto"
-    assert resolve_strategy("fsdp", two_critics) == "fsdp"
+    assert resolve_strategy("ddp", True) == "ddp_find_unused_parameters_true"
+    assert resolve_strategy("ddp", False) == "ddp"
+    assert resolve_strategy("auto", True) == "auto"
+    assert resolve_strategy("fsdp", True) == "fsdp"

@@ -13,7 +13,8 @@ the per-example loss from ``rft.core.alol.ALOL_LOSSES`` and the batch loss is it
     a_lol_seq       A+ · Σ_t clip(ρ_t, 1-ε, 1+ε) · (-log π_θ(y_t|·))
     a_lol_kl        A+ · NLL_θ + β_kl · (log π_θ(y|x) - log π_ref(y|x))
 
-Before training (in ``__init__``, once; every result cached on disk, see below):
+Before training (in ``prepare()``, which train() calls once before fit; every result cached
+on disk, see below):
   1. data: (prompt, continuation, R) pairs from ``rft.task.offline``;
   2. A-LoL variants only: V_ref (``rft.alg.value_ref``): π_ref samples ``value.samples_per_prompt``
      continuations for the first ``value.n_prompts`` val prompts; their rewards fit the head on
@@ -79,7 +80,6 @@ from __future__ import annotations
 
 import hashlib
 import inspect
-import json
 import logging
 import math
 import struct
@@ -112,8 +112,16 @@ from rft.core import (
 )
 from rft.device import hardware_device
 from rft.errors import ConfigError, DataError
-from rft.rollout.prompts import encode_prompts
-from rft.task.offline import load_cached, load_offline_data, save_atomic, stable_hash, texts_hash
+from rft.io import torch_save_atomic, write_json_atomic
+from rft.rng import (
+    good_priority_rng,
+    rank_seed,
+    value_fit_seed,
+    value_head_init_seed,
+    value_sample_seed,
+)
+from rft.rollout.prompts import encode_continuations, encode_prompts
+from rft.task.offline import load_cached, load_offline_data, stable_hash, texts_hash
 
 log = logging.getLogger(__name__)
 
@@ -141,26 +149,8 @@ class OfflineStepSampler(StepBatchSampler):
     def batch_for_step(self, step: int) -> list[int]:
         if self.probs is None:
             return super().batch_for_step(step)
-        rng = np.random.default_rng([self.seed, 7, int(step)])
+        rng = good_priority_rng(self.seed, step)
         return rng.choice(self.n, size=self.bs, replace=True, p=self.probs).tolist()
-
-
-def encode_continuations(
-    tokenizer, texts: list[str], max_new_tokens: int, device
-) -> tuple[Tensor, Tensor]:
-    """(ids, mask) (B, T): right-padded, cut to max_new_tokens, EOS appended when shorter."""
-    enc = tokenizer(texts, add_special_tokens=False)["input_ids"]
-    enc = [
-        (x if len(x) >= max_new_tokens else x + [tokenizer.eos_token_id])[:max_new_tokens]
-        for x in enc
-    ]
-    width = max(len(x) for x in enc)
-    ids = torch.full((len(enc), width), tokenizer.pad_token_id, dtype=torch.long)
-    mask = torch.zeros_like(ids)
-    for i, x in enumerate(enc):  # a loop over examples, not tokens
-        ids[i, : len(x)] = torch.tensor(x, dtype=torch.long)
-        mask[i, : len(x)] = 1
-    return ids.to(device), mask.to(device)
 
 
 def weights_fingerprint(module: torch.nn.Module) -> str:
@@ -198,23 +188,29 @@ class ALoL(RFTModule):
         self._check_config()
         self.cache_dir = Path(a.cache_dir).expanduser() if a.cache_dir else self.run_dir / "offline"
         self.reward_id = OmegaConf.to_yaml(cfg.reward, resolve=True)
-        self.ref_fingerprint = weights_fingerprint(ref) if self.uses_advantage else ""  # on the CPU
+        self.max_grad_norm = a.max_grad_norm
         self.stats: dict[str, float] = {}
 
+    def prepare(self) -> None:
+        """The offline data, scored; V_ref and the advantages (A-LoL variants); sampling
+        probabilities and the step budget; offline_summary.json. Cached on disk (module
+        docstring); run once, before the trainer is built (it needs the budget)."""
+        a, c = self.a, self.cfg
         t0 = time.perf_counter()
+        self.ref_fingerprint = weights_fingerprint(self.ref) if self.uses_advantage else ""
         self.pairs, self.rewards = load_offline_data(
-            task,
-            policy.tokenizer,
-            reward_fn,
+            self.task,
+            self.policy.tokenizer,
+            self.reward_fn,
             self.reward_id,
             n_pairs=a.n_train_pairs,
-            seed=cfg.seed,
+            seed=c.seed,
             cache_dir=self.cache_dir,
             batch_size=a.score_batch_size,
         )
         self.advantages = None
         if self.uses_advantage:
-            with hardware_device(cfg, ref) as device:
+            with hardware_device(c, self.ref) as device:
                 self.advantages = self.compute_advantages(device)
         self.stats.update(
             {
@@ -321,7 +317,7 @@ class ALoL(RFTModule):
                 self.a.score_batch_size,
                 device,
             )
-            save_atomic(
+            torch_save_atomic(
                 {
                     "values": values,
                     "rewards": self.rewards,
@@ -345,11 +341,8 @@ class ALoL(RFTModule):
         return adv
 
     def fit_value_ref(self, val, value_key: str, device) -> tuple[PromptValueHead, dict]:
-        """Train V_ref on π_ref's samples for the val prompts (or read it from the cache)."""
-        c, t, v = self.cfg, self.task, self.a.value
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(c.seed)
-            head = PromptValueHead(self.ref.hidden_size, v.max_value, v.n_heads, v.dropout)
+        """V_ref trained on π_ref's samples for the val prompts, or read from the cache."""
+        head = self._new_value_head()
         path = self.cache_dir / f"value_ref-{value_key}.pt"
         cached = load_cached(path)
         if cached is not None:
@@ -358,19 +351,38 @@ class ALoL(RFTModule):
             return head.eval(), cached["stats"]
         if not val:
             raise DataError(
-                f"task={t.name}: the val split is empty, but V_ref(x) is trained on π_ref's "
-                "samples for val prompts. Give val prompts (task.val_path / task.val_fraction)."
+                f"task={self.task.name}: the val split is empty, but V_ref(x) is trained on "
+                "π_ref's samples for val prompts. Give val prompts (task.val_path / "
+                "task.val_fraction)."
             )
-        prompts = [e.prompt for e in val]
+        targets, prompt_idx = self._value_targets(val, device)
+        stats, history = self._train_value_head(head, val, targets, prompt_idx, device)
+        torch_save_atomic(
+            {"state_dict": head.state_dict(), "stats": stats, "history": history}, path
+        )
+        return head, stats
+
+    def _new_value_head(self) -> PromptValueHead:
+        """An untrained V_ref head, initialised from its own seeded stream."""
+        v = self.a.value
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(value_head_init_seed(self.cfg.seed))
+            return PromptValueHead(self.ref.hidden_size, v.max_value, v.n_heads, v.dropout)
+
+    def _value_targets(self, val, device) -> tuple[Tensor, Tensor]:
+        """π_ref's ``value.samples_per_prompt`` samples for each val prompt, scored by the
+        configured reward: (rewards (S,), prompt index (S,)). Warns about rewards V_ref cannot
+        reach."""
+        t, v = self.task, self.a.value
         log.info(
             "A-LoL: V_ref from π_ref's samples for %d val prompts (x%d)",
-            len(prompts),
+            len(val),
             v.samples_per_prompt,
         )
         targets, prompt_idx = sample_rewards(
             self.ref,
             self.reward_fn,
-            prompts,
+            [e.prompt for e in val],
             [e.reference for e in val],
             k=v.samples_per_prompt,
             generation=v.generation,
@@ -378,7 +390,7 @@ class ALoL(RFTModule):
             max_new_tokens=t.max_new_tokens,
             min_new_tokens=t.min_new_tokens,
             batch_size=self.a.score_batch_size,
-            seed=c.seed + 104_729,
+            seed=value_sample_seed(self.cfg.seed),
             device=device,
         )
         outside = int(((targets < 0) | (targets > v.max_value)).sum())
@@ -391,8 +403,15 @@ class ALoL(RFTModule):
                 len(targets),
                 v.max_value,
             )
+        return targets, prompt_idx
+
+    def _train_value_head(
+        self, head: PromptValueHead, val, targets: Tensor, prompt_idx: Tensor, device
+    ) -> tuple[dict, list[dict]]:
+        """Fit ``head`` on π_ref's prompt states of the val prompts; (stats, per-epoch history)."""
+        t, v = self.task, self.a.value
         feats, mask = prompt_features(
-            self.ref, prompts, t.prompt_max_tokens, self.a.score_batch_size, device
+            self.ref, [e.prompt for e in val], t.prompt_max_tokens, self.a.score_batch_size, device
         )
         fit = fit_value_head(
             head,
@@ -404,20 +423,10 @@ class ALoL(RFTModule):
             lr=v.lr,
             batch_size=v.batch_size,
             holdout_frac=v.holdout_frac,
-            seed=c.seed,
+            seed=value_fit_seed(self.cfg.seed),
         )
-        stats = {
-            k: fit[k]
-            for k in (
-                "val_mse",
-                "val_mse_init",
-                "val_mse_const",
-                "train_mse",
-                "best_epoch",
-                "n_train",
-                "n_holdout",
-            )
-        }
+        keys = ("val_mse", "val_mse_init", "val_mse_const", "train_mse", "best_epoch")
+        stats = {k: fit[k] for k in (*keys, "n_train", "n_holdout")}
         stats.update(ref_reward_mean=targets.mean().item(), n_samples=len(targets))
         log.info(
             "V_ref: held-out MSE %.4g at epoch %d (untrained %.4g, constant mean %.4g)",
@@ -426,10 +435,7 @@ class ALoL(RFTModule):
             stats["val_mse_init"],
             stats["val_mse_const"],
         )
-        save_atomic(
-            {"state_dict": head.state_dict(), "stats": stats, "history": fit["history"]}, path
-        )
-        return head, stats
+        return stats, fit["history"]
 
     # ------------------------------------------------------------------ sampling and budget
     def sampling_probs(self) -> np.ndarray | None:
@@ -490,7 +496,6 @@ class ALoL(RFTModule):
         self.max_steps = max(1, int(base * scale))
         self.eval_every = max(1, int(a.eval_every * scale)) if a.eval_every else 0
         self.steps_per_block = max(1, min(self.max_steps, 10))
-        self.n_blocks = math.ceil(self.max_steps / self.steps_per_block)
         self.stats.update(
             {"budget/base_steps": base, "budget/scale": scale, "budget/max_steps": self.max_steps}
         )
@@ -506,27 +511,21 @@ class ALoL(RFTModule):
 
     def _write_summary(self) -> None:
         self.cache_dir.mkdir(parents=True, exist_ok=True)
-        out = self.run_dir / "offline_summary.json"
-        out.write_text(
-            json.dumps(
-                {
-                    "alg": self.a.name,
-                    "loss": self.loss_name,
-                    "sampling": self.sampling,
-                    "cache_dir": str(self.cache_dir),
-                    **self.stats,
-                },
-                indent=1,
-                sort_keys=True,
-            )
-        )
+        summary = {
+            "alg": self.a.name,
+            "loss": self.loss_name,
+            "sampling": self.sampling,
+            "cache_dir": str(self.cache_dir),
+            **self.stats,
+        }
+        write_json_atomic(self.run_dir / "offline_summary.json", summary)
 
     # ------------------------------------------------------------------ data / optim
     def train_dataloader(self) -> DataLoader:
         sampler = OfflineStepSampler(
             len(self.pairs),
             self.a.batch_size,
-            self.cfg.seed + self.global_rank,
+            rank_seed(self.cfg.seed, self.global_rank),
             self.steps_per_block,
             self.max_steps,
             probs=self.probs,
@@ -566,14 +565,14 @@ class ALoL(RFTModule):
         return self.loss_fn(**{k: v for k, v in args.items() if k in self.loss_params})
 
     def training_step(self, batch, batch_idx):
-        opt, tok = self.optimizers(), self.policy.tokenizer
+        tok = self.policy.tokenizer
         idx = torch.as_tensor(batch, dtype=torch.long)
         examples = [self.pairs[i] for i in batch]
         p_ids, p_mask = encode_prompts(
             tok, [e.prompt for e in examples], self.task.prompt_max_tokens, self.device
         )
         c_ids, c_mask = encode_continuations(
-            tok, [e.reference for e in examples], self.task.max_new_tokens, self.device
+            tok, [e.reference for e in examples], self.task.max_new_tokens, device=self.device
         )
         logits, _ = self.policy(p_ids, p_mask, c_ids, c_mask)
         logp = logprobs_from_logits(logits, c_ids)  # (B, T)
@@ -585,13 +584,7 @@ class ALoL(RFTModule):
         reward = self.rewards[idx].to(self.device)
         advantage = self.advantages[idx].to(self.device) if self.advantages is not None else None
         loss = self.example_loss(logp, ref_logp, c_mask, reward, advantage).mean()
-        opt.zero_grad()
-        self.manual_backward(loss)
-        if self.a.max_grad_norm:
-            self.clip_gradients(
-                opt, gradient_clip_val=self.a.max_grad_norm, gradient_clip_algorithm="norm"
-            )
-        opt.step()
+        self.optimizer_step_clipped(loss)
 
         step = self.current_epoch * self.steps_per_block + batch_idx + 1
         weight = (

@@ -1,49 +1,74 @@
 """What every rft LightningModule shares: the policy and its frozen reference, evaluation,
-metric records (history.jsonl + the Lightning loggers), policy export, and checkpoint hooks.
+metric records (history.jsonl + the Lightning loggers), policy export, checkpoint hooks, and
+the contract the trainer (rft/train.py) and callbacks (rft/callbacks.py) rely on.
 
 An "iteration" is one Lightning epoch for RL algorithms (one rollout + its updates), so
-``current_epoch`` is the iteration counter and epoch-end checkpoints resume cleanly.
+``current_epoch`` is the iteration counter and epoch-end checkpoints resume cleanly. Step-based
+algorithms (SFT, offline RL) make one epoch a block of ``steps_per_block`` optimizer steps.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
-import shutil
+import math
 import time
 from pathlib import Path
 
 import lightning as L
+import torch
 
 from rft.eval.evaluate import evaluate_policy
+from rft.io import append_jsonl, atomic_dir
 from rft.model.policy import PolicyLM
 
 log = logging.getLogger(__name__)
 
 
 def save_policy_atomic(policy: PolicyLM, folder: Path) -> None:
-    """save_pretrained into a temporary folder, then swap it in: a kill at any moment leaves
-    either the old or the new complete folder (``<folder>.old`` during the swap)."""
-    folder = Path(folder)
-    tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
+    """save_pretrained into a temporary folder, then swap it in (rft.io.atomic_dir): a kill at
+    any moment leaves either the old or the new complete folder."""
+    with atomic_dir(folder) as tmp:
         policy.model.save_pretrained(tmp, safe_serialization=True)
         policy.tokenizer.save_pretrained(tmp)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)  # never leave a half-written copy behind
-        raise
-    old = folder.with_name(folder.name + ".old")
-    if folder.exists():
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(folder, old)
-    os.replace(tmp, folder)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 class RFTModule(L.LightningModule):
-    """Base module. Subclasses implement ``training_step`` and ``configure_optimizers``."""
+    """Base module of every rft algorithm.
+
+    A subclass MUST provide:
+      - ``__init__(cfg, task, policy, ref, reward_fn, run_dir)`` (the signature train() and
+        Hydra's ``_target_`` call), calling ``super().__init__`` first;
+      - ``train_dataloader()``: one epoch's batches (RL: one batch of prompt indices per
+        iteration; step-based: ``steps_per_block`` batches);
+      - ``configure_optimizers()`` and ``training_step(batch, batch_idx)``, which records its
+        metrics with ``record(metrics, step)``, a step in the progress unit below.
+
+    It MAY set or override (the defaults suit an RL algorithm whose epoch is one iteration):
+      - ``steps_per_block`` and ``max_steps``: set both to count progress in optimizer steps,
+        one epoch being a block of ``steps_per_block`` steps (SFT, offline RL); left None,
+        progress counts iterations and ``alg.n_iterations`` epochs are fitted;
+      - ``max_grad_norm``: the clip ``optimizer_step_clipped`` applies (None / 0 = no clip);
+      - ``has_unused_parameters``: True when an iteration may leave some trained parameters
+        without a gradient (DDP then searches for unused parameters);
+      - ``prepare()``: one-time work before fit that the budget depends on (A-LoL scores its
+        data and fits V_ref there); train() calls it before building the trainer;
+      - ``on_save_checkpoint`` / ``on_load_checkpoint`` (call super) for extra state.
+    With ``automatic_optimization = False`` (every rft module), an update is
+    ``optimizer_step_clipped(loss)``.
+    """
+
+    # ------------------------------------------------------------------ contract
+    steps_per_block: int | None = None
+    """Optimizer steps per Lightning epoch for step-based modules; None: an epoch is an
+    iteration and progress counts iterations."""
+    max_steps: int | None = None
+    """The optimizer-step budget of a step-based module (with steps_per_block)."""
+    max_grad_norm: float | None = None
+    """Gradient-norm clip of ``optimizer_step_clipped``; None or 0: no clipping."""
+    has_unused_parameters: bool = False
+    """Whether an iteration may train only part of the parameters (DDP's unused-parameter
+    search, see rft.train.resolve_strategy)."""
 
     def __init__(
         self, cfg, task, policy: PolicyLM, ref: PolicyLM | None, reward_fn, run_dir: str | Path
@@ -61,6 +86,49 @@ class RFTModule(L.LightningModule):
         self.strict_loading = False  # the frozen reference is rebuilt, never checkpointed
         self.latest: dict[str, float] = {}  # last recorded metrics (progress bar, final summary)
         self._t0 = time.perf_counter()
+
+    def prepare(self) -> None:
+        """One-time work before fit (see the class docstring); nothing by default."""
+
+    @property
+    def counts_steps(self) -> bool:
+        """True when progress is counted in optimizer steps, False in iterations."""
+        return self.steps_per_block is not None
+
+    @property
+    def progress_unit(self) -> str:
+        return "step" if self.counts_steps else "it"
+
+    @property
+    def fit_epochs(self) -> int:
+        """The Lightning epochs fit runs: blocks of steps, or alg.n_iterations iterations."""
+        if self.counts_steps:
+            return math.ceil(self.max_steps / self.steps_per_block)
+        return int(self.cfg.alg.n_iterations)
+
+    @property
+    def progress_total(self) -> int:
+        """The whole run in the progress unit: max_steps, or the iterations to fit."""
+        return self.max_steps if self.counts_steps else self.fit_epochs
+
+    def progress_after(self, epochs_done: int) -> int:
+        """Iterations / optimizer steps done after ``epochs_done`` epochs. Records in
+        history.jsonl use the same count: a row at k describes the state after k of them."""
+        if self.counts_steps:
+            return min(epochs_done * self.steps_per_block, self.max_steps)
+        return epochs_done
+
+    def optimizer_step_clipped(self, loss: torch.Tensor) -> None:
+        """One update of the (single) optimizer: zero the gradients, backward, clip the global
+        gradient norm to ``max_grad_norm`` when set, step."""
+        opt = self.optimizers()
+        opt.zero_grad()
+        self.manual_backward(loss)
+        if self.max_grad_norm:
+            self.clip_gradients(
+                opt, gradient_clip_val=self.max_grad_norm, gradient_clip_algorithm="norm"
+            )
+        opt.step()
 
     def on_fit_start(self) -> None:
         # Lightning keeps each submodule's train/eval mode, and every model loads in eval mode
@@ -81,8 +149,7 @@ class RFTModule(L.LightningModule):
         for lg in self.loggers:
             lg.log_metrics(metrics, step=step)
         row = {"iteration": step, "time/elapsed_s": time.perf_counter() - self._t0, **metrics}
-        with open(self.run_dir / "history.jsonl", "a") as f:
-            f.write(json.dumps(row) + "\n")
+        append_jsonl(self.run_dir / "history.jsonl", row)
 
     # ------------------------------------------------------------------ evaluation
     def evaluate(

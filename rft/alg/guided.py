@@ -16,12 +16,14 @@ A schedule is a pure function (iteration, rng) -> scheme:
 
 One iteration (``collect_rollout``; the rest is PPO's ``training_step``):
   1. the scheme for this iteration; restart flags ~ Bernoulli(β), one per sample;
-  2. roll-in: the roll-in policy samples complete sequences for the restarted samples;
-     k ~ Uniform{1..L-1} on each (0 if L < 2) — rft/rollout/restart.py;
-  3. roll-out: one batched ``generate`` in which row i copies its first k_i roll-in tokens and
-     then samples (k = 0 rows sample everything) — rft/rollout/guide.py;
-  4. reward on the whole mixed sequence; policy log-probs, values and reference log-probs on
-     every token; the per-token KL penalty on every token; GAE over the whole sequence;
+  2. roll-in (``restart_rollins``): the roll-in policy samples complete sequences for the
+     restarted samples; k ~ Uniform{1..L-1} on each (0 if L < 2) — rft/rollout/restart.py;
+  3. roll-out (``roll_out``): one batched ``generate`` in which row i copies its first k_i
+     roll-in tokens and then samples (k = 0 rows sample everything) — rft/rollout/guide.py;
+  4. reward on the whole mixed sequence (``score_rewards``); the buffer carries its scheme, so
+     the scheme's critic scores it and learns from it (``critic(r)``); policy log-probs, values
+     and reference log-probs on every token; the per-token KL penalty on every token; GAE over
+     the whole sequence;
   5. PPO epochs with the scheme's policy / value masks (+ the optional target NLL).
 
 Deviations from the RLGF code (Cornell-RL/tril), on purpose:
@@ -54,25 +56,27 @@ from __future__ import annotations
 import copy
 import logging
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import numpy as np
 import torch
+from torch import Tensor
 
-from rft.alg.ppo import PPO, Rollout, iteration_seed
+from rft.alg.ppo import PPO, Critic, Rollout
 from rft.config import choice
 from rft.core import logprobs_from_logits, masked_mean
+from rft.diagnostics.reward_stats import rollout_reward_spread
 from rft.errors import ConfigError
 from rft.model.policy import Completions, PolicyLM, ValueHead
+from rft.rng import restart_generator, schedule_rng
 from rft.rollout.guide import (
     convert_completions,
     decode_rows,
-    encode_texts,
     load_guide,
     same_tokenizer,
     sample,
 )
-from rft.rollout.prompts import encode_prompts
+from rft.rollout.prompts import encode_continuations, encode_prompts
 from rft.rollout.restart import (
     forced_prefix,
     loss_masks,
@@ -84,10 +88,6 @@ from rft.rollout.restart import (
 )
 
 log = logging.getLogger(__name__)
-
-# Words appended to (seed, iteration) to seed independent per-iteration random streams.
-SCHEDULE_STREAM = 4
-RESTART_STREAM = 5
 
 
 # ------------------------------------------------------------------------------------ schedule
@@ -153,11 +153,6 @@ class Schedule:
         )
 
 
-def schedule_rng(seed: int, iteration: int) -> np.random.Generator:
-    """The schedule's random stream for one iteration (depends on nothing else)."""
-    return np.random.default_rng([seed, iteration, SCHEDULE_STREAM])
-
-
 def check_config(a) -> None:
     """Ranges a schema cannot express; each message names the key."""
     for key, v in (
@@ -179,20 +174,27 @@ def check_config(a) -> None:
 # ------------------------------------------------------------------------------------- buffer
 @dataclass
 class GuidedRollout(Rollout):
-    """A Rollout plus k (N,), the roll-in tokens each sample copied, and the reference
-    continuations (N, T) for the target regularization (None when it is off)."""
+    """A Rollout plus the scheme that produced it (whose critic scores and learns from it),
+    k (N,), the roll-in tokens each sample copied, and the reference continuations (N, T)
+    for the target regularization (None when it is off)."""
 
+    scheme: Scheme | None = None
     rollin_len: torch.Tensor | None = None
     target_ids: torch.Tensor | None = None
     target_mask: torch.Tensor | None = None
 
-    def index(self, idx: torch.Tensor) -> GuidedRollout:
-        return GuidedRollout(
-            **{
-                f.name: (None if getattr(self, f.name) is None else getattr(self, f.name)[idx])
-                for f in fields(self)
-            }
-        )
+
+@dataclass
+class RollIns:
+    """The roll-ins of one iteration: k (N,) roll-in tokens each sample copies (0 = not
+    restarted), the roll-in tokens (N, T) (pad where not restarted), and for the restarted
+    samples ``sub`` their texts and full lengths L (None when none restarted)."""
+
+    k: Tensor
+    ids: Tensor
+    sub: list[int]
+    texts: list[str]
+    lengths: Tensor | None
 
 
 # ------------------------------------------------------------------------------------- module
@@ -222,7 +224,6 @@ class GuidedPPO(PPO):
             self.guide_value_head = ValueHead(policy.hidden_size)
             if self.value_model is not None:
                 self.guide_value_model = copy.deepcopy(policy)
-        self.scheme = self.schedule(0, schedule_rng(cfg.seed, 0))
         # Two critics, one trained per iteration: DDP must look for unused parameters.
         self.has_unused_parameters = self.guide_value_head is not None
 
@@ -234,10 +235,10 @@ class GuidedPPO(PPO):
         return params
 
     # ------------------------------------------------------------------ losses
-    def critic(self):
-        """The guide critic in the iterations whose scheme trains it, else PPO's."""
-        if self.scheme.critic != "guide" or self.guide_value_head is None:
-            return super().critic()
+    def critic(self, r: GuidedRollout) -> Critic:
+        """The guide critic for rollouts whose scheme trains it, else PPO's."""
+        if r.scheme is None or r.scheme.critic != "guide" or self.guide_value_head is None:
+            return super().critic(r)
         return self.guide_value_model, self.guide_value_head
 
     def extra_loss(self, mb: GuidedRollout):
@@ -306,7 +307,9 @@ class GuidedPPO(PPO):
         # continues, and its continuation comes back re-encoded after the policy's exact k tokens.
         gtok = self.guide.tokenizer
         texts = decode_rows(tok, forced, prefix_mask(k, forced.shape[1]))
-        g_forced, g_fmask = encode_texts(gtok, texts, t.max_new_tokens, device=self.device)
+        g_forced, g_fmask = encode_continuations(
+            gtok, texts, t.max_new_tokens, eos=False, width=t.max_new_tokens, device=self.device
+        )
         g_k = g_fmask.sum(-1)
         c = sample(
             self.guide, g_ids, g_mask, t.max_new_tokens, t.min_new_tokens, gen, g_forced, g_k
@@ -318,49 +321,89 @@ class GuidedPPO(PPO):
 
     # ------------------------------------------------------------------ one iteration
     def collect_rollout(self, examples) -> tuple[GuidedRollout, dict[str, float]]:
-        it, a, T = self.current_epoch, self.a, self.task.max_new_tokens
-        s = self.scheme = self.schedule(it, schedule_rng(self.cfg.seed, it))
-        gen = torch.Generator().manual_seed(iteration_seed(self.cfg.seed, it) + RESTART_STREAM)
-        K, tok = a.samples_per_prompt, self.policy.tokenizer
+        it = self.current_epoch
+        scheme = self.schedule(it, schedule_rng(self.cfg.seed, it))
+        gen = restart_generator(self.cfg.seed, it)
+        K, tok = self.a.samples_per_prompt, self.policy.tokenizer
         prompts = [e.prompt for e in examples for _ in range(K)]
         refs = [e.reference for e in examples for _ in range(K)]
-        N = len(prompts)
         t0 = time.perf_counter()
         p_ids, p_mask = encode_prompts(tok, prompts, self.task.prompt_max_tokens, self.device)
+        rollins = self.restart_rollins(scheme, prompts, p_ids, p_mask, gen)
+        t1 = time.perf_counter()
+        forced = forced_prefix(rollins.ids, rollins.k, tok.pad_token_id)
+        comp = self.roll_out(scheme.rollout, prompts, p_ids, p_mask, forced, rollins.k)
+        t2 = time.perf_counter()
+        scores, rollin_scores = self.score_rewards(prompts, refs, comp, rollins)
+        t3 = time.perf_counter()
+        r = self.make_buffer(scheme, p_ids, p_mask, comp, scores, rollins.k, refs)
+        self.score_rollout(r)
+        t4 = time.perf_counter()
+        n_tokens = int(comp.mask.sum()) + (
+            int(rollins.lengths.sum()) if rollins.lengths is not None else 0
+        )
+        stats: dict[str, float] = {
+            "time/rollin_s": t1 - t0,
+            "time/rollout_s": t2 - t0,
+            "time/reward_s": t3 - t2,
+            "time/score_s": t4 - t3,
+            "time/rollout_tokens_per_s": n_tokens / max(t2 - t0, 1e-9),
+            **self.rollout_stats(r, rollins, rollin_scores),
+        }
+        log.info(
+            "iteration %d: %s (roll-in %s, roll-out %s, β=%.2f, %s critic): %.0f%% restarted, "
+            "mean k %.1f",
+            it + 1,
+            scheme.name,
+            scheme.rollin,
+            scheme.rollout,
+            scheme.restart_prob,
+            scheme.critic,
+            100 * stats["guided/restart_share"],
+            stats["guided/rollin_len"],
+        )
+        return r, stats
 
-        # roll-in, for the samples that restart
-        restart = sample_restart_flags(N, s.restart_prob, gen)
+    def restart_rollins(
+        self, scheme: Scheme, prompts: list[str], p_ids, p_mask, gen: torch.Generator
+    ) -> RollIns:
+        """Restart flags ~ Bernoulli(β) from ``gen``; the roll-in policy's complete sequences
+        for the restarted samples; k ~ Uniform{1..L-1} on each, from ``gen``."""
+        N, T, pad = len(prompts), self.task.max_new_tokens, self.policy.tokenizer.pad_token_id
+        restart = sample_restart_flags(N, scheme.restart_prob, gen)
         sub = restart.nonzero().flatten().tolist()
         k = torch.zeros(N, dtype=torch.long)
-        rollin_ids = torch.full((N, T), tok.pad_token_id, dtype=torch.long, device=self.device)
-        rollin_texts, rollin_lengths = [], None
+        rollin_ids = torch.full((N, T), pad, dtype=torch.long, device=self.device)
+        texts, lengths = [], None
         if sub:
-            ids, mask, rollin_texts = self.roll_in(
-                s.rollin, [prompts[i] for i in sub], p_ids[sub], p_mask[sub]
+            ids, mask, texts = self.roll_in(
+                scheme.rollin, [prompts[i] for i in sub], p_ids[sub], p_mask[sub]
             )
-            rollin_lengths = mask.sum(-1)
-            k[sub] = sample_rollin_lengths(
-                rollin_lengths, torch.ones(len(sub), dtype=torch.bool), gen
-            )
+            lengths = mask.sum(-1)
+            k[sub] = sample_rollin_lengths(lengths, torch.ones(len(sub), dtype=torch.bool), gen)
             rollin_ids[sub] = ids
-        k = k.to(self.device)
-        t1 = time.perf_counter()
+        return RollIns(k=k.to(self.device), ids=rollin_ids, sub=sub, texts=texts, lengths=lengths)
 
-        # roll-out: copy k roll-in tokens, then sample
-        comp = self.roll_out(
-            s.rollout, prompts, p_ids, p_mask, forced_prefix(rollin_ids, k, tok.pad_token_id), k
-        )
-        t2 = time.perf_counter()
-        texts = tok.batch_decode(comp.ids, skip_special_tokens=True)
+    def score_rewards(
+        self, prompts: list[str], refs: list, comp: Completions, rollins: RollIns
+    ) -> tuple[Tensor, Tensor | None]:
+        """R of the mixed sequences (N,), and of the complete roll-ins when
+        ``alg.score_rollins`` (for the guide-/policy-only rewards; None otherwise)."""
+        texts = self.policy.tokenizer.batch_decode(comp.ids, skip_special_tokens=True)
         scores = self.reward_fn(prompts, texts, refs).to(self.device)
         rollin_scores = None
-        if a.score_rollins and sub:
+        if self.a.score_rollins and rollins.sub:
+            sub = rollins.sub
             rollin_scores = self.reward_fn(
-                [prompts[i] for i in sub], rollin_texts, [refs[i] for i in sub]
+                [prompts[i] for i in sub], rollins.texts, [refs[i] for i in sub]
             )
-        t3 = time.perf_counter()
+        return scores, rollin_scores
 
-        policy_mask, value_mask = loss_masks(comp.mask, k, s.name)
+    def make_buffer(
+        self, scheme: Scheme, p_ids, p_mask, comp: Completions, scores, k, refs
+    ) -> GuidedRollout:
+        """The rollout buffer with the scheme's loss masks (and the target continuations)."""
+        policy_mask, value_mask = loss_masks(comp.mask, k, scheme.name)
         r = GuidedRollout(
             p_ids,
             p_mask,
@@ -369,29 +412,34 @@ class GuidedPPO(PPO):
             scores,
             policy_mask=policy_mask,
             value_mask=value_mask,
+            scheme=scheme,
             rollin_len=k,
         )
-        if a.target_coef > 0:
-            r.target_ids, r.target_mask = encode_texts(
-                tok, [x or "" for x in refs], T, eos=[bool(x) for x in refs], device=self.device
+        if self.a.target_coef > 0:
+            T, tok = self.task.max_new_tokens, self.policy.tokenizer
+            r.target_ids, r.target_mask = encode_continuations(
+                tok,
+                [x or "" for x in refs],
+                T,
+                eos=[bool(x) for x in refs],
+                width=T,
+                device=self.device,
             )
-        self.score_rollout(r)
-        t4 = time.perf_counter()
+        return r
 
+    def rollout_stats(
+        self, r: GuidedRollout, rollins: RollIns, rollin_scores: Tensor | None
+    ) -> dict[str, float]:
+        """The scheme, the restarts, rewards by who generated, and the per-prompt spread."""
+        s, k, scores = r.scheme, r.rollin_len, r.scores
         restarted = k > 0
-        n_tokens = int(comp.mask.sum()) + (int(rollin_lengths.sum()) if sub else 0)
         stats: dict[str, float] = {
-            "time/rollin_s": t1 - t0,
-            "time/rollout_s": t2 - t0,
-            "time/reward_s": t3 - t2,
-            "time/score_s": t4 - t3,
-            "time/rollout_tokens_per_s": n_tokens / max(t2 - t0, 1e-9),
             "guided/scheme_aggrevated": float(s.name == "aggrevated"),  # 0 = PPO++, 1 = AggreVaTeD
             "guided/guide_critic": float(s.critic == "guide"),
             "guided/restart_prob": s.restart_prob,
             "guided/restart_share": restarted.float().mean().item(),
             "guided/rollin_len": k[restarted].float().mean().item() if restarted.any() else 0.0,
-            "guided/policy_token_share": (policy_mask.sum() / comp.mask.sum().clamp(min=1)).item(),
+            "guided/policy_token_share": (r.policy_mask.sum() / r.mask.sum().clamp(min=1)).item(),
         }
         # Samples written by one policy alone: the unrestarted roll-outs, and the roll-ins.
         if (~restarted).any():
@@ -400,25 +448,13 @@ class GuidedPPO(PPO):
             stats[f"guided/reward_{s.rollin}_only"] = rollin_scores.mean().item()
         if restarted.any():
             stats["guided/reward_mixed"] = scores[restarted].mean().item()
-        if sub:  # L, the length of the complete roll-ins
-            stats["guided/rollin_full_len"] = rollin_lengths.float().mean().item()
-        if K > 1:  # per-prompt reward spread, as PPO logs it
-            std = scores.view(-1, K).std(-1, unbiased=False)
-            stats["reward/std_per_prompt"] = std.mean().item()
-            stats["reward/low_std_share"] = (std < 0.05).float().mean().item()
-        log.info(
-            "iteration %d: %s (roll-in %s, roll-out %s, β=%.2f, %s critic): %.0f%% restarted, "
-            "mean k %.1f",
-            it + 1,
-            s.name,
-            s.rollin,
-            s.rollout,
-            s.restart_prob,
-            s.critic,
-            100 * stats["guided/restart_share"],
-            stats["guided/rollin_len"],
+        if rollins.lengths is not None:  # L, the length of the complete roll-ins
+            stats["guided/rollin_full_len"] = rollins.lengths.float().mean().item()
+        # per-prompt reward spread, as PPO logs it
+        stats.update(
+            rollout_reward_spread(scores, self.a.samples_per_prompt, self.cfg.diag.std_threshold)
         )
-        return r, stats
+        return stats
 
     # ------------------------------------------------------------------ checkpoints
     def on_save_checkpoint(self, checkpoint: dict) -> None:

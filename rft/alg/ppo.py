@@ -33,7 +33,6 @@ change only who generates which tokens and the loss masks in ``Rollout``.
 from __future__ import annotations
 
 import copy
-import json
 import time
 from dataclasses import dataclass, fields
 
@@ -54,7 +53,10 @@ from rft.core import (
     ppo_policy_loss,
     ppo_value_loss,
 )
+from rft.diagnostics.reward_stats import rollout_reward_spread
+from rft.io import append_jsonl
 from rft.model.policy import PolicyLM, ValueHead
+from rft.rng import probe_seed, rollout_seed
 from rft.rollout.prompts import IterationSampler, encode_prompts
 
 
@@ -83,16 +85,18 @@ class Rollout:
         return self.ids.shape[0]
 
     def index(self, idx: torch.Tensor) -> Rollout:
-        return Rollout(
+        """The rows ``idx`` of every tensor field (other fields are shared), same class."""
+        return type(self)(
             **{
-                f.name: (None if getattr(self, f.name) is None else getattr(self, f.name)[idx])
+                f.name: (v[idx] if isinstance(v, torch.Tensor) else v)
                 for f in fields(self)
+                for v in (getattr(self, f.name),)
             }
         )
 
 
-def iteration_seed(seed: int, iteration: int) -> int:
-    return (seed * 1_000_003 + iteration * 7_919 + 17) % (2**63)
+Critic = tuple["PolicyLM | None", ValueHead]
+"""(value LM, or None for a head on the policy's own trunk; value head)."""
 
 
 def _identity(batch):
@@ -105,6 +109,7 @@ class PPO(RFTModule):
         self.automatic_optimization = False
         a = cfg.alg
         self.a = a
+        self.max_grad_norm = a.max_grad_norm
         self.value_model: PolicyLM | None = None
         if choice(a.value_model) == "separate":
             self.value_model = copy.deepcopy(policy)
@@ -143,14 +148,14 @@ class PPO(RFTModule):
         return torch.optim.AdamW(groups, lr=self.a.lr, weight_decay=self.a.weight_decay)
 
     # ------------------------------------------------------------------ model calls
-    def critic(self) -> tuple[PolicyLM | None, ValueHead]:
-        """(value LM or None for the shared trunk, value head) trained this iteration."""
+    def critic(self, r: Rollout) -> Critic:
+        """The critic that scores rollout ``r`` and learns from it: PPO's own, always."""
         return self.value_model, self.value_head
 
     def values_and_logits(self, r: Rollout, need_logits: bool = True):
         """One forward pass of the policy (and of the value model if separate): logits (N, T, V)
-        and values (N, T)."""
-        value_model, value_head = self.critic()
+        and values (N, T) from ``r``'s critic."""
+        value_model, value_head = self.critic(r)
         shared = value_model is None
         logits, hidden = self.policy(
             r.prompt_ids,
@@ -216,14 +221,8 @@ class PPO(RFTModule):
                 "time/rollout_tokens_per_s": n_tokens / max(t1 - t0, 1e-9),
             }
         )
-        if K > 1:  # per-prompt reward spread (Razin et al.: small std = vanishing gradient)
-            std = scores.view(-1, K).std(-1, unbiased=False)
-            q = torch.quantile(std, torch.tensor([0.1, 0.5, 0.9], device=std.device)).tolist()
-            stats["reward/std_per_prompt"] = std.mean().item()
-            stats.update({f"reward/std_per_prompt_p{p}": v for p, v in zip((10, 50, 90), q)})
-            stats["reward/low_std_share"] = (
-                (std < self.cfg.diag.std_threshold).float().mean().item()
-            )
+        # per-prompt reward spread (Razin et al.: small std = vanishing gradient)
+        stats.update(rollout_reward_spread(scores, K, self.cfg.diag.std_threshold))
         return r, stats
 
     def compute_advantages(self, r: Rollout) -> None:
@@ -241,7 +240,7 @@ class PPO(RFTModule):
 
     def ppo_update(self, r: Rollout) -> dict[str, float]:
         """n_epochs passes of minibatch PPO over the rollout buffer."""
-        a, opt = self.a, self.optimizers()
+        a = self.a
         sums: dict[str, float] = {}
         n_mb = 0
         for _ in range(a.n_epochs):
@@ -260,13 +259,7 @@ class PPO(RFTModule):
                     entropy = masked_mean(entropy_from_logits(logits), mb.policy_mask)
                 extra_loss, extra_stats = self.extra_loss(mb)
                 loss = pg_loss + a.vf_coef * vf_loss - a.ent_coef * entropy + extra_loss
-                opt.zero_grad()
-                self.manual_backward(loss)
-                if a.max_grad_norm:
-                    self.clip_gradients(
-                        opt, gradient_clip_val=a.max_grad_norm, gradient_clip_algorithm="norm"
-                    )
-                opt.step()
+                self.optimizer_step_clipped(loss)
                 step = {
                     "loss/total": loss,
                     "loss/policy": pg_loss,
@@ -301,15 +294,14 @@ class PPO(RFTModule):
             max_new_tokens=t.max_new_tokens,
             min_new_tokens=t.min_new_tokens,
             generation=self.a.generation,
-            seed=iteration_seed(self.cfg.seed + 1, it),
+            seed=probe_seed(self.cfg.seed, it),
         )
         if self.global_rank == 0:
             row = {
                 "iteration": it,
                 **{k: [r[k] for r in recs] for k in ("std", "mean", "grad_norm")},
             }
-            with open(self.run_dir / "diagnostics.jsonl", "a") as f:
-                f.write(json.dumps(row) + "\n")
+            append_jsonl(self.run_dir / "diagnostics.jsonl", row)
         std = torch.tensor([r["std"] for r in recs])
         g = torch.tensor([r["grad_norm"] for r in recs])
         return {
@@ -325,7 +317,7 @@ class PPO(RFTModule):
             if self.cfg.diag.probe_every and it % self.cfg.diag.probe_every == 0
             else {}
         )
-        torch.manual_seed(iteration_seed(self.cfg.seed, it))
+        torch.manual_seed(rollout_seed(self.cfg.seed, it))
         examples = [self.task.train[i] for i in batch]
         r, stats = self.collect_rollout(examples)
         self.compute_advantages(r)

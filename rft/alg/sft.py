@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -21,7 +22,8 @@ from torch.utils.data import DataLoader, Sampler
 
 from rft.alg.base import RFTModule
 from rft.core import logprobs_from_logits, masked_mean
-from rft.rollout.prompts import encode_prompts
+from rft.rng import data_subset_rng, rank_seed, step_batch_rng
+from rft.rollout.prompts import encode_continuations, encode_prompts
 
 
 class StepBatchSampler(Sampler):
@@ -60,10 +62,7 @@ class StepBatchSampler(Sampler):
     def batch_for_step(self, step: int) -> list[int]:
         pos = np.arange(step * self.bs, (step + 1) * self.bs)
         epochs, offsets = pos // self.n, pos % self.n
-        perms = {
-            e: np.random.default_rng([self.seed, int(e)]).permutation(self.n)
-            for e in np.unique(epochs)
-        }
+        perms = {e: step_batch_rng(self.seed, e).permutation(self.n) for e in np.unique(epochs)}
         return [int(perms[e][o]) for e, o in zip(epochs, offsets)]
 
     def __iter__(self):
@@ -78,56 +77,79 @@ def subset_for_fraction(n: int, frac: float, seed: int) -> list[int]:
     if not 0 < frac <= 1:
         raise ValueError(f"data_frac must be in (0, 1], got {frac}")
     k = max(1, math.ceil(frac * n))
-    return sorted(np.random.default_rng([seed, 99]).permutation(n)[:k].tolist())
+    return sorted(data_subset_rng(seed).permutation(n)[:k].tolist())
 
 
 def _identity(batch):
     return batch
 
 
+@dataclass(frozen=True)
+class SFTSettings:
+    """The knobs of one SFT run. ``alg=sft`` reads them from ``alg`` (``from_alg``); the
+    warm-start phase of an RL run from ``alg.warm_start`` (``for_warm_start``)."""
+
+    lr: float
+    batch_size: int
+    max_steps: int | None  # None or < 0: max_epochs passes over the pairs
+    max_epochs: int | None
+    data_frac: float
+    max_grad_norm: float | None
+    eval_every: int  # 0 = no periodic val evaluation
+    weight_decay: float
+
+    @classmethod
+    def from_alg(cls, a) -> SFTSettings:
+        return cls(
+            lr=a.lr,
+            batch_size=a.batch_size,
+            max_steps=a.max_steps,
+            max_epochs=a.get("max_epochs"),
+            data_frac=a.get("data_frac", 1.0),
+            max_grad_norm=a.get("max_grad_norm"),
+            eval_every=a.get("eval_every", 0),
+            weight_decay=a.get("weight_decay", 0.0),
+        )
+
+    @classmethod
+    def for_warm_start(cls, a) -> SFTSettings:
+        """``alg.warm_start`` of an RL algorithm ``a``: its steps, data share, lr and batch
+        size; gradient clip 1.0, no periodic evaluation, the RL algorithm's weight decay."""
+        ws = a.warm_start
+        return cls(
+            lr=ws.lr,
+            batch_size=ws.batch_size,
+            max_steps=ws.steps,
+            max_epochs=None,
+            data_frac=ws.data_frac,
+            max_grad_norm=1.0,
+            eval_every=0,
+            weight_decay=a.get("weight_decay", 0.0),
+        )
+
+
 class SFT(RFTModule):
     def __init__(
-        self,
-        cfg,
-        task,
-        policy,
-        ref,
-        reward_fn,
-        run_dir,
-        *,
-        lr=None,
-        batch_size=None,
-        max_steps=None,
-        data_frac=None,
-        max_grad_norm="cfg",
-        eval_every=None,
-        steps_per_block=None,
-        weight_decay=None,
+        self, cfg, task, policy, ref, reward_fn, run_dir, settings: SFTSettings | None = None
     ):
         super().__init__(cfg, task, policy, ref, reward_fn, run_dir)
         self.automatic_optimization = False
-        a = cfg.alg
-        self.lr = lr if lr is not None else a.lr
-        self.batch_size = batch_size or a.batch_size
-        self.weight_decay = weight_decay if weight_decay is not None else a.get("weight_decay", 0.0)
-        self.max_grad_norm = a.get("max_grad_norm") if max_grad_norm == "cfg" else max_grad_norm
-        self.eval_every = eval_every if eval_every is not None else a.get("eval_every", 0)
-        frac = data_frac if data_frac is not None else a.get("data_frac", 1.0)
+        st = settings if settings is not None else SFTSettings.from_alg(cfg.alg)
+        self.lr, self.batch_size, self.weight_decay = st.lr, st.batch_size, st.weight_decay
+        self.max_grad_norm, self.eval_every = st.max_grad_norm, st.eval_every
         pairs = task.sft_pairs()
-        self.pairs = [pairs[i] for i in subset_for_fraction(len(pairs), frac, cfg.seed)]
-        if max_steps is None:
-            max_steps = a.max_steps
+        self.pairs = [pairs[i] for i in subset_for_fraction(len(pairs), st.data_frac, cfg.seed)]
+        max_steps = st.max_steps
         if max_steps is None or max_steps < 0:
-            max_steps = a.max_epochs * math.ceil(len(self.pairs) / self.batch_size)
+            max_steps = st.max_epochs * math.ceil(len(self.pairs) / self.batch_size)
         self.max_steps = int(max_steps)
-        self.steps_per_block = steps_per_block or max(1, min(self.max_steps, 10))
-        self.n_blocks = math.ceil(self.max_steps / self.steps_per_block)
+        self.steps_per_block = max(1, min(self.max_steps, 10))
 
     def train_dataloader(self) -> DataLoader:
         sampler = StepBatchSampler(
             len(self.pairs),
             self.batch_size,
-            self.cfg.seed + self.global_rank,
+            rank_seed(self.cfg.seed, self.global_rank),
             self.steps_per_block,
             self.max_steps,
             epoch_fn=lambda: self.current_epoch,
@@ -139,41 +161,20 @@ class SFT(RFTModule):
             self.policy.parameters(), lr=self.lr, weight_decay=self.weight_decay
         )
 
-    def encode_targets(self, targets: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        """(ids, mask) (B, T): right-padded, truncated to max_new_tokens."""
-        tok = self.policy.tokenizer
-        enc = tok(targets, add_special_tokens=False, truncation=False)["input_ids"]
-        T = self.task.max_new_tokens
-        enc = [(ids[:T] if len(ids) >= T else ids + [tok.eos_token_id])[:T] for ids in enc]
-        width = max(len(x) for x in enc)
-        ids = torch.full((len(enc), width), tok.pad_token_id, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for i, x in enumerate(enc):  # a loop over examples (B ≤ 64), not tokens
-            ids[i, : len(x)] = torch.tensor(x)
-            mask[i, : len(x)] = 1
-        return ids.to(self.device), mask.to(self.device)
-
     def sft_loss(self, examples) -> torch.Tensor:
+        tok = self.policy.tokenizer
         p_ids, p_mask = encode_prompts(
-            self.policy.tokenizer,
-            [e.prompt for e in examples],
-            self.task.prompt_max_tokens,
-            self.device,
+            tok, [e.prompt for e in examples], self.task.prompt_max_tokens, self.device
         )
-        c_ids, c_mask = self.encode_targets([e.reference for e in examples])
+        c_ids, c_mask = encode_continuations(
+            tok, [e.reference for e in examples], self.task.max_new_tokens, device=self.device
+        )
         logits, _ = self.policy(p_ids, p_mask, c_ids, c_mask)
         return -masked_mean(logprobs_from_logits(logits, c_ids), c_mask)
 
     def training_step(self, batch, batch_idx):
-        opt = self.optimizers()
         loss = self.sft_loss([self.pairs[i] for i in batch])
-        opt.zero_grad()
-        self.manual_backward(loss)
-        if self.max_grad_norm:
-            self.clip_gradients(
-                opt, gradient_clip_val=self.max_grad_norm, gradient_clip_algorithm="norm"
-            )
-        opt.step()
+        self.optimizer_step_clipped(loss)
         step = self.current_epoch * self.steps_per_block + batch_idx + 1
         self.record({"sft/loss": loss.item()}, step=step)
         if self.eval_every and step % self.eval_every == 0 and step < self.max_steps:

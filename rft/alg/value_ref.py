@@ -200,39 +200,13 @@ def _fit(
     head, feats, mask, targets, prompt_idx, epochs, lr, batch_size, holdout_frac, seed
 ) -> dict:
     gen = torch.Generator().manual_seed(seed)
-    n_prompts = feats.shape[0]
-    perm = torch.randperm(n_prompts, generator=gen)
-    n_hold = (
-        min(n_prompts - 1, max(1, math.ceil(holdout_frac * n_prompts))) if holdout_frac > 0 else 0
-    )
-    held = torch.zeros(n_prompts, dtype=torch.bool)
-    held[perm[:n_hold]] = True
-    is_val = held[prompt_idx]
-    tr, va = (~is_val).nonzero().flatten(), is_val.nonzero().flatten()
-    if len(va) == 0:
-        log.warning(
-            "V_ref: %d prompt(s) are too few to hold any out; the best epoch is chosen "
-            "on the training MSE",
-            n_prompts,
-        )
-        va = tr
+    tr, va, n_hold = holdout_split(feats.shape[0], prompt_idx, holdout_frac, gen)
 
-    @torch.no_grad()
     def mse(rows: Tensor) -> float:
-        head.eval()
-        err = [
-            (head(feats[prompt_idx[b]], mask[prompt_idx[b]]) - targets[b]).pow(2)
-            for b in rows.split(256)
-        ]
-        return torch.cat(err).mean().item()
+        return sample_mse(head, feats, mask, targets, prompt_idx, rows)
 
     opt = torch.optim.AdamW(head.parameters(), lr=lr)
-    best = {
-        "val_mse": mse(va),
-        "epoch": 0,
-        "state": copy.deepcopy(head.state_dict()),
-        "train_mse": mse(tr),
-    }
+    best = _snapshot(head, 0, mse(va), mse(tr))
     out = {
         "val_mse_init": best["val_mse"],
         "val_mse_const": (targets[va] - targets[tr].mean()).pow(2).mean().item(),
@@ -254,12 +228,7 @@ def _fit(
             row["val_mse"],
         )
         if row["val_mse"] < best["val_mse"]:
-            best = {
-                "val_mse": row["val_mse"],
-                "epoch": epoch,
-                "state": copy.deepcopy(head.state_dict()),
-                "train_mse": row["train_mse"],
-            }
+            best = _snapshot(head, epoch, row["val_mse"], row["train_mse"])
     head.load_state_dict(best["state"])
     head.eval()
     out.update(
@@ -270,6 +239,53 @@ def _fit(
         n_holdout=int(len(va)) if n_hold else 0,
     )
     return out
+
+
+def holdout_split(
+    n_prompts: int, prompt_idx: Tensor, holdout_frac: float, gen: torch.Generator
+) -> tuple[Tensor, Tensor, int]:
+    """(train sample rows, held-out sample rows, held-out prompt count): a ``holdout_frac``
+    share of the PROMPTS, drawn from ``gen``, holds out all their samples. With too few prompts
+    nothing is held out and the held-out rows are the training rows (a warning says so)."""
+    perm = torch.randperm(n_prompts, generator=gen)
+    n_hold = (
+        min(n_prompts - 1, max(1, math.ceil(holdout_frac * n_prompts))) if holdout_frac > 0 else 0
+    )
+    held = torch.zeros(n_prompts, dtype=torch.bool)
+    held[perm[:n_hold]] = True
+    is_val = held[prompt_idx]
+    tr, va = (~is_val).nonzero().flatten(), is_val.nonzero().flatten()
+    if len(va) == 0:
+        log.warning(
+            "V_ref: %d prompt(s) are too few to hold any out; the best epoch is chosen "
+            "on the training MSE",
+            n_prompts,
+        )
+        va = tr
+    return tr, va, n_hold
+
+
+@torch.no_grad()
+def sample_mse(
+    head: PromptValueHead, feats: Tensor, mask: Tensor, targets: Tensor, prompt_idx, rows: Tensor
+) -> float:
+    """The head's MSE (eval mode) on the samples ``rows``, in chunks of 256."""
+    head.eval()
+    err = [
+        (head(feats[prompt_idx[b]], mask[prompt_idx[b]]) - targets[b]).pow(2)
+        for b in rows.split(256)
+    ]
+    return torch.cat(err).mean().item()
+
+
+def _snapshot(head: PromptValueHead, epoch: int, val_mse: float, train_mse: float) -> dict:
+    """A candidate best epoch: its MSEs and a copy of the head's weights."""
+    return {
+        "val_mse": val_mse,
+        "epoch": epoch,
+        "state": copy.deepcopy(head.state_dict()),
+        "train_mse": train_mse,
+    }
 
 
 def percentiles(x: Tensor, qs=(0, 10, 25, 50, 75, 90, 100)) -> dict[str, float]:

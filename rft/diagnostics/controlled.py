@@ -38,6 +38,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rft.rng import controlled_data_seed, controlled_finetune_seed, controlled_pretrain_seed
+
 # ---------------------------------------------------------------------------------------------
 # Pure maths: expected reward, its gradient wrt the logits, reward std under the model.
 # ---------------------------------------------------------------------------------------------
@@ -191,8 +193,9 @@ def load_data(cfg: ControlledConfig) -> dict[str, torch.Tensor]:
     digits = load_digits()
     x = torch.tensor(digits.data / 16.0, dtype=torch.float32)  # pixel values are 0..16
     a = torch.tensor(digits.target, dtype=torch.long)
-    b = torch.tensor(derangement(10, cfg.seed), dtype=torch.long)[a]
-    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(cfg.seed))
+    seed = controlled_data_seed(cfg.seed)
+    b = torch.tensor(derangement(10, seed), dtype=torch.long)[a]
+    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
     n_test = int(round(cfg.test_frac * len(x)))
     test, train = order[:n_test], order[n_test:]
     return {
@@ -221,7 +224,7 @@ def _batches(n: int, batch_size: int, steps: int, gen: torch.Generator):
 def pretrain(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: ControlledConfig) -> None:
     """Cross-entropy on labelling A (in place)."""
     opt = torch.optim.Adam(model.parameters(), lr=cfg.pretrain_lr)
-    gen = torch.Generator().manual_seed(cfg.seed + 1)
+    gen = torch.Generator().manual_seed(controlled_pretrain_seed(cfg.seed))
     for idx in _batches(len(x), cfg.batch_size, cfg.pretrain_steps, gen):
         loss = F.cross_entropy(model(x[idx]), y[idx])
         opt.zero_grad()
@@ -282,7 +285,8 @@ def finetune(
     x, b = data["x_train"], data["b_train"]
     opt_cls = torch.optim.SGD if cfg.optimizer == "sgd" else torch.optim.Adam
     opt = opt_cls(model.parameters(), lr=cfg.lr)
-    gen = torch.Generator().manual_seed(cfg.seed + 2)  # same batches for both methods
+    # same batches for both methods
+    gen = torch.Generator().manual_seed(controlled_finetune_seed(cfg.seed))
     log: dict[str, Any] = {
         k: [] for k in ("step", "reward", "accuracy", "reward_low_std", "reward_rest")
     }
@@ -322,7 +326,7 @@ def run(cfg: ControlledConfig, out_dir: str | Path | None = None) -> dict[str, A
     curves and probes, and `final` (the headline numbers).
     """
     t0 = time.perf_counter()
-    torch.manual_seed(cfg.seed)
+    torch.manual_seed(controlled_data_seed(cfg.seed))
     data = load_data(cfg)
     x, a, b = data["x_train"], data["a_train"], data["b_train"]
 

@@ -22,7 +22,10 @@ from tqdm.auto import tqdm
 from rft.device import hardware_device
 from rft.diagnostics.reward_stats import save_extraction
 from rft.errors import ConfigError, instantiate
+from rft.io import write_json_atomic
+from rft.model.build import load_policy
 from rft.reward import build_reward
+from rft.rng import extract_rng, extract_seed
 from rft.rollout.prompts import encode_prompts
 
 log = logging.getLogger("rft")
@@ -58,8 +61,6 @@ def sample_reward_matrix(
 
 
 def extract(cfg, run_dir: Path) -> dict[str, float]:
-    from rft.train import load_policy, write_json_atomic
-
     d = cfg.diag
     if d.k_samples < 2:
         raise ConfigError(
@@ -70,11 +71,11 @@ def extract(cfg, run_dir: Path) -> dict[str, float]:
     task = instantiate(cfg.task, _convert_="none")
     data = task.split(d.split)
     n = len(data) if d.n_prompts < 0 else min(d.n_prompts, len(data))
-    idx = np.random.default_rng(cfg.seed).permutation(len(data))[:n]
+    idx = extract_rng(cfg.seed).permutation(len(data))[:n]
     examples = [data[i] for i in sorted(idx)]
     policy = load_policy(cfg.model)
     reward_fn = build_reward(cfg.reward)
-    torch.manual_seed(cfg.seed)
+    torch.manual_seed(extract_seed(cfg.seed))
     # the device and precision training uses (bf16 autocast where hardware.precision says so)
     with hardware_device(cfg, policy):
         R, texts = sample_reward_matrix(

@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from rft.io import write_json_atomic
+
 ArrayLike = Any  # np.ndarray | torch.Tensor | nested lists: anything `as_numpy` accepts
 
 # Percentiles of the per-prompt std reported by `summarize`.
@@ -88,6 +90,28 @@ def summarize(R: ArrayLike, threshold: float) -> dict[str, float]:
     return out
 
 
+def rollout_reward_spread(scores, k: int, threshold: float) -> dict[str, float]:
+    """The per-prompt reward spread of one rollout, for the training log.
+
+    Args:
+        scores: torch tensor (N·k,), prompt-major (the k samples of a prompt are adjacent).
+        k: samples per prompt; below 2 there is no spread and the result is empty.
+        threshold: ``diag.std_threshold``.
+    Returns:
+        ``reward/std_per_prompt`` (the mean over prompts of the population std), its
+        percentiles ``reward/std_per_prompt_p{10,50,90}`` and ``reward/low_std_share``.
+        Computed in the scores' own dtype (torch), as the log has always had them.
+    """
+    if k < 2:
+        return {}
+    std = scores.view(-1, k).std(-1, unbiased=False)  # (N,)
+    q = std.quantile(std.new_tensor([p / 100 for p in STD_PERCENTILES])).tolist()
+    out = {"reward/std_per_prompt": std.mean().item()}
+    out.update({f"reward/std_per_prompt_p{p}": v for p, v in zip(STD_PERCENTILES, q)})
+    out["reward/low_std_share"] = (std < threshold).float().mean().item()
+    return out
+
+
 def save_extraction(
     out_dir: str | Path,
     prompts: list[str],
@@ -136,8 +160,7 @@ def save_extraction(
                 "std": float(stats["std"][i]),
             }
             f.write(json.dumps(line) + "\n")
-    with open(out_dir / "summary.json", "w") as f:
-        json.dump(summary, f, indent=2)
+    write_json_atomic(out_dir / "summary.json", summary, indent=2, sort_keys=False)
     plot_std_vs_mean(
         stats["mean"],
         stats["std"],

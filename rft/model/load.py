@@ -118,9 +118,9 @@ def _drop_gguf_quantization_config(config_json: Path) -> None:
     conf = json.loads(config_json.read_text())
     if conf.pop("quantization_config", None) is None:
         return
-    tmp = config_json.with_name(f".config.json.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(conf, indent=2))
-    os.replace(tmp, config_json)
+    from rft.io import write_json_atomic
+
+    write_json_atomic(config_json, conf, indent=2, sort_keys=False)
 
 
 def _tiny_tokenizer(folder: str | None) -> PreTrainedTokenizerBase:

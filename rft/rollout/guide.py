@@ -33,6 +33,7 @@ from transformers import LogitsProcessor, LogitsProcessorList
 from rft.config import choice
 from rft.model.load import load_model
 from rft.model.policy import Completions, PolicyLM
+from rft.rollout.prompts import encode_continuations
 from rft.rollout.restart import force_logits
 
 
@@ -91,25 +92,6 @@ def same_tokenizer(a, b) -> bool:
     )
 
 
-def encode_texts(
-    tok, texts: list[str], width: int, eos: list[bool] | None = None, device=None
-) -> tuple[Tensor, Tensor]:
-    """(ids, mask), each (B, width): each text's tokens (no special tokens added), cut to
-    ``width``, followed by EOS where ``eos[i]`` and there is room; right-padded."""
-    enc = tok(texts, add_special_tokens=False)["input_ids"] if texts else []
-    ids = torch.full((len(texts), width), tok.pad_token_id, dtype=torch.long)
-    mask = torch.zeros_like(ids)
-    for i, x in enumerate(enc):  # a loop over rows (≤ a rollout), not over tokens
-        if eos is not None and eos[i]:
-            x = x + [tok.eos_token_id]
-        x = x[:width]
-        ids[i, : len(x)] = torch.tensor(x, dtype=torch.long)
-        mask[i, : len(x)] = 1
-    if device is not None:
-        ids, mask = ids.to(device), mask.to(device)
-    return ids, mask
-
-
 def decode_rows(tok, ids: Tensor, mask: Tensor) -> list[str]:
     """The text of each row's valid tokens (special tokens skipped)."""
     return [
@@ -129,9 +111,8 @@ def convert_completions(
 ) -> tuple[Tensor, Tensor]:
     """Completions in ``src_tok`` tokens -> the same texts in ``dst_tok`` tokens, (B, width)."""
     texts = decode_rows(src_tok, ids, mask)
-    return encode_texts(
-        dst_tok, texts, width, eos=ends_with_eos(src_tok, ids, mask), device=ids.device
-    )
+    eos = ends_with_eos(src_tok, ids, mask)
+    return encode_continuations(dst_tok, texts, width, eos=eos, width=width, device=ids.device)
 
 
 # --------------------------------------------------------------------------------------- loading

@@ -1,12 +1,13 @@
-"""Prompt batches: tokenisation and the per-iteration prompt sampler."""
+"""Token batches: prompt and continuation encoding, and the per-iteration prompt sampler."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-import numpy as np
 import torch
 from torch.utils.data import Sampler
+
+from rft.rng import prompt_batch_rng
 
 
 def encode_prompts(
@@ -32,6 +33,35 @@ def encode_prompts(
     empty = mask.sum(-1) == 0
     if empty.any():  # an empty prompt in a batch: attend to its last (pad) position
         mask[empty, -1] = 1
+    if device is not None:
+        ids, mask = ids.to(device), mask.to(device)
+    return ids, mask
+
+
+def encode_continuations(
+    tokenizer,
+    texts: list[str],
+    max_tokens: int,
+    *,
+    eos: bool | list[bool] = True,
+    width: int | None = None,
+    device=None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(ids, mask), each (B, W): each text's tokens (no special tokens added), then EOS where
+    ``eos`` says (every row when True), cut to ``max_tokens`` (so a text that fills them keeps
+    no EOS, as a generation cut at max_new_tokens has none); right-padded to ``width``
+    (default: the longest row). SFT targets, offline continuations, guided targets and text
+    converted between tokenizers all go through here."""
+    enc = tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
+    with_eos = [eos] * len(enc) if isinstance(eos, bool) else eos
+    rows = [(x + [tokenizer.eos_token_id] if e else x)[:max_tokens] for x, e in zip(enc, with_eos)]
+    if width is None:
+        width = max((len(x) for x in rows), default=0)
+    ids = torch.full((len(rows), width), tokenizer.pad_token_id, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for i, x in enumerate(rows):  # a loop over rows (≤ a batch), not over tokens
+        ids[i, : len(x)] = torch.tensor(x, dtype=torch.long)
+        mask[i, : len(x)] = 1
     if device is not None:
         ids, mask = ids.to(device), mask.to(device)
     return ids, mask
@@ -68,6 +98,6 @@ class IterationSampler(Sampler):
     def __iter__(self):
         if self.epoch_fn is not None:
             self.epoch = int(self.epoch_fn())
-        rng = np.random.default_rng([self.seed, self.epoch, self.rank])
+        rng = prompt_batch_rng(self.seed, self.epoch, self.rank)
         replace = self.batch_size > self.n_items
         yield rng.choice(self.n_items, self.batch_size, replace=replace).tolist()

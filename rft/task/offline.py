@@ -17,7 +17,6 @@ import hashlib
 import json
 import logging
 import math
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,9 @@ import numpy as np
 import torch
 
 from rft.errors import DataError
+from rft.io import torch_save_atomic
 from rft.progress import batch_starts
+from rft.rng import offline_pairs_rng
 from rft.task.base import Example, Task
 
 log = logging.getLogger(__name__)
@@ -44,13 +45,6 @@ def texts_hash(pairs: list[Example]) -> str:
     for e in pairs:
         h.update(e.prompt.encode() + b"\x00" + (e.reference or "").encode() + b"\x01")
     return h.hexdigest()[:16]
-
-
-def save_atomic(obj: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
 
 
 def load_cached(path: Path) -> Any | None:
@@ -84,7 +78,7 @@ def build_pairs(
             len(task.train),
         )
     if 0 < n_pairs < len(source):
-        keep = np.sort(np.random.default_rng([seed, 3]).permutation(len(source))[:n_pairs])
+        keep = np.sort(offline_pairs_rng(seed).permutation(len(source))[:n_pairs])
         source = [source[i] for i in keep]
     joined = task.name == "imdb"  # the review's halves were split on whitespace
     texts = [
@@ -142,7 +136,7 @@ def score_pairs(
             torch.as_tensor(reward_fn([e.prompt for e in chunk], conts, conts), dtype=torch.float32)
         )
     rewards = torch.cat(scores)
-    save_atomic({"rewards": rewards, "reward_id": reward_id}, path)
+    torch_save_atomic({"rewards": rewards, "reward_id": reward_id}, path)
     return rewards
 
 

@@ -47,7 +47,9 @@ def build_module(cfg, run_dir, reward_fn=None):
     policy = load_policy(cfg.model)
     ref = frozen_copy(policy)
     ref.model.forward = Counting(ref.model.forward)
-    return ALoL(cfg, task, policy, ref, reward_fn, run_dir), reward_fn, ref.model.forward
+    module = ALoL(cfg, task, policy, ref, reward_fn, run_dir)
+    module.prepare()
+    return module, reward_fn, ref.model.forward
 
 
 # ------------------------------------------------------------------------------ V_ref
@@ -167,7 +169,7 @@ def test_budget_scales_with_the_positive_share(tmp_path):
     assert (
         0 < share < 1 and alol.max_steps == int(20 * share) and alol.eval_every == int(10 * share)
     )
-    assert alol.n_blocks == -(-alol.max_steps // alol.steps_per_block)
+    assert alol.fit_epochs == -(-alol.max_steps // alol.steps_per_block)
     assert set(np.nonzero(alol.probs)[0]) == {
         i for i, e in enumerate(alol.pairs) if e.reward == 1.0
     }
@@ -222,7 +224,7 @@ def test_resume_after_kill_matches_uninterrupted_run(tmp_path, monkeypatch):
 
     def two_step_blocks(self):  # blocks of 2 steps, so that 4 steps make 2 checkpointed blocks
         original_budget(self)
-        self.steps_per_block, self.n_blocks = 2, -(-self.max_steps // 2)
+        self.steps_per_block = 2
 
     def dies_in_block_2(self, batch, batch_idx):
         if self.current_epoch == 1:

@@ -12,12 +12,11 @@ from rft.model.load import load_model
 from rft.model.policy import PolicyLM
 from rft.rollout.guide import (
     convert_completions,
-    encode_texts,
     load_guide,
     same_tokenizer,
     sample,
 )
-from rft.rollout.prompts import encode_prompts
+from rft.rollout.prompts import encode_continuations, encode_prompts
 from tests.rollout.byte_tokenizer import build_byte_tokenizer
 
 
@@ -98,7 +97,7 @@ def test_convert_completions_through_text(gpt2, byte_tok_dir):
         )[1],
     )
     texts = [" the film was great", " boring plot, sad ending and more words"]
-    ids, mask = encode_texts(src, texts, 6, eos=[True, False])
+    ids, mask = encode_continuations(src, texts, 6, eos=[True, False], width=6)
     assert ids[0, mask[0].sum() - 1] == src.eos_token_id  # short row: EOS appended
     out, out_mask = convert_completions(src, dst, ids, mask, 40)
     back = [
