@@ -3,6 +3,7 @@
 python run.py task=imdb alg=ppo
 python run.py --multirun task=imdb alg=ppo alg.lr=1e-6,1e-5
 python run.py --help                  # groups, options and the composed config
+rft explain alg=ppo                   # every knob: value, help, the file that set it
 """
 
 from __future__ import annotations
