@@ -25,6 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from rft.alg.base import RFTModule
 from rft.callbacks import DirectCheckpointIO, IterationProgress, StateCheckpoint
+from rft.checks import check_state_checkpoint, preflight
 from rft.config import choice
 from rft.errors import ConfigError, instantiate
 from rft.io import read_history, truncate_history, write_json_atomic
@@ -236,6 +237,7 @@ def warm_start(cfg: DictConfig, task, reward_fn, run_dir: Path) -> str | None:
 def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, float]:
     """Run one experiment; returns the final metrics (also written to metrics.json)."""
     validate(cfg)
+    preflight(cfg)  # the machine and the generator can honour the config
     quiet_libraries()
     setup_hardware(cfg)
     run_dir = Path(run_dir) if run_dir else default_run_dir(cfg)
@@ -246,6 +248,8 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, float
 
         return extract(cfg, run_dir)
     ckpt = find_resume_checkpoint(cfg, run_dir)
+    if ckpt is not None:
+        check_state_checkpoint(ckpt)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
 
     task = instantiate(cfg.task, _convert_="none")

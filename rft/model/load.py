@@ -37,8 +37,9 @@ from transformers import (
     T5ForConditionalGeneration,
 )
 
+from rft.checks import check_model_folder
 from rft.config import choice
-from rft.errors import ConfigError
+from rft.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +72,23 @@ def _resolve_init_from(path: str) -> Path:
         f"(looked for config.json in {p}, {p / 'policy'}). "
         "Point it at an earlier run's folder or its policy/ folder."
     )
+
+
+def _load_folder(folder: Path, auto_cls, key: str):
+    """(tokenizer, model) from a save_pretrained folder an earlier run wrote. A damaged file
+    (a truncated model.safetensors) is one DataError naming it, not a safetensors stack."""
+    check_model_folder(folder)
+    try:
+        tok = AutoTokenizer.from_pretrained(str(folder))
+        model = auto_cls.from_pretrained(str(folder), dtype=torch.float32)
+    except Exception as e:  # noqa: BLE001 - the folder is what is wrong: name it
+        first = (str(e).strip().splitlines() or [""])[0]
+        raise DataError(
+            f"{key}: the model in {folder} could not be loaded ({type(e).__name__}: "
+            f"{first[:300]}). Check that the folder is a complete policy/ export of an rft run "
+            "(copy it again), or point the setting at another run."
+        ) from None
+    return tok, model
 
 
 def _smollm2_folder(cache_dir: str | None) -> Path:
@@ -186,8 +204,7 @@ def load_model(model_cfg) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     loader = choice(model_cfg.loader)
     if model_cfg.init_from:
         folder = _resolve_init_from(model_cfg.init_from)
-        tok = AutoTokenizer.from_pretrained(str(folder))
-        model = auto_cls.from_pretrained(str(folder), dtype=torch.float32)
+        tok, model = _load_folder(folder, auto_cls, f"model.init_from={model_cfg.init_from}")
     elif loader == "smollm2":
         folder = _smollm2_folder(model_cfg.cache_dir)
         tok = AutoTokenizer.from_pretrained(str(folder))

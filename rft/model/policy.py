@@ -145,8 +145,12 @@ class PolicyLM(nn.Module):
             kwargs["logits_processor"] = logits_processor
         was_training = self.model.training
         self.model.eval()
-        out = self.model.generate(**kwargs)
-        self.model.train(was_training)
+        try:
+            out = self.model.generate(**kwargs)
+        except ValueError as e:  # transformers' verdict on a decoding setting: name the key
+            raise generation_error(generation, kwargs, e) from None
+        finally:
+            self.model.train(was_training)
         new = out[:, 1:] if self.is_seq2seq else out[:, prompt_ids.shape[1] :]
         if new.shape[1] < max_new_tokens:  # every row stopped early: pad to a fixed width
             pad = new.new_full((new.shape[0], max_new_tokens - new.shape[1]), tok.pad_token_id)
@@ -154,6 +158,20 @@ class PolicyLM(nn.Module):
         mask = completion_mask(new, tok.eos_token_id)
         new = torch.where(mask.bool(), new, torch.full_like(new, tok.pad_token_id))
         return Completions(ids=new, mask=mask)
+
+
+def generation_error(generation, kwargs: dict, error: ValueError):
+    """One ConfigError for decoding settings the generator rejected (rft.checks.preflight
+    catches the known ones before any model loads; this covers the rest)."""
+    from rft.errors import ConfigError
+
+    key = generation._get_full_key("") if hasattr(generation, "_get_full_key") else ""
+    shown = ("do_sample", "top_k", "top_p", "temperature", "num_beams", "max_new_tokens")
+    settings = ", ".join(f"{k}={kwargs[k]}" for k in shown if k in kwargs)
+    return ConfigError(
+        f"the generator rejected the decoding settings of {key or 'the generation config'} "
+        f"({settings}): {error}. Change {key or 'them'} (task.max_new_tokens for the length)."
+    )
 
 
 class ValueHead(nn.Module):

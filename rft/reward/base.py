@@ -9,7 +9,14 @@ import torch
 from hydra.utils import get_object
 from omegaconf import DictConfig, OmegaConf
 
-from rft.errors import ConfigError, RewardError, instantiate
+from rft.errors import (
+    ConfigError,
+    RewardError,
+    RFTError,
+    instantiate,
+    is_user_code,
+    user_code_error,
+)
 
 RewardFn = Callable[[list[str], list[str], list], Sequence[float]]
 
@@ -17,10 +24,17 @@ RewardFn = Callable[[list[str], list[str], list], Sequence[float]]
 class CheckedReward:
     """Calls a reward function and validates its output: one finite float per completion."""
 
-    def __init__(self, fn: RewardFn, name: str = "reward", batch_size: int | None = None):
+    def __init__(
+        self,
+        fn: RewardFn,
+        name: str = "reward",
+        batch_size: int | None = None,
+        key: str = "reward._target_",
+    ):
         self.fn = fn
         self.name = name
         self.batch_size = batch_size
+        self.key = key  # the config key that names fn, for error messages
 
     def __call__(
         self, prompts: list[str], completions: list[str], references: list | None = None
@@ -49,12 +63,32 @@ class CheckedReward:
 
     def _call(self, prompts, completions, references) -> list[float]:
         if not self.batch_size:
-            return list(_as_list(self.fn(prompts, completions, references)))
+            return list(_as_list(self._score(prompts, completions, references)))
         out: list[float] = []
         for s in range(0, len(prompts), self.batch_size):
             e = s + self.batch_size
-            out += list(_as_list(self.fn(prompts[s:e], completions[s:e], references[s:e])))
+            out += list(_as_list(self._score(prompts[s:e], completions[s:e], references[s:e])))
         return out
+
+    def _score(self, prompts, completions, references):
+        """One call of the reward. An exception inside a user's own reward becomes one
+        UserCodeError naming it, with the user's frames: rft's and Lightning's stack above it
+        says nothing about the bug. rft's own rewards keep their full traceback."""
+        try:
+            return self.fn(prompts, completions, references)
+        except RFTError:
+            raise
+        except Exception as e:
+            if not is_user_code(self.fn):
+                raise
+            raise user_code_error(
+                "reward",
+                self.fn,
+                e,
+                fix=f"rft calls it as fn(prompts, completions, references) on lists of "
+                f"{len(prompts)} strings (references: the task's, or None) and needs one float "
+                f"per completion back. Fix the function named by {self.key}.",
+            ) from None
 
 
 def _as_list(x) -> list:
@@ -94,4 +128,6 @@ def make_callable(cfg: DictConfig | dict) -> RewardFn:
 def build_reward(cfg: DictConfig | dict) -> CheckedReward:
     fn = make_callable(cfg)
     name = str((cfg.get("_target_") if hasattr(cfg, "get") else None) or fn).rsplit(".", 1)[-1]
-    return CheckedReward(fn, name=name)
+    key = cfg._get_full_key("_target_") if hasattr(cfg, "_get_full_key") else ""
+    key = f"{key or 'reward._target_'}={cfg.get('_target_')}"
+    return CheckedReward(fn, name=name, key=key)

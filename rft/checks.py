@@ -1,0 +1,177 @@
+"""Checks at the seams, run before any model loads: what the config asks of the machine
+(``hardware``) and of the generator (every ``*.generation`` block), and the integrity of the
+files rft reads (``state.ckpt`` to resume from, a ``policy/`` folder's safetensors).
+
+Each failure is one ConfigError / DataError naming the key or file and the fix, instead of the
+library's error from deep inside Lightning, transformers or safetensors minutes later.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from rft.errors import ConfigError, DataError
+
+
+def preflight(cfg: DictConfig) -> None:
+    """Everything that can be checked from the config alone, before data or models load."""
+    check_hardware(cfg.hardware)
+    for key, gen in generation_blocks(cfg):
+        check_generation(gen, key)
+
+
+# -------------------------------------------------------------------------------- hardware
+def usable_gpus() -> int:
+    """GPUs Lightning's ``accelerator="gpu"`` can use here (CUDA devices, or 1 for Apple MPS).
+    Lightning's own detection, which does not initialise CUDA (safe before DDP forks)."""
+    from lightning.pytorch.accelerators import CUDAAccelerator, MPSAccelerator
+
+    if CUDAAccelerator.is_available():
+        return CUDAAccelerator.auto_device_count()
+    return 1 if MPSAccelerator.is_available() else 0
+
+
+def check_hardware(hw: DictConfig) -> None:
+    """A GPU setting on a machine without one fails here, not in Lightning's Trainer after the
+    models have loaded ("No supported gpu backend found!")."""
+    if str(hw.accelerator) not in ("gpu", "cuda"):
+        return
+    n = usable_gpus()
+    if n == 0:
+        import torch
+
+        why = "this torch build has no CUDA" if torch.version.cuda is None else "no GPU is visible"
+        raise ConfigError(
+            f"hardware.accelerator={hw.accelerator} (hardware={hw.name}), but this machine has no "
+            f"usable GPU ({why}). Run on the CPU with hardware=cpu (or hardware=cpu_fp32), or "
+            "install a CUDA build of torch (make install TORCH_SPEC=torch)."
+        )
+    devices = hw.devices
+    if isinstance(devices, int) and devices > n:
+        raise ConfigError(
+            f"hardware.devices={devices}, but this machine has {n} GPU(s). Set "
+            f"hardware.devices={n} (or -1 for all of them)."
+        )
+
+
+# -------------------------------------------------------------------------------- decoding
+def generation_blocks(cfg: DictConfig) -> list[tuple[str, dict]]:
+    """(full key, settings) of every decoding block in the config: ``alg.generation``,
+    ``eval.generation``, ``alg.value.generation``, ``alg.guide.generation``, ..."""
+    found: list[tuple[str, dict]] = []
+
+    def walk(node, key: str) -> None:
+        if not isinstance(node, dict):
+            return
+        for k, v in node.items():
+            sub = f"{key}.{k}" if key else str(k)
+            if k == "generation" and isinstance(v, dict) and "do_sample" in v:
+                found.append((sub, v))
+            else:
+                walk(v, sub)
+
+    for top in ("alg", "eval", "diag"):
+        if top in cfg:
+            walk(OmegaConf.to_container(cfg[top], resolve=True), top)
+    return found
+
+
+def check_generation(gen, key: str) -> None:
+    """Sampling settings transformers rejects mid-rollout (temperature ≤ 0, top_k < 0) or
+    silently turns into something else (top_p = 0 is greedy decoding, top_p > 1 is ignored).
+    Greedy decoding and beam search (do_sample=false) ignore all three."""
+    beams = gen.get("num_beams", 1)
+    if beams is not None and (int(beams) != beams or beams < 1):
+        raise ConfigError(f"{key}.num_beams={beams}: must be an integer ≥ 1 (1: no beam search).")
+    if not gen.get("do_sample"):
+        return
+    t, k, p = gen.get("temperature"), gen.get("top_k"), gen.get("top_p")
+    if t is not None and not (math.isfinite(t) and t > 0):
+        raise ConfigError(
+            f"{key}.temperature={t} with {key}.do_sample=true: sampling divides the logits by the "
+            f"temperature, so it must be > 0. For greedy decoding set {key}.do_sample=false."
+        )
+    if k is not None and (int(k) != k or k < 0):
+        raise ConfigError(f"{key}.top_k={k}: must be an integer ≥ 0 (0 turns top-k filtering off).")
+    if p is not None and not (0 < p <= 1):
+        raise ConfigError(
+            f"{key}.top_p={p}: must be in (0, 1] (1 turns nucleus sampling off; 0 would keep only "
+            f"the most likely token, i.e. greedy decoding: set {key}.do_sample=false for that)."
+        )
+
+
+# -------------------------------------------------------------------------------- files
+# What Lightning needs to resume a fit; every state.ckpt rft writes has them.
+CHECKPOINT_KEYS = ("pytorch-lightning_version", "state_dict", "loops", "optimizer_states")
+
+
+def check_state_checkpoint(path: Path) -> None:
+    """``path`` is a complete training checkpoint, not a truncated or foreign file. The tensors
+    are memory-mapped, not read: this costs milliseconds, not a second copy of the state."""
+    import torch
+
+    fix = (
+        f"Resume from an earlier checkpoint (resume=<another run folder>), or delete {path} "
+        "to start this run fresh."
+    )
+    try:
+        ckpt = torch.load(path, map_location="cpu", mmap=True, weights_only=False)
+    except Exception as e:  # noqa: BLE001 - any failure to read means the file is unusable
+        first = (str(e).strip().splitlines() or [""])[0].split(". ")[0]  # torch's first sentence
+        raise DataError(
+            f"{path} is damaged or not a checkpoint: torch cannot read it "
+            f"({type(e).__name__}: {first[:200]}). A truncated file is what a copy cut short "
+            f"leaves (rft's own saves are atomic). {fix}"
+        ) from None
+    missing = [k for k in CHECKPOINT_KEYS if not (isinstance(ckpt, dict) and k in ckpt)]
+    if missing:
+        what = (
+            f"a dict with keys {sorted(map(str, ckpt))[:8]}"
+            if isinstance(ckpt, dict)
+            else (f"a {type(ckpt).__name__}")
+        )
+        raise DataError(
+            f"{path} is not a training checkpoint rft wrote: it holds {what}, without "
+            f"{', '.join(missing)}. For starting from a trained policy's weights use "
+            f"model.init_from=<run folder>. {fix}"
+        )
+
+
+def check_safetensors(path: Path) -> None:
+    """A .safetensors file is complete: its header parses and the file is as long as the
+    header's tensor offsets say (a truncated copy fails here, by name)."""
+    size = path.stat().st_size
+    fix = (
+        "Copy or export it again (a run rewrites policy/ at each checkpoint), or point the "
+        "init_from setting at another run."
+    )
+    try:
+        with open(path, "rb") as f:
+            (n,) = struct.unpack("<Q", f.read(8))
+            if n > size - 8:
+                raise ValueError(f"its header claims {n} bytes")
+            header = json.loads(f.read(n))
+        end = max(
+            (t["data_offsets"][1] for k, t in header.items() if k != "__metadata__"), default=0
+        )
+    except (struct.error, ValueError, KeyError, TypeError) as e:
+        raise DataError(
+            f"{path} is damaged: not a readable safetensors file ({size} bytes; {e}). {fix}"
+        ) from None
+    want = 8 + n + end
+    if size < want:
+        raise DataError(
+            f"{path} is truncated: {size} bytes, but its header describes {want} bytes of "
+            f"tensors. {fix}"
+        )
+
+
+def check_model_folder(folder: Path) -> None:
+    """Every safetensors file of a save_pretrained folder is complete."""
+    for f in sorted(Path(folder).glob("*.safetensors")):
+        check_safetensors(f)
