@@ -399,6 +399,7 @@ class DiagConfig:
 class Mode(str, Enum):
     train = "train"
     extract = "extract"  # sample K completions per prompt, save the reward matrix and its stats
+    evaluate = "evaluate"  # the fixed test evaluation of model (+ model.init_from), no training
 
 
 @dataclass
@@ -412,7 +413,8 @@ class Config:
     seed: int = knob(0, "training seed (prompt order, sampling, initialisation)")
     mode: Mode = knob(
         Mode.train,
-        "train: run alg | extract: K samples for N prompts, the reward matrix and its stats",
+        "train: run alg | extract: K samples for N prompts, the reward matrix and its stats"
+        " | evaluate: the test evaluation of the model (e.g. model.init_from=<run>), no training",
     )
     resume: str | None = knob(
         None, "resume from a run folder or a state.ckpt (a folder holding one resumes by itself)"

@@ -28,6 +28,8 @@ from typing import Any
 import numpy as np
 import yaml
 
+from rft.io import read_history
+
 DEFAULT_METRIC = "test/reward_mean"
 PERPLEXITY = "test/perplexity"
 LOW_STD = "diag/low_std_share"
@@ -89,20 +91,6 @@ def parse_override(s: str) -> tuple[str, str]:
     return key.strip(), val.strip()
 
 
-def _read_history(path: Path) -> list[dict[str, Any]]:
-    """history.jsonl, tolerating a half-written last line (the job may still be writing)."""
-    rows = []
-    if path.is_file():
-        for line in path.read_text().splitlines():
-            if not line.strip():
-                continue
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-    return rows
-
-
 def _last_log_line(job_dir: Path) -> tuple[Path, str] | None:
     """The last non-empty line of the job's newest non-empty `*.log`, if any."""
     logs = [p for p in job_dir.glob("*.log") if p.is_file() and p.stat().st_size > 0]
@@ -148,7 +136,7 @@ def load_job(job_dir: str | Path) -> Job:
         for item in yaml.safe_load(ov_path.read_text()) or []:
             key, val = parse_override(str(item))
             overrides[key] = val
-    history = _read_history(job_dir / "history.jsonl")
+    history = read_history(job_dir / "history.jsonl")
     job = Job(name=job_dir.name, path=job_dir, overrides=overrides, metrics=None, history=history)
     job.evals = load_evals(job_dir)
 

@@ -28,6 +28,7 @@ from rft.callbacks import DirectCheckpointIO, IterationProgress, StateCheckpoint
 from rft.checks import check_state_checkpoint, preflight
 from rft.config import choice
 from rft.errors import ConfigError, instantiate
+from rft.eval.evaluate import check_eval_config
 from rft.io import read_history, truncate_history, write_json_atomic
 from rft.loggers import make_loggers
 from rft.model.build import frozen_copy, load_policy
@@ -40,6 +41,7 @@ log = logging.getLogger("rft")
 # ---------------------------------------------------------------------------------- checks
 def validate(cfg: DictConfig) -> None:
     """Cross-field checks that a schema cannot express; each names the key and the fix."""
+    check_eval_config(cfg)
     a = cfg.alg
     if a.lr <= 0:
         raise ConfigError(f"alg.lr={a.lr}: must be > 0.")
@@ -247,6 +249,10 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, float
         from rft.diagnostics.extract import extract
 
         return extract(cfg, run_dir)
+    if choice(cfg.mode) == "evaluate":
+        from rft.eval.standalone import evaluate_only
+
+        return evaluate_only(cfg, run_dir)
     ckpt = find_resume_checkpoint(cfg, run_dir)
     if ckpt is not None:
         check_state_checkpoint(ckpt)

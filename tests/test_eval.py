@@ -256,9 +256,7 @@ def test_one_policy_evaluates_identically_under_every_training_seed(tmp_path):
     init = tmp_path / "init"
     policy.model.save_pretrained(init)
     policy.tokenizer.save_pretrained(init)
-    over = tiny_overrides(
-        data, *SFT_SMALL, f"model.init_from={init}", "eval.samples_per_prompt=3"
-    )
+    over = tiny_overrides(data, *SFT_SMALL, f"model.init_from={init}", "eval.samples_per_prompt=3")
     records, metrics = [], []
     for seed in (0, 1, 2):
         run = tmp_path / f"s{seed}"
@@ -318,3 +316,30 @@ def test_a_resumed_run_evaluates_its_final_policy_as_an_uninterrupted_one(tmp_pa
     assert [s["completion"] for s in a["samples"]] == [s["completion"] for s in b["samples"]]
     for k in ("test/reward_mean", "test/reward_mean_se", "test/perplexity", "test/distinct_2"):
         assert resumed[k] == full[k], k
+
+
+def test_mode_evaluate_equals_a_training_runs_initial_evaluation(tmp_path):
+    """``mode=evaluate`` runs the same evaluation as a run's ``test_init`` (default bf16
+    precision included): same numbers, same per-prompt records, no training."""
+    from rft.train import train
+    from tests.conftest import SFT_SMALL, tiny_overrides, write_prompts
+
+    data = write_prompts(tmp_path / "prompts.jsonl")
+    over = [
+        o
+        for o in tiny_overrides(data, *SFT_SMALL, "eval.samples_per_prompt=2")
+        if o != "hardware=cpu_fp32"
+    ]
+    trained = train(compose_cfg(*over), run_dir=tmp_path / "train")
+    only = train(compose_cfg(*over, "mode=evaluate"), run_dir=tmp_path / "eval_only")
+    want = {
+        k.replace("test_init/", "test/"): v
+        for k, v in trained.items()
+        if k.startswith("test_init/")
+    }
+    assert only == want
+    a = _eval_record(tmp_path / "train", "test_init")
+    b = _eval_record(tmp_path / "eval_only", "test")
+    assert a["per_prompt"] == b["per_prompt"] and a["eval"] == b["eval"]
+    assert not (tmp_path / "eval_only" / "checkpoints").exists()
+    assert json.loads((tmp_path / "eval_only" / "metrics.json").read_text()) == only

@@ -9,7 +9,6 @@ algorithms (SFT, offline RL) make one epoch a block of ``steps_per_block`` optim
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
@@ -18,7 +17,7 @@ from pathlib import Path
 import lightning as L
 import torch
 
-from rft.eval.evaluate import evaluate_policy
+from rft.eval.evaluate import evaluate_split, save_evaluation
 from rft.io import append_jsonl, atomic_dir
 from rft.model.policy import PolicyLM
 
@@ -164,42 +163,15 @@ class RFTModule(L.LightningModule):
         ``eval/<prefix>_<step>.json`` keeps the per-prompt rewards that paired comparisons
         (``rft report``) read."""
         prefix = prefix or split
-        c = self.cfg
-        examples = self.task.eval_examples(split)
-        # TEMP(H0): .get until the eval.* keys land in rft/config.py
-        k = c.eval.get("samples_per_prompt", 1) if split == "test" else c.eval.get("val_samples_per_prompt", 1)
-        eval_seed = c.eval.get("seed", 7919)
-        res = evaluate_policy(
-            self.policy,
-            self.ref if c.eval.perplexity else None,
-            self.reward_fn,
-            examples,
-            prompt_max_tokens=self.task.prompt_max_tokens,
-            max_new_tokens=self.task.max_new_tokens,
-            min_new_tokens=self.task.min_new_tokens,
-            generation=c.eval.generation,
-            batch_size=c.eval.batch_size,
-            seed=eval_seed,
-            samples_per_prompt=k,
-            n_samples=c.eval.n_samples_table,
-            progress=True,
+        res, setup = evaluate_split(
+            self.cfg, self.task, self.policy, self.ref, self.reward_fn, split
         )
         metrics = {f"{prefix}/{name}": v for name, v in res.metrics.items()}
-        samples = res.samples
         step = self.current_epoch if step is None else step
         self.record(metrics, step=step)
         if self.global_rank == 0:
-            ev = self.run_dir / "eval"
-            ev.mkdir(exist_ok=True)
-            setup = {"split": split, "seed": eval_seed, "samples_per_prompt": k}
-            record = {"metrics": metrics, "eval": setup, "per_prompt": res.per_prompt}
-            (ev / f"{prefix}_{step:05d}.json").write_text(
-                json.dumps({**record, "samples": samples}, indent=1)
-            )
-            with open(self.run_dir / "samples.jsonl", "a") as f:
-                for s in samples:
-                    f.write(json.dumps({"split": prefix, "iteration": step, **s}) + "\n")
-            self._log_samples_table(prefix, samples)
+            save_evaluation(self.run_dir, prefix, step, metrics, setup, res)
+            self._log_samples_table(prefix, res.samples)
         return metrics
 
     def _log_samples_table(self, prefix: str, samples: list[dict]) -> None:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
@@ -285,3 +286,18 @@ def evaluate_split(cfg, task, policy, ref, reward_fn, split: str) -> tuple[EvalR
         progress=True,
     )
     return res, {"split": split, "seed": ev.seed, "samples_per_prompt": k}
+
+
+def save_evaluation(run_dir, prefix: str, step: int, metrics: dict, setup: dict, res) -> Path:
+    """``eval/<prefix>_<step>.json`` (metrics, setup, per-prompt rewards, sample table) and the
+    sample table appended to ``samples.jsonl``; returns the JSON's path."""
+    from rft.io import append_jsonl, write_json_atomic
+
+    run_dir = Path(run_dir)
+    path = run_dir / "eval" / f"{prefix}_{step:05d}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    record = {"metrics": metrics, "eval": setup, "per_prompt": res.per_prompt}
+    write_json_atomic(path, {**record, "samples": res.samples}, indent=1)
+    for s in res.samples:
+        append_jsonl(run_dir / "samples.jsonl", {"split": prefix, "iteration": step, **s})
+    return path
