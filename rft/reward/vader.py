@@ -9,7 +9,9 @@ from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
 
 class VaderReward:
-    """>>> r = VaderReward(); s = r(["p"], ["a wonderful, great film"], [None]); s[0] > 0.5
+    """VADER compound sentiment of the completion, mapped to [0, 1].
+
+    >>> r = VaderReward(); s = r(["p"], ["a wonderful, great film"], [None]); s[0] > 0.5
     True
     """
 

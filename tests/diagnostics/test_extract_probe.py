@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 import torch
 
 from rft.diagnostics.probe import leave_one_out_weights
@@ -37,19 +38,34 @@ def test_extract_writes_reward_matrix(prompts_file, tmp_path):
     assert (tmp_path / "ex" / "reward_std_vs_mean.png").is_file()
 
 
-def test_online_probe_logs_std_and_grad_norm(prompts_file, tmp_path):
+@pytest.mark.parametrize("reward", ["constant", "length"])
+def test_online_probe_logs_std_and_grad_norm(prompts_file, tmp_path, reward):
+    """Razin et al.'s property: a prompt whose K samples all score the same has an exactly zero
+    expected-gradient estimate, and one whose rewards differ has a nonzero one."""
+    target = {
+        "constant": "tests.learning.words.constant_reward",
+        "length": "rft.reward.basic.length_reward",
+    }[reward]
     cfg = compose_cfg(
         *tiny_overrides(prompts_file, *PPO_SMALL, "alg.samples_per_prompt=2"),
         "diag.probe_every=1",
         "diag.probe_prompts=2",
         "diag.probe_samples=3",
+        "reward=custom",
+        f"reward._target_={target}",
     )
     m = train(cfg, run_dir=tmp_path / "run")
     rows = [
         json.loads(x) for x in (tmp_path / "run" / "diagnostics.jsonl").read_text().splitlines()
     ]
     assert [r["iteration"] for r in rows] == [0, 1]
-    assert all(len(r["grad_norm"]) == 2 and all(g >= 0 for g in r["grad_norm"]) for r in rows)
+    pairs = [(s, g) for r in rows for s, g in zip(r["std"], r["grad_norm"], strict=True)]
+    assert len(pairs) == 4
+    if reward == "constant":
+        assert all(s == 0.0 and g == 0.0 for s, g in pairs), pairs
+    else:
+        assert any(s > 0 for s, _ in pairs), pairs
+        assert all((g > 1e-6) == (s > 0) for s, g in pairs), pairs
     assert "reward/low_std_share" in m and "reward/std_per_prompt_p50" in m
     assert (tmp_path / "run" / "std_vs_gradnorm.png").is_file()
 

@@ -126,12 +126,23 @@ def test_load_guide_defaults_to_the_reference(gpt2, byte_tok_dir):
 
 
 def test_load_guide_from_an_earlier_run(gpt2, tmp_path):
+    import copy
+
     from rft.alg.base import save_policy_atomic
 
-    save_policy_atomic(gpt2, tmp_path / "sft_run" / "policy")  # what an SFT run leaves behind
+    trained = copy.deepcopy(gpt2)  # weights no seeded tiny init has: a guide that ignored
+    with torch.no_grad():  # init_from and rebuilt the tiny model would differ from them
+        for p in trained.model.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    save_policy_atomic(trained, tmp_path / "sft_run" / "policy")  # what an SFT run leaves behind
     model_cfg = OmegaConf.structured(ModelConfig(name="tiny", loader="tiny"))
     g_cfg = OmegaConf.structured(GuideConfig(init_from=str(tmp_path / "sft_run")))
     guide = load_guide(g_cfg, model_cfg, ref=None)
     assert same_tokenizer(guide.tokenizer, gpt2.tokenizer)
-    for a, b in zip(guide.model.state_dict().values(), gpt2.model.state_dict().values()):
-        assert torch.equal(a, b)
+    got, want = guide.model.state_dict(), trained.model.state_dict()
+    assert got.keys() == want.keys()
+    for k in want:
+        assert torch.equal(got[k], want[k]), k
+    assert not torch.equal(
+        got["transformer.wte.weight"], gpt2.model.state_dict()["transformer.wte.weight"]
+    )

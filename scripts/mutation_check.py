@@ -1,0 +1,213 @@
+"""Mutation check: do the tests catch small deliberate bugs? Run by hand, not in CI.
+
+    python scripts/mutation_check.py              # every mutation (~10 minutes on 2 cores)
+    python scripts/mutation_check.py --only flip_advantage_sign drop_kl_penalty
+
+For each mutation (file, exact old snippet, new snippet) it copies the working tree to a
+temporary folder (the checkout itself is never touched), applies the one edit there, runs its
+test files with ``python -m pytest -x -q`` and PYTHONPATH pointing at the copy (so the copy's
+rft is imported, not the editable install), and prints a table: mutation | file | caught? |
+by which tests. A snippet that is not found (the code moved) is reported as "SNIPPET NOT
+FOUND", never as caught. The exit status is 0 only when every mutation was applied and caught.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+IGNORE = shutil.ignore_patterns(
+    ".git", ".venv", "outputs", "multirun", "wandb", "lightning_logs", "__pycache__", "*.egg-info"
+)
+
+LEARN = "tests/learning/test_learning.py"
+WIRE = "tests/learning/test_wiring.py"
+
+
+@dataclass(frozen=True)
+class Mutation:
+    name: str
+    file: str
+    old: str
+    new: str
+    tests: tuple[str, ...]
+
+
+MUTATIONS = [
+    Mutation(
+        "flip_advantage_sign",
+        "rft/core/ppo.py",
+        "    pg_loss1 = -advantages * ratio\n    pg_loss2 = -advantages * ratio.clamp(",
+        "    pg_loss1 = advantages * ratio\n    pg_loss2 = advantages * ratio.clamp(",
+        ("tests/core/test_ppo.py", f"{LEARN}::test_ppo_learns_and_flipped_reward_unlearns"),
+    ),
+    Mutation(
+        "every_alol_variant_is_nll",
+        "rft/alg/alol.py",
+        "self.loss_fn = ALOL_LOSSES[self.loss_name]",
+        'self.loss_fn = ALOL_LOSSES["nll"]',
+        (f"{LEARN}::test_reward_weighted_variant_beats_nll_and_flipped_reward_loses",),
+    ),
+    Mutation(
+        "drop_kl_penalty",
+        "rft/alg/ppo.py",
+        "r.scores, r.old_logp, r.ref_logp, r.mask, self.kl_ctl.beta",
+        "r.scores, r.old_logp, r.ref_logp, r.mask, 0.0",
+        (f"{WIRE}::test_kl_penalty_keeps_the_policy_near_the_reference",),
+    ),
+    Mutation(
+        "ignore_model_init_from",
+        "rft/model/load.py",
+        "    if model_cfg.init_from:\n",
+        "    if False:\n",
+        ("tests/integration/test_train.py::test_sft_then_ppo_with_init_from",),
+    ),
+    Mutation(
+        "skip_advantage_whitening",
+        "rft/alg/ppo.py",
+        "adv = masked_whiten(mb.advantages, mb.policy_mask)",
+        "adv = mb.advantages",
+        (f"{WIRE}::test_first_minibatch_sees_ratio_one_and_whitened_advantages",),
+    ),
+    Mutation(
+        "reference_logprobs_as_old",
+        "rft/alg/ppo.py",
+        "r.old_logp, r.old_values, r.ref_logp = (\n            torch.cat(old_logp),",
+        "r.old_logp, r.old_values, r.ref_logp = (\n            torch.cat(ref_logp),",
+        (f"{WIRE}::test_first_minibatch_sees_ratio_one_and_whitened_advantages",),
+    ),
+    Mutation(
+        "vf_coef_ignored",
+        "rft/alg/ppo.py",
+        "loss = pg_loss + a.vf_coef * vf_loss",
+        "loss = pg_loss + vf_loss",
+        (f"{WIRE}::test_first_minibatch_sees_ratio_one_and_whitened_advantages",),
+    ),
+    Mutation(
+        "entropy_bonus_sign_flipped",
+        "rft/alg/ppo.py",
+        "- a.ent_coef * entropy",
+        "+ a.ent_coef * entropy",
+        (f"{WIRE}::test_first_minibatch_sees_ratio_one_and_whitened_advantages",),
+    ),
+    Mutation(
+        "no_gradient_clipping",
+        "rft/alg/base.py",
+        "        if self.max_grad_norm:\n",
+        "        if False:\n",
+        (f"{WIRE}::test_gradient_clipping_rescales_the_gradient_to_max_grad_norm",),
+    ),
+    Mutation(
+        "rl4lms_kl_controller_gain_doubled",
+        "rft/core/kl.py",
+        "self.beta = self.beta * (1 + 0.1 * e)",
+        "self.beta = self.beta * (1 + 0.2 * e)",
+        (f"{WIRE}::test_kl_coefficient_follows_its_formula_on_the_logged_kl",),
+    ),
+    Mutation(
+        "sft_loss_on_prompt_tokens_too",
+        "rft/alg/sft.py",
+        "return -masked_mean(logprobs_from_logits(logits, c_ids), c_mask)",
+        "return -logprobs_from_logits(logits, c_ids).mean()",
+        (f"{WIRE}::test_sft_loss_is_the_token_mean_nll_of_the_reference_given_the_prompt",),
+    ),
+    Mutation(
+        "alol_advantage_not_clamped",
+        "rft/core/alol.py",
+        "return torch.where(advantage > 0, advantage * ratio, 0.0)",
+        "return advantage * ratio",
+        ("tests/core/test_alol.py",),
+    ),
+]
+
+
+def copy_tree(dst: Path) -> None:
+    shutil.copytree(REPO, dst, ignore=IGNORE, symlinks=True)
+
+
+def run_tests(root: Path, tests: tuple[str, ...], timeout: int) -> tuple[bool, str, float]:
+    """(caught, which tests failed, seconds). Caught = pytest failed (or errored / timed out)."""
+    env = {**os.environ, "PYTHONPATH": str(root), "WANDB_MODE": "disabled"}
+    cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests]
+    t0 = time.perf_counter()
+    try:
+        r = subprocess.run(
+            cmd, cwd=root, env=env, capture_output=True, text=True, timeout=timeout, check=False
+        )
+    except subprocess.TimeoutExpired:
+        return True, f"timeout after {timeout}s", time.perf_counter() - t0
+    dt = time.perf_counter() - t0
+    failed = sorted(set(re.findall(r"^(?:FAILED|ERROR) (\S+)", r.stdout, re.M)))
+    if r.returncode == 0:
+        return False, "-", dt
+    if r.returncode == 5:  # no tests collected: a renamed test, not a catch
+        return False, "NO TESTS COLLECTED", dt
+    return True, ", ".join(failed) or f"pytest exit {r.returncode}", dt
+
+
+def check_copy_imports_itself(root: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    out = subprocess.run(
+        [sys.executable, "-c", "import rft; print(rft.__file__)"],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    if not out.startswith(str(root)):
+        raise SystemExit(f"the copy imports rft from {out}, not from {root}: check PYTHONPATH")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--only", nargs="*", help="mutation names to run (default: all)")
+    ap.add_argument("--timeout", type=int, default=900, help="seconds per mutation's tests")
+    ap.add_argument("--list", action="store_true", help="list the mutations and exit")
+    args = ap.parse_args()
+    muts = [m for m in MUTATIONS if not args.only or m.name in args.only]
+    if args.list:
+        for m in muts:
+            print(f"{m.name:36s} {m.file:22s} {' '.join(m.tests)}")
+        return 0
+    rows, ok = [], True
+    with tempfile.TemporaryDirectory(prefix="rft-mutation-") as tmp:
+        base = Path(tmp) / "clean"
+        copy_tree(base)
+        check_copy_imports_itself(base)
+        for m in muts:
+            work = Path(tmp) / m.name
+            shutil.copytree(base, work, symlinks=True)
+            target = work / m.file
+            text = target.read_text() if target.is_file() else ""
+            n = text.count(m.old)
+            if n != 1:
+                why = "FILE NOT FOUND" if not target.is_file() else f"SNIPPET FOUND {n} TIMES"
+                if n == 0 and target.is_file():
+                    why = "SNIPPET NOT FOUND (code moved?)"
+                rows.append((m.name, m.file, why, "-", 0.0))
+                ok = False
+            else:
+                target.write_text(text.replace(m.old, m.new))
+                caught, by, dt = run_tests(work, m.tests, args.timeout)
+                rows.append((m.name, m.file, "yes" if caught else "NO", by, dt))
+                ok &= caught
+            print(f"  {m.name}: {rows[-1][2]} ({rows[-1][4]:.0f}s)", flush=True)
+            shutil.rmtree(work, ignore_errors=True)
+    print("\n| mutation | file | caught? | by which tests | s |\n|---|---|---|---|---|")
+    for name, f, caught, by, dt in rows:
+        print(f"| {name} | {f} | {caught} | {by} | {dt:.0f} |")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,32 @@
+"""Fixtures of the learning and wiring tests: the word tokenizer and tasks, one torch thread."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.learning.words import build_word_tokenizer, write_task
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def words(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("words")
+    return {
+        "root": root,
+        "tok": build_word_tokenizer(root / "tok"),
+        # each reference has a random share of good words: offline rewards that vary
+        "task": write_task(root / "task.jsonl", n=96, seed=0),
+        "sft_good": write_task(root / "sft_good.jsonl", n=64, seed=1, ref_good=0.9),
+        "sft_bad": write_task(root / "sft_bad.jsonl", n=64, seed=2, ref_good=0.1),
+        "heldout": write_task(root / "heldout.jsonl", n=32, seed=3, ref_good=0.9),
+    }
