@@ -259,8 +259,6 @@ def check_eval_config(cfg) -> None:
                     f"eval.{key}={ev[key]} with eval.generation.do_sample=false: greedy and beam "
                     f"decoding give the same completion every time. Set eval.{key}=1."
                 )
-    if ev.generation.num_beams < 1:
-        raise ConfigError(f"eval.generation.num_beams={ev.generation.num_beams}: must be ≥ 1.")
 
 
 def evaluate_split(cfg, task, policy, ref, reward_fn, split: str) -> tuple[EvalResult, dict]:
