@@ -73,7 +73,7 @@ class TaskConfig:
 
 @dataclass
 class ImdbTaskConfig(TaskConfig):
-    """IMDB positive-sentiment continuation, the GRUE split (algorithms.md §6)."""
+    """IMDB positive-sentiment continuation, the GRUE split (docs/algorithms.md §6)."""
 
     _target_: str = knob("rft.task.imdb.ImdbTask", "the Task class this option builds")
     name: str = knob("imdb", "task name (run folders: outputs/<task>_<alg>/)")
@@ -200,7 +200,7 @@ class AlgConfig:
 
 @dataclass
 class SFTConfig(AlgConfig):
-    """Supervised finetuning (algorithms.md §2); GRUE supervised: lr 1e-5 constant, batch 16."""
+    """Supervised finetuning (docs/algorithms.md §2); GRUE supervised: lr 1e-5, batch 16."""
 
     name: str = knob("sft", "algorithm name (logs, run folders)")
     batch_size: int = knob(16, "SFT pairs per optimizer step (GRUE supervised: 16)")
@@ -233,7 +233,7 @@ class ValueModel(str, Enum):
 
 @dataclass
 class PPOConfig(AlgConfig):
-    """PPO for LMs, RL4LMs style (algorithms.md §1), sized for a 2-core CPU (~20 min on
+    """PPO for LMs, RL4LMs style (docs/algorithms.md §1), sized for a 2-core CPU (~20 min on
     SmolLM2-135M); experiment=grue_imdb_ppo sets the published GRUE numbers."""
 
     name: str = knob("ppo", "algorithm name (logs, run folders)")
@@ -386,7 +386,7 @@ class CheckpointConfig:
 
 @dataclass
 class DiagConfig:
-    """Vanishing-gradient diagnostics (Razin et al., ICLR 2024; algorithms.md §5)."""
+    """Vanishing-gradient diagnostics (Razin et al., ICLR 2024; docs/algorithms.md §5)."""
 
     n_prompts: int = knob(100, "extraction: N train prompts (paper: 5000)")
     k_samples: int = knob(10, "extraction: K samples per prompt (paper: 10)")
@@ -464,7 +464,7 @@ def choice(x) -> str:
 
 # ------------------------------------------------------------- alg: offline RL (A-LoL family)
 # The schema behind conf/alg/{nll,wbc,r_gold,r_lol,a_lol,a_lol_ref_free,a_lol_seq,a_lol_kl}.yaml;
-# the module is rft.alg.alol.ALoL (algorithms.md §3).
+# the module is rft.alg.alol.ALoL (docs/algorithms.md §3).
 class OfflineLoss(str, Enum):
     nll = "nll"  # NLL_θ(y|x), token-summed (behaviour cloning of the data)
     wbc = "wbc"  # R · NLL_θ (reward-weighted behaviour cloning)
@@ -550,7 +550,7 @@ ConfigStore.instance().store(group="alg", name="offline_schema", node=OfflineRLC
 
 # ---------------------------------------------------------------- alg: guide-policy RL (RLGF)
 # The schema behind conf/alg/{ppo_pp,aggrevated,lols,dlols}.yaml; the module is
-# rft.alg.guided.GuidedPPO (Chang et al. 2023, algorithms.md §4). All four are one roll-in /
+# rft.alg.guided.GuidedPPO (Chang et al. 2023, docs/algorithms.md §4). All four are one roll-in /
 # roll-out schedule over the PPO update; every PPO field keeps its meaning.
 class GuideScheduleKind(str, Enum):
     ppo_pp = "ppo_pp"  # every iteration PPO++: roll-in = guide, roll-out = policy

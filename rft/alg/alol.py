@@ -1,5 +1,5 @@
 """A-LoL and its offline baselines (Baheti et al., "Leftover-Lunch: Advantage-based Offline
-Reinforcement Learning for Language Models", ICLR 2024; algorithms.md §3).
+Reinforcement Learning for Language Models", ICLR 2024; docs/algorithms.md §3).
 
 Offline RL on fixed (x, y, R) triples. One module runs the whole family; ``alg.loss`` picks
 the per-example loss from ``rft.core.alol.ALOL_LOSSES`` and the batch loss is its mean:

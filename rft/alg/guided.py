@@ -1,5 +1,5 @@
 """Guide-policy RL (RLGF: Chang et al. 2023, "Learning to Generate Better Than Your LLM";
-algorithms.md §4): PPO++, AggreVaTeD, LOLS and DLOLS as ONE roll-in / roll-out schedule over
+docs/algorithms.md §4): PPO++, AggreVaTeD, LOLS and DLOLS as ONE roll-in / roll-out schedule over
 the shared PPO update of rft.alg.ppo.
 
 A scheme says who rolls in, who rolls out, with which β, and which critic learns:

@@ -1,4 +1,4 @@
-"""PPO for language models, as RL4LMs implements it (algorithms.md §1).
+"""PPO for language models, as RL4LMs implements it (docs/algorithms.md §1).
 
 One Lightning epoch = one iteration:
   1. rollout: sample K completions for each of ``rollout_prompts`` train prompts (KV cache, one

@@ -1,4 +1,4 @@
-"""Supervised finetuning (algorithms.md §2): NLL of the reference completion given the prompt,
+"""Supervised finetuning (docs/algorithms.md §2): NLL of the reference completion given the prompt,
 averaged over completion tokens only (prompt tokens carry no loss).
 
 The same module runs ``alg=sft`` and the SFT warm-start phase of an RL run

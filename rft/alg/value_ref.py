@@ -1,5 +1,5 @@
 """V_ref(x): the frozen reference policy's value of a prompt, the baseline of A-LoL's
-advantage A = R(x, y) - V_ref(x) (algorithms.md §3).
+advantage A = R(x, y) - V_ref(x) (docs/algorithms.md §3).
 
 The head follows the reference code's ``ValueHeadAttention``: one learned query attends over
 π_ref's last-layer hidden states of the prompt (8 heads, fewer when the hidden size is not

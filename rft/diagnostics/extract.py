@@ -1,4 +1,4 @@
-"""Extraction (Razin et al. §4 / algorithms.md §5): K samples for each of N prompts, each scored.
+"""Extraction (Razin et al. §4, docs/algorithms.md §5): K samples for each of N prompts, scored.
 
     python run.py mode=extract task=imdb model=smollm2_135m diag.n_prompts=100 diag.k_samples=10
     python run.py mode=extract model.init_from=<SFT run>      # the same after an SFT warm start

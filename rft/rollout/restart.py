@@ -1,4 +1,4 @@
-"""Restart maths of guide-policy RL (RLGF, Chang et al. 2023; algorithms.md §4).
+"""Restart maths of guide-policy RL (RLGF, Chang et al. 2023; docs/algorithms.md §4).
 
 A *roll-in* is a complete sequence sampled by one policy (the guide in PPO++, the learner in
 AggreVaTeD). Each sample restarts with probability β: its *roll-out* then copies the first k

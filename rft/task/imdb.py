@@ -1,4 +1,4 @@
-"""IMDB positive-sentiment continuation, as the RL4LMs code builds it for GRUE (algorithms.md §6).
+"""IMDB positive-sentiment continuation as RL4LMs builds it for GRUE (docs/algorithms.md §6).
 
 - prompt = the first half of the review's words, reference = the second half;
   the tokenizer then keeps the last ``prompt_max_tokens`` (64) tokens of the prompt;
