@@ -123,6 +123,7 @@ def word_overrides(words, data: Path | None = None, *extra: str) -> list[str]:
         "hardware=cpu_fp32",
         "hardware.torch_threads=1",
         "eval.batch_size=32",
+        "eval.samples_per_prompt=1",  # the margins below were measured with one sample a prompt
         "eval.n_samples_table=1",
         "checkpoint.every_n_iterations=100",
         "reward=custom",
