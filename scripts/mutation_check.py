@@ -114,10 +114,10 @@ MUTATIONS = [
         (f"{WIRE}::test_kl_coefficient_follows_its_formula_on_the_logged_kl",),
     ),
     Mutation(
-        "sft_loss_on_prompt_tokens_too",
+        "sft_loss_summed_per_sequence",
         "rft/alg/sft.py",
         "return -masked_mean(logprobs_from_logits(logits, c_ids), c_mask)",
-        "return -logprobs_from_logits(logits, c_ids).mean()",
+        "return -(logprobs_from_logits(logits, c_ids) * c_mask).sum() / len(examples)",
         (f"{WIRE}::test_sft_loss_is_the_token_mean_nll_of_the_reference_given_the_prompt",),
     ),
     Mutation(
