@@ -104,6 +104,17 @@ def test_ppo_separate_value_model_and_k_samples(prompts_file, tmp_path):
     metrics = train(cfg, run_dir=tmp_path / "run")
     assert changed(before, tmp_path / "run" / "policy") > 0
     assert "reward/std_per_prompt" in metrics and "reward/low_std_share" in metrics
+    rows = [r for r in history(tmp_path / "run") if "loss/policy" in r]
+    # Ziegler: β ← β (1 + clip(KL/target - 1, ±0.2) · n_steps / horizon), 8 episodes a rollout
+    kl = cfg.alg.kl
+    e = min(max(rows[0]["objective/kl"] / kl.target - 1, -0.2), 0.2)
+    assert rows[0]["objective/kl_coef"] == kl.init_beta
+    assert rows[1]["objective/kl_coef"] == pytest.approx(
+        kl.init_beta * (1 + e * 8 / kl.horizon), rel=1e-9
+    )
+    for r in rows:  # the entropy bonus and vf_coef enter the loss as their formula says
+        total = r["loss/policy"] + 0.5 * r["loss/value"] - 0.01 * r["policy/entropy"]
+        assert r["loss/total"] == pytest.approx(total, rel=1e-5, abs=1e-7)
 
 
 def test_sft_trains_and_changes_policy(prompts_file, tmp_path):
