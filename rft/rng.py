@@ -68,7 +68,8 @@ def schedule_rng(seed: int, iteration: int) -> np.random.Generator:
 
 
 def prompt_batch_rng(seed: int, iteration: int, rank: int) -> np.random.Generator:
-    """The train prompts of one RL iteration on one rank."""
+    """The train prompts of one RL iteration. Every rank uses the rank-0 stream and takes its
+    own slice of one draw (``IterationSampler``), so ranks do not repeat each other's prompts."""
     return np.random.default_rng([seed, iteration, rank])
 
 

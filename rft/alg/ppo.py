@@ -126,6 +126,7 @@ class PPO(RFTModule):
             self.cfg.seed,
             rank=self.global_rank,
             epoch_fn=lambda: self.current_epoch,
+            world_size=self.trainer.world_size if self._trainer is not None else 1,
         )
         return DataLoader(range(len(self.task.train)), batch_sampler=sampler, collate_fn=_identity)
 

@@ -70,8 +70,11 @@ def encode_continuations(
 class IterationSampler(Sampler):
     """Yields ONE batch of prompt indices per epoch (= per RL iteration).
 
-    The batch depends only on (seed, iteration, rank), never on what ran before: a resumed run
-    draws exactly the prompts the uninterrupted run would have drawn. The iteration comes from
+    The batch depends only on (seed, iteration, rank, world size), never on what ran before: a
+    resumed run draws exactly the prompts the uninterrupted run would have drawn. Under DDP the
+    ranks split ONE draw of ``world_size × batch_size`` prompts per iteration (rank r takes the
+    r-th slice), so they never train on the same prompt twice in one iteration (when the train
+    set has enough prompts); one process draws exactly what it always drew. The iteration comes from
     ``epoch_fn`` (the module passes ``lambda: self.current_epoch``), read when an epoch's
     iterator starts: Lightning calls ``set_epoch`` on a loader's sampler, never on its batch
     sampler, so without ``epoch_fn`` every iteration would draw the same prompts.
@@ -84,8 +87,10 @@ class IterationSampler(Sampler):
         seed: int,
         rank: int = 0,
         epoch_fn: Callable[[], int] | None = None,
+        world_size: int = 1,
     ):
         self.n_items, self.batch_size, self.seed, self.rank = n_items, batch_size, seed, rank
+        self.world_size = world_size
         self.epoch_fn = epoch_fn
         self.epoch = 0
 
@@ -98,6 +103,9 @@ class IterationSampler(Sampler):
     def __iter__(self):
         if self.epoch_fn is not None:
             self.epoch = int(self.epoch_fn())
-        rng = prompt_batch_rng(self.seed, self.epoch, self.rank)
-        replace = self.batch_size > self.n_items
-        yield rng.choice(self.n_items, self.batch_size, replace=replace).tolist()
+        # one stream per iteration, shared by the ranks (the rank-0 stream of earlier versions)
+        rng = prompt_batch_rng(self.seed, self.epoch, 0)
+        total = self.batch_size * self.world_size
+        draw = rng.choice(self.n_items, total, replace=total > self.n_items)
+        lo = self.rank * self.batch_size
+        yield draw[lo : lo + self.batch_size].tolist()

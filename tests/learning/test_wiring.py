@@ -173,22 +173,22 @@ def test_sft_loss_is_the_token_mean_nll_of_the_reference_given_the_prompt(words,
     assert math.isfinite(want) and want > 1.0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug (issue 11 report): IterationSampler seeds each rank independently "
-    "(prompt_batch_rng(seed, epoch, rank)), so DDP ranks can draw the same prompts in one "
-    "iteration; remove this mark when the ranks split one per-iteration draw",
-)
 def test_ddp_ranks_draw_disjoint_prompts():
     """Under DDP each rank builds the sampler with its own rank; within one iteration the ranks'
     prompt batches must not overlap (else the effective batch holds duplicates)."""
+    from rft.rng import prompt_batch_rng
     from rft.rollout.prompts import IterationSampler
 
     for epoch in range(5):
         batches = []
         for rank in (0, 1):
-            s = IterationSampler(40, 8, seed=0, rank=rank)
+            s = IterationSampler(40, 8, seed=0, rank=rank, world_size=2)
             s.set_epoch(epoch)
             batches.append(set(next(iter(s))))
         assert len(batches[0]) == len(batches[1]) == 8
         assert not batches[0] & batches[1], (epoch, batches)
+        # one process draws what rank 0 of one process always drew: the rank-0 stream
+        single = IterationSampler(40, 8, seed=0)
+        single.set_epoch(epoch)
+        want = prompt_batch_rng(0, epoch, 0).choice(40, 8, replace=False).tolist()
+        assert next(iter(single)) == want
