@@ -1,8 +1,10 @@
 import math
 
+import numpy as np
 import pytest
 import torch
 
+from rft.alg.alol import OfflineStepSampler
 from rft.core.alol import (
     ALOL_LOSSES,
     a_lol_kl_loss,
@@ -168,10 +170,47 @@ def test_good_priority_weights():
         good_priority_weights(values, "value")
 
 
-def test_good_priority_sampling_frequencies():
-    probs = good_priority_weights(torch.tensor([1.0, -2.0, 3.0, 0.0]), "advantage")
-    g = torch.Generator().manual_seed(0)
-    draws = torch.multinomial(probs, 4000, replacement=True, generator=g)
-    freq = torch.bincount(draws, minlength=4).double() / 4000
-    assert freq[1] == 0 and freq[3] == 0  # A ≤ 0: never drawn (the "leftover lunch" is the rest)
-    assert abs(freq[0].item() - 0.25) < 0.03 and abs(freq[2].item() - 0.75) < 0.03
+def test_good_priority_sampler_draws_in_proportion_to_positive_advantages():
+    """rft's good_priority sampler as ALoL builds it (OfflineStepSampler fed good_priority_weights),
+    not torch.multinomial: over many steps each pair is drawn with frequency A+ / Σ A+, pairs with
+    A ≤ 0 never, and a batch is a pure function of (seed, step), so a resumed run redraws it.
+
+    Catches (each checked by planting it in a scratch copy of rft/): the sampler ignoring
+    ``probs`` (uniform draws: A ≤ 0 drawn); weights ∝ |A| or A not
+    clamped at 0 (A < 0 drawn); draws from a generator that does not depend on the step (every
+    batch the same) or on the seed; draws from global / shared RNG state (a fresh sampler at
+    the same step gives another batch)."""
+    adv = torch.tensor([1.0, -2.0, 3.0, 0.0, 0.5, 2.5])
+    probs = good_priority_weights(adv, "advantage").double().numpy()
+    expected = np.array([1.0, 0.0, 3.0, 0.0, 0.5, 2.5]) / 7.0  # A+ / Σ A+, by hand
+    n_steps, bs, seed = 1000, 8, 11
+    sampler = OfflineStepSampler(
+        len(adv), bs, seed, steps_per_block=10, total_steps=n_steps, probs=probs
+    )
+    batches = [sampler.batch_for_step(s) for s in range(n_steps)]
+    assert all(len(b) == bs for b in batches)
+    counts = np.bincount(np.concatenate(batches), minlength=len(adv))
+    n = counts.sum()
+    assert counts[1] == 0 and counts[3] == 0  # A ≤ 0: never drawn (the leftover lunch is the rest)
+    pos = expected > 0
+    # Pearson chi² over the 4 drawable pairs (3 dof): 16.27 is its 0.999 quantile. The draws are
+    # seeded, so this is deterministic; uniform draws over the 4 give chi² ≈ 5,000.
+    chi2 = (((counts[pos] - n * expected[pos]) ** 2) / (n * expected[pos])).sum()
+    assert chi2 < 16.27, (counts, n * expected)
+    se = np.sqrt(expected * (1 - expected) / n)  # binomial SE of each frequency
+    assert np.all(np.abs(counts / n - expected) <= 4 * se + 1e-12)
+    # the step matters: consecutive batches differ (a step-independent RNG repeats one batch)
+    assert len({tuple(b) for b in batches[:50]}) > 40
+    # a resumed sampler: same seed, fresh object, asked for block 7 (steps 70..79) -> same batches,
+    # whether the block comes from set_epoch or from epoch_fn (how ALoL passes current_epoch)
+    again = OfflineStepSampler(
+        len(adv), bs, seed, steps_per_block=10, total_steps=n_steps, probs=probs
+    )
+    again.set_epoch(7)
+    assert list(again) == batches[70:80]
+    via_fn = OfflineStepSampler(len(adv), bs, seed, 10, n_steps, probs=probs, epoch_fn=lambda: 7)
+    assert list(via_fn) == batches[70:80]
+    assert [via_fn.batch_for_step(s) for s in (999, 3)] == [batches[999], batches[3]]
+    # ... and another seed draws other batches
+    other = OfflineStepSampler(len(adv), bs, seed + 1, 10, n_steps, probs=probs)
+    assert [other.batch_for_step(s) for s in range(10)] != batches[:10]
