@@ -15,11 +15,11 @@ from safetensors.torch import load_file
 from rft.alg.alol import ALoL, OfflineStepSampler
 from rft.alg.sft import StepBatchSampler
 from rft.alg.value_ref import PromptValueHead, fit_value_head, n_heads_for, prompt_hidden_states
-from rft.core import good_priority_weights
+from rft.core import good_priority_weights, logprobs_from_logits
 from rft.errors import ConfigError, DataError
 from rft.model.load import load_model
 from rft.reward import build_reward
-from rft.rollout.prompts import encode_prompts
+from rft.rollout.prompts import encode_continuations, encode_prompts
 from rft.train import frozen_copy, load_policy, train
 from tests.alg.conftest import alol_overrides, write_pairs
 from tests.conftest import compose_cfg
@@ -184,31 +184,111 @@ def test_budget_scales_with_the_positive_share(tmp_path):
 
 
 # ------------------------------------------------------------------------------ every variant
+def data_reward(i: int) -> float:
+    """Different rewards, all > 1 > V_ref (V_ref = sigmoid · max_value with max_value = 1): every
+    pair has A > 0, so every A-LoL variant keeps its full 2-step budget, and R differs from 1 and
+    from pair to pair, so R · NLL (wbc) and A+ · NLL differ from NLL and from each other."""
+    return [1.1, 1.4, 1.7, 2.3][i % 4]
+
+
+def hand_loss(name: str, logp, ref_logp, mask, reward, adv, clip_eps, beta_kl, min_prob):
+    """The per-example loss of the rft/core/alol.py docstring, written out again in float64
+    (not calling rft.core): logp / ref_logp (B, T) per-token log-probs, reward / adv (B,)."""
+    m = mask.double()
+    tok_nll = -logp.double() * m  # (B, T)
+    nll = tok_nll.sum(-1)
+    tok_logratio = (logp.double() - ref_logp.double()) * m
+    rho, rho_t = tok_logratio.sum(-1).exp(), tok_logratio.exp()
+
+    def clip(x):
+        return x if clip_eps is None else x.clamp(1 - clip_eps, 1 + clip_eps)
+
+    R = reward.double()
+    a_plus = None if adv is None else adv.double().clamp(min=0)
+    return {
+        "nll": lambda: nll,
+        "wbc": lambda: R * nll,
+        "r_gold": lambda: R * (logp.double().exp().clamp(min=min_prob) * tok_nll).sum(-1),
+        "r_lol": lambda: R * clip(rho) * nll,
+        "a_lol": lambda: a_plus * clip(rho) * nll,
+        "a_lol_ref_free": lambda: a_plus * nll,
+        "a_lol_seq": lambda: a_plus * (clip(rho_t) * tok_nll).sum(-1),
+        "a_lol_kl": lambda: a_plus * nll + beta_kl * tok_logratio.sum(-1),
+    }[name]()
+
+
 @pytest.fixture(scope="module")
 def variant_setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("variants")
-    data = write_pairs(root / "pairs.jsonl", rewards=1.0)  # R = 1 > V_ref: every pair has A > 0
+    data = write_pairs(root / "pairs.jsonl", rewards=data_reward)
+    reward_of = {json.loads(r)["prompt"]: json.loads(r)["reward"] for r in data.open()}
     before, _ = load_model(compose_cfg("model=tiny").model)
-    return data, root / "cache", {k: v.clone() for k, v in before.state_dict().items()}
+    return data, root / "cache", {k: v.clone() for k, v in before.state_dict().items()}, reward_of
 
 
 @pytest.mark.parametrize("alg", VARIANTS)
-def test_variant_trains_two_steps_and_changes_the_policy(alg, variant_setup, tmp_path):
-    data, cache, before = variant_setup  # one cache: V_ref is fitted once for all variants
+def test_variant_trains_two_steps_and_changes_the_policy(alg, variant_setup, tmp_path, monkeypatch):
+    # Each step's logged loss/policy equals THIS variant's formula, recomputed by hand on the
+    # same batch from the policy's and π_ref's log-probs just before the step, with R read from
+    # the data file and A from the module; and it differs from every other variant's formula on
+    # that batch (at step 1 π_θ = π_ref, so ρ = 1; step 2 separates the ratio variants). Catches
+    # a variant mapped to another loss (every variant -> nll: wbc's loss is then mean NLL, not
+    # mean R · NLL), a dropped weight, R or A misaligned with the batch, a wrong clip or β_kl.
+    data, cache, before, reward_of = variant_setup  # one cache: V_ref is fitted once
+    # ε = 0.02: after one step ρ is outside [0.98, 1.02] for these pairs, so clipping is active
+    clip = [] if alg == "a_lol_kl" else ["alg.clip_eps=0.02"]  # a_lol_kl: no clipping
     cfg = compose_cfg(
-        *alol_overrides(data, alg, "task.reward_key=reward", f"alg.cache_dir={cache}")
+        *alol_overrides(data, alg, "task.reward_key=reward", f"alg.cache_dir={cache}", *clip)
     )
+    a, seen, original_step = cfg.alg, [], ALoL.training_step
+
+    def spy(self, batch, batch_idx):
+        tok, examples = self.policy.tokenizer, [self.pairs[i] for i in batch]
+        p = encode_prompts(tok, [e.prompt for e in examples], self.task.prompt_max_tokens)
+        c_ids, c_mask = encode_continuations(
+            tok, [e.reference for e in examples], self.task.max_new_tokens
+        )
+        with torch.no_grad():
+            logp = logprobs_from_logits(self.policy(*p, c_ids, c_mask)[0], c_ids)
+            ref_logp = logprobs_from_logits(self.ref(*p, c_ids, c_mask)[0], c_ids)
+        reward = torch.tensor([reward_of[e.prompt] for e in examples])
+        adv = None if self.advantages is None else self.advantages[torch.tensor(batch)]
+        args = (logp, ref_logp, c_mask, reward, adv, a.clip_eps, a.beta_kl, a.min_prob)
+        names = VARIANTS if adv is not None else [v for v in VARIANTS if not v.startswith("a_lol")]
+        logratio = torch.where(c_mask.bool(), logp - ref_logp, 0.0)
+        clipped = ((logratio.exp() - 1).abs() > (a.clip_eps or 0)).float()  # per token
+        if alg == "a_lol_seq":
+            clipfrac = (clipped * c_mask).sum() / c_mask.sum()
+        else:  # the sequence ratio
+            clipfrac = ((logratio.sum(-1).exp() - 1).abs() > (a.clip_eps or 0)).float().mean()
+        hand = {v: hand_loss(v, *args).mean().item() for v in names}
+        seen.append((hand, reward, adv, clipfrac.item()))
+        return original_step(self, batch, batch_idx)
+
+    monkeypatch.setattr(ALoL, "training_step", spy)
     metrics = train(cfg, run_dir=tmp_path)
     assert {"test/reward_mean", "test/perplexity", "test/distinct_2", "reward/data_mean"} <= set(
         metrics
     )
     rows = [json.loads(line) for line in (tmp_path / "history.jsonl").read_text().splitlines()]
     steps = [r for r in rows if "loss/policy" in r]
-    assert [r["iteration"] for r in steps] == [1, 2]
-    assert all(np.isfinite(r["loss/policy"]) and r["loss/policy"] != 0 for r in steps)
+    assert [r["iteration"] for r in steps] == [1, 2] and len(seen) == 2
     assert ("advantage/positive_share" in rows[0]) == alg.startswith("a_lol")
-    if alg in ("r_lol", "a_lol", "a_lol_seq"):
-        assert "policy/clipfrac" in steps[0]
+    for row, (hand, reward, adv, clipfrac) in zip(steps, seen):
+        assert row["loss/policy"] == pytest.approx(hand[alg], rel=1e-5)
+        if alg in ("r_lol", "a_lol", "a_lol_seq"):
+            assert row["policy/clipfrac"] == pytest.approx(clipfrac)
+        if adv is not None:  # A = R - V_ref with V_ref ∈ (0, 1): 0 < R - A < 1
+            assert torch.all((reward - adv > 0) & (reward - adv < 1))
+        weight = adv.clamp(min=0) if adv is not None else reward
+        if alg != "nll":
+            assert row["policy/weight_mean"] == pytest.approx(weight.mean().item(), rel=1e-6)
+    for other in seen[0][0]:
+        if other != alg:  # the other formulas give another loss on at least one of the 2 steps
+            gap = max(abs(h[other] - h[alg]) / abs(h[alg]) for h, *_ in seen)
+            assert gap > 1e-3, f"{alg} and {other} give the same loss on this data"
+    if alg in ("r_lol", "a_lol", "a_lol_seq"):  # ρ = 1 at step 1; clipped after one update
+        assert [r["policy/clipfrac"] for r in steps][0] == 0 and steps[1]["policy/clipfrac"] > 0
     after = load_file(str(tmp_path / "policy" / "model.safetensors"))
     assert sum(not torch.equal(before[k], after[k]) for k in after if k in before) > 0
 
