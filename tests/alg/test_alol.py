@@ -5,6 +5,7 @@ themselves are pinned in tests/core/test_alol.py."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -330,12 +331,29 @@ def test_resume_after_kill_matches_uninterrupted_run(tmp_path, monkeypatch):
     assert (
         sum("advantage/positive_share" in r for r in h_res) == 1
     )  # logged once, not again on resume
+    # Every per-step number of the resumed run equals the uninterrupted run's, and so do the
+    # final weights (bit for bit here, on one CPU thread; the tolerance is float32 rounding).
+    # Checked by planting bugs in a scratch copy of rft/: AdamW moments dropped on resume, other
+    # batches drawn on resume (another seed, or uniform instead of good_priority), and the
+    # resumed run's lr 0.1% off (the step-4 loss moves by 1e-4 relative: the old rel=1e-4 check
+    # passed it) all fail here; a resumed run whose LAST update alone differs (lr 1% off) has the
+    # same 4 logged losses (each is computed before its update) and fails only on the weights.
     steps_full = [r for r in h_full if "loss/policy" in r]
     steps_res = [r for r in h_res if "loss/policy" in r]
-    assert [r["iteration"] for r in steps_res] == [1, 2, 3, 4]
+    assert (
+        [r["iteration"] for r in steps_full] == [r["iteration"] for r in steps_res] == [1, 2, 3, 4]
+    )
+    keys = ("loss/policy", "policy/nll", "policy/weight_mean", "policy/logratio_seq")
     for a, b in zip(steps_full, steps_res):
-        assert a["loss/policy"] == pytest.approx(b["loss/policy"], rel=1e-4)
-        assert a["policy/weight_mean"] == pytest.approx(b["policy/weight_mean"], rel=1e-6)
+        for k in keys:
+            assert b[k] == pytest.approx(a[k], rel=1e-6, abs=1e-7), (a["iteration"], k)
+        assert b["policy/clipfrac"] == a["policy/clipfrac"]
+    assert len({r["loss/policy"] for r in steps_full}) == 4  # the 4 steps are not one number
+    w_full = load_file(str(tmp_path / "full" / "policy" / "model.safetensors"))
+    w_res = load_file(str(tmp_path / "resumed" / "policy" / "model.safetensors"))
+    assert w_full.keys() == w_res.keys()
+    for k in w_full:
+        torch.testing.assert_close(w_res[k], w_full[k], rtol=1e-6, atol=1e-7, msg=k)
 
 
 # ------------------------------------------------------------------------------ bad input
@@ -412,8 +430,18 @@ def test_bad_settings_name_the_key(tmp_path, alg, extra, match):
 
 
 # ------------------------------------------------------------------------------ sweep report
-def test_report_compares_the_family_with_bars_and_a_table(tmp_path):
+def test_report_compares_the_family_with_bars_and_a_table(tmp_path, monkeypatch):
+    from matplotlib.figure import Figure
+
     from rft.report import build_report
+
+    figs, save = {}, Figure.savefig  # each saved Figure by file name, read back below
+
+    def capture(fig, path, *args, **kwargs):
+        figs[Path(path).name] = fig
+        return save(fig, path, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", capture)
 
     for i, (alg, seed, reward) in enumerate([("nll", 0, 0.5), ("nll", 1, 0.7), ("a_lol", 0, 0.9)]):
         job = tmp_path / str(i)
@@ -426,6 +454,23 @@ def test_report_compares_the_family_with_bars_and_a_table(tmp_path):
         )
     res = build_report(tmp_path)
     assert (tmp_path / "final_bars.png").stat().st_size > 0
+    # What the bars show: one panel per final metric, one bar per setting at its seed mean, each
+    # seed of a multi-seed setting as a dot. Catches bars of the wrong metric or setting order,
+    # a seed's value instead of the mean, and missing seed dots.
+    axes = figs["final_bars.png"].axes
+    assert [ax.get_title() for ax in axes] == [
+        "final test/reward_mean",
+        "final test/perplexity",
+        "final test/distinct_2",
+    ]
+    means = {"test/reward_mean": [0.6, 0.9], "test/perplexity": [30.5, 32.0]}
+    means["test/distinct_2"] = [0.8, 0.8]
+    for ax, want in zip(axes, means.values()):
+        assert [t.get_text() for t in ax.get_xticklabels()] == ["nll", "a_lol"]
+        assert [b.get_height() for b in ax.patches] == pytest.approx(want)
+    dots = [ln for ln in axes[0].get_lines() if ln.get_marker() == "o"]
+    assert len(dots) == 1 and list(dots[0].get_ydata()) == pytest.approx([0.5, 0.7])
+    assert list(dots[0].get_xdata()) == [0, 0]  # on the nll bar
     assert res["comparison"].splitlines()[2:] == [
         "| nll | 2 | 0.6 ± 0.1 | 30.5 ± 0.5 | 0.8 ± 0 |",
         "| a_lol | 1 | 0.9 | 32 | 0.8 |",
