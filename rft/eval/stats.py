@@ -14,8 +14,8 @@ Every standard error here is therefore computed over prompts (a cluster estimate
   jackknife.
 - a paired difference between two policies evaluated on the same prompts (with the same
   sampling seed) is the mean of the per-prompt differences d_i = a_i - b_i, with standard error
-  std(d_i, ddof=1) / sqrt(n): prompt difficulty cancels, so it is far smaller than the two
-  unpaired errors combined.
+  std(d_i, ddof=1) / sqrt(n): prompt difficulty cancels, so it is smaller than the two
+  unpaired errors combined by as much as prompts differ in difficulty.
 
 With n < 2 prompts no spread can be estimated: the standard error is NaN.
 """
