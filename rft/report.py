@@ -339,21 +339,20 @@ def pooled_paired(pairs: list[tuple[dict[str, Any], dict[str, Any]]]) -> Paired 
     pairs (each pair: a run and its baseline of the same seed), then mean and standard error over
     prompts. The SE is the evaluation's error of the seeds' average; the spread between seeds
     (training noise) shows in the per-seed rows."""
-    from rft.eval.stats import paired_difference
+    from rft.eval.stats import sem
 
-    diffs, notes, ref_ids = [], set(), None
+    diffs, ref_ids = [], None
     for a, b in pairs:
         ma, mb, note = aligned(a, b)
-        ids = prompt_means(a)[0] if not note else None
+        ids = prompt_means(a)[0]
         if note or (ref_ids is not None and ids != ref_ids):
-            return None  # seeds evaluated on different prompts: no common per-prompt pairing
+            return None  # not one common evaluation across the seeds: no per-prompt pooling
         ref_ids = ids
-        notes.add(note)
         diffs.append(ma - mb)
     if not diffs:
         return None
     d = np.mean(diffs, axis=0)
-    mean, se = paired_difference(d, np.zeros_like(d))
+    mean, se = float(d.mean()), sem(d)
     return Paired(mean, se, int(d.size))
 
 
