@@ -13,6 +13,15 @@ class Example:
     reference: str | None = None  # a gold completion (SFT target, offline RL data)
     reward: float | None = None  # a precomputed reward, if the data carries one
     meta: dict = field(default_factory=dict)
+    # every gold completion of this prompt, for metrics and metric rewards (CommonGen: all the
+    # references of a concept set); empty where the task has at most one (`reference`)
+    references: list[str] = field(default_factory=list)
+
+    @property
+    def reward_references(self):
+        """What a reward gets as this prompt's references: the list of all of them where the task
+        has several, else the single ``reference`` (a string or None)."""
+        return list(self.references) if self.references else self.reference
 
 
 class Task:

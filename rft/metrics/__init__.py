@@ -1,0 +1,21 @@
+"""Text-generation metrics (CommonGen and similar tasks), each computed by the library made for it.
+
+CONTRACT (shared by rft.eval, rft.reward.textgen and the tests; keep these names and shapes):
+
+    compute_metrics(names, prompts, completions, references, concepts=None, **options)
+        -> MetricScores
+
+- ``names``: metric names from ``METRICS`` (e.g. ["meteor", "rouge", "bleu", "cider", "spice",
+  "bertscore", "coverage", "diversity"]); one name may give several keys (rouge → rouge1,
+  rouge2, rougeL, rougeLsum; bleu → bleu4 (tensorflow/nmt), sacrebleu; diversity → distinct_1,
+  distinct_2, vocab_size, unique_1, unique_2, entropy_1..., msttr, mean_length).
+- ``prompts``, ``completions``: lists of N strings; ``references``: N lists of reference strings
+  (several per concept set); ``concepts``: N lists of concept words (coverage), or None.
+- Returns ``MetricScores(corpus={key: float}, per_example={key: list[float] of length N})``:
+  ``corpus`` holds the metric as the papers report it over the whole set; ``per_example`` holds a
+  per-completion score wherever one exists (METEOR, ROUGE, CIDEr-D, BERTScore, coverage),
+  whose mean is (or, for BLEU-like corpus metrics, is not) the corpus value.
+- An unavailable metric (SPICE; METEOR without WordNet) raises ``MetricUnavailable`` with the
+  reason and the fix when asked for explicitly, except that ``spice`` is reported in
+  ``MetricScores.unavailable`` ({name: reason}) instead of raising.
+"""
