@@ -69,6 +69,11 @@ class TaskConfig:
     min_new_tokens: int = knob(48, "minimum continuation length (GRUE IMDB: min = max = 48)")
     n_eval_prompts: int = knob(100, "val prompts used by periodic evaluation (-1: all)")
     n_test_prompts: int = knob(200, "test prompts used by the final evaluation (-1: all)")
+    metrics: list[str] = block(
+        list,
+        "text metrics every evaluation computes against the task's references (rft/metrics:"
+        " meteor, rouge, bleu, cider, spice, bertscore, coverage, diversity); [] = none",
+    )
 
 
 @dataclass
