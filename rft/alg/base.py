@@ -177,11 +177,25 @@ class RFTModule(L.LightningModule):
     def _log_samples_table(self, prefix: str, samples: list[dict]) -> None:
         for lg in self.loggers:
             if hasattr(lg, "log_text"):  # WandbLogger
+                # the text metrics' per-sample scores (rft.eval.text) as extra columns
+                extra = [
+                    k
+                    for k, v in (samples[0] if samples else {}).items()
+                    if k not in ("prompt", "completion", "reward") and isinstance(v, float)
+                ]
                 try:
                     lg.log_text(
                         key=f"{prefix}/samples",
-                        columns=["prompt", "completion", "reward"],
-                        data=[[s["prompt"][-300:], s["completion"], s["reward"]] for s in samples],
+                        columns=["prompt", "completion", "reward", *extra],
+                        data=[
+                            [
+                                s["prompt"][-300:],
+                                s["completion"],
+                                s["reward"],
+                                *(s[k] for k in extra),
+                            ]
+                            for s in samples
+                        ],
                     )
                 except Exception as e:  # noqa: BLE001 - a table must never stop training
                     log.warning("could not log the samples table: %s", e)

@@ -22,6 +22,7 @@ runs in this process.
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,9 +32,12 @@ import torch.distributed as dist
 
 from rft.core import logprobs_from_logits
 from rft.eval import stats
+from rft.eval.text import text_metrics
 from rft.model.policy import PolicyLM
 from rft.rollout.prompts import encode_prompts
 from rft.task.base import Example
+
+log = logging.getLogger(__name__)
 
 
 def prompt_id(prompt: str) -> str:
@@ -194,6 +198,7 @@ class EvalResult:
     metrics: dict[str, float]
     samples: list[dict]
     per_prompt: dict[str, list]
+    unavailable: dict[str, str] = field(default_factory=dict)  # text metric -> why not computed
 
 
 def evaluate_policy(
@@ -207,12 +212,15 @@ def evaluate_policy(
     samples_per_prompt: int = 1,
     n_samples: int = 16,
     progress: bool = False,
+    metrics: list[str] | tuple = (),
     **decoding,
 ) -> EvalResult:
     """Evaluate ``policy`` on ``examples``. metrics: reward_mean, reward_std, perplexity,
     distinct_1/2, completion_tokens (mean), each mean with ``_se``, n_prompts and
     samples_per_prompt; samples: the first ``n_samples`` (prompt, completion, reward);
-    per_prompt: prompt ids and their K rewards. ``decoding``: prompt_max_tokens,
+    per_prompt: prompt ids and their K rewards. ``metrics``: text metrics (rft.eval.text) added
+    to all three, each with its standard error where it has per-completion scores.
+    ``decoding``: prompt_max_tokens,
     max_new_tokens, min_new_tokens, generation (see ``evaluate_shard``)."""
     if samples_per_prompt < 1:
         raise ValueError(f"samples_per_prompt={samples_per_prompt}: must be ≥ 1")
@@ -232,13 +240,25 @@ def evaluate_policy(
     )
     rec = gather_records(rec, world_size)
     k = samples_per_prompt
-    samples = [
-        {"prompt": e.prompt, "completion": c, "reward": r, "reference": e.reference}
-        for e, c, r in list(zip([e for e in examples for _ in range(k)], rec.texts, rec.rewards))[
-            :n_samples
-        ]
-    ]
-    return EvalResult(aggregate(rec), samples, per_prompt(rec, examples))
+    tm = text_metrics(list(metrics), examples, rec.texts, k)
+    split_metrics = aggregate(rec)
+    for key, v in tm.metrics.items():  # distinct-n: keep the evaluation's own (with its SE)
+        split_metrics.setdefault(key, v)
+    samples = []
+    for i, (e, c, r) in enumerate(
+        zip([e for e in examples for _ in range(k)], rec.texts, rec.rewards)
+    ):
+        if i >= n_samples:
+            break
+        row = {"prompt": e.prompt, "completion": c, "reward": r, "reference": e.reference}
+        if e.references:
+            row["references"] = list(e.references)
+        row.update({key: v[i] for key, v in tm.per_sample.items()})
+        samples.append(row)
+    pp = per_prompt(rec, examples)
+    if tm.per_prompt:
+        pp["metrics"] = tm.per_prompt
+    return EvalResult(split_metrics, samples, pp, tm.unavailable)
 
 
 # ------------------------------------------------------------------ a run's evaluation
@@ -282,8 +302,14 @@ def evaluate_split(cfg, task, policy, ref, reward_fn, split: str) -> tuple[EvalR
         samples_per_prompt=k,
         n_samples=ev.n_samples_table,
         progress=True,
+        metrics=list(task.cfg.get("metrics") or []) if hasattr(task.cfg, "get") else [],
     )
-    return res, {"split": split, "seed": ev.seed, "samples_per_prompt": k}
+    setup = {"split": split, "seed": ev.seed, "samples_per_prompt": k}
+    if res.unavailable:
+        setup["unavailable_metrics"] = res.unavailable
+        for name, why in res.unavailable.items():
+            log.warning("task.metrics: %s is not computed: %s", name, why)
+    return res, setup
 
 
 def save_evaluation(run_dir, prefix: str, step: int, metrics: dict, setup: dict, res) -> Path:
