@@ -299,16 +299,33 @@ class Paired:
         return f"{sign}{self.diff:.3g}{se}" + (f" ({self.note})" if self.note else "")
 
 
-def prompt_means(ev: dict[str, Any]) -> tuple[list[str], np.ndarray]:
-    """(prompt ids, each prompt's mean reward over its K samples) of one evaluation record."""
-    return list(ev["prompt_id"]), np.array([np.mean(r) for r in ev["reward"]], dtype=np.float64)
+def per_prompt_key(metric: str) -> str:
+    """The per-prompt record a final metric is paired on: "reward" for test/reward_mean, else
+    the text metric's own name (test/meteor -> meteor, kept under per_prompt["metrics"])."""
+    name = metric.split("/", 1)[-1]
+    return "reward" if name == "reward_mean" else name
 
 
-def aligned(a: dict[str, Any], b: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, str]:
+def prompt_scores(ev: dict[str, Any], key: str = "reward") -> list[list[float]] | None:
+    """Each prompt's K scores of ``key`` in one evaluation record (None: not recorded)."""
+    if key == "reward":
+        return ev.get("reward")
+    return (ev.get("metrics") or {}).get(key)
+
+
+def prompt_means(ev: dict[str, Any], key: str = "reward") -> tuple[list[str], np.ndarray]:
+    """(prompt ids, each prompt's mean ``key`` over its K samples) of one evaluation record."""
+    scores = prompt_scores(ev, key) or []
+    return list(ev["prompt_id"]), np.array([np.mean(r) for r in scores], dtype=np.float64)
+
+
+def aligned(
+    a: dict[str, Any], b: dict[str, Any], key: str = "reward"
+) -> tuple[np.ndarray, np.ndarray, str]:
     """Both evaluations' per-prompt means on the prompts they share, in one order, and a note
     when the two were not the same evaluation (prompts, seed or samples per prompt differ)."""
-    ids_a, ma = prompt_means(a)
-    ids_b, mb = prompt_means(b)
+    ids_a, ma = prompt_means(a, key)
+    ids_b, mb = prompt_means(b, key)
     notes = []
     if ids_a != ids_b:
         pos_b = {pid: i for i, pid in reversed(list(enumerate(ids_b)))}
@@ -322,19 +339,24 @@ def aligned(a: dict[str, Any], b: dict[str, Any]) -> tuple[np.ndarray, np.ndarra
     return ma, mb, ", ".join(notes)
 
 
-def paired(a: dict[str, Any], b: dict[str, Any]) -> Paired | None:
-    """Evaluation a minus evaluation b, paired over prompts (rft.eval.stats.paired_difference);
-    None when they share no prompt."""
+def paired(a: dict[str, Any], b: dict[str, Any], key: str = "reward") -> Paired | None:
+    """Evaluation a minus evaluation b in ``key`` (the reward, or a text metric), paired over
+    prompts (rft.eval.stats.paired_difference); None when they share no prompt or one of them
+    did not record ``key`` per prompt."""
     from rft.eval.stats import paired_difference
 
-    ma, mb, note = aligned(a, b)
+    if prompt_scores(a, key) is None or prompt_scores(b, key) is None:
+        return None
+    ma, mb, note = aligned(a, b, key)
     if ma.size == 0:
         return None
     diff, se = paired_difference(ma, mb)
     return Paired(diff, se, int(ma.size), note)
 
 
-def pooled_paired(pairs: list[tuple[dict[str, Any], dict[str, Any]]]) -> Paired | None:
+def pooled_paired(
+    pairs: list[tuple[dict[str, Any], dict[str, Any]]], key: str = "reward"
+) -> Paired | None:
     """A setting's difference over its seeds: per prompt, the difference averaged over the seeds'
     pairs (each pair: a run and its baseline of the same seed), then mean and standard error over
     prompts. The SE is the evaluation's error of the seeds' average; the spread between seeds
@@ -343,8 +365,10 @@ def pooled_paired(pairs: list[tuple[dict[str, Any], dict[str, Any]]]) -> Paired 
 
     diffs, ref_ids = [], None
     for a, b in pairs:
-        ma, mb, note = aligned(a, b)
-        ids = prompt_means(a)[0]
+        if prompt_scores(a, key) is None or prompt_scores(b, key) is None:
+            return None
+        ma, mb, note = aligned(a, b, key)
+        ids = prompt_means(a, key)[0]
         if note or (ref_ids is not None and ids != ref_ids):
             return None  # not one common evaluation across the seeds: no per-prompt pooling
         ref_ids = ids
@@ -383,20 +407,26 @@ def find_baseline(job: Job, jobs: list[Job], labels: dict[str, str], baseline: s
     return None
 
 
-def paired_tables(jobs: list[Job], swept: list[str], baseline: str | None = None) -> str | None:
-    """Markdown: each finished run's final test reward minus its own seed's initial policy and
-    minus ``baseline`` (a setting label or job name, same seed), paired over prompts, one row per
-    run; then one row per setting with the seeds pooled. None when no run kept per-prompt
-    rewards (runs made before the fixed evaluation)."""
-    real = [j for j in jobs if j.name != "init" and "test" in j.evals]
+def paired_tables(
+    jobs: list[Job], swept: list[str], baseline: str | None = None, metric: str = DEFAULT_METRIC
+) -> str | None:
+    """Markdown: each finished run's final ``metric`` (the test reward, or a text metric kept
+    per prompt) minus its own seed's initial policy and minus ``baseline`` (a setting label or
+    job name, same seed), paired over prompts, one row per run; then one row per setting with
+    the seeds pooled. None when no run kept per-prompt scores (runs made before the fixed
+    evaluation)."""
+    key = per_prompt_key(metric)
+    real = [
+        j
+        for j in jobs
+        if j.name != "init" and "test" in j.evals and prompt_scores(j.evals["test"], key)
+    ]
     if not real:
         return None
     labels = setting_labels(jobs, swept)
     cols = ["init"] + ([baseline] if baseline and baseline != "init" else [])
     run_lines = [
-        "| setting | seed | test reward | "
-        + " | ".join(f"Δ vs {c}" for c in cols)
-        + " | prompts |",
+        f"| setting | seed | {metric} | " + " | ".join(f"Δ vs {c}" for c in cols) + " | prompts |",
         "|" + "---|" * (len(cols) + 4),
     ]
     pairs: dict[str, dict[str, list]] = {}
@@ -405,13 +435,13 @@ def paired_tables(jobs: list[Job], swept: list[str], baseline: str | None = None
         cells = []
         for c in cols:
             base = find_baseline(j, jobs, labels, c)
-            p = paired(j.evals["test"], base) if base is not None else None
+            p = paired(j.evals["test"], base, key) if base is not None else None
             cells.append(p.cell() if p else MISSING)
             if base is not None and base is not j.evals["test"]:
                 pairs.setdefault(labels[j.name], {}).setdefault(c, []).append(
                     (j.evals["test"], base)
                 )
-        reward = with_se(m.get(DEFAULT_METRIC), m.get(DEFAULT_METRIC + "_se"))
+        reward = with_se(m.get(metric), m.get(metric + "_se"))
         run_lines.append(
             f"| {labels[j.name]} | {_seed(j)} | {reward} | "
             + " | ".join(cells)
@@ -425,7 +455,7 @@ def paired_tables(jobs: list[Job], swept: list[str], baseline: str | None = None
         n = sum(labels[j.name] == label for j in real)
         cells = []
         for c in cols:
-            p = pooled_paired(pairs.get(label, {}).get(c, []))
+            p = pooled_paired(pairs.get(label, {}).get(c, []), key)
             cells.append(p.cell() if p else MISSING)
         set_lines.append(f"| {label} | {n} | " + " | ".join(cells) + " |")
     return "\n".join(run_lines) + "\n\n" + "\n".join(set_lines)
@@ -546,6 +576,33 @@ def setting_labels(jobs: list[Job], swept: list[str]) -> dict[str, str]:
         else:
             labels[j.name] = _label(j, [k for k in (varying or settings) if k in j.overrides])
     return labels
+
+
+# test/<key> values every evaluation writes; any other test/<key> comes from task.metrics
+STANDARD_TEST_KEYS = {
+    "reward_mean",
+    "reward_std",
+    "reward_within_prompt_std",
+    "perplexity",
+    "distinct_1",
+    "distinct_2",
+    "completion_tokens",
+    "n_prompts",
+    "samples_per_prompt",
+}
+
+
+def text_metric_keys(jobs: list[Job]) -> list[str]:
+    """The final ``test/<metric>`` keys of the task's text metrics that any job logged (their
+    ``_se`` companions excluded), in first-seen order."""
+    keys: dict[str, None] = {}
+    for j in jobs:
+        for k, v in (j.metrics or {}).items():
+            name = k[len("test/") :] if k.startswith("test/") else None
+            if name and not name.endswith("_se") and name not in STANDARD_TEST_KEYS:
+                if isinstance(v, (int, float)):
+                    keys.setdefault(k)
+    return list(keys)
 
 
 def _by_setting(jobs: list[Job], swept: list[str], metrics) -> dict[str, dict[str, list[float]]]:
@@ -684,7 +741,12 @@ def write_plots(sw: Sweep, out: Path) -> list[Path]:
 
 
 def render_markdown(
-    sw: Sweep, table: str, comparison: str | None, paired_md: str | None, plots: list[Path]
+    sw: Sweep,
+    table: str,
+    comparison: str | None,
+    paired_md: str | None,
+    plots: list[Path],
+    text_md: str | None = None,
 ) -> str:
     n_ok = sum(j.status == "ok" for j in sw.jobs)
     md = [
@@ -700,12 +762,25 @@ def render_markdown(
         table,
         "",
         *(["## Final metrics by setting", "", comparison, ""] if comparison else []),
+        *(
+            [
+                "## Text metrics by setting",
+                "",
+                "The task's `task.metrics` on the test split (rft/metrics), side by side; ± as"
+                " above. Corpus-only statistics (BLEU, vocabulary, entropy, MSTTR) carry no SE.",
+                "",
+                text_md,
+                "",
+            ]
+            if text_md
+            else []
+        ),
     ]
     if paired_md:
         md += [
             "## Paired differences",
             "",
-            "Final test reward minus a baseline evaluated on the same prompts with the same "
+            f"Final `{sw.metric}` minus a baseline evaluated on the same prompts with the same "
             "evaluation seed: the mean per-prompt difference ± its standard error over prompts. "
             "Per run, then per setting with its seeds averaged per prompt (that SE is the "
             "evaluation's; the seed-to-seed spread shows in the per-run rows).",
@@ -752,9 +827,11 @@ def build_report(
     columns = ["job", *sw.swept, metric, PERPLEXITY, LOW_STD, "status"]
     table = to_markdown(rows, columns)
     comparison = comparison_table(sw.with_init, sw.swept)
-    paired_md = paired_tables(sw.jobs, sw.swept, baseline)
+    paired_md = paired_tables(sw.jobs, sw.swept, baseline, metric)
+    text_keys = text_metric_keys(sw.jobs)
+    text_md = comparison_table(sw.with_init, sw.swept, metrics=text_keys) if text_keys else None
     plots = write_plots(sw, out)
-    markdown = render_markdown(sw, table, comparison, paired_md, plots)
+    markdown = render_markdown(sw, table, comparison, paired_md, plots, text_md)
     report = out / "report.md"
     report.write_text(markdown)
     return {
@@ -769,6 +846,7 @@ def build_report(
         "plots": plots,
         "comparison": comparison,
         "paired": paired_md,
+        "text_metrics": text_md,
     }
 
 

@@ -236,3 +236,53 @@ def test_pairing_flags_evaluations_that_differ(tmp_path):
     p = paired(a, b)  # b lists the same prompts in reverse: aligned by id, every d_i = 0
     assert p.n_prompts == 4 and p.diff == 0.0 and "4 shared prompts" in p.note
     assert "eval seed 1 vs 2" in p.note
+
+
+def test_text_metrics_are_tabulated_and_paired_on_their_per_prompt_scores(tmp_path):
+    """Two runs (ppo, ppo_pp; one seed) with a METEOR kept per prompt: the text-metric table
+    lists test/meteor side by side, and `--metric test/meteor` pairs on METEOR, not the reward."""
+    import math
+
+    sweep = tmp_path / "cg"
+    meteor = {
+        "ppo": [[0.2, 0.4], [0.1, 0.1], [0.3, 0.5], [0.0, 0.2]],  # means .3 .1 .4 .1
+        "ppo_pp": [[0.4, 0.4], [0.3, 0.1], [0.5, 0.5], [0.1, 0.1]],  # means .4 .2 .5 .1
+    }
+    for alg, m in meteor.items():
+        mean = sum(sum(r) for r in m) / 8
+        job = make_job(
+            sweep,
+            alg,
+            [f"alg={alg}", "seed=0"],
+            metrics={
+                "test/reward_mean": 0.5,
+                "test/meteor": mean,
+                "test/meteor_se": 0.01,
+                "test/bleu4": 0.05 if alg == "ppo" else 0.07,
+            },
+        )
+        ev = job / "eval"
+        ev.mkdir()
+        rec = {
+            "eval": {"split": "test", "seed": 7919, "samples_per_prompt": 2},
+            "per_prompt": {
+                "prompt_id": IDS,
+                "reward": [[0.5, 0.5]] * 4,
+                "metrics": {"meteor": m},
+            },
+        }
+        (ev / "test_00008.json").write_text(json.dumps(rec))
+    res = build_report(sweep, tmp_path / "out", metric="test/meteor", baseline="ppo")
+    assert "test/meteor" in res["text_metrics"] and "test/bleu4" in res["text_metrics"]
+    assert "## Text metrics by setting" in res["markdown"]
+    line = [ln for ln in res["text_metrics"].splitlines() if ln.startswith("| ppo_pp |")][0]
+    assert "0.3 ± 0.01" in line and "0.07" in line
+    # METEOR differences d = .1 .1 .1 0 -> mean .075, SE = std(ddof=1) / 2
+    d = (0.1, 0.1, 0.1, 0.0)
+    se = math.sqrt(sum((x - 0.075) ** 2 for x in d) / 3) / 2
+    row = [ln for ln in res["paired"].splitlines() if ln.startswith("| ppo_pp | 0 |")][0]
+    assert f"+0.075 ± {se:.2g}" in row
+    # on the reward (identical in both runs) the difference is 0
+    res_r = build_report(sweep, tmp_path / "out2", baseline="ppo")
+    row_r = [ln for ln in res_r["paired"].splitlines() if ln.startswith("| ppo_pp | 0 |")][0]
+    assert "+0 ± 0" in row_r
