@@ -18,4 +18,21 @@ CONTRACT (shared by rft.eval, rft.reward.textgen and the tests; keep these names
 - An unavailable metric (SPICE; METEOR without WordNet) raises ``MetricUnavailable`` with the
   reason and the fix when asked for explicitly, except that ``spice`` is reported in
   ``MetricScores.unavailable`` ({name: reason}) instead of raising.
+
+Keys each name gives: ``KEYS``; the ones with per-example scores: ``PER_EXAMPLE``; options (flat
+keyword arguments) and the metric each tunes: ``OPTIONS``. Heavy libraries (nltk, spaCy,
+rouge-score, pycocoevalcap, bert-score) are imported only when their metric is computed.
 """
+
+from rft.metrics.base import MetricScores, MetricUnavailable
+from rft.metrics.compute import KEYS, METRICS, OPTIONS, PER_EXAMPLE, compute_metrics
+
+__all__ = [
+    "KEYS",
+    "METRICS",
+    "OPTIONS",
+    "PER_EXAMPLE",
+    "MetricScores",
+    "MetricUnavailable",
+    "compute_metrics",
+]
