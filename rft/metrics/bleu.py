@@ -26,7 +26,9 @@ MAX_ORDER = 4
 def ngram_counts(tokens: Sequence[str], max_order: int = MAX_ORDER) -> Counter:
     """Counts of every n-gram of order 1..max_order (tuples)."""
     return Counter(
-        tuple(tokens[i : i + n]) for n in range(1, max_order + 1) for i in range(len(tokens) - n + 1)
+        tuple(tokens[i : i + n])
+        for n in range(1, max_order + 1)
+        for i in range(len(tokens) - n + 1)
     )
 
 
@@ -83,4 +85,6 @@ def sentence_sacrebleu(
     """sacreBLEU's sentence BLEU (exp smoothing, its sentence-level default) / 100."""
     import sacrebleu as sb
 
-    return [float(sb.sentence_bleu(h, list(r)).score) / 100.0 for h, r in zip(completions, references)]
+    return [
+        float(sb.sentence_bleu(h, list(r)).score) / 100.0 for h, r in zip(completions, references)
+    ]

@@ -7,18 +7,21 @@ tokenizes with ``en_core_web_sm`` (not on PyPI; ``spacy.blank("en")`` has the sa
 and gives the same token texts) and does not lowercase, while the CommonGen and COCO evaluations
 lowercase; rft follows the latter.
 
-Where the idf comes from:
-- default: the references of the evaluated set itself (one document per example: all its
-  references), as pycocoevalcap and RL4LMs do. A completion's score then depends on the rest of
-  the set; repeating every example K times (K samples per prompt) leaves the idf unchanged.
-  RL4LMs keys examples by prompt text, so samples of one prompt overwrite each other there;
-  rft keys them by position.
-- ``idf_references``: a fixed corpus of reference groups (e.g. the train references), counted
-  once; the per-example scores then depend on nothing else in the batch.
+Where the idf comes from (document frequencies over reference groups, one group = one
+prompt's references):
+- default: the distinct reference groups of the evaluated set itself. With one completion per
+  prompt that is exactly pycocoevalcap's and RL4LMs' idf. With K completions per prompt, rft
+  still counts each prompt once: pycocoevalcap fed all N·K rows would count each prompt's
+  references K times, which leaves log(N/df) unchanged for n-grams the references contain but
+  gives n-grams that no reference contains the weight log(N·K) instead of log(N), so scores
+  would drift with K. (RL4LMs keys rows by prompt text, keeping one sample per prompt; TRIL's
+  reward makes every row its own document.) A completion's score depends on the rest of the
+  set through the idf; a set with a single prompt scores 0 everywhere (every idf is log 1 = 0).
+- ``idf``: a fixed ``CiderIdf`` (e.g. over the train references), counted once; scores then
+  depend on nothing else in the batch.
 
 The corpus value is the mean of the per-example scores (pycocoevalcap's own corpus score). An
-empty completion scores 0, and so does every completion of a set of one example with the
-default idf (every n-gram then has idf log(1/1) = 0).
+empty completion scores 0.
 """
 
 from __future__ import annotations
@@ -45,23 +48,24 @@ class CiderIdf:
     """Document frequencies of a fixed reference corpus (one document per group of references),
     for CIDEr-D scores that do not depend on the rest of the batch."""
 
-    def __init__(self, reference_groups: Sequence[Sequence[str]]):
+    def __init__(self, reference_groups: Sequence[Sequence[str]], tokenized: bool = False):
         from pycocoevalcap.cider.cider_scorer import CiderScorer
 
         scorer = CiderScorer(n=N, sigma=SIGMA)
         for refs in reference_groups:
-            scorer.cook_append(None, [tokenize(r) for r in refs])
-        scorer.compute_doc_freq()
+            scorer.cook_append(None, list(refs) if tokenized else [tokenize(r) for r in refs])
+        scorer.compute_doc_freq()  # pycocoevalcap's own counting
         self.document_frequency = dict(scorer.document_frequency)
         self.n_documents = len(scorer.crefs)
-        if self.n_documents < 2:
-            raise ValueError("a fixed CIDEr idf needs at least 2 reference groups")
+        if self.n_documents < 1:
+            raise ValueError("a CIDEr idf needs at least one reference group")
 
 
 @functools.cache
 def _fixed_idf_scorer_class():
-    """A ``CiderScorer`` whose idf is a ``CiderIdf``'s: pycocoevalcap's maths, only the document
-    frequencies and the corpus size (``ref_len`` = log of it) come from elsewhere."""
+    """A ``CiderScorer`` whose idf is a ``CiderIdf``'s: pycocoevalcap's maths (tf-idf vectors,
+    clipping, length penalty, x10), only the document frequencies and the number of documents
+    (``ref_len`` = its log) come from the ``CiderIdf`` instead of the rows being scored."""
     from collections import defaultdict
 
     from pycocoevalcap.cider.cider_scorer import CiderScorer
@@ -92,20 +96,15 @@ def cider_d(
     references: Sequence[Sequence[str]],
     idf: CiderIdf | None = None,
 ) -> list[float]:
-    """One CIDEr-D per completion; idf over ``references`` themselves unless ``idf`` is given."""
-    from pycocoevalcap.cider.cider import Cider
-
+    """One CIDEr-D per completion; idf over the distinct reference groups of ``references``
+    unless ``idf`` is given."""
     if not completions:
         return []
-    gts = {i: [tokenize(r) for r in refs] for i, refs in enumerate(references)}
-    res = {i: [tokenize(h)] for i, h in enumerate(completions)}
+    refs = [[tokenize(r) for r in rs] for rs in references]
     if idf is None:
-        if not any(r.split() for refs in gts.values() for r in refs):
-            return [0.0] * len(completions)  # no reference n-gram at all: nothing can match
-        _, scores = Cider(n=N, sigma=SIGMA).compute_score(gts, res)
-        return [float(s) for s in scores]
+        idf = CiderIdf(list(dict.fromkeys(tuple(rs) for rs in refs)), tokenized=True)
     scorer = _fixed_idf_scorer_class()(idf)
-    for i in gts:
-        scorer += (res[i][0], gts[i])
+    for hyp, rs in zip(completions, refs):
+        scorer += (tokenize(hyp), rs)
     _, scores = scorer.compute_score()
-    return [float(s) for s in scores]
+    return [float(v) for v in scores]

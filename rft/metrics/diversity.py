@@ -36,7 +36,8 @@ def entropy(counts: Counter) -> float:
 def msttr(tokens: Sequence[str], window: int = MSTTR_WINDOW) -> float | None:
     """Mean type-token ratio of full ``window``-token segments; None without one."""
     ttrs = [
-        len(set(tokens[i : i + window])) / window for i in range(0, len(tokens) - window + 1, window)
+        len(set(tokens[i : i + window])) / window
+        for i in range(0, len(tokens) - window + 1, window)
     ]
     return sum(ttrs) / len(ttrs) if ttrs else None
 
