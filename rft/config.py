@@ -60,11 +60,23 @@ class DataSource(str, Enum):
     hub = "hub"
 
 
+class TruncationSide(str, Enum):
+    left = "left"  # keep a long prompt's LAST prompt_max_tokens tokens (GRUE IMDB)
+    right = "right"  # keep its FIRST prompt_max_tokens tokens (GRUE CommonGen)
+
+
 @dataclass
 class TaskConfig:
     _target_: str = knob(MISSING, "the Task class this option builds")
     name: str = knob(MISSING, "task name (run folders: outputs/<task>_<alg>/)")
-    prompt_max_tokens: int = knob(64, "prompts keep their LAST this many tokens (GRUE: 64)")
+    prompt_max_tokens: int = knob(
+        64, "prompt length cap in tokens; prompt_truncation says which end is cut (GRUE IMDB: 64)"
+    )
+    prompt_truncation: TruncationSide = knob(
+        TruncationSide.left,
+        "left: a long prompt keeps its LAST prompt_max_tokens tokens (GRUE IMDB) | right: its"
+        " first (GRUE CommonGen)",
+    )
     max_new_tokens: int = knob(48, "continuation length in tokens (GRUE IMDB: 48)")
     min_new_tokens: int = knob(48, "minimum continuation length (GRUE IMDB: min = max = 48)")
     n_eval_prompts: int = knob(100, "val prompts used by periodic evaluation (-1: all)")
@@ -119,6 +131,61 @@ class JsonlTaskConfig(TaskConfig):
     test_fraction: float = knob(0.1, "share of `path` cut for test when test_path is null")
     split_seed: int = knob(42, "seed of the shuffle behind the val/test cut")
     min_new_tokens: int = knob(1, "minimum continuation length (free-form answers may be short)")
+
+
+class ConceptOrder(str, Enum):
+    # the official CommonGen formatter's seeded shuffle (= commongen.*.src_alpha.txt; the hub
+    # builder applies the same procedure to its copy, whose `concepts` RL4LMs joins)
+    shuffled = "shuffled"
+    sorted = "sorted"  # alphabetical (the order of the tagged concept_set string)
+
+
+class PairReferences(str, Enum):
+    all = "all"  # every reference of the row's concept set, its own included
+    others = "others"  # leave-one-out; rows of single-reference sets are left out
+
+
+@dataclass
+class CommongenTaskConfig(TaskConfig):
+    """CommonGen as GRUE runs it (docs/algorithms.md §12): concepts -> one sentence using them."""
+
+    _target_: str = knob("rft.task.commongen.CommongenTask", "the Task class this option builds")
+    name: str = knob("commongen", "task name (run folders: outputs/<task>_<alg>/)")
+    data_dir: str | None = knob(
+        None,
+        "folder holding commongen.{dev,test}.jsonl and commongen/commongen.train.*.txt (or its"
+        " parent); conf/task/commongen.yaml reads $RFT_DATA_DIR",
+    )
+    source: DataSource = knob(DataSource.auto, "auto: data_dir if set, else the hub | local | hub")
+    hub_id: str = knob(
+        "common_gen",
+        "hub dataset for source=hub; its test split has no references, so test = its validation",
+    )
+    prompt_prefix: str = knob("generate a sentence with: ", "text before the concepts (GRUE)")
+    prompt_suffix: str = knob(".", "text after the space-joined concepts (GRUE: '.')")
+    concept_order: ConceptOrder = knob(
+        ConceptOrder.shuffled,
+        "shuffled: the official formatter's seeded order (src_alpha.txt; the hub's order) |"
+        " sorted: alphabetical",
+    )
+    concepts_key: str = knob("concept_set", "JSONL field of the '#'-joined, tagged concepts")
+    references_key: str = knob("scene", "JSONL field of the list of reference sentences")
+    pairs_per_reference: bool = knob(
+        True,
+        "SFT and offline rows: one per (concept set, reference) (RL4LMs); false: one per"
+        " concept set with its first reference",
+    )
+    pair_references: PairReferences = knob(
+        PairReferences.all,
+        "what an offline row's reward is computed against: all references of its set (itself"
+        " included) | others (leave-one-out; single-reference sets dropped)",
+    )
+    prompt_max_tokens: int = knob(20, "prompt length cap in tokens (GRUE CommonGen: 20)")
+    prompt_truncation: TruncationSide = knob(
+        TruncationSide.right, "which end of a long prompt is cut (GRUE CommonGen: right)"
+    )
+    max_new_tokens: int = knob(20, "sentence length cap in tokens (GRUE CommonGen: 20)")
+    min_new_tokens: int = knob(5, "minimum sentence length in tokens (GRUE CommonGen: 5)")
 
 
 # -------------------------------------------------------------------------------------- model
@@ -437,7 +504,11 @@ class Config:
 
 
 _SCHEMAS: dict[str, dict[str, type]] = {
-    "task": {"imdb_schema": ImdbTaskConfig, "jsonl_schema": JsonlTaskConfig},
+    "task": {
+        "imdb_schema": ImdbTaskConfig,
+        "jsonl_schema": JsonlTaskConfig,
+        "commongen_schema": CommongenTaskConfig,
+    },
     "model": {"model_schema": ModelConfig},
     "alg": {"sft_schema": SFTConfig, "ppo_schema": PPOConfig},
     "reward": {

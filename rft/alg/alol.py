@@ -290,6 +290,8 @@ class ALoL(RFTModule):
             t.min_new_tokens,
             c.seed,
             str(c.hardware.precision),
+            # only where it is not the default, so the keys of existing caches stay valid
+            *([t.prompt_truncation] if t.prompt_truncation != "left" else []),
         )
 
     def compute_advantages(self, device) -> Tensor:
@@ -316,6 +318,7 @@ class ALoL(RFTModule):
                 self.task.prompt_max_tokens,
                 self.a.score_batch_size,
                 device,
+                truncation=self.task.prompt_truncation,
             )
             torch_save_atomic(
                 {
@@ -383,10 +386,11 @@ class ALoL(RFTModule):
             self.ref,
             self.reward_fn,
             [e.prompt for e in val],
-            [e.reference for e in val],
+            [e.reward_references for e in val],
             k=v.samples_per_prompt,
             generation=v.generation,
             prompt_max_tokens=t.prompt_max_tokens,
+            prompt_truncation=t.prompt_truncation,
             max_new_tokens=t.max_new_tokens,
             min_new_tokens=t.min_new_tokens,
             batch_size=self.a.score_batch_size,
@@ -411,7 +415,12 @@ class ALoL(RFTModule):
         """Fit ``head`` on π_ref's prompt states of the val prompts; (stats, per-epoch history)."""
         t, v = self.task, self.a.value
         feats, mask = prompt_features(
-            self.ref, [e.prompt for e in val], t.prompt_max_tokens, self.a.score_batch_size, device
+            self.ref,
+            [e.prompt for e in val],
+            t.prompt_max_tokens,
+            self.a.score_batch_size,
+            device,
+            truncation=t.prompt_truncation,
         )
         fit = fit_value_head(
             head,
@@ -568,8 +577,9 @@ class ALoL(RFTModule):
         tok = self.policy.tokenizer
         idx = torch.as_tensor(batch, dtype=torch.long)
         examples = [self.pairs[i] for i in batch]
+        t = self.task
         p_ids, p_mask = encode_prompts(
-            tok, [e.prompt for e in examples], self.task.prompt_max_tokens, self.device
+            tok, [e.prompt for e in examples], t.prompt_max_tokens, self.device, t.prompt_truncation
         )
         c_ids, c_mask = encode_continuations(
             tok, [e.reference for e in examples], self.task.max_new_tokens, device=self.device

@@ -253,8 +253,9 @@ class GuidedPPO(PPO):
     def _guide_prompts(self, prompts, p_ids, p_mask):
         if self.same_tokenizer:
             return p_ids, p_mask
+        t = self.task
         return encode_prompts(
-            self.guide.tokenizer, prompts, self.task.prompt_max_tokens, self.device
+            self.guide.tokenizer, prompts, t.prompt_max_tokens, self.device, t.prompt_truncation
         )
 
     def roll_in(self, who: str, prompts: list[str], p_ids, p_mask):
@@ -326,9 +327,15 @@ class GuidedPPO(PPO):
         gen = restart_generator(self.cfg.seed, it)
         K, tok = self.a.samples_per_prompt, self.policy.tokenizer
         prompts = [e.prompt for e in examples for _ in range(K)]
-        refs = [e.reference for e in examples for _ in range(K)]
+        t = self.task
+        # the reward gets every reference of a prompt (CommonGen: its concept set's); the target
+        # regularization learns the one ``reference``
+        refs = [e.reward_references for e in examples for _ in range(K)]
+        targets = [e.reference for e in examples for _ in range(K)]
         t0 = time.perf_counter()
-        p_ids, p_mask = encode_prompts(tok, prompts, self.task.prompt_max_tokens, self.device)
+        p_ids, p_mask = encode_prompts(
+            tok, prompts, t.prompt_max_tokens, self.device, t.prompt_truncation
+        )
         rollins = self.restart_rollins(scheme, prompts, p_ids, p_mask, gen)
         t1 = time.perf_counter()
         forced = forced_prefix(rollins.ids, rollins.k, tok.pad_token_id)
@@ -336,7 +343,7 @@ class GuidedPPO(PPO):
         t2 = time.perf_counter()
         scores, rollin_scores = self.score_rewards(prompts, refs, comp, rollins)
         t3 = time.perf_counter()
-        r = self.make_buffer(scheme, p_ids, p_mask, comp, scores, rollins.k, refs)
+        r = self.make_buffer(scheme, p_ids, p_mask, comp, scores, rollins.k, targets)
         self.score_rollout(r)
         t4 = time.perf_counter()
         n_tokens = int(comp.mask.sum()) + (
@@ -400,9 +407,10 @@ class GuidedPPO(PPO):
         return scores, rollin_scores
 
     def make_buffer(
-        self, scheme: Scheme, p_ids, p_mask, comp: Completions, scores, k, refs
+        self, scheme: Scheme, p_ids, p_mask, comp: Completions, scores, k, targets
     ) -> GuidedRollout:
-        """The rollout buffer with the scheme's loss masks (and the target continuations)."""
+        """The rollout buffer with the scheme's loss masks (and the target continuations:
+        ``targets``, each prompt's reference or None)."""
         policy_mask, value_mask = loss_masks(comp.mask, k, scheme.name)
         r = GuidedRollout(
             p_ids,
@@ -419,9 +427,9 @@ class GuidedPPO(PPO):
             T, tok = self.task.max_new_tokens, self.policy.tokenizer
             r.target_ids, r.target_mask = encode_continuations(
                 tok,
-                [x or "" for x in refs],
+                [x or "" for x in targets],
                 T,
-                eos=[bool(x) for x in refs],
+                eos=[bool(x) for x in targets],
                 width=T,
                 device=self.device,
             )

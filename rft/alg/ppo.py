@@ -199,9 +199,10 @@ class PPO(RFTModule):
         stats: dict[str, float] = {}
         t0 = time.perf_counter()
         prompts = [e.prompt for e in examples for _ in range(K)]
-        refs = [e.reference for e in examples for _ in range(K)]
+        refs = [e.reward_references for e in examples for _ in range(K)]
+        t = self.task
         p_ids, p_mask = encode_prompts(
-            self.policy.tokenizer, prompts, self.task.prompt_max_tokens, self.device
+            self.policy.tokenizer, prompts, t.prompt_max_tokens, self.device, t.prompt_truncation
         )
         comp = self.generate(p_ids, p_mask)
         t1 = time.perf_counter()
@@ -292,6 +293,7 @@ class PPO(RFTModule):
             t.val[: d.probe_prompts],
             K=d.probe_samples,
             prompt_max_tokens=t.prompt_max_tokens,
+            prompt_truncation=t.prompt_truncation,
             max_new_tokens=t.max_new_tokens,
             min_new_tokens=t.min_new_tokens,
             generation=self.a.generation,

@@ -163,8 +163,9 @@ class SFT(RFTModule):
 
     def sft_loss(self, examples) -> torch.Tensor:
         tok = self.policy.tokenizer
+        t = self.task
         p_ids, p_mask = encode_prompts(
-            tok, [e.prompt for e in examples], self.task.prompt_max_tokens, self.device
+            tok, [e.prompt for e in examples], t.prompt_max_tokens, self.device, t.prompt_truncation
         )
         c_ids, c_mask = encode_continuations(
             tok, [e.reference for e in examples], self.task.max_new_tokens, device=self.device

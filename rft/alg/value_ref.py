@@ -65,10 +65,13 @@ def prompt_hidden_states(lm: PolicyLM, ids: Tensor, mask: Tensor) -> Tensor:
     """π's last-layer hidden states of left-padded prompts (B, P) -> (B, P, H).
 
     Causal LMs get position ids from the mask cumsum, as PolicyLM.forward (and generate) use;
-    seq2seq models give their encoder's output.
+    seq2seq models give their encoder's output for the input PolicyLM gives it (prompt + EOS
+    for T5), cut back to the prompt's P positions so the states match ``mask``.
     """
     if lm.is_seq2seq:
-        return lm.model.get_encoder()(input_ids=ids, attention_mask=mask).last_hidden_state
+        enc_ids, enc_mask = lm.encoder_inputs(ids, mask)
+        out = lm.model.get_encoder()(input_ids=enc_ids, attention_mask=enc_mask)
+        return out.last_hidden_state[:, : ids.shape[1]]
     pos = (mask.cumsum(-1) - 1).clamp(min=0)
     out = lm.model(
         input_ids=ids,
@@ -82,13 +85,19 @@ def prompt_hidden_states(lm: PolicyLM, ids: Tensor, mask: Tensor) -> Tensor:
 
 @torch.no_grad()
 def prompt_features(
-    lm: PolicyLM, prompts: list[str], max_tokens: int, batch_size: int, device: torch.device
+    lm: PolicyLM,
+    prompts: list[str],
+    max_tokens: int,
+    batch_size: int,
+    device: torch.device,
+    truncation: str = "left",
 ) -> tuple[Tensor, Tensor]:
     """Prompt states of every prompt, left-padded to a common width P: (N, P, H) float32 and
-    (N, P) mask, on the CPU."""
+    (N, P) mask, on the CPU. ``truncation``: the task's prompt_truncation."""
     feats, masks = [], []
     for s in batch_starts(len(prompts), batch_size, "V_ref: prompt states"):
-        ids, mask = encode_prompts(lm.tokenizer, prompts[s : s + batch_size], max_tokens, device)
+        chunk = prompts[s : s + batch_size]
+        ids, mask = encode_prompts(lm.tokenizer, chunk, max_tokens, device, truncation)
         feats.append(prompt_hidden_states(lm, ids, mask).float().cpu())
         masks.append(mask.cpu())
     width = max(f.shape[1] for f in feats)
@@ -105,12 +114,15 @@ def predict_values(
     max_tokens: int,
     batch_size: int,
     device: torch.device,
+    truncation: str = "left",
 ) -> Tensor:
-    """V_ref(x) for each prompt, (N,) float32 on the CPU."""
+    """V_ref(x) for each prompt, (N,) float32 on the CPU. ``truncation``: the task's
+    prompt_truncation."""
     head.eval().to(device)
     out = []
     for s in batch_starts(len(prompts), batch_size, "V_ref(x)"):
-        ids, mask = encode_prompts(lm.tokenizer, prompts[s : s + batch_size], max_tokens, device)
+        chunk = prompts[s : s + batch_size]
+        ids, mask = encode_prompts(lm.tokenizer, chunk, max_tokens, device, truncation)
         hidden = prompt_hidden_states(lm, ids, mask).float()
         with torch.autocast(device.type, enabled=False):
             out.append(head(hidden, mask).float().cpu())
@@ -133,6 +145,7 @@ def sample_rewards(
     batch_size: int,
     seed: int,
     device: torch.device,
+    prompt_truncation: str = "left",
 ) -> tuple[Tensor, Tensor]:
     """π's own samples for each prompt, scored: (rewards (N·k,), prompt index (N·k,)).
 
@@ -147,6 +160,7 @@ def sample_rewards(
                 [prompts[i] for i in idx[s : s + batch_size]],
                 prompt_max_tokens,
                 device,
+                prompt_truncation,
             )
             comp = lm.generate(ids, mask, max_new_tokens, min_new_tokens, generation)
             texts += lm.tokenizer.batch_decode(comp.ids, skip_special_tokens=True)

@@ -43,18 +43,21 @@ def sample_reward_matrix(
     max_new_tokens: int,
     min_new_tokens: int,
     generation,
+    prompt_truncation: str = "left",
 ) -> tuple[np.ndarray, list[list[str]]]:
-    """(R [N, K], texts [N][K]) for the given examples."""
+    """(R [N, K], texts [N][K]) for the given examples; the reward gets each prompt's
+    ``reward_references``, prompts are cut at ``prompt_truncation`` (the task's)."""
     device = next(policy.parameters()).device
     tok = policy.tokenizer
     R, texts = [], []
     for s in tqdm(range(0, len(examples), batch_prompts), desc="extract", unit="batch"):
         batch = examples[s : s + batch_prompts]
         prompts = [e.prompt for e in batch for _ in range(K)]
-        ids, mask = encode_prompts(tok, prompts, prompt_max_tokens, device)
+        ids, mask = encode_prompts(tok, prompts, prompt_max_tokens, device, prompt_truncation)
         comp = policy.generate(ids, mask, max_new_tokens, min_new_tokens, generation)
         out = tok.batch_decode(comp.ids, skip_special_tokens=True)
-        scores = reward_fn(prompts, out, [e.reference for e in batch for _ in range(K)])
+        refs = [e.reward_references for e in batch for _ in range(K)]
+        scores = reward_fn(prompts, out, refs)
         R.append(scores.view(len(batch), K).numpy())
         texts += [out[i * K : (i + 1) * K] for i in range(len(batch))]
     return np.concatenate(R), texts
@@ -85,6 +88,7 @@ def extract(cfg, run_dir: Path) -> dict[str, float]:
             K=d.k_samples,
             batch_prompts=d.batch_prompts,
             prompt_max_tokens=task.prompt_max_tokens,
+            prompt_truncation=task.prompt_truncation,
             max_new_tokens=task.max_new_tokens,
             min_new_tokens=task.min_new_tokens,
             generation=cfg.alg.generation,

@@ -40,8 +40,10 @@ def probe_gradients(
     min_new_tokens: int,
     generation,
     seed: int,
+    prompt_truncation: str = "left",
 ) -> list[dict]:
-    """One record per prompt: {std, mean, grad_norm}."""
+    """One record per prompt: {std, mean, grad_norm}. The reward gets each prompt's
+    ``reward_references``; ``prompt_truncation``: the task's."""
     device = next(policy.parameters()).device
     tok = policy.tokenizer
     params = [p for p in policy.parameters() if p.requires_grad]
@@ -50,10 +52,10 @@ def probe_gradients(
         torch.manual_seed(seed)
         for e in examples:
             prompts = [e.prompt] * K
-            ids, mask = encode_prompts(tok, prompts, prompt_max_tokens, device)
+            ids, mask = encode_prompts(tok, prompts, prompt_max_tokens, device, prompt_truncation)
             comp = policy.generate(ids, mask, max_new_tokens, min_new_tokens, generation)
             texts = tok.batch_decode(comp.ids, skip_special_tokens=True)
-            R = reward_fn(prompts, texts, [e.reference] * K).to(device)
+            R = reward_fn(prompts, texts, [e.reward_references] * K).to(device)
             logits, _ = policy(ids, mask, comp.ids, comp.mask)
             seq_logp = (logprobs_from_logits(logits, comp.ids) * comp.mask).sum(-1)  # (K,)
             surrogate = (leave_one_out_weights(R) * seq_logp).mean()

@@ -126,7 +126,7 @@ def evaluate_shard(
                 logp = logprobs_from_logits(logits, comp.ids)
                 rec.nll += (-(logp * comp.mask).sum(-1)).tolist()
     rep_prompts = [p for p in prompts for _ in range(k)]
-    refs = [e.reference for e in examples for _ in range(k)]
+    refs = [e.reward_references for e in examples for _ in range(k)]
     rec.rewards = reward_fn(rep_prompts, rec.texts, refs).tolist()
     return rec
 

@@ -11,19 +11,35 @@ from rft.rng import prompt_batch_rng
 
 
 def encode_prompts(
-    tokenizer, prompts: list[str], max_tokens: int, device=None
+    tokenizer, prompts: list[str], max_tokens: int, device=None, truncation: str = "left"
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(ids, mask), each (B, P): left-padded and left-truncated, so each prompt keeps its last
-    ``max_tokens`` tokens (GRUE) and all prompts end at the same column."""
-    enc = tokenizer(
-        prompts,
-        return_tensors="pt",
-        padding=True,
-        truncation=True,
-        max_length=max_tokens,
-        add_special_tokens=False,
+    """(ids, mask), each (B, P): each prompt cut to ``max_tokens`` tokens, then left-padded so
+    that all prompts end at the same column (generation appends to every row at once).
+
+    ``truncation`` (the task's ``prompt_truncation``): "left" keeps a long prompt's LAST
+    ``max_tokens`` tokens (GRUE IMDB: the review's end is what it continues), "right" its
+    FIRST ones (GRUE CommonGen). The cut is done here, not by the tokenizer, so it never
+    depends on a tokenizer's own ``truncation_side``. No special tokens are added: a causal
+    prompt must end where its completion starts (seq2seq encoders get their EOS in
+    rft.model.policy.PolicyLM)."""
+    if truncation not in ("left", "right"):
+        raise ValueError(f"truncation={truncation!r}: choose left or right")
+    # verbose=False: the whole text is tokenized before the cut, so a long one must not warn
+    # that it exceeds the model's maximum length
+    rows = (
+        tokenizer(prompts, add_special_tokens=False, verbose=False)["input_ids"] if prompts else []
     )
-    ids, mask = enc["input_ids"], enc["attention_mask"]
+    if truncation == "left":
+        rows = [x[max(0, len(x) - max_tokens) :] for x in rows]
+    else:
+        rows = [x[:max_tokens] for x in rows]
+    width = max((len(x) for x in rows), default=0)
+    ids = torch.full((len(rows), width), tokenizer.pad_token_id, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for i, x in enumerate(rows):  # a loop over rows (≤ a batch), not over tokens
+        if x:
+            ids[i, width - len(x) :] = torch.tensor(x, dtype=torch.long)
+            mask[i, width - len(x) :] = 1
     if ids.shape[1] == 0:  # every prompt empty: give the model one token to start from
         bos = (
             tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id

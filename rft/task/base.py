@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from rft.config import choice
 from rft.errors import DataError
 
 
@@ -32,6 +33,8 @@ class Task:
     def __init__(self, cfg):
         self.cfg = cfg
         self.prompt_max_tokens = cfg.prompt_max_tokens
+        # which end of a long prompt encode_prompts cuts (rft.config.TaskConfig.prompt_truncation)
+        self.prompt_truncation = choice(cfg.get("prompt_truncation", "left"))
         self.max_new_tokens = cfg.max_new_tokens
         self.min_new_tokens = cfg.min_new_tokens
         self.train: list[Example] = []
@@ -57,6 +60,12 @@ class Task:
                 "(task.reference_key) or set alg.warm_start.steps=0."
             )
         return pairs
+
+    def offline_examples(self) -> list[Example]:
+        """The rows offline RL (rft.task.offline) learns from: every train example; those
+        without a reference are skipped there. A task whose RL prompts group several references
+        (CommonGen) returns one row per (prompt, reference) instead."""
+        return self.train
 
     def check(self) -> None:
         for split in ("train", "val", "test"):

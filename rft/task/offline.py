@@ -5,6 +5,12 @@
   prompt + continuation the review's own text, as a policy's sampled tokens would be).
 - task=jsonl (any task): the train rows that have a reference completion; the row's reward
   (``task.reward_key``) when the file carries one, else the configured reward's score.
+- task=commongen: one row per (concept set, reference) (``Task.offline_examples``), scored
+  against its concept set's references (``Example.reward_references``: all of them, or the
+  others with ``task.pair_references=others``), not against itself alone.
+
+A pair's reward gets the pair's ``reward_references``: the task's grouped references where it
+has them, else the pair's own continuation (so a metric reward compares it with itself).
 
 Scores computed here are cached in ``<cache_dir>/rewards-<hash>.pt``; the hash covers the
 reward config and the exact pair texts, so a rerun, a resume or another job of a sweep that
@@ -44,6 +50,8 @@ def texts_hash(pairs: list[Example]) -> str:
     h = hashlib.sha256()
     for e in pairs:
         h.update(e.prompt.encode() + b"\x00" + (e.reference or "").encode() + b"\x01")
+        if e.references:  # hashed only when present: the keys of existing caches stay valid
+            h.update(b"\x02" + "\x00".join(e.references).encode() + b"\x03")
     return h.hexdigest()[:16]
 
 
@@ -62,20 +70,23 @@ def load_cached(path: Path) -> Any | None:
 def build_pairs(
     task: Task, tokenizer, max_new_tokens: int, n_pairs: int = -1, seed: int = 0
 ) -> list[Example]:
-    """(prompt, continuation) pairs from the task's train split, continuation ≤ max_new_tokens
-    tokens. ``n_pairs`` > 0 keeps a seeded subset (the first n of a permutation, in data order)."""
-    source = [e for e in task.train if e.reference]
+    """(prompt, continuation) pairs from the task's offline rows (``Task.offline_examples``:
+    its train split, CommonGen's (concept set, reference) rows), continuation ≤ max_new_tokens
+    tokens; each keeps its row's grouped references. ``n_pairs`` > 0 keeps a seeded subset
+    (the first n of a permutation, in data order)."""
+    rows = task.offline_examples()
+    source = [e for e in rows if e.reference]
     if not source:
         raise DataError(
-            f"task={task.name}: none of the {len(task.train)} train examples has a reference "
+            f"task={task.name}: none of the {len(rows)} train examples has a reference "
             "completion, so there are no (prompt, completion) pairs for offline RL. For "
             "task=jsonl add a completion column and name it with task.reference_key=<field>."
         )
-    if len(source) < len(task.train):
+    if len(source) < len(rows):
         log.warning(
             "offline data: %d of %d train examples have no reference completion; skipped",
-            len(task.train) - len(source),
-            len(task.train),
+            len(rows) - len(source),
+            len(rows),
         )
     if 0 < n_pairs < len(source):
         keep = np.sort(offline_pairs_rng(seed).permutation(len(source))[:n_pairs])
@@ -91,7 +102,13 @@ def build_pairs(
         for x, t in zip(ids, texts)
     ]
     return [
-        Example(prompt=e.prompt, reference=c, reward=e.reward, meta=dict(e.meta))
+        Example(
+            prompt=e.prompt,
+            reference=c,
+            reward=e.reward,
+            meta=dict(e.meta),
+            references=list(e.references),
+        )
         for e, c in zip(source, conts)
     ]
 
@@ -132,8 +149,9 @@ def score_pairs(
     for s in batch_starts(len(pairs), batch_size, "scoring pairs"):
         chunk = pairs[s : s + batch_size]
         conts = [e.reference for e in chunk]
+        refs = [e.reward_references for e in chunk]
         scores.append(
-            torch.as_tensor(reward_fn([e.prompt for e in chunk], conts, conts), dtype=torch.float32)
+            torch.as_tensor(reward_fn([e.prompt for e in chunk], conts, refs), dtype=torch.float32)
         )
     rewards = torch.cat(scores)
     torch_save_atomic({"rewards": rewards, "reward_id": reward_id}, path)
