@@ -79,3 +79,64 @@ def test_disable_dropout_zeroes_module_and_float_rates():
     rates = [m.attention_dropout for m in model.modules() if hasattr(m, "attention_dropout")]
     assert rates and all(r == 0.0 for r in rates)
     assert torch.equal(model(ids).logits, model(ids).logits)
+
+
+@pytest.fixture(scope="module")
+def t5_like(tmp_path_factory):
+    """A tiny random T5 with a tokenizer that, like T5's, appends </s> (pad 0 = decoder start,
+    eos 1); see tests/learning/commongen.py."""
+    from tests.learning.commongen import build_t5_like_tokenizer
+
+    tok = build_t5_like_tokenizer(tmp_path_factory.mktemp("t5tok"))
+    return load_policy(compose_cfg("model=tiny_t5", f"model.tiny.tokenizer={tok}").model)
+
+
+def test_seq2seq_forward_matches_unpadded_passes_with_the_encoders_eos(t5_like):
+    """A padded batch's logits / decoder states equal plain transformers on each example alone:
+    encoder = prompt + </s> (what T5's tokenizer gives), decoder = start token + y_<t. A tokenizer
+    that appends nothing (GPT-2's) gets no EOS."""
+    policy = t5_like
+    tok, config = policy.tokenizer, policy.model.config
+    assert policy.encoder_eos and (config.decoder_start_token_id, tok.eos_token_id) == (0, 1)
+    prompts = ["generate a sentence with: dog frisbee catch.", "lake row"]
+    p = [tok(x, add_special_tokens=False)["input_ids"] for x in prompts]
+    completions = [[7, 8, 9], [10, 11, 12, 13, 1]]
+    batch = padded_batch(tok, p, completions)
+    with torch.no_grad():
+        logits, hidden = policy(*batch, return_hidden=True)
+        for i, (x, y) in enumerate(zip(p, completions)):
+            out = policy.model(
+                input_ids=torch.tensor([tok(prompts[i])["input_ids"]]),  # x + [</s>]
+                decoder_input_ids=torch.tensor([[0, *y[:-1]]]),
+                output_hidden_states=True,
+            )
+            assert tok(prompts[i])["input_ids"] == [*x, 1]
+            torch.testing.assert_close(logits[i, : len(y)], out.logits[0], atol=1e-5, rtol=1e-4)
+            torch.testing.assert_close(
+                hidden[i, : len(y)], out.decoder_hidden_states[-1][0], atol=1e-5, rtol=1e-4
+            )
+    assert not load_policy(compose_cfg("model=tiny_t5").model).encoder_eos  # GPT-2 tokenizer
+
+
+@pytest.mark.parametrize("num_beams", [1, 5])
+def test_seq2seq_decoding_matches_plain_generate(t5_like, num_beams):
+    """Greedy and 5-beam decoding of a left-padded batch give, row by row, what transformers'
+    generate gives the example alone (prompt + </s>), without the decoder start token."""
+    from rft.config import GenerationConfig
+    from rft.rollout.prompts import encode_prompts
+
+    policy, tok = t5_like, t5_like.tokenizer
+    prompts = ["generate a sentence with: dog frisbee catch.", "lake row boat"]
+    ids, mask = encode_prompts(tok, prompts, 20)
+    gen = GenerationConfig(do_sample=False, num_beams=num_beams)
+    c = policy.generate(ids, mask, 8, 5, gen)
+    for i, text in enumerate(prompts):
+        want = policy.model.generate(
+            input_ids=torch.tensor([tok(text)["input_ids"]]),
+            max_new_tokens=8,
+            min_new_tokens=5,
+            do_sample=False,
+            num_beams=num_beams,
+        )[0, 1:]
+        n = int(c.mask[i].sum())
+        assert c.ids[i, :n].tolist() == want[:n].tolist() and n >= 5

@@ -11,7 +11,18 @@ the head's cost for the prompt. Position ids are computed from the attention mas
 ``generate`` does for left-padded prompts; without them a left-padded row would be scored at
 shifted positions and its log-probs would not match the ones seen while sampling.
 
-Seq2seq models (T5) read the prompt with the encoder and the completion with the decoder.
+Seq2seq models (T5) read the prompt with the encoder and the completion with the decoder:
+
+    encoder = [ prompt (left-padded to P) | EOS ]     (EOS only where the tokenizer adds one)
+    decoder = [ decoder_start | completion[:-1] ]     logits for completion token t at t
+
+Prompts are encoded without special tokens (a causal prompt must end where its completion
+starts), but T5 was pretrained and finetuned (GRUE's CommonGen checkpoints included) on inputs
+that end with ``</s>``, which its tokenizer appends: ``encoder_inputs`` adds that column for
+every forward pass, generation and prompt-state read, so scoring and sampling see the same
+input. Left padding puts every row's last token in the last column, so one column does it. A
+tokenizer that adds nothing (GPT-2's, the tests' word tokenizer) or also a BOS (BART's) gets no
+EOS: only T5's "append EOS" scheme is reproduced.
 """
 
 from __future__ import annotations
@@ -44,6 +55,14 @@ def completion_mask(ids: torch.Tensor, eos_id: int | None) -> torch.Tensor:
     return (eos_before == 0).long()
 
 
+def appends_eos(tokenizer) -> bool:
+    """Whether ``tokenizer``'s special tokens are exactly one EOS appended to the text (T5)."""
+    if tokenizer.eos_token_id is None:
+        return False
+    bare = tokenizer("a b", add_special_tokens=False)["input_ids"]
+    return tokenizer("a b")["input_ids"] == [*bare, tokenizer.eos_token_id]
+
+
 class PolicyLM(nn.Module):
     """Wraps a Hugging Face LM: scoring of completions and batched sampling."""
 
@@ -53,6 +72,19 @@ class PolicyLM(nn.Module):
         self.tokenizer = tokenizer
         self.kind = kind
         self.is_seq2seq = kind == "seq2seq"
+        self.encoder_eos = self.is_seq2seq and appends_eos(tokenizer)
+
+    def encoder_inputs(
+        self, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """What a seq2seq encoder reads: the left-padded prompts (B, P), then an EOS column
+        where the tokenizer appends one (module docstring); causal models get them unchanged."""
+        if not self.encoder_eos:
+            return prompt_ids, prompt_mask
+        eos = torch.full_like(prompt_ids[:, :1], self.tokenizer.eos_token_id)
+        return torch.cat([prompt_ids, eos], 1), torch.cat(
+            [prompt_mask, torch.ones_like(prompt_mask[:, :1])], 1
+        )
 
     @property
     def hidden_size(self) -> int:
@@ -72,13 +104,14 @@ class PolicyLM(nn.Module):
         of the states s_t = prompt + y_<t (for value heads)."""
         T = completion_ids.shape[1]
         if self.is_seq2seq:
-            dec_in = self.model._shift_right(completion_ids)
+            dec_in = self.model._shift_right(completion_ids)  # decoder_start, y_0 .. y_{T-2}
             dec_mask = torch.cat(
                 [torch.ones_like(completion_mask[:, :1]), completion_mask[:, :-1]], 1
             )
+            enc_ids, enc_mask = self.encoder_inputs(prompt_ids, prompt_mask)
             out = self.model(
-                input_ids=prompt_ids,
-                attention_mask=prompt_mask,
+                input_ids=enc_ids,
+                attention_mask=enc_mask,
                 decoder_input_ids=dec_in,
                 decoder_attention_mask=dec_mask,
                 output_hidden_states=return_hidden,
@@ -124,9 +157,10 @@ class PolicyLM(nn.Module):
         LogitsProcessorList) runs before the sampling warpers, e.g. to force restart prefixes.
         """
         tok = self.tokenizer
+        enc_ids, enc_mask = self.encoder_inputs(prompt_ids, prompt_mask)
         kwargs = dict(
-            input_ids=prompt_ids,
-            attention_mask=prompt_mask,
+            input_ids=enc_ids,
+            attention_mask=enc_mask,
             max_new_tokens=max_new_tokens,
             min_new_tokens=min(min_new_tokens, max_new_tokens),
             do_sample=generation.do_sample,

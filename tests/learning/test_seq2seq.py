@@ -1,5 +1,7 @@
 """Seq2seq (model=tiny_t5) runs checked like the causal ones: SFT fits its data, a
-reward-weighted offline variant beats plain NLL, and the evaluation is recomputed by hand."""
+reward-weighted offline variant beats plain NLL, and the evaluation is recomputed by hand; on
+task=commongen (its fixture, a T5-like tokenizer) SFT, PPO, a guided schedule and A-LoL train
+and pass grouped references to the reward, and 5-beam evaluation equals transformers' own."""
 
 from __future__ import annotations
 
@@ -9,9 +11,11 @@ import math
 import pytest
 import torch
 
+from rft.errors import instantiate
 from rft.model.load import load_model
 from rft.train import train
 from tests.conftest import compose_cfg
+from tests.learning.commongen import CALLS, build_t5_like_tokenizer, commongen_overrides
 from tests.learning.words import word_overrides
 
 
@@ -75,3 +79,115 @@ def test_t5_reward_weighted_offline_beats_nll(words, tmp_path):
         m = train(compose_cfg(*t5(words, None, f"alg={alg}", *common)), run_dir=tmp_path / alg)
         good[alg] = m["test/reward_mean"]
     assert good["wbc"] > good["nll"] + 0.05, good
+
+
+# ------------------------------------------------------------------ CommonGen on a tiny T5
+@pytest.fixture(scope="module")
+def t5tok(tmp_path_factory):
+    return build_t5_like_tokenizer(tmp_path_factory.mktemp("t5tok"))
+
+
+FAMILIES = {
+    "sft": ("alg=sft", "alg.max_steps=2", "alg.batch_size=4", "alg.eval_every=0"),
+    "ppo": (
+        "alg=ppo",
+        "alg.n_iterations=2",
+        "alg.rollout_prompts=4",
+        "alg.minibatch_size=4",
+        "alg.eval_every=0",
+        "alg.score_batch_size=4",
+    ),
+    # AggreVaTeD then PPO++ (τ = 1), every sample restarted: both roll-in directions on the
+    # decoder, the guide critic, and the target regularization on the references
+    "dlols": (
+        "alg=dlols",
+        "alg.n_iterations=2",
+        "alg.schedule.switch_iteration=1",
+        "alg.restart_prob.ppo_pp=1.0",
+        "alg.restart_prob.aggrevated=1.0",
+        "alg.target_coef=0.1",
+        "alg.rollout_prompts=4",
+        "alg.minibatch_size=4",
+        "alg.eval_every=0",
+        "alg.score_batch_size=4",
+    ),
+    "a_lol": (
+        "alg=a_lol",
+        "alg.max_steps=2",
+        "alg.batch_size=4",
+        "alg.eval_every=0",
+        "alg.value.n_prompts=-1",
+        "alg.value.epochs=1",
+        "alg.value.max_value=0.2",  # V_ref < 0.2 < most rows' rewards: some A > 0 to learn from
+        "task.pair_references=others",
+    ),
+}
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_t5_on_commongen_trains_and_rewards_see_grouped_references(family, t5tok, tmp_path):
+    """Each family runs 2 iterations / steps of task=commongen on the tiny T5 and changes the
+    policy's weights; every reward call (rollouts, roll-ins, offline scoring, V_ref samples,
+    evaluation) gets each prompt's references as rft.task.commongen groups them: all of its
+    concept set's, and for A-LoL's offline rows (pair_references=others) the set's others."""
+    CALLS.clear()
+    cfg = compose_cfg(*commongen_overrides(t5tok, *FAMILIES[family], "alg.lr=1e-3"))
+    m = train(cfg, run_dir=tmp_path / "run")
+    rows = [json.loads(x) for x in (tmp_path / "run" / "history.jsonl").read_text().splitlines()]
+    assert max(r["iteration"] for r in rows) == 2 and math.isfinite(m["test/reward_mean"])
+    if family == "dlols":
+        schemes = [r["guided/scheme_aggrevated"] for r in rows if "guided/scheme_aggrevated" in r]
+        assert schemes == [1.0, 0.0] and all(
+            math.isfinite(r["loss/target_nll"]) for r in rows if "loss/target_nll" in r
+        )
+    init, _ = load_model(cfg.model)
+    trained, _ = load_model(
+        compose_cfg(*commongen_overrides(t5tok), f"model.init_from={tmp_path / 'run'}").model
+    )
+    moved = [
+        n
+        for (n, a), b in zip(init.named_parameters(), trained.parameters())
+        if not torch.equal(a, b)
+    ]
+    assert len(moved) > len(list(init.parameters())) // 2, moved
+
+    task = instantiate(cfg.task, _convert_="none")
+    refs = {e.prompt: e.references for e in task.train + task.val + task.test}
+    offline = 0
+    for prompts, completions, references in CALLS:
+        for p, c, r in zip(prompts, completions, references):
+            if family == "a_lol" and c in refs[p]:  # an offline row: scored against the others
+                offline += 1
+                assert r == [x for x in refs[p] if x != c]
+            else:
+                assert r == refs[p]
+    assert offline == (5 if family == "a_lol" else 0)  # the rows of the multi-reference sets
+
+
+def test_t5_beam_evaluation_matches_transformers_beam_search(t5tok, tmp_path):
+    """eval.generation.do_sample=false num_beams=5 (GRUE's CommonGen decoding): the test
+    samples are what transformers' 5-beam search gives the trained T5 for each prompt + </s>,
+    5-20 tokens."""
+    over = commongen_overrides(
+        t5tok,
+        *FAMILIES["sft"],
+        "alg.lr=1e-3",
+        "eval.generation.do_sample=false",
+        "eval.generation.num_beams=5",
+    )
+    m = train(compose_cfg(*over), run_dir=tmp_path / "run")
+    assert m["test/n_prompts"] == 2 and m["test/samples_per_prompt"] == 1
+    (path,) = sorted((tmp_path / "run" / "eval").glob("test_0*.json"))
+    samples = json.loads(path.read_text())["samples"]
+    model, tok = load_model(compose_cfg(*over, f"model.init_from={tmp_path / 'run'}").model)
+    assert len(samples) == 2
+    for s in samples:
+        out = model.generate(
+            input_ids=torch.tensor([tok(s["prompt"])["input_ids"]]),  # the prompt + </s>
+            num_beams=5,
+            do_sample=False,
+            max_new_tokens=20,
+            min_new_tokens=5,
+        )
+        assert s["completion"] == tok.decode(out[0, 1:], skip_special_tokens=True)
+        assert 5 <= len(tok(s["completion"], add_special_tokens=False)["input_ids"]) <= 20
