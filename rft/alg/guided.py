@@ -26,6 +26,17 @@ One iteration (``collect_rollout``; the rest is PPO's ``training_step``):
      the whole sequence;
   5. PPO epochs with the scheme's policy / value masks (+ the optional target NLL).
 
+Encoder-decoder models (T5, RLGF's and GRUE's CommonGen policy). A roll-in is a DECODER prefix:
+policy and guide both read the whole prompt (a seq2seq model with its encoder, + EOS for T5,
+rft/model/policy.py; a causal one as its left context), and restarts happen only inside the
+generated sequence, never inside the prompt. k and L count decoder tokens after the decoder
+start token; the roll-out's forced copy starts at decoder step 0; the policy / value losses, the
+per-token KL and GAE run over decoder positions exactly as over a causal completion. A causal
+guide for a seq2seq policy (or a seq2seq guide for a causal one) works the same way: what one
+model generates after the prompt is the other's decoder prefix / continuation (through text
+when the tokenizers differ). tests/learning/test_seq2seq.py runs DLOLS on task=commongen with a
+T5 policy and both a T5 and a GPT-2 guide.
+
 Deviations from the RLGF code (Cornell-RL/tril), on purpose:
 - Roll-ins are generated only for the samples that restart (the code generates them for the
   whole batch and ignores the others): the mixed sequences have the same distribution, and

@@ -111,6 +111,19 @@ FAMILIES = {
         "alg.eval_every=0",
         "alg.score_batch_size=4",
     ),
+    # the same with a causal guide whose tokenizer differs (GPT-2's): roll-ins through text
+    "dlols_gpt2_guide": (
+        "alg=dlols",
+        "+model@alg.guide.model=tiny",
+        "alg.n_iterations=2",
+        "alg.schedule.switch_iteration=1",
+        "alg.restart_prob.ppo_pp=1.0",
+        "alg.restart_prob.aggrevated=1.0",
+        "alg.rollout_prompts=4",
+        "alg.minibatch_size=4",
+        "alg.eval_every=0",
+        "alg.score_batch_size=4",
+    ),
     "a_lol": (
         "alg=a_lol",
         "alg.max_steps=2",
@@ -135,11 +148,12 @@ def test_t5_on_commongen_trains_and_rewards_see_grouped_references(family, t5tok
     m = train(cfg, run_dir=tmp_path / "run")
     rows = [json.loads(x) for x in (tmp_path / "run" / "history.jsonl").read_text().splitlines()]
     assert max(r["iteration"] for r in rows) == 2 and math.isfinite(m["test/reward_mean"])
-    if family == "dlols":
-        schemes = [r["guided/scheme_aggrevated"] for r in rows if "guided/scheme_aggrevated" in r]
-        assert schemes == [1.0, 0.0] and all(
-            math.isfinite(r["loss/target_nll"]) for r in rows if "loss/target_nll" in r
-        )
+    if family.startswith("dlols"):  # AggreVaTeD, then PPO++, every sample from a roll-in
+        it = [r for r in rows if "guided/scheme_aggrevated" in r]
+        assert [r["guided/scheme_aggrevated"] for r in it] == [1.0, 0.0]
+        assert all(r["guided/restart_share"] == 1.0 and r["guided/rollin_len"] >= 1 for r in it)
+        if "alg.target_coef=0.1" in FAMILIES[family]:
+            assert all(math.isfinite(r["loss/target_nll"]) for r in it)
     init, _ = load_model(cfg.model)
     trained, _ = load_model(
         compose_cfg(*commongen_overrides(t5tok), f"model.init_from={tmp_path / 'run'}").model
@@ -177,6 +191,8 @@ def test_t5_beam_evaluation_matches_transformers_beam_search(t5tok, tmp_path):
     )
     m = train(compose_cfg(*over), run_dir=tmp_path / "run")
     assert m["test/n_prompts"] == 2 and m["test/samples_per_prompt"] == 1
+    # task.metrics of conf/task/commongen.yaml, against the grouped references and concepts
+    assert all(math.isfinite(m[f"test/{k}"]) for k in ("meteor", "rouge1", "cider", "coverage"))
     (path,) = sorted((tmp_path / "run" / "eval").glob("test_0*.json"))
     samples = json.loads(path.read_text())["samples"]
     model, tok = load_model(compose_cfg(*over, f"model.init_from={tmp_path / 'run'}").model)
