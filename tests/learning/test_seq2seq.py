@@ -192,7 +192,7 @@ def test_t5_beam_evaluation_matches_transformers_beam_search(t5tok, tmp_path):
     m = train(compose_cfg(*over), run_dir=tmp_path / "run")
     assert m["test/n_prompts"] == 2 and m["test/samples_per_prompt"] == 1
     # task.metrics of conf/task/commongen.yaml, against the grouped references and concepts
-    assert all(math.isfinite(m[f"test/{k}"]) for k in ("meteor", "rouge1", "cider", "coverage"))
+    assert all(math.isfinite(m[f"test/{k}"]) for k in ("meteor", "cider", "coverage"))
     (path,) = sorted((tmp_path / "run" / "eval").glob("test_0*.json"))
     samples = json.loads(path.read_text())["samples"]
     model, tok = load_model(compose_cfg(*over, f"model.init_from={tmp_path / 'run'}").model)
