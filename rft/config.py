@@ -140,6 +140,11 @@ class ConceptOrder(str, Enum):
     sorted = "sorted"  # alphabetical (the order of the tagged concept_set string)
 
 
+class CommongenTestSplit(str, Enum):
+    dev = "dev"  # the final evaluation on the dev set, where GRUE reports (test refs were hidden)
+    test = "test"  # the release's test split (this copy carries its references)
+
+
 class PairReferences(str, Enum):
     all = "all"  # every reference of the row's concept set, its own included
     others = "others"  # leave-one-out; rows of single-reference sets are left out
@@ -179,6 +184,10 @@ class CommongenTaskConfig(TaskConfig):
         PairReferences.all,
         "what an offline row's reward is computed against: all references of its set (itself"
         " included) | others (leave-one-out; single-reference sets dropped)",
+    )
+    test_split: CommongenTestSplit = knob(
+        CommongenTestSplit.dev,
+        "what the final (test) evaluation scores: dev (GRUE reports its numbers there) | test",
     )
     prompt_max_tokens: int = knob(20, "prompt length cap in tokens (GRUE CommonGen: 20)")
     prompt_truncation: TruncationSide = knob(

@@ -343,3 +343,39 @@ def test_mode_evaluate_equals_a_training_runs_initial_evaluation(tmp_path):
     assert a["per_prompt"] == b["per_prompt"] and a["eval"] == b["eval"]
     assert not (tmp_path / "eval_only" / "checkpoints").exists()
     assert json.loads((tmp_path / "eval_only" / "metrics.json").read_text()) == only
+
+
+@pytest.mark.parametrize("side", ["left", "right"])
+def test_evaluation_cuts_prompts_on_the_tasks_side(side, monkeypatch):
+    """evaluate_split feeds the policy each prompt's first (right) or last (left)
+    prompt_max_tokens tokens, as task.prompt_truncation says (CommonGen: right)."""
+    from types import SimpleNamespace
+
+    from omegaconf import OmegaConf
+
+    from rft.eval.evaluate import evaluate_split
+    from rft.model.policy import PolicyLM
+
+    cfg, policy, ref = models()
+    tok = policy.tokenizer
+    ex = [Example(prompt="one two three four five six", reference="x")]
+    task = SimpleNamespace(
+        cfg=OmegaConf.create({"metrics": []}),
+        prompt_max_tokens=3,
+        max_new_tokens=2,
+        min_new_tokens=2,
+        prompt_truncation=side,
+        eval_examples=lambda split: ex,
+    )
+    seen = []
+    gen = PolicyLM.generate
+
+    def recording(self, ids, mask, *a, **k):
+        seen.extend(tok.decode(r[m.bool()]) for r, m in zip(ids, mask))
+        return gen(self, ids, mask, *a, **k)
+
+    monkeypatch.setattr(PolicyLM, "generate", recording)
+    evaluate_split(cfg, task, policy, ref, word_reward, "test")
+    ids = tok(ex[0].prompt, add_special_tokens=False)["input_ids"]
+    want = tok.decode(ids[:3] if side == "right" else ids[-3:])
+    assert seen and all(s == want for s in seen)

@@ -96,6 +96,7 @@ def evaluate_shard(
     seed: int,
     samples_per_prompt: int = 1,
     progress: bool = False,
+    prompt_truncation: str = "left",
 ) -> EvalRecords:
     """Generate K completions per example, score them under the reference and reward them, in
     this process. ``batch_size`` counts sequences (see ``prompts_per_batch``)."""
@@ -116,7 +117,7 @@ def evaluate_shard(
         torch.manual_seed(seed)
         for s in it:
             batch = [p for p in prompts[s : s + step] for _ in range(k)]
-            ids, mask = encode_prompts(tok, batch, prompt_max_tokens, device)
+            ids, mask = encode_prompts(tok, batch, prompt_max_tokens, device, prompt_truncation)
             comp = policy.generate(ids, mask, max_new_tokens, min_new_tokens, generation)
             rec.texts += tok.batch_decode(comp.ids, skip_special_tokens=True)
             rec.lengths += comp.mask.sum(-1).tolist()
@@ -294,6 +295,7 @@ def evaluate_split(cfg, task, policy, ref, reward_fn, split: str) -> tuple[EvalR
         reward_fn,
         task.eval_examples(split),
         prompt_max_tokens=task.prompt_max_tokens,
+        prompt_truncation=getattr(task, "prompt_truncation", "left"),
         max_new_tokens=task.max_new_tokens,
         min_new_tokens=task.min_new_tokens,
         generation=ev.generation,

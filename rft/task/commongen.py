@@ -32,7 +32,9 @@ Splits. Local data (``task.data_dir`` or $RFT_DATA_DIR: the commongen folder or 
 train = ``commongen/commongen.train.{index,cs_str,tgt}.txt`` (one line per (concept set,
 reference); 27,069 sets, 39,069 lines), val = ``commongen.dev.jsonl`` (993 sets: the dev set on
 which GRUE reports, the official test references being hidden), test = ``commongen.test.jsonl``
-(1,497 sets; this copy carries their references, so test stays the test split). The hub
+(1,497 sets; this copy carries their references). The final evaluation scores the dev set by
+default, as GRUE reports (``test_split=dev``: test = val = dev); ``test_split=test`` scores the
+release's test split instead. The hub
 dataset (``source=hub``) has train / validation / test, but its test split has no references
 (empty targets): there val = test = its validation split, with a warning.
 
@@ -332,6 +334,8 @@ class CommongenTask(Task):
         self.train, self.val, self.test = (
             [self._example(s, o) for s, o in zip(sets[n], orders[i])] for i, n in enumerate(names)
         )
+        if choice(cfg.test_split) == "dev":
+            self.test = self.val  # GRUE's numbers are dev numbers (task.test_split)
         per_set = None if cfg.pairs_per_reference else 1
         self.rows = [
             replace(e, reference=ref, meta={**e.meta, "reference_index": j})

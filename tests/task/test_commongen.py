@@ -45,7 +45,7 @@ def copy(tmp_path) -> Path:
 
 # ------------------------------------------------------------------------------ parsing
 def test_splits_prompts_and_grouped_references():
-    t = local()
+    t = local(FIXTURE, "task.test_split=test")
     assert (len(t.train), len(t.val), len(t.test)) == (4, 3, 2)
     e = t.train[2]
     # concepts in the formatter's shuffled order (src_alpha.txt), tags dropped, GRUE format
@@ -65,6 +65,8 @@ def test_splits_prompts_and_grouped_references():
     assert (v.meta["file"].endswith("commongen.dev.jsonl"), v.meta["line"]) == (True, 3)
     assert t.test[1].meta["concepts"] == ["water", "car", "wash", "road"]
     assert (t.prompt_max_tokens, t.prompt_truncation) == (20, "right")
+    # by default the final evaluation scores the dev set, where GRUE reports
+    assert local().test == local().val and len(local().test) == 3
     assert (t.max_new_tokens, t.min_new_tokens) == (20, 5)
 
 
@@ -128,7 +130,7 @@ def test_real_files_sizes_and_formatter_order():
     """docs/algorithms.md §12's counts, and every split's shuffled order equals the release's
     src_alpha.txt (the formatter's output) for its sets."""
     root = real_data_dir() / "commongen"
-    t = local(root)
+    t = local(root, "task.test_split=test")
     assert (len(t.train), len(t.val), len(t.test), len(t.sft_pairs())) == (27069, 993, 1497, 39069)
     for split, name in (("train", "train"), ("val", "dev"), ("test", "test")):
         folder = root / "commongen"
