@@ -587,6 +587,7 @@ STANDARD_TEST_KEYS = {
     "distinct_1",
     "distinct_2",
     "completion_tokens",
+    "empty_share",
     "n_prompts",
     "samples_per_prompt",
 }

@@ -79,6 +79,9 @@ def test_aggregate_matches_hand_computed_metrics():
     # two prompts, one sample each: SE = std(ddof=1) / sqrt(2) = 0.2828 / 1.414 = 0.2
     assert m["reward_mean_se"] == pytest.approx(0.2)
     assert "perplexity" not in aggregate(EvalRecords(texts=["a"], rewards=[1.0], lengths=[1]))
+    assert m["empty_share"] == 0.0
+    blank = EvalRecords(texts=["a", " ", "", "b"], rewards=[1.0, 0.0, 0.0, 1.0], lengths=[1] * 4)
+    assert aggregate(blank)["empty_share"] == 0.5
 
 
 def test_single_process_evaluation_is_one_shard_and_keeps_example_order():

@@ -151,6 +151,8 @@ def aggregate(rec: EvalRecords) -> dict[str, float]:
         "distinct_2_se": d2_se,
         "completion_tokens": tokens,
         "completion_tokens_se": tokens_se,
+        # completions with no text left after decoding: a metric reward scores them 0
+        "empty_share": float(sum(not t.strip() for t in rec.texts) / max(len(rec.texts), 1)),
         "n_prompts": rec.n_prompts,
         "samples_per_prompt": k,
     }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import logging
 from collections.abc import Callable, Sequence
 
 import torch
@@ -20,6 +21,8 @@ from rft.errors import (
 
 RewardFn = Callable[[list[str], list[str], list], Sequence[float]]
 
+log = logging.getLogger(__name__)
+
 
 class CheckedReward:
     """Calls a reward function and validates its output: one finite float per completion."""
@@ -35,6 +38,8 @@ class CheckedReward:
         self.name = name
         self.batch_size = batch_size
         self.key = key  # the config key that names fn, for error messages
+        self.n_empty = 0  # empty (or whitespace-only) completions scored so far
+        self.n_scored = 0
 
     def __call__(
         self, prompts: list[str], completions: list[str], references: list | None = None
@@ -51,6 +56,7 @@ class CheckedReward:
                 "a reward must return exactly one float per completion, in order."
             )
         scores = torch.as_tensor([float(v) for v in out], dtype=torch.float32)
+        self._note_empty(completions, scores)
         bad = (~torch.isfinite(scores)).nonzero().flatten().tolist()
         if bad:
             i = bad[0]
@@ -60,6 +66,24 @@ class CheckedReward:
                 "Make the reward return a finite float for every completion (e.g. 0.0 for empty text)."
             )
         return scores
+
+    def _note_empty(self, completions: list[str], scores: torch.Tensor) -> None:
+        """An empty completion gets whatever its reward gives it (a metric: 0 by definition), but
+        never silently: the first batch that holds one is logged with the score it got, and
+        ``n_empty`` / ``n_scored`` keep the running count."""
+        empty = [i for i, c in enumerate(completions) if not c.strip()]
+        self.n_scored += len(completions)
+        if empty and not self.n_empty:
+            log.warning(
+                "reward %s: %d of %d completions in this batch are empty (first scored %.3g); "
+                "a metric reward gives empty text its floor. If this keeps happening, raise "
+                "task.min_new_tokens or check the decoding (EOS/pad) settings.",
+                self.name,
+                len(empty),
+                len(completions),
+                float(scores[empty[0]]),
+            )
+        self.n_empty += len(empty)
 
     def _call(self, prompts, completions, references) -> list[float]:
         if not self.batch_size:

@@ -172,3 +172,21 @@ def test_weighted_sum_combines_metric_rewards():
 def test_meteor_reward_without_wordnet_fails_when_built(tmp_path):
     with pytest.raises(MetricUnavailable, match="setup_wordnet.py"):
         reward("meteor", f"reward.wordnet_dir={tmp_path}")
+
+
+def test_empty_completions_are_counted_and_logged_not_silent(caplog):
+    """An empty completion scores the metric's floor (0), and the reward says so: one warning
+    naming the reward and the count, and a running n_empty / n_scored."""
+    import logging
+
+    from rft.reward.base import build_reward
+
+    fn = build_reward({"_target_": "rft.reward.textgen.CoverageReward"})
+    prompts = ["generate a sentence with: dog frisbee catch."] * 3
+    with caplog.at_level(logging.WARNING):
+        out = fn(prompts, ["The dog catches a frisbee.", "   ", ""], [["x"]] * 3)
+    assert out.tolist() == [1.0, 0.0, 0.0]
+    assert (fn.n_empty, fn.n_scored) == (2, 3)
+    assert any(
+        "2 of 3 completions" in r.message and "CoverageReward" in r.message for r in caplog.records
+    )
