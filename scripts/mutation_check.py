@@ -127,6 +127,49 @@ MUTATIONS = [
         "return advantage * ratio",
         ("tests/core/test_alol.py",),
     ),
+    # CommonGen (issue #13): metrics, references plumbing, truncation, evaluation errors
+    Mutation(
+        "meteor_first_reference_only",
+        "rft/metrics/meteor.py",
+        "meteor_score([tok(r) for r in refs], h,",
+        "meteor_score([tok(refs[0])], h,",
+        ("tests/metrics",),
+    ),
+    Mutation(
+        "cider_sigma_wrong",
+        "rft/metrics/cider.py",
+        "N, SIGMA = 4, 6.0",
+        "N, SIGMA = 4, 60.0",
+        ("tests/metrics",),
+    ),
+    Mutation(
+        "coverage_without_stemming",
+        "rft/metrics/coverage.py",
+        "    return _stemmer().stem(word)",
+        "    return word",
+        ("tests/metrics",),
+    ),
+    Mutation(
+        "ppo_reward_gets_one_reference",
+        "rft/alg/ppo.py",
+        "refs = [e.reward_references for e in examples for _ in range(K)]",
+        "refs = [e.reference for e in examples for _ in range(K)]",
+        ("tests/learning/test_seq2seq.py",),
+    ),
+    Mutation(
+        "prompts_always_cut_on_the_left",
+        "rft/rollout/prompts.py",
+        '    if truncation == "left":\n        rows = [x[max(0, len(x) - max_tokens) :] for x in rows]',
+        '    if True:\n        rows = [x[max(0, len(x) - max_tokens) :] for x in rows]',
+        ("tests/rollout/test_prompts.py", "tests/test_eval.py"),
+    ),
+    Mutation(
+        "text_metric_se_over_samples",
+        "rft/eval/text.py",
+        'out.metrics[f"{key}_se"] = stats.clustered_mean(per, k)[1]',
+        'out.metrics[f"{key}_se"] = stats.clustered_mean(per, 1)[1]',
+        ("tests/test_eval_text.py",),
+    ),
 ]
 
 
