@@ -388,7 +388,8 @@ def find_baseline(job: Job, jobs: list[Job], labels: dict[str, str], baseline: s
     """The evaluation ``job`` is compared with: "init" = its own initial policy (its
     ``test_init`` evaluation, else that of a job of the same seed and initial model); any other
     name = the final evaluation of the job of that setting label (or job name) with the same
-    seed. None when there is none."""
+    seed, or of a `mode=evaluate` job of that label whatever its seed (it trained nothing).
+    None when there is none."""
     if baseline == "init":
         if "test_init" in job.evals:
             return job.evals["test_init"]
@@ -401,8 +402,14 @@ def find_baseline(job: Job, jobs: list[Job], labels: dict[str, str], baseline: s
             ):
                 return o.evals["test_init"]
         return None
-    for o in jobs:
-        if o is not job and baseline in (labels.get(o.name), o.name) and _seed(o) == _seed(job):
+    named = [o for o in jobs if o is not job and baseline in (labels.get(o.name), o.name)]
+    for o in named:
+        if _seed(o) == _seed(job):
+            return o.evals.get("test")
+    # a `mode=evaluate` job trained nothing, and its evaluation samples with eval.seed whatever
+    # the training seed: it is the same baseline for every seed
+    for o in named:
+        if o.overrides.get("mode") == "evaluate":
             return o.evals.get("test")
     return None
 

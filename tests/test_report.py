@@ -286,3 +286,23 @@ def test_text_metrics_are_tabulated_and_paired_on_their_per_prompt_scores(tmp_pa
     res_r = build_report(sweep, tmp_path / "out2", baseline="ppo")
     row_r = [ln for ln in res_r["paired"].splitlines() if ln.startswith("| ppo_pp | 0 |")][0]
     assert "+0 ± 0" in row_r
+
+
+def test_a_mode_evaluate_baseline_pairs_with_every_seed(tmp_path):
+    """A zero-shot `mode=evaluate` job (seed 0) is the baseline of runs of any seed: it trained
+    nothing and samples with eval.seed, so seed 1's run pairs with it too."""
+    sweep = tmp_path / "zs"
+    base = [[0.1, 0.1], [0.2, 0.2], [0.3, 0.1], [0.0, 0.2]]  # means .1 .2 .2 .1
+    runs = {
+        "zeroshot": (["mode=evaluate"], base),
+        "sft_s0": (["alg=sft", "seed=0"], [[0.3, 0.3], [0.2, 0.4], [0.4, 0.4], [0.1, 0.3]]),
+        "sft_s1": (["alg=sft", "seed=1"], [[0.2, 0.2], [0.3, 0.3], [0.2, 0.2], [0.2, 0.2]]),
+    }
+    for name, (over, rewards) in runs.items():
+        job = make_job(sweep, name, over, metrics={"test/reward_mean": 0.0})
+        write_eval(job, "test", 1, rewards)
+    res = build_report(sweep, tmp_path / "out", baseline="zeroshot")
+    rows = [ln for ln in res["paired"].splitlines() if ln.startswith("| ")]
+    # seed 1: d = .1 .1 0 .1 -> +0.075; seed 0: d = .2 .1 .2 .1 -> +0.15
+    assert any(" | 1 | " in ln and "+0.075 ± " in ln for ln in rows), rows
+    assert any(" | 0 | " in ln and "+0.15 ± " in ln for ln in rows), rows
