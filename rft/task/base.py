@@ -25,6 +25,50 @@ class Example:
         return list(self.references) if self.references else self.reference
 
 
+def read_jsonl_objects(path) -> list[tuple[int, dict]]:
+    """(line number, object) for every non-empty line of a JSONL file (``.gz`` read as gzip);
+    a line that is not one JSON object is a DataError naming the file and line."""
+    import gzip
+    import json
+    from pathlib import Path
+
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    rows: list[tuple[int, dict]] = []
+    with opener(path, "rt", encoding="utf-8") as f:
+        for i, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise DataError(
+                    f"{path}:{i}: not valid JSON ({e.msg} at column {e.colno}). "
+                    "Each line must be one JSON object."
+                ) from None
+            if not isinstance(row, dict):
+                raise DataError(
+                    f"{path}:{i}: expected a JSON object per line, got {type(row).__name__}."
+                )
+            rows.append((i, row))
+    return rows
+
+
+def load_hub_dataset(hub_id: str, folder: str):
+    """``datasets.load_dataset(hub_id)``; any failure (no network, no such dataset) becomes one
+    DataError that points at a local copy (``folder``: the data folder's name, e.g. imdb)."""
+    try:
+        import datasets
+
+        return datasets.load_dataset(hub_id)
+    except Exception as e:  # noqa: BLE001 - any hub failure ends in the same advice
+        raise DataError(
+            f"task.source=hub: could not load the dataset {hub_id!r} from the hub "
+            f"({e.__class__.__name__}). Without a network, point rft at a local copy: "
+            f"RFT_DATA_DIR=<folder holding {folder}/> or task.data_dir=<the {folder} folder>."
+        ) from None
+
+
 class Task:
     """Base class: subclasses fill ``train``, ``val`` and ``test`` in ``__init__``."""
 

@@ -43,7 +43,6 @@ Every problem with a file is a DataError naming the file (and line) and the fix.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import random
@@ -53,7 +52,7 @@ from pathlib import Path
 
 from rft.config import choice
 from rft.errors import ConfigError, DataError
-from rft.task.base import Example, Task
+from rft.task.base import Example, Task, load_hub_dataset, read_jsonl_objects
 
 log = logging.getLogger(__name__)
 
@@ -179,45 +178,34 @@ def read_jsonl_sets(path: Path, concepts_key: str, references_key: str) -> list[
     """Concept sets from a release JSONL file: one row per set, ``concepts_key`` a
     '#'-joined tagged string and ``references_key`` a list of reference sentences."""
     sets = []
-    with open(path, encoding="utf-8") as f:
-        for i, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
+    for i, row in read_jsonl_objects(path):
+        for key, knob in ((concepts_key, "concepts_key"), (references_key, "references_key")):
+            if key not in row:
                 raise DataError(
-                    f"{path}:{i}: not valid JSON ({e.msg} at column {e.colno})."
-                ) from None
-            if not isinstance(row, dict):
-                raise DataError(f"{path}:{i}: expected a JSON object, got {type(row).__name__}.")
-            for key, knob in ((concepts_key, "concepts_key"), (references_key, "references_key")):
-                if key not in row:
-                    raise DataError(
-                        f"{path}:{i}: no {key!r} field (fields: {sorted(row)}). Name the field "
-                        f"with task.{knob}=<field>."
-                    )
-            tagged, refs = row[concepts_key], row[references_key]
-            if not isinstance(tagged, str) or not tagged.strip():
-                raise DataError(
-                    f"{path}:{i}: {concepts_key!r} must be a '#'-joined string of concepts, "
-                    f"got {tagged!r}."
+                    f"{path}:{i}: no {key!r} field (fields: {sorted(row)}). Name the field "
+                    f"with task.{knob}=<field>."
                 )
-            if not isinstance(refs, list) or not all(isinstance(r, str) for r in refs):
-                raise DataError(
-                    f"{path}:{i}: {references_key!r} must be a list of reference sentences, "
-                    f"got {type(refs).__name__}."
-                )
-            refs = [r.strip() for r in refs]
-            if not refs or not all(refs):
-                raise DataError(
-                    f"{path}:{i}: the concept set {tagged!r} has "
-                    f"{'no references' if not refs else 'an empty reference'} in "
-                    f"{references_key!r}. Every set needs at least one reference sentence: fill "
-                    "it or drop the row."
-                )
-            concepts = [strip_tag(c) for c in tagged.split("#")]
-            sets.append(ConceptSet(concepts, tagged, refs, str(path), i))
+        tagged, refs = row[concepts_key], row[references_key]
+        if not isinstance(tagged, str) or not tagged.strip():
+            raise DataError(
+                f"{path}:{i}: {concepts_key!r} must be a '#'-joined string of concepts, "
+                f"got {tagged!r}."
+            )
+        if not isinstance(refs, list) or not all(isinstance(r, str) for r in refs):
+            raise DataError(
+                f"{path}:{i}: {references_key!r} must be a list of reference sentences, "
+                f"got {type(refs).__name__}."
+            )
+        refs = [r.strip() for r in refs]
+        if not refs or not all(refs):
+            raise DataError(
+                f"{path}:{i}: the concept set {tagged!r} has "
+                f"{'no references' if not refs else 'an empty reference'} in "
+                f"{references_key!r}. Every set needs at least one reference sentence: fill "
+                "it or drop the row."
+            )
+        concepts = [strip_tag(c) for c in tagged.split("#")]
+        sets.append(ConceptSet(concepts, tagged, refs, str(path), i))
     if not sets:
         raise DataError(f"{path}: no concept sets (the file is empty).")
     return sets
@@ -257,16 +245,7 @@ def hub_sets(rows, split: str) -> list[ConceptSet]:
 
 
 def load_hub(hub_id: str) -> dict[str, list[ConceptSet]]:
-    try:
-        import datasets
-
-        ds = datasets.load_dataset(hub_id)
-    except Exception as e:  # noqa: BLE001 - any hub failure ends in the same advice
-        raise DataError(
-            f"task.source=hub: could not load the dataset {hub_id!r} from the hub "
-            f"({e.__class__.__name__}). Without a network, point rft at a local copy: "
-            "RFT_DATA_DIR=<folder holding commongen/> or task.data_dir=<the commongen folder>."
-        ) from None
+    ds = load_hub_dataset(hub_id, "commongen")
     return hub_splits({name: list(ds[name]) for name in ds})
 
 

@@ -15,8 +15,6 @@ Data: Maas et al., "Learning Word Vectors for Sentiment Analysis", ACL 2011.
 
 from __future__ import annotations
 
-import gzip
-import json
 import logging
 import os
 from pathlib import Path
@@ -25,7 +23,7 @@ import numpy as np
 
 from rft.config import choice
 from rft.errors import ConfigError, DataError
-from rft.task.base import Example, Task
+from rft.task.base import Example, Task, load_hub_dataset, read_jsonl_objects
 
 log = logging.getLogger(__name__)
 
@@ -49,27 +47,11 @@ def find_imdb_dir(data_dir: str | None) -> Path | None:
 
 
 def _read_jsonl_gz(path: Path) -> list[dict]:
-    rows = []
-    with gzip.open(path, "rt", encoding="utf-8") as f:
-        for i, line in enumerate(f, 1):
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as e:
-                raise DataError(f"{path}:{i}: not valid JSON ({e.msg}).") from None
-    return rows
+    return [row for _, row in read_jsonl_objects(path)]
 
 
 def _load_hub(hub_id: str) -> tuple[list[dict], list[dict]]:
-    try:
-        import datasets
-
-        ds = datasets.load_dataset(hub_id)
-    except Exception as e:  # noqa: BLE001 - any hub failure ends in the same advice
-        raise DataError(
-            f"task.source=hub: could not load the dataset {hub_id!r} from the hub "
-            f"({e.__class__.__name__}). Without a network, point rft at a local copy: "
-            "RFT_DATA_DIR=<folder holding imdb/> or task.data_dir=<imdb folder>."
-        ) from None
+    ds = load_hub_dataset(hub_id, "imdb")
     return list(ds["train"]), list(ds["test"])
 
 

@@ -11,7 +11,6 @@ Every problem with the file is reported with its path and line number.
 from __future__ import annotations
 
 import csv
-import json
 import math
 from pathlib import Path
 
@@ -19,7 +18,7 @@ import numpy as np
 
 from rft.config import choice
 from rft.errors import ConfigError, DataError
-from rft.task.base import Example, Task
+from rft.task.base import Example, Task, read_jsonl_objects
 
 
 def _format(path: Path, fmt: str) -> str:
@@ -47,25 +46,7 @@ def read_rows(path: str | Path, fmt: str = "auto") -> list[tuple[int, dict]]:
     fmt = _format(path, fmt)
     rows: list[tuple[int, dict]] = []
     if fmt == "jsonl":
-        import gzip
-
-        opener = gzip.open if path.suffix == ".gz" else open
-        with opener(path, "rt", encoding="utf-8") as f:
-            for i, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise DataError(
-                        f"{path}:{i}: not valid JSON ({e.msg} at column {e.colno}). "
-                        "Each line must be one JSON object."
-                    ) from None
-                if not isinstance(row, dict):
-                    raise DataError(
-                        f"{path}:{i}: expected a JSON object per line, got {type(row).__name__}."
-                    )
-                rows.append((i, row))
+        rows = read_jsonl_objects(path)
     else:
         with open(path, newline="", encoding="utf-8") as f:
             delim = "\t" if path.suffix == ".tsv" else ","
