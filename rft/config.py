@@ -312,6 +312,12 @@ class ValueModel(str, Enum):
     separate = "separate"  # RL4LMs: a separate copy of the LM + linear head
 
 
+class ScoreNorm(str, Enum):
+    none = "none"  # the reward as the reward function returns it (RL4LMs, GRUE)
+    scale = "scale"  # score / running std: the KL coefficient β then means the same for any scale
+    standardize = "standardize"  # (score - running mean) / running std
+
+
 @dataclass
 class PPOConfig(AlgConfig):
     """PPO for LMs, RL4LMs style (docs/algorithms.md §1), sized for a 2-core CPU (~20 min on
@@ -354,6 +360,17 @@ class PPOConfig(AlgConfig):
     warm_start: WarmStartConfig = block(WarmStartConfig, "an optional SFT phase before RL")
     score_batch_size: int = knob(16, "sequences per forward pass when scoring a rollout")
     eval_every: int = knob(10, "evaluate on val prompts every N iterations (0 = never)")
+    score_norm: ScoreNorm = knob(
+        ScoreNorm.none,
+        "none (RL4LMs, GRUE: the raw score) | scale: score / running std | standardize:"
+        " (score - running mean) / running std; running moments over every score seen, kept in"
+        " the checkpoint",
+    )
+    kl_dominance_warn: float = knob(
+        1.0,
+        "warn when std(score) / (β · mean KL per sequence) falls below this (the KL penalty then"
+        " outweighs the reward's spread); 0 = never",
+    )
 
 
 # ------------------------------------------------------------------------------------- reward
@@ -843,3 +860,184 @@ for _name, _node in {
 }.items():
     ConfigStore.instance().store(group="reward", name=_name, node=_node)
 del _name, _node
+
+
+# ------------------------------------------------------------------------------ alg: NLPO
+# The schema behind conf/alg/nlpo.yaml; the module is rft.alg.nlpo.NLPO (RL4LMs' NLPO,
+# docs/algorithms.md §8): PPO whose action space is masked to the top-p tokens of a mask policy.
+class NLPOMaskType(str, Enum):
+    learned_top_p = "learned_top_p"  # smallest prefix of π_ψ's sorted probs reaching top_mask
+    learned_top_k = "learned_top_k"  # π_ψ's top int(top_mask) tokens
+
+
+@dataclass
+class NLPOConfig(PPOConfig):
+    """NLPO (RL4LMs, Ramamurthy et al. 2023): PPO with invalid-action masking by a mask policy
+    π_ψ, a frozen copy of π_θ refreshed every target_update_iterations."""
+
+    name: str = knob("nlpo", "algorithm name (logs, run folders)")
+    mask_type: NLPOMaskType = knob(
+        NLPOMaskType.learned_top_p, "learned_top_p (RL4LMs default) | learned_top_k"
+    )
+    top_mask: float = knob(
+        0.9, "learned_top_p: the kept probability mass p (RL4LMs: 0.9); learned_top_k: k"
+    )
+    min_tokens_to_keep: int = knob(100, "never keep fewer tokens than this (RL4LMs: 100)")
+    target_update_iterations: int = knob(
+        5, "replace π_ψ by a copy of π_θ every N iterations (RL4LMs IMDB: 5, CommonGen: 20)"
+    )
+
+
+ConfigStore.instance().store(group="alg", name="nlpo_schema", node=NLPOConfig)
+
+
+# ------------------------------------------------------------- alg: group-baseline family
+# The schema behind conf/alg/{grpo,dr_grpo,dapo,rloo,reinforce_pp,gspo}.yaml; the module is
+# rft.alg.group.GroupPG (docs/algorithms.md §9): critic-free policy gradient with a baseline
+# from G samples of the same prompt. Each YAML option is a setting of the knobs below.
+class AdvantageEstimator(str, Enum):
+    group_norm = "group_norm"  # (r - mean_g) / max(std_g, std_floor)   GRPO, DAPO, GSPO
+    group_mean = "group_mean"  # r - mean_g                              Dr. GRPO
+    leave_one_out = "leave_one_out"  # r - mean of the other G-1         RLOO
+    batch_whiten = "batch_whiten"  # per-token returns whitened over the batch   REINFORCE++
+
+
+class LossAggregation(str, Enum):
+    seq_mean_token_mean = "seq_mean_token_mean"  # mean_i (Σ_t ℓ_it / |y_i|)   GRPO
+    token_mean = "token_mean"  # Σ_it ℓ_it / Σ_i |y_i|   DAPO, REINFORCE++
+    constant = "constant"  # Σ_it ℓ_it / (B · max_new_tokens)   Dr. GRPO
+    seq_mean_token_sum = "seq_mean_token_sum"  # mean_i Σ_t ℓ_it
+
+
+class RatioLevel(str, Enum):
+    token = "token"  # ρ_t = π_θ(y_t) / π_old(y_t), clipped per token (PPO, GRPO)
+    sequence_sum = "sequence_sum"  # exp(Σ_t log ρ_t), clipped per sequence (RLOO)
+    sequence_mean = "sequence_mean"  # exp(mean_t log ρ_t), clipped per sequence (GSPO)
+
+
+class KLPlacement(str, Enum):
+    none = "none"
+    reward = "reward"  # β·k1 subtracted from the reward (per sequence or per token)
+    loss = "loss"  # β·k added to the per-token loss, aggregated like it
+
+
+class KLEstimator(str, Enum):
+    k1 = "k1"  # log r                (unbiased, can be negative)
+    k2 = "k2"  # (log r)^2 / 2        (biased, low variance)
+    k3 = "k3"  # (1/r - 1) + log r    (unbiased, ≥ 0; GRPO)
+
+
+class PromptSampling(str, Enum):
+    uniform = "uniform"  # every train prompt equally likely (the same draw as alg=ppo)
+    std_aware = "std_aware"  # p ∝ max(estimated reward std, floor) (Razin et al.: gradient ∝ std)
+
+
+@dataclass
+class GroupKLConfig:
+    """The KL to the frozen reference: where it enters, which estimator, its weight."""
+
+    placement: KLPlacement = knob(
+        KLPlacement.loss, "none | reward (k1 subtracted from r) | loss (β·k in the loss; GRPO)"
+    )
+    estimator: KLEstimator = knob(
+        KLEstimator.k3, "k1 | k2 | k3 for placement=loss (GRPO: k3); placement=reward uses k1"
+    )
+    beta: float = knob(0.04, "KL coefficient β (DeepSeekMath GRPO: 0.04; TRL's default: 0)")
+
+
+@dataclass
+class OverlongConfig:
+    """DAPO's soft overlong punishment: 0 up to L_max - buffer, then linearly down to -penalty at
+    L_max (L_max = task.max_new_tokens)."""
+
+    buffer: int = knob(0, "tokens of the linear zone before max_new_tokens; 0 = off (DAPO: 20%)")
+    penalty: float = knob(1.0, "the shaping at L_max (DAPO: 1)")
+
+
+@dataclass
+class StdSamplerConfig:
+    """prompt_sampling=std_aware: a running estimate of each train prompt's reward std under the
+    policy, and prompts drawn in proportion to it."""
+
+    floor: float = knob(
+        0.02, "p ∝ max(std estimate, floor): no prompt starves (its std may have changed)"
+    )
+    prior: float | None = knob(
+        None, "std estimate of a never-seen prompt; null: the mean estimate of the seen ones"
+    )
+    momentum: float = knob(
+        0.0, "new estimate = momentum · old + (1 - momentum) · observed std; 0: the last seen"
+    )
+    init_from: str | None = knob(
+        None,
+        "a mode=extract run folder (or its reward matrix) whose per-prompt std seeds the"
+        " estimates of the prompts it sampled",
+    )
+
+
+@dataclass
+class GroupConfig(AlgConfig):
+    """Group-baseline policy gradients (docs/algorithms.md §9), sized for a 2-core CPU:
+    8 prompts × G = 4 completions per iteration (32 episodes, alg=ppo's rollout)."""
+
+    name: str = knob("grpo", "algorithm name (logs, run folders)")
+    n_iterations: int = knob(20, "generation batches (rollout + updates)")
+    rollout_prompts: int = knob(8, "prompts per generation batch")
+    samples_per_prompt: int = knob(4, "G, completions per prompt (TRL GRPO: 8; DeepSeekMath: 64)")
+    minibatch_size: int = knob(
+        8, "episodes per optimizer step; = rollout_prompts × G is one update per batch"
+    )
+    micro_batch_size: int = knob(8, "sequences per forward/backward (gradient accumulation)")
+    num_iterations: int = knob(
+        1, "μ, passes over each generation batch; old log-probs are kept from generation time"
+    )
+    lr: float = knob(2e-5, "AdamW learning rate (TRL GRPO: 1e-6 with 8 GPUs' batches)")
+    advantage: AdvantageEstimator = knob(
+        AdvantageEstimator.group_norm,
+        "group_norm (GRPO) | group_mean (Dr. GRPO) | leave_one_out (RLOO) | batch_whiten"
+        " (REINFORCE++)",
+    )
+    std_floor: float = knob(
+        0.01,
+        "group_norm divides by max(std, std_floor): a near-constant group is not blown up to"
+        " ±1 (logged: group/std_floored_share)",
+    )
+    std_unbiased: bool = knob(True, "Bessel-corrected group std (TRL, verl)")
+    aggregation: LossAggregation = knob(
+        LossAggregation.seq_mean_token_mean,
+        "seq_mean_token_mean (GRPO) | token_mean (DAPO) | constant (Dr. GRPO) |"
+        " seq_mean_token_sum",
+    )
+    ratio: RatioLevel = knob(
+        RatioLevel.token, "token (GRPO) | sequence_sum (RLOO) | sequence_mean (GSPO)"
+    )
+    clip_low: float = knob(0.2, "ε_low: the ratio is clipped below at 1 - ε_low")
+    clip_high: float = knob(0.2, "ε_high: clipped above at 1 + ε_high (DAPO clip-higher: 0.28)")
+    kl: GroupKLConfig = block(GroupKLConfig, "the KL to the frozen reference")
+    log_kl: bool = knob(
+        True, "score the reference every iteration to log k1/k2/k3 even when kl.beta = 0"
+    )
+    ent_coef: float = knob(0.0, "entropy bonus coefficient")
+    dynamic_sampling: bool = knob(
+        False,
+        "DAPO: drop groups whose rewards are all equal and draw more prompts until the batch is"
+        " full",
+    )
+    max_sampling_rounds: int = knob(
+        4, "dynamic sampling: generation rounds per batch at most (the last fills with what it has)"
+    )
+    overlong: OverlongConfig = block(OverlongConfig, "DAPO's overlong reward shaping")
+    prompt_sampling: PromptSampling = knob(
+        PromptSampling.uniform, "uniform | std_aware (p ∝ estimated reward std, with a floor)"
+    )
+    std_sampler: StdSamplerConfig = block(StdSamplerConfig, "prompt_sampling=std_aware")
+    generation: GenerationConfig = block(
+        GenerationConfig, "rollout sampling (evaluation uses eval.generation)"
+    )
+    warm_start: WarmStartConfig = block(WarmStartConfig, "an optional SFT phase before RL")
+    score_batch_size: int = knob(16, "sequences per forward pass when scoring a rollout")
+    max_grad_norm: float | None = knob(1.0, "clip the gradient norm to this (TRL: 1.0); null = off")
+    eval_every: int = knob(10, "evaluate on val prompts every N iterations (0 = never)")
+
+
+ConfigStore.instance().store(group="alg", name="group_schema", node=GroupConfig)
