@@ -362,14 +362,16 @@ class PPOConfig(AlgConfig):
     eval_every: int = knob(10, "evaluate on val prompts every N iterations (0 = never)")
     score_norm: ScoreNorm = knob(
         ScoreNorm.none,
-        "none (RL4LMs, GRUE: the raw score) | scale: score / running std | standardize:"
-        " (score - running mean) / running std; running moments over every score seen, kept in"
-        " the checkpoint",
+        "none (default: RL4LMs and GRUE use the raw score, and docs/results.md was measured"
+        " with it) | scale: score / running std | standardize: (score - running mean) / running"
+        " std; running moments over every score seen (all ranks), kept in the checkpoint."
+        " scale when a reward's spread is small next to β · KL (objective/score_to_kl < 1)",
     )
     kl_dominance_warn: float = knob(
         1.0,
-        "warn when std(score) / (β · mean KL per sequence) falls below this (the KL penalty then"
-        " outweighs the reward's spread); 0 = never",
+        "warn when std(score) / (β · mean KL per sequence), logged as objective/score_to_kl,"
+        " falls below this (the KL penalty then outweighs the reward's spread); at most once"
+        " per 10 iterations; 0 = never",
     )
 
 
@@ -950,7 +952,10 @@ class OverlongConfig:
     """DAPO's soft overlong punishment: 0 up to L_max - buffer, then linearly down to -penalty at
     L_max (L_max = task.max_new_tokens)."""
 
-    buffer: int = knob(0, "tokens of the linear zone before max_new_tokens; 0 = off (DAPO: 20%)")
+    buffer_frac: float = knob(
+        0.0,
+        "the linear zone as a share of task.max_new_tokens (DAPO: 4096 of 20480 = 0.2); 0 = off",
+    )
     penalty: float = knob(1.0, "the shaping at L_max (DAPO: 1)")
 
 

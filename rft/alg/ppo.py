@@ -26,6 +26,17 @@ Deviations from RL4LMs, on purpose:
 - Each iteration's RNG is seeded from (seed, iteration): a resumed run samples exactly what an
   uninterrupted one would.
 
+Options:
+- ``score_norm`` (default ``none``): the sequence score R enters the per-token reward as the
+  reward function returns it, as in RL4LMs / GRUE; docs/results.md was measured that way.
+  ``scale`` divides R by the running std of every score seen so far (all ranks), ``standardize``
+  also subtracts the running mean (rft/core/normalize.py), so that β weighs the KL against the
+  reward's spread whatever its units. The moments take the current rollout in BEFORE it is
+  normalised (``reward_scores``) and live in the checkpoint; ``reward/mean`` stays the raw score.
+- ``objective/score_to_kl`` = std(R as it enters the reward) / (β · mean per-sequence KL) is
+  logged every iteration; below ``kl_dominance_warn`` a rate-limited warning says the KL penalty
+  outweighs the reward's spread (the policy then drifts while the reward stays flat).
+
 Guide-policy variants (PPO++, AggreVaTeD, …) reuse ``collect_rollout`` / ``ppo_update`` and
 change only who generates which tokens and the loss masks in ``Rollout``.
 """
@@ -33,6 +44,7 @@ change only who generates which tokens and the loss masks in ``Rollout``.
 from __future__ import annotations
 
 import copy
+import logging
 import time
 from dataclasses import dataclass, fields
 
@@ -53,18 +65,29 @@ from rft.core import (
     ppo_policy_loss,
     ppo_value_loss,
 )
+from rft.core.normalize import RunningMoments, normalize_scores
 from rft.diagnostics.reward_stats import rollout_reward_spread
 from rft.io import append_jsonl
 from rft.model.policy import PolicyLM, ValueHead
 from rft.rng import probe_seed, rollout_seed
 from rft.rollout.prompts import IterationSampler, encode_prompts
 
+log = logging.getLogger(__name__)
+
+SCORE_TO_KL_CAP = 1e6
+"""``objective/score_to_kl`` when β · KL ≤ 0 (iteration 1, where π_θ = π_ref and the KL is
+exactly 0, or a k1 estimate that dipped below 0), and its upper bound otherwise: a finite value
+keeps every logger and plot working, and 1e6 reads as "no penalty to speak of"."""
+KL_WARN_EVERY = 10
+"""At most one KL-dominance warning per this many iterations (the first one at once)."""
+
 
 @dataclass
 class Rollout:
     """A rollout buffer. Shapes: (N, P) prompts, (N, T) completions and per-token quantities,
-    (N,) sequence scores. ``policy_mask`` / ``value_mask`` select the tokens each loss covers
-    (both = completion mask for plain PPO)."""
+    (N,) sequence scores (raw, as the reward returned them; ``reward_scores``: as they enter the
+    per-token reward, normalised when alg.score_norm is on). ``policy_mask`` / ``value_mask``
+    select the tokens each loss covers (both = completion mask for plain PPO)."""
 
     prompt_ids: torch.Tensor
     prompt_mask: torch.Tensor
@@ -80,6 +103,7 @@ class Rollout:
     returns: torch.Tensor | None = None
     policy_mask: torch.Tensor | None = None
     value_mask: torch.Tensor | None = None
+    reward_scores: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return self.ids.shape[0]
@@ -117,6 +141,9 @@ class PPO(RFTModule):
         self.kl_ctl = make_kl_controller(
             choice(a.kl.kind), a.kl.init_beta, a.kl.target, a.kl.horizon
         )
+        self.score_norm = choice(a.score_norm)
+        self.score_moments = RunningMoments()  # every score of the run, all ranks (checkpointed)
+        self._kl_warned_at: int | None = None  # iteration of the last KL-dominance warning
 
     # ------------------------------------------------------------------ data / optim
     def train_dataloader(self) -> DataLoader:
@@ -231,13 +258,61 @@ class PPO(RFTModule):
         """KL-penalised per-token rewards and GAE over EVERY completion token; the policy and
         value masks only choose which tokens each loss sees (a guided rollout's masks may cover
         just a prefix or a suffix of the sequence)."""
+        r.reward_scores = self.reward_scores(r)
         r.rewards, r.kl = per_token_rewards(
-            r.scores, r.old_logp, r.ref_logp, r.mask, self.kl_ctl.beta
+            r.reward_scores, r.old_logp, r.ref_logp, r.mask, self.kl_ctl.beta
         )
         if self.a.whiten_rewards:
             r.rewards = masked_whiten(r.rewards, r.mask, shift_mean=False)
         r.advantages, r.returns = gae(
             r.rewards, r.old_values * r.mask, r.mask, self.a.gamma, self.a.lam
+        )
+
+    def reward_scores(self, r: Rollout) -> torch.Tensor:
+        """The sequence scores (N,) as they enter the per-token reward: ``r.scores`` itself with
+        alg.score_norm=none, else normalised by the running moments (rft/core/normalize.py).
+
+        The moments merge this rollout's scores FIRST, then normalise them: the first rollout
+        then has a spread to be divided by (past-only moments would have none), and a reward
+        whose scale moves is followed within the same iteration. Under DDP every rank merges
+        the scores of ALL ranks (gathered in rank order), so the moments, and hence the
+        normalisation, are identical on every rank."""
+        if self.score_norm == "none":
+            return r.scores
+        everyone = r.scores
+        if self._trainer is not None and self.trainer.world_size > 1:
+            # every rank rolls out the same number of episodes, so the shapes agree
+            everyone = self.all_gather(r.scores).flatten()
+        self.score_moments.update(everyone)
+        return normalize_scores(r.scores, self.score_moments, self.score_norm)
+
+    def score_to_kl(self, reward_scores: torch.Tensor, beta: float, kl_seq: float) -> float:
+        """std(score as it enters the reward, population, over the rollout) / (β · mean
+        per-sequence KL): how the reward's spread compares with the KL penalty's pull. Capped at
+        SCORE_TO_KL_CAP, which is also the value when β · KL ≤ 0."""
+        penalty = beta * kl_seq
+        spread = reward_scores.std(unbiased=False).item()
+        if penalty <= 0 or spread >= SCORE_TO_KL_CAP * penalty:
+            return SCORE_TO_KL_CAP
+        return spread / penalty
+
+    def warn_if_kl_dominates(self, ratio: float, it: int) -> None:
+        """One warning when ``ratio`` < alg.kl_dominance_warn, the first time, then at most
+        every KL_WARN_EVERY iterations (rank 0 only: the ranks see the same picture)."""
+        limit = self.a.kl_dominance_warn
+        if not limit or ratio >= limit or self.global_rank != 0:
+            return
+        if self._kl_warned_at is not None and it - self._kl_warned_at < KL_WARN_EVERY:
+            return
+        self._kl_warned_at = it
+        log.warning(
+            "iteration %d: the KL penalty outweighs the reward's spread: std(score) / "
+            "(β · KL per sequence) = %.3g < alg.kl_dominance_warn=%g. The policy can drift from "
+            "the reference while the reward does not move. Fix: alg.score_norm=scale (divide "
+            "the score by its running std), or a smaller alg.kl.init_beta.",
+            it + 1,
+            ratio,
+            limit,
         )
 
     def ppo_update(self, r: Rollout) -> dict[str, float]:
@@ -329,15 +404,21 @@ class PPO(RFTModule):
         stats.update(self.ppo_update(r))
         t_update = time.perf_counter() - t0
         kl_mean = masked_mean(r.kl, r.mask).item()
+        kl_seq = (r.kl * r.mask).sum(-1).mean().item()
         beta = self.kl_ctl.beta
         self.kl_ctl.step(kl_mean, n_steps=len(r))
+        stats["objective/score_to_kl"] = self.score_to_kl(r.reward_scores, beta, kl_seq)
+        self.warn_if_kl_dominates(stats["objective/score_to_kl"], it)
+        if self.score_norm != "none":
+            stats["reward/score_norm_mean"] = self.score_moments.mean
+            stats["reward/score_norm_std"] = self.score_moments.std
         seq_tokens = (r.prompt_mask.sum() + r.mask.sum()).item()
         stats.update(
             {
                 "reward/mean": r.scores.mean().item(),
                 "reward/std": r.scores.std(unbiased=False).item(),
                 "objective/kl": kl_mean,
-                "objective/kl_seq": (r.kl * r.mask).sum(-1).mean().item(),
+                "objective/kl_seq": kl_seq,
                 "objective/kl_coef": beta,
                 "value/explained_variance": explained_variance(
                     r.old_values, r.returns, r.value_mask
@@ -363,8 +444,11 @@ class PPO(RFTModule):
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         super().on_save_checkpoint(checkpoint)
         checkpoint["kl_controller"] = self.kl_ctl.state_dict()
+        checkpoint["score_moments"] = self.score_moments.state_dict()
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         super().on_load_checkpoint(checkpoint)
         if "kl_controller" in checkpoint:
             self.kl_ctl.load_state_dict(checkpoint["kl_controller"])
+        if "score_moments" in checkpoint:
+            self.score_moments.load_state_dict(checkpoint["score_moments"])
