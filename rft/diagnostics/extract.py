@@ -4,9 +4,11 @@
     python run.py mode=extract model.init_from=<SFT run>      # the same after an SFT warm start
 
 Writes into the run folder: rewards.npy ([N, K]), samples.jsonl (prompt, completions, rewards,
-mean, std), summary.json, reward_std_vs_mean.png, and metrics.json with ``diag/*`` keys (read by
-``rft report``). Sampling uses the rollout decoding (``alg.generation``: temperature, top-k), as
-the RL algorithm would see it. Generation is batched: ``diag.batch_prompts`` prompts × K samples.
+mean, std), prompt_indices.json (the split, its size and the split index of each row: the
+std-aware sampler seeds its estimates from it, ``alg.std_sampler.init_from``), summary.json,
+reward_std_vs_mean.png, and metrics.json with ``diag/*`` keys (read by ``rft report``).
+Sampling uses the rollout decoding (``alg.generation``: temperature, top-k), as the RL
+algorithm would see it. Generation is batched: ``diag.batch_prompts`` prompts × K samples.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from rft.model.build import load_policy
 from rft.reward import build_reward
 from rft.rng import extract_rng, extract_seed
 from rft.rollout.prompts import encode_prompts
+from rft.rollout.std_sampler import EXTRACT_INDEX_FILE
 
 log = logging.getLogger("rft")
 
@@ -75,7 +78,8 @@ def extract(cfg, run_dir: Path) -> dict[str, float]:
     data = task.split(d.split)
     n = len(data) if d.n_prompts < 0 else min(d.n_prompts, len(data))
     idx = extract_rng(cfg.seed).permutation(len(data))[:n]
-    examples = [data[i] for i in sorted(idx)]
+    rows = sorted(int(i) for i in idx)  # row r of rewards.npy is example rows[r] of the split
+    examples = [data[i] for i in rows]
     policy = load_policy(cfg.model)
     reward_fn = build_reward(cfg.reward)
     torch.manual_seed(extract_seed(cfg.seed))
@@ -94,6 +98,11 @@ def extract(cfg, run_dir: Path) -> dict[str, float]:
             generation=cfg.alg.generation,
         )
     summary = save_extraction(run_dir, [e.prompt for e in examples], texts, R, d.std_threshold)
+    write_json_atomic(
+        run_dir / EXTRACT_INDEX_FILE,
+        {"split": d.split, "split_size": len(data), "indices": rows},
+        indent=None,
+    )
     metrics = {
         "diag/" + k.replace("reward/mean", "reward_mean").split("/")[-1]: float(v)
         for k, v in summary.items()
