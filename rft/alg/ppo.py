@@ -26,7 +26,7 @@ Deviations from RL4LMs, on purpose:
 - Each iteration's RNG is seeded from (seed, iteration): a resumed run samples exactly what an
   uninterrupted one would.
 
-Options:
+Options (docs/algorithms.md §14):
 - ``score_norm`` (default ``none``): the sequence score R enters the per-token reward as the
   reward function returns it, as in RL4LMs / GRUE; docs/results.md was measured that way.
   ``scale`` divides R by the running std of every score seen so far (all ranks), ``standardize``

@@ -1,5 +1,4 @@
-"""Running score moments and score normalisation for the PPO family (docs/algorithms.md §1,
-"Score normalisation (PPO family)").
+"""Running score moments and score normalisation for the PPO family (docs/algorithms.md §14).
 
 PPO's per-token reward is r_t = -β · k1_t, plus the sequence score R on the last token. β is an
 absolute number, so how hard the KL penalty pulls depends on the score's scale: a reward whose
