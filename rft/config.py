@@ -952,7 +952,10 @@ class OverlongConfig:
     """DAPO's soft overlong punishment: 0 up to L_max - buffer, then linearly down to -penalty at
     L_max (L_max = task.max_new_tokens)."""
 
-    buffer: int = knob(0, "tokens of the linear zone before max_new_tokens; 0 = off (DAPO: 20%)")
+    buffer_frac: float = knob(
+        0.0,
+        "the linear zone as a share of task.max_new_tokens (DAPO: 4096 of 20480 = 0.2); 0 = off",
+    )
     penalty: float = knob(1.0, "the shaping at L_max (DAPO: 1)")
 
 

@@ -13,6 +13,7 @@ gets a new function here with a word or offset no other stream uses.
     restart_generator       iteration_seed(seed, it) + 5                  guided restarts, k
     schedule_rng            default_rng([seed, it, 4])                    guided LOLS coin
     prompt_batch_rng        default_rng([seed, it, rank])                 RL prompt batch
+    dynamic_sampling_rng    default_rng([seed, it, 11, round, rank])      extra prompts (DAPO filter)
     step_batch_rng          default_rng([seed + rank, data_epoch])        SFT / offline permutations
     good_priority_rng       default_rng([seed + rank, 7, step])           offline weighted draws
     offline_pairs_rng       default_rng([seed, 3])                        offline pair subset
@@ -38,6 +39,7 @@ GOOD_PRIORITY_WORD = 7
 OFFLINE_PAIRS_WORD = 3
 DATA_SUBSET_WORD = 99
 PROBE_SEED_OFFSET = 1
+DYNAMIC_SAMPLING_WORD = 11
 VALUE_SAMPLE_OFFSET = 104_729
 
 
@@ -71,6 +73,12 @@ def prompt_batch_rng(seed: int, iteration: int, rank: int) -> np.random.Generato
     """The train prompts of one RL iteration. Every rank uses the rank-0 stream and takes its
     own slice of one draw (``IterationSampler``), so ranks do not repeat each other's prompts."""
     return np.random.default_rng([seed, iteration, rank])
+
+
+def dynamic_sampling_rng(seed: int, iteration: int, rnd: int, rank: int) -> np.random.Generator:
+    """The extra prompts of dynamic-sampling round ``rnd`` (≥ 1) of one iteration on one rank
+    (rft.alg.group: groups with no reward spread are replaced by fresh prompts)."""
+    return np.random.default_rng([seed, iteration, DYNAMIC_SAMPLING_WORD, rnd, rank])
 
 
 # ------------------------------------------------------------------------------ step batches
