@@ -1,0 +1,274 @@
+"""The group-baseline module (rft.alg.group.GroupPG) end to end on the tiny model: every alg=
+option trains and changes the policy, gradient accumulation does not change an update, the one-
+step shortcut (old log-probs = the update's own) is exact, dynamic sampling fills the batch with
+groups that have a spread, a killed run resumes exactly, and bad settings name their key."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+import torch
+
+from rft.errors import ConfigError
+from rft.train import train
+from tests.conftest import compose_cfg, tiny_overrides
+from tests.integration.test_train import changed, history, initial_params
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+GROUP_ALGS = ["grpo", "dr_grpo", "dapo", "rloo", "reinforce_pp", "gspo"]
+
+GROUP_SMALL = (
+    "alg.n_iterations=2",
+    "alg.rollout_prompts=4",
+    "alg.samples_per_prompt=2",
+    "alg.minibatch_size=4",
+    "alg.micro_batch_size=2",
+    "alg.eval_every=0",
+    "alg.lr=1e-3",
+    "alg.score_batch_size=8",
+    "eval.before_training=false",
+    "reward=custom",
+    "reward._target_=rft.reward.basic.length_reward",
+    "+reward.target_words=3",
+)
+
+
+def half_constant_reward(prompts, completions, references=None) -> list[float]:
+    """Constant 0.5 for prompts of an even review number (their groups never have a spread),
+    the length reward for the others."""
+    out = []
+    for p, c in zip(prompts, completions):
+        n = int(re.match(r"Review (\d+)", p).group(1))
+        out.append(0.5 if n % 2 == 0 else max(0.0, 1 - abs(len(c.split()) - 3) / 3))
+    return out
+
+
+def group_cfg(prompts_file, alg: str, *extra: str):
+    return compose_cfg(*tiny_overrides(prompts_file, f"alg={alg}", *GROUP_SMALL, *extra))
+
+
+@pytest.mark.parametrize("alg", GROUP_ALGS)
+def test_each_group_alg_trains_two_iterations_and_changes_the_policy(prompts_file, tmp_path, alg):
+    cfg = group_cfg(prompts_file, alg)
+    before = initial_params(cfg)
+    run = tmp_path / alg
+    metrics = train(cfg, run_dir=run)
+    assert changed(before, run / "policy") > 0
+    assert "test/reward_mean" in metrics
+    rows = [r for r in history(run) if "loss/policy" in r]
+    assert [r["iteration"] for r in rows] == [1, 2]
+    for key in (
+        "group/zero_std_share",
+        "group/low_std_share",
+        "clip_ratio/low_mean",
+        "clip_ratio/high_mean",
+        "clip_ratio/region_mean",
+        "kl/k1",
+        "kl/k2",
+        "kl/k3",
+        "policy/entropy",
+        "completion/mean_length",
+        "completion/clipped_ratio",
+        "rollout/generated_tokens",
+        "time/episodes_per_s",
+    ):
+        assert key in rows[0], (alg, key)
+    # 8 episodes, minibatch 4: two optimizer steps per batch
+    assert rows[0]["policy/optimizer_steps"] == 2
+    assert rows[1]["rollout/generated_tokens_total"] == pytest.approx(
+        rows[0]["rollout/generated_tokens"] + rows[1]["rollout/generated_tokens"]
+    )
+
+
+def test_kl_estimators_are_logged_side_by_side_and_k3_is_nonnegative(prompts_file, tmp_path):
+    train(group_cfg(prompts_file, "grpo"), run_dir=tmp_path / "r")
+    for r in (r for r in history(tmp_path / "r") if "kl/k3" in r):
+        assert r["kl/k3"] >= 0 and r["kl/k2"] >= 0
+    # the first batch is sampled by π_θ = π_ref: every estimator is exactly 0
+    first = next(r for r in history(tmp_path / "r") if "kl/k1" in r)
+    assert first["kl/k1"] == pytest.approx(0, abs=1e-6)
+    assert first["kl/k3"] == pytest.approx(0, abs=1e-6)
+
+
+def test_gradient_accumulation_does_not_change_the_update(prompts_file, tmp_path):
+    """One optimizer step over 8 episodes: micro-batches of 8, 4 or 2 give the same loss and
+    the same weights (the loss is normalised over the minibatch, not the micro-batch)."""
+    runs = {}
+    for micro in (8, 2):
+        cfg = group_cfg(
+            prompts_file,
+            "dapo",  # token-mean over the whole minibatch: the normaliser that matters most
+            "alg.n_iterations=1",
+            "alg.minibatch_size=8",
+            f"alg.micro_batch_size={micro}",
+            "alg.dynamic_sampling=false",
+            "alg.kl.placement=loss",
+            "alg.kl.beta=0.1",
+            "hardware.precision=32-true",
+        )
+        run = tmp_path / f"m{micro}"
+        train(cfg, run_dir=run)
+        row = next(r for r in history(run) if "loss/policy" in r)
+        from transformers import AutoModelForCausalLM
+
+        runs[micro] = (row, AutoModelForCausalLM.from_pretrained(str(run / "policy")).state_dict())
+    (r8, w8), (r2, w2) = runs[8], runs[2]
+    assert r2["loss/policy"] == pytest.approx(r8["loss/policy"], abs=1e-6)
+    assert r2["loss/kl"] == pytest.approx(r8["loss/kl"], abs=1e-7)
+    for k in w8:
+        torch.testing.assert_close(w2[k], w8[k], atol=1e-5, rtol=1e-4)
+
+
+def test_one_step_per_batch_skips_the_old_logprob_pass_exactly(prompts_file, tmp_path, monkeypatch):
+    """With one optimizer step per batch the update's first forward IS the sampling policy:
+    the module does not score old log-probs (one forward pass saved), the ratio is exactly 1
+    (approx_kl 0, nothing clipped), and with several steps it does score them."""
+    from rft.alg.group import GroupPG
+
+    flags = []
+    orig = GroupPG.score
+
+    def spy(self, b):
+        out = orig(self, b)
+        flags.append(b.old_logp is not None)
+        return out
+
+    monkeypatch.setattr(GroupPG, "score", spy)
+    train(group_cfg(prompts_file, "grpo", "alg.minibatch_size=8"), run_dir=tmp_path / "one")
+    assert flags == [False, False]
+    for r in (r for r in history(tmp_path / "one") if "loss/policy" in r):
+        assert r["policy/approx_kl"] == pytest.approx(0, abs=1e-7)
+        assert r["clip_ratio/region_mean"] == 0
+        assert r["policy/optimizer_steps"] == 1
+    flags.clear()
+    train(group_cfg(prompts_file, "grpo", "alg.minibatch_size=4"), run_dir=tmp_path / "two")
+    assert flags == [True, True]
+    # RLOO's KL sits in the reward: the sampling log-probs are needed before the update
+    flags.clear()
+    train(group_cfg(prompts_file, "rloo", "alg.minibatch_size=8"), run_dir=tmp_path / "rloo")
+    assert flags == [True, True]
+
+
+def test_dynamic_sampling_fills_the_batch_with_groups_that_have_a_spread(
+    prompts_file, tmp_path, monkeypatch
+):
+    from rft.alg.group import GroupPG
+
+    seen = []
+    orig = GroupPG.compute_advantages
+
+    def spy(self, b):
+        seen.append(b.scores.view(-1, self.G).clone())
+        return orig(self, b)
+
+    monkeypatch.setattr(GroupPG, "compute_advantages", spy)
+    cfg = group_cfg(
+        prompts_file,
+        "dapo",
+        "reward._target_=tests.alg.test_group.half_constant_reward",
+        "~reward.target_words",
+        "alg.max_sampling_rounds=8",
+        "alg.samples_per_prompt=4",
+        "alg.minibatch_size=16",
+    )
+    train(cfg, run_dir=tmp_path / "r")
+    rows = [r for r in history(tmp_path / "r") if "loss/policy" in r]
+    assert len(seen) == 2
+    for scores, row in zip(seen, rows):
+        assert scores.shape == (4, 4)  # the batch is full
+        # the even-numbered prompts (half of them) were dropped, so every kept group varies
+        # unless the length reward happened to tie within a group
+        assert row["rollout/sampling_rounds"] >= 2
+        assert row["rollout/generated_tokens"] > 4 * 4 * 8 - 1  # more than one round's tokens
+        assert (scores != 0.5).any(dim=1).all()
+    # without the filter the constant groups stay in the batch
+    seen.clear()
+    cfg = group_cfg(
+        prompts_file,
+        "grpo",
+        "reward._target_=tests.alg.test_group.half_constant_reward",
+        "~reward.target_words",
+        "alg.samples_per_prompt=4",
+        "alg.minibatch_size=16",
+    )
+    train(cfg, run_dir=tmp_path / "plain")
+    rows = [r for r in history(tmp_path / "plain") if "loss/policy" in r]
+    assert all(r["rollout/sampling_rounds"] == 1 for r in rows)
+    assert any((s == 0.5).all(dim=1).any() for s in seen)
+
+
+def test_dynamic_sampling_bounded_rounds_still_fill_the_batch(prompts_file, tmp_path):
+    """A reward that is always constant: no group ever has a spread; after max_sampling_rounds
+    the batch is filled with dropped groups (same size on every rank), zero advantage."""
+    cfg = group_cfg(
+        prompts_file,
+        "dapo",
+        "reward._target_=tests.learning.words.constant_reward",
+        "~reward.target_words",
+        "alg.max_sampling_rounds=3",
+    )
+    train(cfg, run_dir=tmp_path / "r")
+    rows = [r for r in history(tmp_path / "r") if "loss/policy" in r]
+    assert [r["rollout/sampling_rounds"] for r in rows] == [3, 3]
+    assert all(r["group/zero_std_share"] == 1.0 for r in rows)
+    assert all(r["loss/policy"] == 0 for r in rows)
+
+
+class Killed(RuntimeError):
+    pass
+
+
+@pytest.mark.parametrize("alg, extra", [("dapo", ()), ("rloo", ("alg.num_iterations=2",))])
+def test_resume_after_kill_matches_uninterrupted_run(
+    prompts_file, tmp_path, monkeypatch, alg, extra
+):
+    from rft.alg.group import GroupPG
+
+    over = [
+        *tiny_overrides(prompts_file, f"alg={alg}", *GROUP_SMALL, *extra),
+        "alg.n_iterations=4",
+        "checkpoint.every_n_iterations=2",
+    ]
+    full = train(compose_cfg(*over), run_dir=tmp_path / "full")
+    original = GroupPG.training_step
+
+    def dies_in_iteration_3(self, batch, batch_idx):
+        if self.current_epoch == 3:
+            raise Killed("simulated kill")
+        return original(self, batch, batch_idx)
+
+    monkeypatch.setattr(GroupPG, "training_step", dies_in_iteration_3)
+    with pytest.raises(Killed):
+        train(compose_cfg(*over), run_dir=tmp_path / "resumed")
+    state = json.loads((tmp_path / "resumed" / "checkpoints" / "state.json").read_text())
+    assert state["step"] == 2
+    monkeypatch.setattr(GroupPG, "training_step", original)
+    resumed = train(compose_cfg(*over), run_dir=tmp_path / "resumed")
+    assert resumed["test/reward_mean"] == pytest.approx(full["test/reward_mean"], rel=1e-5)
+    h_full = [r for r in history(tmp_path / "full") if "loss/policy" in r]
+    h_res = [r for r in history(tmp_path / "resumed") if "loss/policy" in r]
+    assert [r["iteration"] for r in h_res] == [1, 2, 3, 4]
+    for a, b in zip(h_full, h_res):
+        for k in ("reward/mean", "loss/policy", "rollout/generated_tokens_total", "kl/k3"):
+            assert a[k] == pytest.approx(b[k], rel=1e-4, abs=1e-6), k
+
+
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("alg.samples_per_prompt=1", "alg.samples_per_prompt"),
+        ("alg.minibatch_size=3", "alg.minibatch_size"),
+        ("alg.num_iterations=0", "alg.num_iterations"),
+        ("alg.clip_low=1.5", "alg.clip_low"),
+        ("alg.std_floor=-1", "alg.std_floor"),
+        ("alg.kl.placement=reward", "alg.kl.estimator"),
+        ("alg.max_sampling_rounds=0", "alg.max_sampling_rounds"),
+        ("alg.overlong.buffer_frac=2", "alg.overlong.buffer_frac"),
+    ],
+)
+def test_bad_settings_name_the_key(prompts_file, tmp_path, override, key):
+    with pytest.raises(ConfigError, match=re.escape(key)):
+        train(group_cfg(prompts_file, "grpo", override), run_dir=tmp_path / "r")
