@@ -31,6 +31,7 @@ IGNORE = shutil.ignore_patterns(
 
 LEARN = "tests/learning/test_learning.py"
 WIRE = "tests/learning/test_wiring.py"
+SCORE_NORM = "tests/alg/test_score_norm.py"
 
 
 @dataclass(frozen=True)
@@ -60,8 +61,8 @@ MUTATIONS = [
     Mutation(
         "drop_kl_penalty",
         "rft/alg/ppo.py",
-        "r.scores, r.old_logp, r.ref_logp, r.mask, self.kl_ctl.beta",
-        "r.scores, r.old_logp, r.ref_logp, r.mask, 0.0",
+        "r.reward_scores, r.old_logp, r.ref_logp, r.mask, self.kl_ctl.beta",
+        "r.reward_scores, r.old_logp, r.ref_logp, r.mask, 0.0",
         (f"{WIRE}::test_kl_penalty_keeps_the_policy_near_the_reference",),
     ),
     Mutation(
@@ -169,6 +170,47 @@ MUTATIONS = [
         'out.metrics[f"{key}_se"] = stats.clustered_mean(per, k)[1]',
         'out.metrics[f"{key}_se"] = stats.clustered_mean(per, 1)[1]',
         ("tests/test_eval_text.py",),
+    ),
+    # PPO score normalisation (alg.score_norm) and the KL-dominance ratio
+    Mutation(
+        "score_norm_scale_ignored",
+        "rft/alg/ppo.py",
+        "return normalize_scores(r.scores, self.score_moments, self.score_norm)",
+        "return r.scores",
+        (
+            f"{SCORE_NORM}::test_score_fed_to_the_reward_is_normalised_by_the_running_moments",
+            f"{SCORE_NORM}::test_guided_family_normalises_too",
+        ),
+    ),
+    Mutation(
+        "score_moments_not_restored_on_resume",
+        "rft/alg/ppo.py",
+        'self.score_moments.load_state_dict(checkpoint["score_moments"])',
+        "pass",
+        (f"{SCORE_NORM}::test_moments_survive_kill_and_resume",),
+    ),
+    Mutation(
+        "score_to_kl_uses_the_raw_score",
+        "rft/alg/ppo.py",
+        'stats["objective/score_to_kl"] = self.score_to_kl(r.reward_scores, beta, kl_seq)',
+        'stats["objective/score_to_kl"] = self.score_to_kl(r.scores, beta, kl_seq)',
+        (
+            f"{SCORE_NORM}::test_score_fed_to_the_reward_is_normalised_by_the_running_moments",
+        ),
+    ),
+    Mutation(
+        "kl_dominance_warning_not_rate_limited",
+        "rft/alg/ppo.py",
+        "if self._kl_warned_at is not None and it - self._kl_warned_at < KL_WARN_EVERY:",
+        "if False:",
+        (f"{SCORE_NORM}::test_warning_when_the_kl_penalty_dominates",),
+    ),
+    Mutation(
+        "score_moments_from_the_local_rank_only",
+        "rft/alg/ppo.py",
+        "everyone = self.all_gather(r.scores).flatten()",
+        "everyone = r.scores",
+        (f"{SCORE_NORM}::test_ddp_ranks_merge_every_ranks_scores",),
     ),
 ]
 

@@ -298,7 +298,8 @@ class PPO(RFTModule):
 
     def warn_if_kl_dominates(self, ratio: float, it: int) -> None:
         """One warning when ``ratio`` < alg.kl_dominance_warn, the first time, then at most
-        every KL_WARN_EVERY iterations (rank 0 only: the ranks see the same picture)."""
+        every KL_WARN_EVERY iterations. Rank 0 only, on the ratio it logs (from its own rollout):
+        one warning per run, not one per rank."""
         limit = self.a.kl_dominance_warn
         if not limit or ratio >= limit or self.global_rank != 0:
             return

@@ -17,7 +17,7 @@ from rft.alg.guided import GuidedPPO
 from rft.alg.ppo import PPO, SCORE_TO_KL_CAP
 from rft.core.normalize import STD_FLOOR
 from rft.train import frozen_copy, load_policy, train
-from tests.conftest import PPO_SMALL, compose_cfg, tiny_overrides
+from tests.conftest import PPO_SMALL, compose_cfg, run_cli, tiny_overrides
 
 
 @pytest.fixture(autouse=True)
@@ -240,3 +240,24 @@ def test_warning_rate_limit_and_off_switch(prompts_file, tmp_path, caplog):
                 module.warn_if_kl_dominates(ratio, it)
         got = kl_warnings(caplog)
         assert [int(m.split(":")[0].split()[1]) - 1 for m in got] == want, (limit, ratio)
+
+
+def test_ddp_ranks_merge_every_ranks_scores(prompts_file, tmp_path):
+    """Two CPU processes (gloo): the moments count the episodes of BOTH ranks (gathered), so
+    every rank normalises with the same numbers."""
+    run = tmp_path / "run"
+    r = run_cli(
+        *overrides(prompts_file, "alg.score_norm=scale"),
+        "hardware.devices=2",
+        "hardware.strategy=ddp",
+        "hardware.torch_threads=1",
+        f"hydra.run.dir={run}",
+    )
+    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+    ckpt = torch.load(run / "checkpoints" / "state.ckpt", map_location="cpu", weights_only=False)
+    # 2 iterations × 2 ranks × 4 prompts (alg.rollout_prompts is per rank)
+    assert ckpt["score_moments"]["count"] == 2 * 2 * 4
+    rows = history(run)
+    assert rows[-1]["reward/score_norm_std"] == pytest.approx(
+        np.sqrt(ckpt["score_moments"]["m2"] / (16 - 1)), rel=1e-12
+    )
