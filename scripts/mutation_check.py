@@ -43,7 +43,53 @@ class Mutation:
     tests: tuple[str, ...]
 
 
+NLPO = "tests/alg/test_nlpo.py"
+
 MUTATIONS = [
+    Mutation(
+        "nlpo_unmasked_ratio",  # the update's ratio and entropy from the unmasked policy
+        "rft/alg/nlpo.py",
+        "logits = apply_action_mask(logits, keep_labels(self.mask_policy_keep(r), r.ids))",
+        "logits = logits",
+        (f"{NLPO}::test_one_minibatch_gives_ratio_one_and_the_kl_reward_is_unmasked",),
+    ),
+    Mutation(
+        "nlpo_kl_reward_from_masked_logprobs",
+        "rft/alg/nlpo.py",
+        "r.old_logp = r.policy_logp",
+        "r.old_logp = masked_old_logp",
+        (f"{NLPO}::test_one_minibatch_gives_ratio_one_and_the_kl_reward_is_unmasked",),
+    ),
+    Mutation(
+        "nlpo_rollouts_unmasked",
+        "rft/alg/nlpo.py",
+        "logits_processor=LogitsProcessorList([mask]),",
+        "logits_processor=None,",
+        (f"{NLPO}::test_every_rollout_token_lies_in_the_mask_policys_kept_set",),
+    ),
+    Mutation(
+        "nlpo_mask_policy_never_refreshed",
+        "rft/alg/nlpo.py",
+        "self.mask_model.load_state_dict(self.policy.state_dict())",
+        "pass",
+        (f"{NLPO}::test_mask_policy_is_refreshed_exactly_every_target_update_iterations",),
+    ),
+    Mutation(
+        "nlpo_mask_policy_not_restored_on_resume",  # π_ψ rebuilt from the initial policy
+        "rft/alg/nlpo.py",
+        'if not any(k.startswith("mask_model.") for k in checkpoint.get("state_dict", {})):',
+        'for k in [k for k in checkpoint["state_dict"] if k.startswith("mask_model.")]:\n'
+        '            del checkpoint["state_dict"][k]\n'
+        "        if False:",
+        (f"{NLPO}::test_resume_after_kill_matches_uninterrupted_run",),
+    ),
+    Mutation(
+        "nlpo_top_p_needs_more_than_top_mask",  # a prefix reaching top_mask exactly gets one more
+        "rft/core/nlpo.py",
+        "keep_sorted = before < top_p",
+        "keep_sorted = before <= top_p",
+        ("tests/core/test_nlpo.py",),
+    ),
     Mutation(
         "flip_advantage_sign",
         "rft/core/ppo.py",
@@ -161,7 +207,7 @@ MUTATIONS = [
         "prompts_always_cut_on_the_left",
         "rft/rollout/prompts.py",
         '    if truncation == "left":\n        rows = [x[max(0, len(x) - max_tokens) :] for x in rows]',
-        '    if True:\n        rows = [x[max(0, len(x) - max_tokens) :] for x in rows]',
+        "    if True:\n        rows = [x[max(0, len(x) - max_tokens) :] for x in rows]",
         ("tests/rollout/test_prompts.py", "tests/test_eval.py"),
     ),
     Mutation(
@@ -194,9 +240,7 @@ MUTATIONS = [
         "rft/alg/ppo.py",
         'stats["objective/score_to_kl"] = self.score_to_kl(r.reward_scores, beta, kl_seq)',
         'stats["objective/score_to_kl"] = self.score_to_kl(r.scores, beta, kl_seq)',
-        (
-            f"{SCORE_NORM}::test_score_fed_to_the_reward_is_normalised_by_the_running_moments",
-        ),
+        (f"{SCORE_NORM}::test_score_fed_to_the_reward_is_normalised_by_the_running_moments",),
     ),
     Mutation(
         "kl_dominance_warning_not_rate_limited",

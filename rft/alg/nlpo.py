@@ -59,6 +59,7 @@ Logged per iteration: ``nlpo/mask_size_mean`` (kept tokens per completion positi
 
 from __future__ import annotations
 
+import inspect
 import logging
 
 import torch
@@ -113,6 +114,12 @@ def special_token_ids(tokenizer) -> list[int]:
     return sorted({i for i in tokenizer.all_special_ids if i is not None and i not in extra})
 
 
+def cache_keyword(model) -> str:
+    """The forward keyword of a KV cache: transformers 5.x renames ``past_key_values`` to
+    ``cache`` (the old name warns, then goes); rft supports both (pyproject: >= 4.45)."""
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
 class MaskPolicyProcessor(LogitsProcessor):
     """Inside ``generate``: runs π_ψ one step behind the sampled tokens on its own KV cache and
     sets the policy's logits outside π_ψ's kept set to -inf.
@@ -126,6 +133,7 @@ class MaskPolicyProcessor(LogitsProcessor):
         self.m = mask_model
         self.keep_fn = keep_fn  # π_ψ's next-token logits (B, V) -> keep (B, V)
         self.cache = None
+        self.cache_key = cache_keyword(mask_model.model)
         self.seen = 0
         self.encoder_out = None
         if mask_model.is_seq2seq:
@@ -146,8 +154,8 @@ class MaskPolicyProcessor(LogitsProcessor):
                 encoder_outputs=self.encoder_out,
                 attention_mask=self.attn,
                 decoder_input_ids=new,
-                past_key_values=self.cache,
                 use_cache=True,
+                **{self.cache_key: self.cache},
             )
         else:
             if self.seen:  # generate attends to every generated token, pads after EOS included
@@ -158,11 +166,12 @@ class MaskPolicyProcessor(LogitsProcessor):
                 input_ids=new,
                 attention_mask=self.attn,
                 position_ids=pos,
-                past_key_values=self.cache,
                 use_cache=True,
+                **{self.cache_key: self.cache},
                 logits_to_keep=1,
             )
-        self.cache = out.past_key_values
+        cache = getattr(out, "cache", None)  # transformers 5.x; older: past_key_values
+        self.cache = cache if cache is not None else out.past_key_values
         self.seen = input_ids.shape[1]
         keep = self.keep_fn(out.logits[:, -1])  # (B, V)
         return apply_action_mask(scores, keep)
