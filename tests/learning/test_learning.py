@@ -83,6 +83,34 @@ def test_guided_learns_and_flipped_reward_unlearns(words, tmp_path, alg):
     assert flipped < INIT_GOOD - 0.12, flipped
 
 
+# ----------------------------------------------------------------------------- group family
+GROUP_LEARN = (
+    "alg.n_iterations=6",
+    "alg.rollout_prompts=8",
+    "alg.samples_per_prompt=4",
+    "alg.minibatch_size=8",
+    "alg.micro_batch_size=8",
+    "alg.eval_every=0",
+    "alg.lr=3e-3",
+    "alg.score_batch_size=32",
+)
+
+
+# Good share after 6 batches of 8 prompts × G = 4 (seeds 0/1/2; flipped control in brackets):
+#   grpo          0.883 0.863 0.895  [0.137 0.078 0.117]
+#   dr_grpo       0.879 0.895 0.867  [0.125 0.078 0.094]
+#   dapo          0.906 0.879 0.852  [0.098 0.078 0.109]
+#   rloo          0.883 0.848 0.902  [0.125 0.059 0.129]
+#   reinforce_pp  0.945 0.887 0.898  [0.062 0.047 0.105]
+#   gspo          0.879 0.914 0.863  [0.121 0.094 0.160]
+@pytest.mark.parametrize("alg", ["grpo", "dr_grpo", "dapo", "rloo", "reinforce_pp", "gspo"])
+def test_group_family_learns_and_flipped_reward_unlearns(words, tmp_path, alg):
+    good = good_share_after(words, tmp_path, alg, *GROUP_LEARN)
+    flipped = good_share_after(words, tmp_path, alg, *GROUP_LEARN, flip=True)
+    assert good > INIT_GOOD + 0.25, good
+    assert flipped < INIT_GOOD - 0.25, flipped
+
+
 # ----------------------------------------------------------------------------- A-LoL family
 # Good share after 24 steps on pairs whose references hold a random share of good words
 # (seeds 0/1/2; flipped control in brackets). The A-LoL variants run fewer steps (the budget
