@@ -25,16 +25,17 @@ The policy acts with its logits set to -inf outside that set, i.e. with the mask
      2·target_update_iterations, ... (π_ψ = π_θ = π_ref at the start).
 
 The refresh: the paper (Algorithm 1) replaces π_ψ by π_θ every target_update_iterations
-iterations. RL4LMs' code does copy the policy into its mask model, but its logits processor keeps
-a reference to the FIRST mask model object, so the refresh appears to have no effect on the
-rollouts there (only on the loss's masks). rft deliberately refreshes the one π_ψ that both the
-rollouts and the loss use, as the paper describes. π_ψ's weights are a frozen submodule
-(``mask_model``) and so are saved in the state checkpoint: a resumed run masks exactly as an
-uninterrupted one, whatever the checkpoint cadence.
+iterations. RL4LMs' code replaces its mask model, but its logits processor keeps its reference
+to the FIRST mask model, so the refresh seems to have no effect on the rollouts there. rft
+deliberately refreshes the one π_ψ that both the rollouts and the loss use, as the paper
+describes. π_ψ's weights are a frozen submodule (``mask_model``) and so are saved in the
+state checkpoint: a resumed run masks exactly as an uninterrupted one, whatever the checkpoint
+cadence.
 
 Other deviations from RL4LMs, on purpose:
-- RL4LMs stores each step's (V,) action mask in its rollout buffer; rft recomputes π_ψ's mask
-  per scored chunk and per minibatch instead (memory O(minibatch · T · V) bool, not N · T · V).
+- RL4LMs keeps the rollout's per-step (V,) action masks in its buffer (as sb3-contrib's
+  maskable PPO does); rft recomputes π_ψ's mask per scored chunk and per minibatch instead
+  (memory O(minibatch · T · V) bool, not N · T · V).
 - Numerical guard: in the loss, a sampled token is kept in its own mask even when the
   recomputed mask leaves it out (the KV-cached step-by-step π_ψ of the rollout and the
   full-sequence π_ψ of the loss can differ in the last bits, which can flip a token at the
