@@ -294,7 +294,10 @@ class GroupPG(RFTModule):
                     self.overlong_buffer,
                     a.overlong.penalty,
                 ).to(b.scores)
-            std = group_std(b.scores, G, a.std_unbiased)  # (n,)
+            # population std, as the diagnostics (and mode=extract) compute it: the logged
+            # shares and the sampler's estimates are on one scale; only whether it is 0 matters
+            # to the filter
+            std = group_std(b.scores, G, unbiased=False)  # (n,)
             first_std = std if first_std is None else first_std
             all_idx += todo
             all_std.append(std)

@@ -221,7 +221,15 @@ class Killed(RuntimeError):
     pass
 
 
-@pytest.mark.parametrize("alg, extra", [("dapo", ()), ("rloo", ("alg.num_iterations=2",))])
+@pytest.mark.parametrize(
+    "alg, extra",
+    [
+        ("dapo", ()),
+        ("rloo", ("alg.num_iterations=2",)),
+        # the sampler's std estimates live in the checkpoint: the resumed draws must match
+        ("grpo", ("alg.prompt_sampling=std_aware", "alg.std_sampler.momentum=0.5")),
+    ],
+)
 def test_resume_after_kill_matches_uninterrupted_run(
     prompts_file, tmp_path, monkeypatch, alg, extra
 ):
@@ -254,6 +262,8 @@ def test_resume_after_kill_matches_uninterrupted_run(
     for a, b in zip(h_full, h_res):
         for k in ("reward/mean", "loss/policy", "rollout/generated_tokens_total", "kl/k3"):
             assert a[k] == pytest.approx(b[k], rel=1e-4, abs=1e-6), k
+        for k in (k for k in a if k.startswith("sampler/")):
+            assert a[k] == pytest.approx(b[k], rel=1e-6), k
 
 
 @pytest.mark.parametrize(
@@ -272,3 +282,79 @@ def test_resume_after_kill_matches_uninterrupted_run(
 def test_bad_settings_name_the_key(prompts_file, tmp_path, override, key):
     with pytest.raises(ConfigError, match=re.escape(key)):
         train(group_cfg(prompts_file, "grpo", override), run_dir=tmp_path / "r")
+
+
+def test_std_aware_sampling_prefers_prompts_with_a_spread(prompts_file, tmp_path, monkeypatch):
+    """With half the prompts constant (std 0) and a small floor, once every prompt has been
+    seen the std-aware sampler draws mostly the informative ones; the uniform draw does not."""
+    from rft.alg.group import GroupPG
+
+    drawn: dict[str, list[str]] = {"uniform": [], "std_aware": []}
+    orig = GroupPG.draw_prompts
+
+    def spy(self, it, batch):
+        out = orig(self, it, batch)
+        if it >= 6:  # after 6 × 8 draws of 40 train prompts most have an estimate
+            drawn[choice(self.a.prompt_sampling)] += [self.task.train[i].prompt for i in out]
+        return out
+
+    from rft.config import choice
+
+    monkeypatch.setattr(GroupPG, "draw_prompts", spy)
+    for mode in ("uniform", "std_aware"):
+        cfg = group_cfg(
+            prompts_file,
+            "grpo",
+            "reward._target_=tests.alg.test_group.half_constant_reward",
+            "~reward.target_words",
+            f"alg.prompt_sampling={mode}",
+            "alg.std_sampler.floor=0.01",
+            "alg.n_iterations=10",
+            "alg.rollout_prompts=8",
+            "alg.samples_per_prompt=4",
+            "alg.minibatch_size=32",
+            "alg.micro_batch_size=32",
+            "alg.lr=1e-5",
+        )
+        train(cfg, run_dir=tmp_path / mode)
+    odd = {
+        m: sum(int(re.match(r"Review (\d+)", p).group(1)) % 2 for p in v) / len(v)
+        for m, v in drawn.items()
+    }
+    assert odd["std_aware"] > 0.8, odd
+    assert odd["uniform"] < 0.7, odd
+    zero = {}
+    for mode in drawn:
+        rows = [r for r in history(tmp_path / mode) if "loss/policy" in r]
+        zero[mode] = sum(r["group/zero_std_share"] for r in rows[6:]) / len(rows[6:])
+    assert "sampler/seen_share" in rows[-1]
+    # fewer wasted groups (the odd prompts' length reward can still tie within a group)
+    assert zero["std_aware"] < zero["uniform"] - 0.15, zero
+
+
+def test_group_under_cpu_ddp_with_dynamic_and_std_aware_sampling(prompts_file, tmp_path):
+    """2 CPU processes (gloo) through run.py: the ranks may run different numbers of dynamic-
+    sampling rounds, gather every group's std into one sampler (identical on both ranks, so
+    their next draws stay disjoint slices of one draw), and end with the same test metrics."""
+    from tests.conftest import run_cli
+
+    run = tmp_path / "run"
+    args = tiny_overrides(prompts_file, "alg=dapo", *GROUP_SMALL) + [
+        "reward._target_=tests.alg.test_group.half_constant_reward",
+        "~reward.target_words",
+        "alg.prompt_sampling=std_aware",
+        "alg.n_iterations=3",
+        "task.n_test_prompts=8",
+        "hardware.devices=2",
+        "hardware.strategy=ddp",
+        "hardware.torch_threads=1",
+        f"hydra.run.dir={run}",
+    ]
+    r = run_cli(*args)
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out[-3000:]
+    done = re.findall(r"Done: (.*) \| run folder", out)
+    assert len(done) == 2 and done[0] == done[1], done
+    rows = [r for r in history(run) if "loss/policy" in r]
+    assert [r["iteration"] for r in rows] == [1, 2, 3]
+    assert rows[-1]["sampler/seen_share"] > 0
