@@ -31,6 +31,7 @@ IGNORE = shutil.ignore_patterns(
 
 LEARN = "tests/learning/test_learning.py"
 WIRE = "tests/learning/test_wiring.py"
+GROUP = "tests/alg/test_group.py"
 SCORE_NORM = "tests/alg/test_score_norm.py"
 
 
@@ -255,6 +256,61 @@ MUTATIONS = [
         "everyone = self.all_gather(r.scores).flatten()",
         "everyone = r.scores",
         (f"{SCORE_NORM}::test_ddp_ranks_merge_every_ranks_scores",),
+    ),
+    Mutation(
+        "group_advantage_sign_flipped",
+        "rft/core/group.py",
+        "centred = g - g.mean(dim=1, keepdim=True)  # (n, G)",
+        "centred = g.mean(dim=1, keepdim=True) - g  # (n, G)",
+        (
+            "tests/core/test_group.py",
+            f"{LEARN}::test_group_family_learns_and_flipped_reward_unlearns",
+        ),
+    ),
+    Mutation(
+        "group_micro_batch_normalised_alone",
+        "rft/core/group.py",
+        "n = per_token.shape[0] if n_sequences is None else n_sequences",
+        "n = per_token.shape[0]",
+        (
+            "tests/core/test_group.py",
+            f"{GROUP}::test_gradient_accumulation_does_not_change_the_update",
+        ),
+    ),
+    Mutation(
+        "group_std_floor_ignored",
+        "rft/core/group.py",
+        "adv = centred / std.clamp(min=std_floor) if std_floor > 0 else centred / std",
+        "adv = centred / std",
+        ("tests/core/test_group.py",),
+    ),
+    Mutation(
+        "group_kl_not_in_the_loss",
+        "rft/alg/group.py",
+        "                loss = loss + a.kl.beta * kl_loss",
+        "                loss = loss",
+        (f"{GROUP}::test_kl_estimators_are_logged_side_by_side_and_k3_is_nonnegative",),
+    ),
+    Mutation(
+        "dynamic_sampling_keeps_zero_std_groups",
+        "rft/alg/group.py",
+        "has_spread = std > 0",
+        "has_spread = std >= 0",
+        (f"{GROUP}::test_dynamic_sampling_fills_the_batch_with_groups_that_have_a_spread",),
+    ),
+    Mutation(
+        "std_sampler_not_restored_on_resume",
+        "rft/alg/group.py",
+        'self.sampler.load_state_dict(g["sampler"])',
+        "pass",
+        (f"{GROUP}::test_resume_after_kill_matches_uninterrupted_run",),
+    ),
+    Mutation(
+        "group_old_logp_skipped_with_several_steps",
+        "rft/alg/group.py",
+        'return steps > 1 or self.kl_placement == "reward"',
+        'return self.kl_placement == "reward"',
+        (f"{GROUP}::test_one_step_per_batch_skips_the_old_logprob_pass_exactly",),
     ),
 ]
 

@@ -84,7 +84,13 @@ def test_each_group_alg_trains_two_iterations_and_changes_the_policy(prompts_fil
 
 
 def test_kl_estimators_are_logged_side_by_side_and_k3_is_nonnegative(prompts_file, tmp_path):
-    train(group_cfg(prompts_file, "grpo"), run_dir=tmp_path / "r")
+    train(group_cfg(prompts_file, "grpo", "alg.n_iterations=3"), run_dir=tmp_path / "r")
+    rows = [r for r in history(tmp_path / "r") if "loss/policy" in r]
+    # GRPO's loss = policy term + β · k3 term (β = 0.04), both logged; by iteration 3 the
+    # policy has moved from π_ref, so the KL term is not 0
+    for r in rows:
+        assert r["loss/total"] == pytest.approx(r["loss/policy"] + 0.04 * r["loss/kl"], abs=1e-7)
+    assert rows[-1]["loss/kl"] > 1e-6
     for r in (r for r in history(tmp_path / "r") if "kl/k3" in r):
         assert r["kl/k3"] >= 0 and r["kl/k2"] >= 0
     # the first batch is sampled by π_θ = π_ref: every estimator is exactly 0
