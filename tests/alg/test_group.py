@@ -364,3 +364,32 @@ def test_group_under_cpu_ddp_with_dynamic_and_std_aware_sampling(prompts_file, t
     rows = [r for r in history(run) if "loss/policy" in r]
     assert [r["iteration"] for r in rows] == [1, 2, 3]
     assert rows[-1]["sampler/seen_share"] > 0
+
+
+def test_std_sampler_starts_from_an_extraction(prompts_file, tmp_path):
+    """alg.std_sampler.init_from=<mode=extract run>: the prompts the extraction sampled start
+    with their measured std, so the first batch is already drawn from estimates."""
+    ext = tmp_path / "extract"
+    over = tiny_overrides(
+        prompts_file,
+        "mode=extract",
+        "diag.n_prompts=10",
+        "diag.k_samples=3",
+        "diag.split=train",
+        "reward=custom",
+        "reward._target_=rft.reward.basic.length_reward",
+        "+reward.target_words=3",
+    )
+    train(compose_cfg(*over), run_dir=ext)
+    cfg = group_cfg(
+        prompts_file,
+        "grpo",
+        "alg.prompt_sampling=std_aware",
+        f"alg.std_sampler.init_from={ext}",
+        "alg.n_iterations=1",
+    )
+    train(cfg, run_dir=tmp_path / "r")
+    row = next(r for r in history(tmp_path / "r") if "loss/policy" in r)
+    n_train = 40 - round(40 * 0.1) - round(40 * 0.1)  # tiny_overrides' val/test cuts
+    # 10 seeded by the extraction, + up to 4 observed in the first batch
+    assert 10 / n_train <= row["sampler/seen_share"] <= 14 / n_train + 1e-9
