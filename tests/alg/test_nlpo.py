@@ -224,3 +224,29 @@ def test_top_k_needs_a_count(prompts_file, tmp_path):
     over = overrides(prompts_file, "alg.mask_type=learned_top_k", "alg.top_mask=0.9")
     with pytest.raises(ConfigError, match=r"alg\.top_mask=0\.9.*learned_top_k.*≥ 1"):
         train(compose_cfg(*over), run_dir=tmp_path / "run")
+
+
+def test_nlpo_under_cpu_ddp_two_processes(prompts_file, tmp_path):
+    """2 CPU processes (gloo) through run.py, with a π_ψ refresh in between: each rank copies
+    its (all-reduced, so identical) policy into π_ψ, and both ranks end with the same metrics."""
+    import re
+
+    from tests.conftest import run_cli
+
+    run = tmp_path / "run"
+    args = tiny_overrides(prompts_file, *NLPO_SMALL) + [
+        "alg.n_iterations=3",
+        "alg.target_update_iterations=2",
+        "task.n_test_prompts=8",
+        "hardware.devices=2",
+        "hardware.strategy=ddp",
+        "hardware.torch_threads=1",
+        f"hydra.run.dir={run}",
+    ]
+    r = run_cli(*args)
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out[-3000:]
+    done = re.findall(r"Done: (.*) \| run folder", out)
+    assert len(done) == 2 and done[0] == done[1], done
+    rows = [r for r in history(run) if "loss/policy" in r]
+    assert [r["nlpo/mask_refreshed"] for r in rows] == [0, 0, 1]
