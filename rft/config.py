@@ -1010,8 +1010,7 @@ class GroupConfig(AlgConfig):
     std_unbiased: bool = knob(True, "Bessel-corrected group std (TRL, verl)")
     aggregation: LossAggregation = knob(
         LossAggregation.seq_mean_token_mean,
-        "seq_mean_token_mean (GRPO) | token_mean (DAPO) | constant (Dr. GRPO) |"
-        " seq_mean_token_sum",
+        "seq_mean_token_mean (GRPO) | token_mean (DAPO) | constant (Dr. GRPO) | seq_mean_token_sum",
     )
     ratio: RatioLevel = knob(
         RatioLevel.token, "token (GRPO) | sequence_sum (RLOO) | sequence_mean (GSPO)"
