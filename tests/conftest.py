@@ -105,3 +105,28 @@ SFT_SMALL = ("alg=sft", "alg.max_steps=2", "alg.batch_size=4", "alg.eval_every=0
 @pytest.fixture
 def prompts_file(tmp_path) -> Path:
     return write_prompts(tmp_path / "prompts.jsonl")
+
+
+class Killed(RuntimeError):
+    """The simulated kill of ``run_killed_then_resumed``."""
+
+
+def run_killed_then_resumed(overrides, module_cls, kill_at: int, run_dir: Path, monkeypatch):
+    """Train ``overrides`` into ``run_dir`` with ``module_cls.training_step`` raising at the
+    start of (0-based) iteration ``kill_at``, as a kill would; then train again with the same
+    command in the same folder (which resumes by itself from its last checkpoint). Returns the
+    resumed run's metrics. Compare them, and the history, with an uninterrupted run."""
+    original = module_cls.training_step
+
+    def dies(self, batch, batch_idx):
+        if self.current_epoch == kill_at:
+            raise Killed("simulated kill")
+        return original(self, batch, batch_idx)
+
+    from rft.train import train
+
+    monkeypatch.setattr(module_cls, "training_step", dies)
+    with pytest.raises(Killed):
+        train(compose_cfg(*overrides), run_dir=run_dir)
+    monkeypatch.setattr(module_cls, "training_step", original)
+    return train(compose_cfg(*overrides), run_dir=run_dir)

@@ -5,7 +5,6 @@ groups that have a spread, a killed run resumes exactly, and bad settings name t
 
 from __future__ import annotations
 
-import json
 import re
 
 import pytest
@@ -13,7 +12,7 @@ import torch
 
 from rft.errors import ConfigError
 from rft.train import train
-from tests.conftest import compose_cfg, tiny_overrides
+from tests.conftest import compose_cfg, run_killed_then_resumed, tiny_overrides
 from tests.integration.test_train import changed, history, initial_params
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -223,10 +222,6 @@ def test_dynamic_sampling_bounded_rounds_still_fill_the_batch(prompts_file, tmp_
     assert all(r["loss/policy"] == 0 for r in rows)
 
 
-class Killed(RuntimeError):
-    pass
-
-
 @pytest.mark.parametrize(
     "alg, extra",
     [
@@ -247,20 +242,7 @@ def test_resume_after_kill_matches_uninterrupted_run(
         "checkpoint.every_n_iterations=2",
     ]
     full = train(compose_cfg(*over), run_dir=tmp_path / "full")
-    original = GroupPG.training_step
-
-    def dies_in_iteration_3(self, batch, batch_idx):
-        if self.current_epoch == 3:
-            raise Killed("simulated kill")
-        return original(self, batch, batch_idx)
-
-    monkeypatch.setattr(GroupPG, "training_step", dies_in_iteration_3)
-    with pytest.raises(Killed):
-        train(compose_cfg(*over), run_dir=tmp_path / "resumed")
-    state = json.loads((tmp_path / "resumed" / "checkpoints" / "state.json").read_text())
-    assert state["step"] == 2
-    monkeypatch.setattr(GroupPG, "training_step", original)
-    resumed = train(compose_cfg(*over), run_dir=tmp_path / "resumed")
+    resumed = run_killed_then_resumed(over, GroupPG, 3, tmp_path / "resumed", monkeypatch)
     assert resumed["test/reward_mean"] == pytest.approx(full["test/reward_mean"], rel=1e-5)
     h_full = [r for r in history(tmp_path / "full") if "loss/policy" in r]
     h_res = [r for r in history(tmp_path / "resumed") if "loss/policy" in r]

@@ -14,7 +14,7 @@ from rft.alg.nlpo import NLPO, special_token_ids
 from rft.core.nlpo import action_mask
 from rft.errors import ConfigError
 from rft.train import train
-from tests.conftest import PPO_SMALL, compose_cfg, tiny_overrides
+from tests.conftest import PPO_SMALL, compose_cfg, run_killed_then_resumed, tiny_overrides
 from tests.integration.test_train import changed, history, initial_params
 
 NLPO_SMALL = (*PPO_SMALL, "alg=nlpo", "eval.before_training=false")
@@ -163,10 +163,6 @@ def test_one_minibatch_gives_ratio_one_and_the_kl_reward_is_unmasked(prompts_fil
     assert abs(rows[1]["objective/kl"]) < 1.0  # π_θ moved a little, nowhere near log(50257/3)
 
 
-class Killed(RuntimeError):
-    pass
-
-
 def test_resume_after_kill_matches_uninterrupted_run(prompts_file, tmp_path, monkeypatch):
     """The checkpoint after iteration 3 holds π_ψ = π_θ after 2 iterations (refreshes before
     iterations 2 and 4, 0-based; 3 is not a multiple of 2): a resume that rebuilt π_ψ from the
@@ -180,18 +176,8 @@ def test_resume_after_kill_matches_uninterrupted_run(prompts_file, tmp_path, mon
     )
     full = train(compose_cfg(*over), run_dir=tmp_path / "full")
 
-    original = NLPO.training_step
-
-    def dies_in_iteration_5(self, batch, batch_idx):
-        if self.current_epoch == 4:
-            raise Killed("simulated kill")
-        return original(self, batch, batch_idx)
-
-    monkeypatch.setattr(NLPO, "training_step", dies_in_iteration_5)
-    with pytest.raises(Killed):
-        train(compose_cfg(*over), run_dir=tmp_path / "resumed")
-    monkeypatch.setattr(NLPO, "training_step", original)
-    resumed = train(compose_cfg(*over), run_dir=tmp_path / "resumed")  # resumes by itself
+    # killed at the start of iteration 5 (0-based 4), after the checkpoint of iteration 3
+    resumed = run_killed_then_resumed(over, NLPO, 4, tmp_path / "resumed", monkeypatch)
 
     for k in ("test/reward_mean", "reward/mean", "objective/kl_coef", "objective/kl"):
         assert resumed[k] == pytest.approx(full[k], rel=1e-5, abs=1e-7), k
