@@ -9,6 +9,7 @@ algorithms (SFT, offline RL) make one epoch a block of ``steps_per_block`` optim
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
@@ -22,6 +23,24 @@ from rft.io import append_jsonl, atomic_dir
 from rft.model.policy import PolicyLM
 
 log = logging.getLogger(__name__)
+
+
+class RowBatch:
+    """What a rollout buffer (a dataclass whose tensor fields share their first dimension, one
+    row per episode, and whose ``ids`` holds the completions) needs to be cut into minibatches."""
+
+    def __len__(self) -> int:
+        return self.ids.shape[0]
+
+    def index(self, idx: torch.Tensor):
+        """The rows ``idx`` of every tensor field (other fields are shared), same class."""
+        return type(self)(
+            **{
+                f.name: (v[idx] if isinstance(v, torch.Tensor) else v)
+                for f in dataclasses.fields(self)
+                for v in (getattr(self, f.name),)
+            }
+        )
 
 
 def save_policy_atomic(policy: PolicyLM, folder: Path) -> None:

@@ -47,13 +47,13 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from rft.alg.base import RFTModule
+from rft.alg.base import RFTModule, RowBatch
 from rft.config import choice
 from rft.core import entropy_from_logits, logprobs_from_logits, masked_mean
 from rft.core.group import (
@@ -125,7 +125,7 @@ def check_config(a) -> None:
 
 
 @dataclass
-class GroupBatch:
+class GroupBatch(RowBatch):
     """One generation batch, prompt-major (the G samples of a prompt are adjacent).
     Shapes: (N, P) prompts, (N, T) completions and per-token tensors, (N,) scores."""
 
@@ -137,18 +137,6 @@ class GroupBatch:
     old_logp: torch.Tensor | None = None
     ref_logp: torch.Tensor | None = None
     advantages: torch.Tensor | None = None  # (N, T)
-
-    def __len__(self) -> int:
-        return self.ids.shape[0]
-
-    def index(self, idx: torch.Tensor) -> GroupBatch:
-        return GroupBatch(
-            **{
-                f.name: (v[idx] if isinstance(v, torch.Tensor) else v)
-                for f in fields(self)
-                for v in (getattr(self, f.name),)
-            }
-        )
 
 
 def _identity(batch):

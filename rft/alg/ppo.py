@@ -46,12 +46,12 @@ from __future__ import annotations
 import copy
 import logging
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import torch
 from torch.utils.data import DataLoader
 
-from rft.alg.base import RFTModule
+from rft.alg.base import RFTModule, RowBatch
 from rft.config import choice
 from rft.core import (
     entropy_from_logits,
@@ -83,7 +83,7 @@ KL_WARN_EVERY = 10
 
 
 @dataclass
-class Rollout:
+class Rollout(RowBatch):
     """A rollout buffer. Shapes: (N, P) prompts, (N, T) completions and per-token quantities,
     (N,) sequence scores (raw, as the reward returned them; ``reward_scores``: as they enter the
     per-token reward, normalised when alg.score_norm is on). ``policy_mask`` / ``value_mask``
@@ -104,19 +104,6 @@ class Rollout:
     policy_mask: torch.Tensor | None = None
     value_mask: torch.Tensor | None = None
     reward_scores: torch.Tensor | None = None
-
-    def __len__(self) -> int:
-        return self.ids.shape[0]
-
-    def index(self, idx: torch.Tensor) -> Rollout:
-        """The rows ``idx`` of every tensor field (other fields are shared), same class."""
-        return type(self)(
-            **{
-                f.name: (v[idx] if isinstance(v, torch.Tensor) else v)
-                for f in fields(self)
-                for v in (getattr(self, f.name),)
-            }
-        )
 
 
 Critic = tuple["PolicyLM | None", ValueHead]
