@@ -127,6 +127,12 @@ class JsonlTaskConfig(TaskConfig):
         "reference", "column holding the reference completion (absent: no SFT data)"
     )
     reward_key: str | None = knob(None, "a precomputed reward column (offline algorithms)")
+    chosen_key: str | None = knob(
+        None, "preference data: the preferred completion's column (with rejected_key; alg=dpo)"
+    )
+    rejected_key: str | None = knob(
+        None, "preference data: the dispreferred completion's column (with chosen_key)"
+    )
     val_fraction: float = knob(0.1, "share of `path` cut for val when val_path is null")
     test_fraction: float = knob(0.1, "share of `path` cut for test when test_path is null")
     split_seed: int = knob(42, "seed of the shuffle behind the val/test cut")
@@ -1045,3 +1051,70 @@ class GroupConfig(AlgConfig):
 
 
 ConfigStore.instance().store(group="alg", name="group_schema", node=GroupConfig)
+
+
+# ------------------------------------------------------------ alg: preference optimisation (DPO)
+# The schema behind conf/alg/{dpo,ipo,hinge,dpo_ref_free}.yaml; the module is rft.alg.dpo.DPO
+# (docs/algorithms.md §11). One module; alg.loss picks the loss of rft.core.dpo.
+class PreferenceLoss(str, Enum):
+    sigmoid = "sigmoid"  # DPO: -(1-ε) log σ(βΔ) - ε log σ(-βΔ)
+    ipo = "ipo"  # (Δ_avg - 1/(2β))², per-token averaged log-ratios
+    hinge = "hinge"  # SLiC: max(0, 1 - βΔ)
+
+
+class PairSource(str, Enum):
+    task = "task"  # the task's own (prompt, chosen, rejected) rows (task.chosen_key / rejected_key)
+    sampled = "sampled"  # samples of pairs.policy per train prompt, best vs worst by the reward
+
+
+@dataclass
+class PreferencePairsConfig:
+    """Where the preference pairs come from."""
+
+    source: PairSource = knob(
+        PairSource.task,
+        "task: the task's chosen/rejected columns | sampled: samples_per_prompt completions of"
+        " pairs.policy per train prompt, ranked by the configured reward (best vs worst)",
+    )
+    n_prompts: int = knob(
+        -1, "a seeded subset of this many train prompts (task: pairs) to use (-1: all)"
+    )
+    samples_per_prompt: int = knob(4, "sampled: completions per prompt (≥ 2)")
+    policy: str | None = knob(
+        None, "sampled: the policy that samples (a run or policy folder); null = the initial policy"
+    )
+    generation: GenerationConfig = block(GenerationConfig, "sampled: how the pairs are sampled")
+
+
+@dataclass
+class DPOConfig(AlgConfig):
+    """DPO and its variants on preference pairs (docs/algorithms.md §11): one module, loss by name."""
+
+    name: str = knob("dpo", "algorithm name (logs, run folders)")
+    loss: PreferenceLoss = knob(PreferenceLoss.sigmoid, "sigmoid (DPO) | ipo | hinge (SLiC)")
+    beta: float = knob(0.1, "β, the implicit reward's scale (A-LoL paper's DPO baseline: 0.1)")
+    label_smoothing: float = knob(
+        0.0, "ε of the sigmoid loss (cDPO): the share of pairs assumed mislabelled; in [0, 0.5)"
+    )
+    reference_free: bool = knob(False, "drop the π_ref terms (log π_ref := 0); π_ref is not run")
+    lr: float = knob(
+        2.0e-5,
+        "AdamW learning rate (full finetuning, as the A-LoL family; the A-LoL paper's DPO: 2e-4"
+        " with LoRA on LLaMA-7B)",
+    )
+    batch_size: int = knob(16, "preference pairs per optimizer step (2× sequences per forward)")
+    max_steps: int = knob(200, "the optimizer-step budget; -1 = n_epochs passes over the pairs")
+    n_epochs: int = knob(1, "passes over the pairs when max_steps = -1")
+    score_batch_size: int = knob(
+        32, "sequences per batch when sampling / scoring pairs and computing π_ref's log-probs"
+    )
+    cache_dir: str | None = knob(
+        None,
+        "cache of sampled pairs and π_ref's log-probs (keyed by a hash of their inputs); null:"
+        " <run>/preference",
+    )
+    eval_every: int = knob(50, "evaluate on val prompts every N optimizer steps (0 = never)")
+    pairs: PreferencePairsConfig = block(PreferencePairsConfig, "the preference pairs")
+
+
+ConfigStore.instance().store(group="alg", name="dpo_schema", node=DPOConfig)

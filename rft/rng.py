@@ -21,6 +21,7 @@ gets a new function here with a word or offset no other stream uses.
     value_head_init_seed    seed                                          V_ref head init (forked)
     value_sample_seed       seed + 104_729                                π_ref samples for V_ref
     value_fit_seed          seed                                          V_ref hold-out, batches
+    preference_sample_seed  seed + 7_727                                  DPO's sampled pairs
     extract_rng / _seed     default_rng(seed) / seed                      extraction prompts, samples
     controlled_*_seed       seed, seed + 1, seed + 2                      rft.diagnostics.controlled
 
@@ -41,6 +42,7 @@ DATA_SUBSET_WORD = 99
 PROBE_SEED_OFFSET = 1
 DYNAMIC_SAMPLING_WORD = 11
 VALUE_SAMPLE_OFFSET = 104_729
+PREFERENCE_SAMPLE_OFFSET = 7_727
 
 
 def iteration_seed(seed: int, iteration: int) -> int:
@@ -116,6 +118,11 @@ def value_head_init_seed(seed: int) -> int:
 def value_sample_seed(seed: int) -> int:
     """π_ref's own samples for the val prompts V_ref is fitted on."""
     return seed + VALUE_SAMPLE_OFFSET
+
+
+def preference_sample_seed(seed: int) -> int:
+    """torch seed of the completions that alg.pairs.source=sampled ranks into pairs (forked)."""
+    return seed + PREFERENCE_SAMPLE_OFFSET
 
 
 def value_fit_seed(seed: int) -> int:

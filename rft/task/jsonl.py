@@ -1,8 +1,9 @@
 """Your own prompts from a JSONL or CSV file.
 
 Each row needs a prompt column (``task.prompt_key``); a reference completion
-(``task.reference_key``, used by SFT and offline RL) and a precomputed reward
-(``task.reward_key``) are optional. Val/test come from their own files or are cut from the train
+(``task.reference_key``, used by SFT and offline RL), a precomputed reward
+(``task.reward_key``) and a preference pair (``task.chosen_key`` + ``task.rejected_key``, used
+by alg=dpo; kept in ``Example.meta["chosen"]`` / ``meta["rejected"]``) are optional. Val/test come from their own files or are cut from the train
 file with ``val_fraction`` / ``test_fraction`` after a seeded shuffle.
 
 Every problem with the file is reported with its path and line number.
@@ -61,6 +62,8 @@ def parse_examples(
     prompt_key: str,
     reference_key: str | None,
     reward_key: str | None,
+    chosen_key: str | None = None,
+    rejected_key: str | None = None,
 ) -> list[Example]:
     out = []
     for i, row in rows:
@@ -95,10 +98,43 @@ def parse_examples(
             if not math.isfinite(reward):
                 raise DataError(f"{path}:{i}: {reward_key!r} is {reward} (not finite).")
         meta = {"line": i, "file": str(path)}
+        if chosen_key and rejected_key:
+            meta.update(_preference(path, i, row, chosen_key, rejected_key))
         out.append(Example(prompt=prompt, reference=ref or None, reward=reward, meta=meta))
     if not out:
         raise DataError(
             f"{path}: no prompts in the file (it is empty). Add rows with a {prompt_key!r} field."
+        )
+    return out
+
+
+def _preference(path, i: int, row: dict, chosen_key: str, rejected_key: str) -> dict:
+    """The row's chosen and rejected completions; every reason they cannot train is an error
+    naming the file and line (a silent skip would hide a broken export)."""
+    out = {}
+    for key, which, knob in (
+        (chosen_key, "chosen", "task.chosen_key"),
+        (rejected_key, "rejected", "task.rejected_key"),
+    ):
+        if key not in row:
+            raise DataError(
+                f"{path}:{i}: no {key!r} field ({knob}; fields: {sorted(row)}). Name the "
+                f"{which} column with {knob}=<field>."
+            )
+        text = row[key]
+        if not isinstance(text, str):
+            raise DataError(f"{path}:{i}: {key!r} must be a string, got {type(text).__name__}.")
+        if not text.strip():
+            raise DataError(
+                f"{path}:{i}: {key!r} ({which}) is empty; a preference pair needs a non-empty "
+                "chosen and rejected completion. Fill it or drop the row."
+            )
+        out[which] = text
+    if out["chosen"] == out["rejected"]:
+        raise DataError(
+            f"{path}:{i}: {chosen_key!r} (chosen) and {rejected_key!r} (rejected) are the same "
+            "text, which states no preference (its Δ is 0 whatever the policy). Drop the row or "
+            "fix the columns."
         )
     return out
 
@@ -112,10 +148,25 @@ class JsonlTask(Task):
         cfg = OmegaConf.create(cfg)
         super().__init__(cfg)
         fmt = choice(cfg.format)
+        chosen_key, rejected_key = cfg.get("chosen_key"), cfg.get("rejected_key")
+        if bool(chosen_key) != bool(rejected_key):
+            given, other = (
+                ("chosen_key", "rejected_key") if chosen_key else ("rejected_key", "chosen_key")
+            )
+            raise ConfigError(
+                f"task.{given}={cfg[given]!r} without task.{other}: preference data needs both "
+                f"columns. Set task.{other}=<field>, or task.{given}=null."
+            )
 
         def load(p):
             return parse_examples(
-                p, read_rows(p, fmt), cfg.prompt_key, cfg.reference_key, cfg.reward_key
+                p,
+                read_rows(p, fmt),
+                cfg.prompt_key,
+                cfg.reference_key,
+                cfg.reward_key,
+                chosen_key,
+                rejected_key,
             )
 
         train = load(cfg.path)
