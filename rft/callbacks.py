@@ -31,7 +31,9 @@ def checkpoint_bytes(module: RFTModule) -> int:
     state.ckpt (frozen models, π_ref and a guide, are left out of it), and the policy's
     safetensors export. For the free-space warning and message: an estimate is enough."""
     trained = sum(p.numel() * p.element_size() for p in module.parameters() if p.requires_grad)
-    export = sum(p.numel() * p.element_size() for p in module.policy.parameters())
+    # a reward-model module (rft.alg.reward_model) has no policy: it exports its own model
+    exported = module.policy if module.policy is not None else module
+    export = sum(p.numel() * p.element_size() for p in exported.parameters())
     return 3 * trained + export
 
 

@@ -1118,3 +1118,55 @@ class DPOConfig(AlgConfig):
 
 
 ConfigStore.instance().store(group="alg", name="dpo_schema", node=DPOConfig)
+
+
+# ------------------------------------------------------------ alg: reward models trained in rft
+# The schemas behind conf/alg/{reward_classifier,reward_model}.yaml; the modules are in
+# rft/alg/reward_model.py (docs/algorithms.md §11, "Reward models trained in rft"). They train a
+# sequence classifier, not the policy LM; reward=classifier reward.model=<run>/reward_model loads it.
+@dataclass
+class RewardBackboneConfig(AlgConfig):
+    """What both reward models share: the backbone, the step budget, the held-out evaluation."""
+
+    backbone: str = knob(
+        "minilm",
+        "minilm (the packaged all-MiniLM-L6-v2: offline) | tiny_bert | tiny_gpt2 (random, tests)"
+        " | a hub id or folder of any encoder or decoder (AutoModelForSequenceClassification)",
+    )
+    lr: float = knob(5.0e-5, "AdamW learning rate (BERT-style finetuning: 2e-5 to 5e-5)")
+    batch_size: int = knob(16, "examples (classifier) or pairs (Bradley–Terry) per step")
+    max_steps: int = knob(200, "the optimizer-step budget; -1 = max_epochs passes over the data")
+    max_epochs: int = knob(1, "passes over the data when max_steps = -1")
+    max_length: int = knob(256, "input truncation, in the backbone's tokens")
+    eval_batch_size: int = knob(64, "texts per forward pass in the held-out evaluation")
+    eval_every: int = knob(
+        0, "held-out metrics on task.n_eval_prompts val examples every N steps (0 = never)"
+    )
+
+
+@dataclass
+class RewardClassifierConfig(RewardBackboneConfig):
+    """A sequence classifier on labelled text (cross-entropy); reward = P(label)."""
+
+    name: str = knob("reward_classifier", "algorithm name (logs, run folders)")
+    label_key: str = knob("label", "the label column (task=imdb: the review's 0/1 label)")
+    classes: list[str] = block(
+        lambda: ["NEGATIVE", "POSITIVE"],
+        "class names, in label-index order (saved as id2label); labels are names or indices",
+    )
+
+
+@dataclass
+class BradleyTerryRewardConfig(RewardBackboneConfig):
+    """A Bradley–Terry scalar reward model on preference pairs; reward = its score."""
+
+    name: str = knob("reward_model", "algorithm name (logs, run folders)")
+    chosen_key: str = knob("chosen", "task=jsonl: the preferred completion's column")
+    rejected_key: str = knob("rejected", "task=jsonl: the dispreferred completion's column")
+    margin: float = knob(0.0, "m in -log σ(s_w - s_l - m); 0 = plain Bradley–Terry")
+
+
+ConfigStore.instance().store(
+    group="alg", name="reward_classifier_schema", node=RewardClassifierConfig
+)
+ConfigStore.instance().store(group="alg", name="reward_model_schema", node=BradleyTerryRewardConfig)

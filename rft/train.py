@@ -261,13 +261,15 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, float
     task = instantiate(cfg.task, _convert_="none")
     log.info("Task %s: %r", cfg.task.name, task)
     reward_fn = build_reward(cfg.reward)
-    init = warm_start(cfg, task, reward_fn, run_dir)
-    policy = load_policy(cfg.model, init_from=init)
-    ref = frozen_copy(
-        policy, torch.bfloat16 if str(cfg.hardware.precision).startswith("bf16") else None
-    )
-
     module_cls = get_class(cfg.alg._target_)
+    if getattr(module_cls, "uses_policy", True):
+        init = warm_start(cfg, task, reward_fn, run_dir)
+        policy = load_policy(cfg.model, init_from=init)
+        ref = frozen_copy(
+            policy, torch.bfloat16 if str(cfg.hardware.precision).startswith("bf16") else None
+        )
+    else:  # a module that trains a model of its own (rft.alg.reward_model): no policy LM
+        policy = ref = None
     module = module_cls(cfg, task, policy, ref, reward_fn, run_dir)
     loggers = make_loggers(cfg, run_dir, run_name=f"{cfg.experiment_name}-s{cfg.seed}")
 
