@@ -312,6 +312,16 @@ MUTATIONS = [
         'return self.kl_placement == "reward"',
         (f"{GROUP}::test_one_step_per_batch_skips_the_old_logprob_pass_exactly",),
     ),
+    Mutation(
+        "bt_loss_sign_flipped",  # the Bradley-Terry loss rewards ranking the rejected text higher
+        "rft/core/reward_model.py",
+        "F.softplus(-(chosen.float() - rejected.float() - margin))",
+        "F.softplus(chosen.float() - rejected.float() - margin)",
+        (
+            "tests/core/test_reward_model.py::test_bradley_terry_loss_by_hand",
+            "tests/alg/test_reward_model.py::test_tiny_bradley_terry_model_ranks_an_easy_pair_set",
+        ),
+    ),
 ]
 
 
