@@ -322,6 +322,21 @@ MUTATIONS = [
             "tests/alg/test_reward_model.py::test_tiny_bradley_terry_model_ranks_an_easy_pair_set",
         ),
     ),
+    # DPO family (issue 15): the sign of Δ, π_ref's cached log-probs misaligned with the pair
+    Mutation(
+        "dpo_delta_sign_flipped",  # every variant then prefers the rejected completion
+        "rft/core/dpo.py",
+        "return (policy_chosen - rc) - (policy_rejected - rr)",
+        "return (policy_rejected - rr) - (policy_chosen - rc)",
+        ("tests/core/test_dpo.py", "tests/learning/test_dpo_learning.py"),
+    ),
+    Mutation(
+        "dpo_ref_chosen_rejected_swapped",
+        "rft/alg/dpo.py",
+        "rc, rr = ref[:, 0], ref[:, 1]",
+        "rc, rr = ref[:, 1], ref[:, 0]",
+        ("tests/alg/test_dpo.py::test_variant_trains_two_steps_and_changes_the_policy",),
+    ),
 ]
 
 

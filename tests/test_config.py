@@ -76,6 +76,15 @@ def test_debug_experiment_composes_with_every_alg(alg):
         assert (a["n_iterations"], a["rollout_prompts"], a["minibatch_size"]) == (3, 8, 4)
     elif "n_train_pairs" in a:
         assert (a["n_train_pairs"], a["max_steps"], a["value"]["n_prompts"]) == (32, 6, 16)
+    elif "pairs" in a:  # DPO family: debug's task=imdb has no preference columns, so the
+        # pairs are ranked samples of the initial policy, for a few prompts only
+        pairs = a["pairs"]
+        assert (a["max_steps"], a["batch_size"]) == (6, 4)
+        assert (pairs["source"], pairs["n_prompts"], pairs["samples_per_prompt"]) == (
+            "sampled",
+            16,
+            2,
+        )
     else:
         assert (a["max_steps"], a["batch_size"]) == (6, 4)
 
