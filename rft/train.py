@@ -320,5 +320,6 @@ def _last_values(run_dir: Path) -> dict[str, float]:
 
 def _summary(run_dir: Path, m: dict) -> None:
     keys = ["test_init/reward_mean", "test/reward_mean", "test/perplexity", "test/distinct_2"]
+    keys += ["test/accuracy", "test/ece", "test/pairwise_accuracy"]  # rft.alg.reward_model
     parts = [f"{k}={m[k]:.4g}" for k in keys if k in m]
     log.info("Done: %s | run folder: %s", "  ".join(parts), run_dir)
