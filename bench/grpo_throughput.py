@@ -240,13 +240,19 @@ def prepare(overrides: list[str], steps: int, prompts_json: Path) -> tuple[str, 
     return str(folder), facts
 
 
+LOADS: dict[str, list[float] | None] = {}  # 1/5/15-min load averages around each side
+
+
 def run_child(cmd: list[str], timeout: float, name: str) -> tuple[bool, str]:
     log(f"{name}: {' '.join(cmd)}")
+    LOADS[f"{name}_before"] = load_average()
     t0 = time.perf_counter()
     try:
         proc = subprocess.run(cmd, cwd=REPO, timeout=timeout, text=True, capture_output=True)
     except subprocess.TimeoutExpired:
         return False, f"timed out after {timeout:.0f} s"
+    finally:
+        LOADS[f"{name}_after"] = load_average()
     log(f"{name}: exit {proc.returncode} after {time.perf_counter() - t0:.0f} s")
     if proc.returncode != 0:
         tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-25:])
@@ -327,6 +333,12 @@ def main(argv=None) -> dict:
         "--install-timeout", type=float, default=1800, help="seconds per pip step at most"
     )
     ap.add_argument("--timeout", type=float, default=7200, help="seconds per side at most")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch CPU threads for both sides (default: torch's, one per core)",
+    )
     ap.add_argument("--rft-worker", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("overrides", nargs="*", help="extra Hydra overrides for the rft side")
     args = ap.parse_args(argv)
@@ -338,7 +350,10 @@ def main(argv=None) -> dict:
     )  # this workplace's IMDB copy, when RFT_DATA_DIR is unset
     if "RFT_DATA_DIR" not in os.environ and (shared / "imdb").is_dir():
         os.environ["RFT_DATA_DIR"] = str(shared)  # the rft child inherits it
-    overrides = RFT_OVERRIDES + [f"alg.n_iterations={args.steps}"] + list(args.overrides)
+    overrides = RFT_OVERRIDES + [f"alg.n_iterations={args.steps}"]
+    if args.threads:
+        overrides.append(f"hardware.torch_threads={args.threads}")
+    overrides += list(args.overrides)
 
     if args.rft_worker:
         rft_worker(args.rft_worker, overrides, args.warmup)
@@ -381,7 +396,9 @@ def main(argv=None) -> dict:
         # rft first, in its own process
         rft_json = tmp / "rft.json"
         cmd = [sys.executable, str(Path(__file__).resolve()), "--rft-worker", str(rft_json)]
-        cmd += ["--steps", str(args.steps), "--warmup", str(args.warmup), *args.overrides]
+        cmd += ["--steps", str(args.steps), "--warmup", str(args.warmup)]
+        cmd += ["--threads", str(args.threads)] if args.threads else []
+        cmd += list(args.overrides)
         ok, why = run_child(cmd, args.timeout, "rft")
         report["rft"] = json.loads(rft_json.read_text()) if ok else {"failed": why}
 
@@ -402,6 +419,7 @@ def main(argv=None) -> dict:
                 cmd += ["--new-tokens", str(NEW_TOKENS), "--beta", str(BETA), "--lr", str(LR)]
                 cmd += ["--max-grad-norm", str(MAX_GRAD_NORM), "--top-k", str(TOP_K)]
                 cmd += ["--temperature", str(TEMPERATURE), "--precision", "bf16"]
+                cmd += ["--threads", str(args.threads)] if args.threads else []
                 ok, why = run_child(cmd, args.timeout, "trl")
                 if ok:
                     report["peer"] = "trl"
@@ -410,6 +428,7 @@ def main(argv=None) -> dict:
                 else:
                     report["peer"] = f"failed ({why})"
     report["machine"]["load_average_after"] = load_average()
+    report["machine"]["load_average_around_each_side"] = LOADS
 
     rft_side, trl_side = report.get("rft", {}), report.get("trl", {})
     if "episodes_per_s" in rft_side and "episodes_per_s" in trl_side:

@@ -43,6 +43,7 @@ def parse_args(argv=None):
     ap.add_argument("--temperature", type=float, default=1.0)
     ap.add_argument("--precision", choices=("bf16", "fp32"), default="bf16")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     return ap.parse_args(argv)
 
 
@@ -56,6 +57,8 @@ def main(argv=None) -> dict:
     from trl import GRPOConfig, GRPOTrainer
     from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     prompts = json.loads(args.prompts.read_text())
     need = args.steps * args.prompts_per_step
     if len(prompts) < need:
