@@ -138,7 +138,9 @@ FAMILIES = {
 
 
 @pytest.mark.parametrize("family", list(FAMILIES))
-def test_t5_on_commongen_trains_and_rewards_see_grouped_references(family, t5tok, tmp_path):
+def test_t5_on_commongen_trains_and_rewards_see_grouped_references(
+    family, t5tok, tmp_path, wordnet_reader
+):
     """Each family runs 2 iterations / steps of task=commongen on the tiny T5 and changes the
     policy's weights; every reward call (rollouts, roll-ins, offline scoring, V_ref samples,
     evaluation) gets each prompt's references as rft.task.commongen groups them: all of its
@@ -178,7 +180,7 @@ def test_t5_on_commongen_trains_and_rewards_see_grouped_references(family, t5tok
     assert offline == (5 if family == "a_lol" else 0)  # the rows of the multi-reference sets
 
 
-def test_t5_beam_evaluation_matches_transformers_beam_search(t5tok, tmp_path):
+def test_t5_beam_evaluation_matches_transformers_beam_search(t5tok, tmp_path, wordnet_reader):
     """eval.generation.do_sample=false num_beams=5 (GRUE's CommonGen decoding): the test
     samples are what transformers' 5-beam search gives the trained T5 for each prompt + </s>,
     5-20 tokens."""
