@@ -170,10 +170,6 @@ def weights_fingerprint(module: torch.nn.Module) -> str:
     return h.hexdigest()[:16]
 
 
-def _identity(batch):
-    return batch
-
-
 # ---------------------------------------------------------------------------------- module
 class ALoL(RFTModule):
     def __init__(self, cfg, task, policy, ref, reward_fn, run_dir):
@@ -540,12 +536,7 @@ class ALoL(RFTModule):
             probs=self.probs,
             epoch_fn=lambda: self.current_epoch,
         )
-        return DataLoader(range(len(self.pairs)), batch_sampler=sampler, collate_fn=_identity)
-
-    def configure_optimizers(self):
-        return torch.optim.AdamW(
-            self.policy.parameters(), lr=self.a.lr, weight_decay=self.a.weight_decay
-        )
+        return self.index_loader(len(self.pairs), sampler)
 
     def on_train_start(self) -> None:
         if self.current_epoch == 0:  # a resumed run already has this row in history.jsonl

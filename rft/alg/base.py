@@ -17,10 +17,12 @@ from pathlib import Path
 
 import lightning as L
 import torch
+from torch.utils.data import DataLoader
 
 from rft.eval.evaluate import evaluate_split, save_evaluation
 from rft.io import append_jsonl, atomic_dir
 from rft.model.policy import PolicyLM
+from rft.rollout.prompts import IterationSampler
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +109,33 @@ class RFTModule(L.LightningModule):
 
     def prepare(self) -> None:
         """One-time work before fit (see the class docstring); nothing by default."""
+
+    # ------------------------------------------------------------------ data / optim
+    @staticmethod
+    def index_loader(n_items: int, batch_sampler) -> DataLoader:
+        """A loader whose batches are the lists of item indices ``batch_sampler`` yields (the
+        module looks the items up itself)."""
+        return DataLoader(range(n_items), batch_sampler=batch_sampler, collate_fn=list)
+
+    def iteration_loader(self) -> DataLoader:
+        """RL modules: one batch of ``alg.rollout_prompts`` train-prompt indices per iteration,
+        a pure function of (seed, iteration, rank) (rft.rollout.prompts.IterationSampler)."""
+        world_size = self.trainer.world_size if self._trainer is not None else 1
+        sampler = IterationSampler(
+            len(self.task.train),
+            self.cfg.alg.rollout_prompts,
+            self.cfg.seed,
+            rank=self.global_rank,
+            epoch_fn=lambda: self.current_epoch,
+            world_size=world_size,
+        )
+        return self.index_loader(len(self.task.train), sampler)
+
+    def configure_optimizers(self):
+        """AdamW over the policy at alg.lr / alg.weight_decay; modules with more parameter
+        groups (PPO's value heads) or another model override it."""
+        a = self.cfg.alg
+        return torch.optim.AdamW(self.policy.parameters(), lr=a.lr, weight_decay=a.weight_decay)
 
     @property
     def counts_steps(self) -> bool:

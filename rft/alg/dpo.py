@@ -94,10 +94,6 @@ def sequence_logps(lm, prompts: list[str], conts: list[str], task, device) -> tu
     return sequence_logprob(logp, c_mask), c_mask.sum(-1).float()
 
 
-def _identity(batch):
-    return batch
-
-
 class DPO(RFTModule):
     def __init__(self, cfg, task, policy, ref, reward_fn, run_dir):
         super().__init__(cfg, task, policy, ref, reward_fn, run_dir)
@@ -384,12 +380,7 @@ class DPO(RFTModule):
             self.max_steps,
             epoch_fn=lambda: self.current_epoch,
         )
-        return DataLoader(range(len(self.pairs)), batch_sampler=sampler, collate_fn=_identity)
-
-    def configure_optimizers(self):
-        return torch.optim.AdamW(
-            self.policy.parameters(), lr=self.a.lr, weight_decay=self.a.weight_decay
-        )
+        return self.index_loader(len(self.pairs), sampler)
 
     def on_train_start(self) -> None:
         if self.current_epoch == 0:  # a resumed run already has this row in history.jsonl

@@ -73,7 +73,7 @@ from rft.core.kl import approx_kl
 from rft.errors import ConfigError
 from rft.model.policy import PolicyLM
 from rft.rng import dynamic_sampling_rng, prompt_batch_rng, rollout_seed
-from rft.rollout.prompts import IterationSampler, encode_prompts
+from rft.rollout.prompts import encode_prompts
 
 log = logging.getLogger(__name__)
 
@@ -139,10 +139,6 @@ class GroupBatch(RowBatch):
     advantages: torch.Tensor | None = None  # (N, T)
 
 
-def _identity(batch):
-    return batch
-
-
 def _cat(parts: list[torch.Tensor], pad: int) -> torch.Tensor:
     """Concatenate (n_i, W_i) tensors along rows, padding widths on the LEFT for prompts is the
     caller's job; here every part is right-padded to the widest with ``pad``."""
@@ -194,20 +190,7 @@ class GroupPG(RFTModule):
         return self.trainer.world_size if self._trainer is not None else 1
 
     def train_dataloader(self) -> DataLoader:
-        sampler = IterationSampler(
-            len(self.task.train),
-            self.a.rollout_prompts,
-            self.cfg.seed,
-            rank=self.global_rank,
-            epoch_fn=lambda: self.current_epoch,
-            world_size=self.world_size,
-        )
-        return DataLoader(range(len(self.task.train)), batch_sampler=sampler, collate_fn=_identity)
-
-    def configure_optimizers(self):
-        return torch.optim.AdamW(
-            self.policy.parameters(), lr=self.a.lr, weight_decay=self.a.weight_decay
-        )
+        return self.iteration_loader()
 
     # ------------------------------------------------------------------ prompts
     def draw_prompts(self, it: int, uniform_batch: list[int]) -> list[int]:

@@ -70,7 +70,7 @@ from rft.diagnostics.reward_stats import rollout_reward_spread
 from rft.io import append_jsonl
 from rft.model.policy import PolicyLM, ValueHead
 from rft.rng import probe_seed, rollout_seed
-from rft.rollout.prompts import IterationSampler, encode_prompts
+from rft.rollout.prompts import encode_prompts
 
 log = logging.getLogger(__name__)
 
@@ -110,10 +110,6 @@ Critic = tuple["PolicyLM | None", ValueHead]
 """(value LM, or None for a head on the policy's own trunk; value head)."""
 
 
-def _identity(batch):
-    return batch
-
-
 class PPO(RFTModule):
     def __init__(self, cfg, task, policy: PolicyLM, ref: PolicyLM, reward_fn, run_dir):
         super().__init__(cfg, task, policy, ref, reward_fn, run_dir)
@@ -134,15 +130,7 @@ class PPO(RFTModule):
 
     # ------------------------------------------------------------------ data / optim
     def train_dataloader(self) -> DataLoader:
-        sampler = IterationSampler(
-            len(self.task.train),
-            self.a.rollout_prompts,
-            self.cfg.seed,
-            rank=self.global_rank,
-            epoch_fn=lambda: self.current_epoch,
-            world_size=self.trainer.world_size if self._trainer is not None else 1,
-        )
-        return DataLoader(range(len(self.task.train)), batch_sampler=sampler, collate_fn=_identity)
+        return self.iteration_loader()
 
     def trainable_parameters(self):
         params = list(self.policy.parameters()) + list(self.value_head.parameters())

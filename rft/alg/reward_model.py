@@ -141,10 +141,6 @@ def build_backbone(backbone: str, labels: list[str]):
     return model, tok
 
 
-def _identity(batch):
-    return batch
-
-
 # ---------------------------------------------------------------------------------- base
 class _RewardModelModule(RFTModule):
     """What both reward models share: the backbone, the step budget, batched scoring, the
@@ -189,7 +185,7 @@ class _RewardModelModule(RFTModule):
             self.max_steps,
             epoch_fn=lambda: self.current_epoch,
         )
-        return DataLoader(range(len(self.items)), batch_sampler=sampler, collate_fn=_identity)
+        return self.index_loader(len(self.items), sampler)
 
     def configure_optimizers(self):
         return torch.optim.AdamW(

@@ -80,10 +80,6 @@ def subset_for_fraction(n: int, frac: float, seed: int) -> list[int]:
     return sorted(data_subset_rng(seed).permutation(n)[:k].tolist())
 
 
-def _identity(batch):
-    return batch
-
-
 @dataclass(frozen=True)
 class SFTSettings:
     """The knobs of one SFT run. ``alg=sft`` reads them from ``alg`` (``from_alg``); the
@@ -154,7 +150,7 @@ class SFT(RFTModule):
             self.max_steps,
             epoch_fn=lambda: self.current_epoch,
         )
-        return DataLoader(range(len(self.pairs)), batch_sampler=sampler, collate_fn=_identity)
+        return self.index_loader(len(self.pairs), sampler)
 
     def configure_optimizers(self):
         return torch.optim.AdamW(
