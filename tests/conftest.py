@@ -130,3 +130,19 @@ def run_killed_then_resumed(overrides, module_cls, kill_at: int, run_dir: Path, 
         train(compose_cfg(*overrides), run_dir=run_dir)
     monkeypatch.setattr(module_cls, "training_step", original)
     return train(compose_cfg(*overrides), run_dir=run_dir)
+
+
+DDP_CPU = ("hardware.devices=2", "hardware.strategy=ddp", "hardware.torch_threads=1")
+
+
+def run_ddp_cli(overrides: list[str], run_dir: Path) -> str:
+    """``python run.py OVERRIDES`` under 2-process CPU DDP (gloo) into ``run_dir``; asserts it
+    exits 0 and that both ranks print the same final metrics. Returns the output."""
+    import re
+
+    r = run_cli(*overrides, *DDP_CPU, f"hydra.run.dir={run_dir}")
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out[-3000:]
+    done = re.findall(r"Done: (.*) \| run folder", out)
+    assert len(done) == 2 and done[0] == done[1], done  # one line per rank, the same metrics
+    return out

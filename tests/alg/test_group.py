@@ -12,7 +12,7 @@ import torch
 
 from rft.errors import ConfigError
 from rft.train import train
-from tests.conftest import compose_cfg, run_killed_then_resumed, tiny_overrides
+from tests.conftest import compose_cfg, run_ddp_cli, run_killed_then_resumed, tiny_overrides
 from tests.integration.test_train import changed, history, initial_params
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -324,8 +324,6 @@ def test_group_under_cpu_ddp_with_dynamic_and_std_aware_sampling(prompts_file, t
     """2 CPU processes (gloo) through run.py: the ranks may run different numbers of dynamic-
     sampling rounds, gather every group's std into one sampler (identical on both ranks, so
     their next draws stay disjoint slices of one draw), and end with the same test metrics."""
-    from tests.conftest import run_cli
-
     run = tmp_path / "run"
     args = tiny_overrides(prompts_file, "alg=dapo", *GROUP_SMALL) + [
         "reward._target_=tests.alg.test_group.half_constant_reward",
@@ -333,16 +331,8 @@ def test_group_under_cpu_ddp_with_dynamic_and_std_aware_sampling(prompts_file, t
         "alg.prompt_sampling=std_aware",
         "alg.n_iterations=3",
         "task.n_test_prompts=8",
-        "hardware.devices=2",
-        "hardware.strategy=ddp",
-        "hardware.torch_threads=1",
-        f"hydra.run.dir={run}",
     ]
-    r = run_cli(*args)
-    out = r.stdout + r.stderr
-    assert r.returncode == 0, out[-3000:]
-    done = re.findall(r"Done: (.*) \| run folder", out)
-    assert len(done) == 2 and done[0] == done[1], done
+    run_ddp_cli(args, run)
     rows = [r for r in history(run) if "loss/policy" in r]
     assert [r["iteration"] for r in rows] == [1, 2, 3]
     assert rows[-1]["sampler/seen_share"] > 0

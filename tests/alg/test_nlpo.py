@@ -14,7 +14,13 @@ from rft.alg.nlpo import NLPO, special_token_ids
 from rft.core.nlpo import action_mask
 from rft.errors import ConfigError
 from rft.train import train
-from tests.conftest import PPO_SMALL, compose_cfg, run_killed_then_resumed, tiny_overrides
+from tests.conftest import (
+    PPO_SMALL,
+    compose_cfg,
+    run_ddp_cli,
+    run_killed_then_resumed,
+    tiny_overrides,
+)
 from tests.integration.test_train import changed, history, initial_params
 
 NLPO_SMALL = (*PPO_SMALL, "alg=nlpo", "eval.before_training=false")
@@ -215,24 +221,12 @@ def test_top_k_needs_a_count(prompts_file, tmp_path):
 def test_nlpo_under_cpu_ddp_two_processes(prompts_file, tmp_path):
     """2 CPU processes (gloo) through run.py, with a π_ψ refresh in between: each rank copies
     its (all-reduced, so identical) policy into π_ψ, and both ranks end with the same metrics."""
-    import re
-
-    from tests.conftest import run_cli
-
     run = tmp_path / "run"
     args = tiny_overrides(prompts_file, *NLPO_SMALL) + [
         "alg.n_iterations=3",
         "alg.target_update_iterations=2",
         "task.n_test_prompts=8",
-        "hardware.devices=2",
-        "hardware.strategy=ddp",
-        "hardware.torch_threads=1",
-        f"hydra.run.dir={run}",
     ]
-    r = run_cli(*args)
-    out = r.stdout + r.stderr
-    assert r.returncode == 0, out[-3000:]
-    done = re.findall(r"Done: (.*) \| run folder", out)
-    assert len(done) == 2 and done[0] == done[1], done
+    run_ddp_cli(args, run)
     rows = [r for r in history(run) if "loss/policy" in r]
     assert [r["nlpo/mask_refreshed"] for r in rows] == [0, 0, 1]
