@@ -641,6 +641,17 @@ class OfflineRLConfig(AlgConfig):
     beta_kl: float = knob(0.2, "a_lol_kl only: weight of the KL term (reference kl_beta: 0.2)")
     min_prob: float = knob(0.1, "r_gold only: lower bound on the per-token weight π_θ(y_t|·)")
     n_train_pairs: int = knob(-1, "a seeded subset of this many train pairs (-1: all)")
+    data_path: str | None = knob(
+        None,
+        "learn from this JSONL/CSV's (prompt, completion) rows instead of the task's train split"
+        " (the task still gives the val/test prompts), e.g. a DPO run's preference_pairs.jsonl",
+    )
+    data_prompt_key: str = knob("prompt", "data_path: the prompt column")
+    data_completion_keys: list[str] = block(
+        lambda: ["completion"],
+        "data_path: the completion column(s); each non-empty one gives a row ([chosen] of a"
+        " preference file: its preferred completions; [chosen, rejected]: both)",
+    )
     score_batch_size: int = knob(
         32, "sequences per batch when scoring rewards / V_ref / π_ref samples"
     )

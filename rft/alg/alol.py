@@ -203,6 +203,15 @@ class ALoL(RFTModule):
             seed=c.seed,
             cache_dir=self.cache_dir,
             batch_size=a.score_batch_size,
+            data=(
+                None
+                if a.get("data_path") is None
+                else {
+                    "path": a.data_path,
+                    "prompt_key": a.data_prompt_key,
+                    "completion_keys": list(a.data_completion_keys),
+                }
+            ),
         )
         self.advantages = None
         if self.uses_advantage:

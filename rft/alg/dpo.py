@@ -22,6 +22,9 @@ Caches (``alg.cache_dir``, default ``<run>/preference``; atomic writes, keyed by
   ref_logps-<h>.pt  h = (π_ref's weights fingerprint, pair texts, prompt/continuation lengths,
                          precision)
 A rerun or a resume reads them back and runs neither the sampler, the reward nor π_ref.
+The pairs themselves go to ``<run>/preference_pairs.jsonl`` (prompt, chosen, rejected and, when
+sampled, reward_chosen / reward_rejected): the A-LoL family learns from the same samples with
+``alg.data_path=<it> alg.data_completion_keys=[chosen]``.
 
 Each step: B pairs drawn by SFT's StepBatchSampler (seeded permutation passes, a pure function
 of (seed, step), so a resumed run sees the same batches); chosen and rejected go through ONE
@@ -38,6 +41,7 @@ A-LoL family's and SFT's targets.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
@@ -58,7 +62,7 @@ from rft.core import logprobs_from_logits, sequence_logprob
 from rft.core.dpo import preference_loss, preference_rewards
 from rft.device import hardware_device
 from rft.errors import ConfigError, DataError
-from rft.io import torch_save_atomic, write_json_atomic
+from rft.io import torch_save_atomic, write_json_atomic, write_text_atomic
 from rft.progress import batch_starts
 from rft.rng import offline_pairs_rng, preference_sample_seed, rank_seed
 from rft.rollout.prompts import encode_continuations, encode_prompts
@@ -171,10 +175,23 @@ class DPO(RFTModule):
         self.set_budget()
         self.stats["time/preference_prep_s"] = time.perf_counter() - t0
         self.cache_dir.mkdir(parents=True, exist_ok=True)
+        self._write_pairs()
         write_json_atomic(
             self.run_dir / "preference_summary.json",
             {"alg": self.a.name, "loss": self.loss_name, "source": self.source, **self.stats},
         )
+
+    def _write_pairs(self) -> None:
+        """<run>/preference_pairs.jsonl: the pairs this run learns from (prompt, chosen,
+        rejected and, for sampled pairs, their rewards), so other algorithms can learn from the
+        same samples (the A-LoL family: alg.data_path=<it> alg.data_completion_keys=[chosen])."""
+        scalar = (str, int, float, bool, type(None))
+        lines = []
+        for p in self.pairs:
+            meta = {k: v for k, v in p.meta.items() if isinstance(v, scalar)}
+            row = {**meta, "prompt": p.prompt, "chosen": p.chosen, "rejected": p.rejected}
+            lines.append(json.dumps(row, ensure_ascii=False))
+        write_text_atomic(self.run_dir / "preference_pairs.jsonl", "\n".join(lines) + "\n")
 
     def _subset(self, items: list) -> list:
         """The first pairs.n_prompts items of a seeded permutation, in data order."""
@@ -288,7 +305,12 @@ class DPO(RFTModule):
             if not chosen.strip() or not rejected.strip():
                 empty += 1
                 continue
-            pairs.append(PreferencePair(prompt, chosen, rejected, {"prompt_index": i}))
+            meta = {
+                "prompt_index": i,
+                "reward_chosen": float(row[b]),
+                "reward_rejected": float(row[w]),
+            }
+            pairs.append(PreferencePair(prompt, chosen, rejected, meta))
             gaps.append(float(row[b] - row[w]))
             best_r.append(float(row[b]))
             worst_r.append(float(row[w]))

@@ -36,12 +36,15 @@ def _format(path: Path, fmt: str) -> str:
     )
 
 
-def read_rows(path: str | Path, fmt: str = "auto") -> list[tuple[int, dict]]:
-    """(line number, row) for every non-empty row of a JSONL or CSV file."""
+def read_rows(
+    path: str | Path, fmt: str = "auto", key: str = "task.path"
+) -> list[tuple[int, dict]]:
+    """(line number, row) for every non-empty row of a JSONL or CSV file (``key``: the config
+    key that named the file, for the error message)."""
     path = Path(path).expanduser()
     if not path.is_file():
         raise DataError(
-            f"task.path={str(path)!r}: file not found. Give the path of a JSONL or CSV "
+            f"{key}={str(path)!r}: file not found. Give the path of a JSONL or CSV "
             "file (relative paths are relative to the directory you run from)."
         )
     fmt = _format(path, fmt)

@@ -9,6 +9,11 @@
   against its concept set's references (``Example.reward_references``: all of them, or the
   others with ``task.pair_references=others``), not against itself alone.
 
+- ``alg.data_path`` (any task): the (prompt, completion) rows of a JSONL/CSV file instead of the
+  task's train split, e.g. the preferred completions of a DPO run's ``preference_pairs.jsonl``
+  (``alg.data_completion_keys=[chosen]``), so the A-LoL family and DPO learn from the same
+  samples; scored by the configured reward. The task still gives the val/test prompts.
+
 A pair's reward gets the pair's ``reward_references``: the task's grouped references where it
 has them, else the pair's own continuation (so a metric reward compares it with itself).
 
@@ -30,11 +35,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from rft.errors import DataError
+from rft.errors import ConfigError, DataError
 from rft.io import torch_save_atomic
 from rft.progress import batch_starts
 from rft.rng import offline_pairs_rng
 from rft.task.base import Example, Task
+from rft.task.jsonl import read_rows
 
 log = logging.getLogger(__name__)
 
@@ -67,14 +73,51 @@ def load_cached(path: Path) -> Any | None:
 
 
 # ------------------------------------------------------------------------------------- pairs
+def file_rows(path: str | Path, prompt_key: str, completion_keys: list[str]) -> list[Example]:
+    """(prompt, completion) rows of a JSONL/CSV file (``alg.data_path``): one per non-empty
+    completion column of each line, in file order. A DPO run's ``preference_pairs.jsonl`` with
+    completion_keys=[chosen] gives its preferred completions."""
+    keys = list(completion_keys)
+    if not keys:
+        raise ConfigError(
+            "alg.data_completion_keys=[]: name at least one completion column, e.g. [completion]."
+        )
+    out = []
+    for line, row in read_rows(path, key="alg.data_path"):
+        for k in [prompt_key, *keys]:
+            if k not in row:
+                key = "alg.data_prompt_key" if k == prompt_key else "alg.data_completion_keys"
+                raise DataError(
+                    f"{path}:{line}: no {k!r} field (fields: {sorted(row)}). Name the column "
+                    f"with {key}=<field>."
+                )
+            if not isinstance(row[k], str):
+                raise DataError(
+                    f"{path}:{line}: {k!r} must be a string, got {type(row[k]).__name__}."
+                )
+        for k in keys:
+            if row[k].strip():
+                out.append(Example(prompt=row[prompt_key], reference=row[k], meta={"line": line}))
+    if not out:
+        raise DataError(f"{path}: no row has a non-empty {keys} completion.")
+    return out
+
+
 def build_pairs(
-    task: Task, tokenizer, max_new_tokens: int, n_pairs: int = -1, seed: int = 0
+    task: Task,
+    tokenizer,
+    max_new_tokens: int,
+    n_pairs: int = -1,
+    seed: int = 0,
+    rows: list[Example] | None = None,
 ) -> list[Example]:
     """(prompt, continuation) pairs from the task's offline rows (``Task.offline_examples``:
-    its train split, CommonGen's (concept set, reference) rows), continuation ≤ max_new_tokens
-    tokens; each keeps its row's grouped references. ``n_pairs`` > 0 keeps a seeded subset
-    (the first n of a permutation, in data order)."""
-    rows = task.offline_examples()
+    its train split, CommonGen's (concept set, reference) rows) or from ``rows`` (a data file's,
+    used as they are), continuation ≤ max_new_tokens tokens; each keeps its row's grouped
+    references. ``n_pairs`` > 0 keeps a seeded subset (the first n of a permutation, in data
+    order)."""
+    from_file = rows is not None
+    rows = task.offline_examples() if rows is None else rows
     source = [e for e in rows if e.reference]
     if not source:
         raise DataError(
@@ -91,7 +134,8 @@ def build_pairs(
     if 0 < n_pairs < len(source):
         keep = np.sort(offline_pairs_rng(seed).permutation(len(source))[:n_pairs])
         source = [source[i] for i in keep]
-    joined = task.name == "imdb"  # the review's halves were split on whitespace
+    # IMDB's review halves were split on whitespace; a file's completions are used as they are
+    joined = task.name == "imdb" and not from_file
     texts = [
         (" " + e.reference) if joined and not e.reference[:1].isspace() else e.reference
         for e in source
@@ -168,10 +212,16 @@ def load_offline_data(
     seed: int,
     cache_dir: Path,
     batch_size: int = 32,
+    data: dict | None = None,
 ) -> tuple[list[Example], torch.Tensor]:
-    """The offline pairs and their rewards (N,): carried by the data, else scored (cached)."""
-    pairs = build_pairs(task, tokenizer, task.max_new_tokens, n_pairs, seed)
-    where = f"task={task.name}" + (f" ({task.cfg.path})" if "path" in task.cfg else "")
+    """The offline pairs and their rewards (N,): carried by the data, else scored (cached).
+    ``data`` = {path, prompt_key, completion_keys} reads the rows from a file (file_rows)."""
+    rows = file_rows(data["path"], data["prompt_key"], data["completion_keys"]) if data else None
+    pairs = build_pairs(task, tokenizer, task.max_new_tokens, n_pairs, seed, rows=rows)
+    if data:
+        where = f"alg.data_path={data['path']}"
+    else:
+        where = f"task={task.name}" + (f" ({task.cfg.path})" if "path" in task.cfg else "")
     rewards = given_rewards(pairs, where)
     if rewards is None:
         rewards = score_pairs(pairs, reward_fn, reward_id, cache_dir, batch_size)

@@ -497,3 +497,40 @@ def test_offline_blocks_draw_new_batches_and_stop_at_max_steps(tmp_path, monkeyp
     assert [s for s, *_ in seen] == list(range(13))
     assert all(got == want for _, got, want in seen)
     assert [b for _, b, _ in seen[10:]] != [b for _, b, _ in seen[:3]]
+
+
+def test_data_path_learns_from_a_preference_files_chosen_completions(tmp_path):
+    # alg.data_path replaces the task's train rows; the task still gives val/test prompts
+    task_rows = write_pairs(tmp_path / "task.jsonl")
+    prefs = tmp_path / "preference_pairs.jsonl"
+    rows = [
+        {"prompt": f"Prompt {i}:", "chosen": f" good words {i}", "rejected": f" bad {i}"}
+        for i in range(6)
+    ]
+    rows[2]["chosen"] = "  "  # an empty completion gives no row
+    prefs.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    over = [f"alg.data_path={prefs}", "alg.data_completion_keys=[chosen]"]
+    module, _, _ = build_module(
+        compose_cfg(*alol_overrides(task_rows, "a_lol", *over)), tmp_path / "r"
+    )
+    assert [(p.prompt, p.reference) for p in module.pairs] == [
+        (r["prompt"], r["chosen"]) for i, r in enumerate(rows) if i != 2
+    ]  # used as they are: no space added, file order
+    assert module.stats["data/n_pairs"] == 5
+    both = [f"alg.data_path={prefs}", "alg.data_completion_keys=[chosen,rejected]"]
+    module2, _, _ = build_module(
+        compose_cfg(*alol_overrides(task_rows, "nll", *both)), tmp_path / "s"
+    )
+    assert [p.reference for p in module2.pairs][:3] == [" good words 0", " bad 0", " good words 1"]
+    # a missing column names the file, the line and the key that fixes it
+    bad = [f"alg.data_path={prefs}", "alg.data_completion_keys=[completion]"]
+    with pytest.raises(
+        DataError,
+        match=r"preference_pairs.jsonl:1: no 'completion' field.*alg.data_completion_keys",
+    ):
+        build_module(compose_cfg(*alol_overrides(task_rows, "nll", *bad)), tmp_path / "t")
+    with pytest.raises(DataError, match=r"alg.data_path=.*nope.jsonl'?: file not found"):
+        build_module(
+            compose_cfg(*alol_overrides(task_rows, "nll", f"alg.data_path={tmp_path}/nope.jsonl")),
+            tmp_path / "u",
+        )

@@ -228,6 +228,14 @@ def test_sampled_pairs_are_ranked_by_the_reward_and_cached(tmp_path):
     assert s["pairs/ties_dropped"] == ties
     assert s["pairs/reward_gap_mean"] == pytest.approx(sum(gaps) / len(gaps))
     assert s["pairs/reward_gap_min"] == min(gaps) > 0
+    # the pairs, with their rewards, go to preference_pairs.jsonl for other algorithms
+    lines = (tmp_path / "run" / "preference_pairs.jsonl").read_text().splitlines()
+    written = [json.loads(x) for x in lines]
+    assert [(w["prompt"], w["chosen"], w["rejected"]) for w in written] == [
+        (p.prompt, p.chosen, p.rejected) for p in module.pairs
+    ]
+    assert [w["reward_chosen"] - w["reward_rejected"] for w in written] == gaps
+    assert all(w["reward_chosen"] == len(w["chosen"].split()) for w in written)
     # a rerun reads the pairs back: no sampling, no scoring
     scored.clear()
     again, _, _ = build_module(cfg, tmp_path / "run", reward_fn=reward)
