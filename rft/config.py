@@ -128,7 +128,8 @@ class JsonlTaskConfig(TaskConfig):
     )
     reward_key: str | None = knob(None, "a precomputed reward column (offline algorithms)")
     chosen_key: str | None = knob(
-        None, "preference data: the preferred completion's column (with rejected_key; alg=dpo)"
+        None,
+        "preference data: the preferred completion's column (with rejected_key; alg=dpo, reward_model)",
     )
     rejected_key: str | None = knob(
         None, "preference data: the dispreferred completion's column (with chosen_key)"
@@ -1172,8 +1173,6 @@ class BradleyTerryRewardConfig(RewardBackboneConfig):
     """A Bradley–Terry scalar reward model on preference pairs; reward = its score."""
 
     name: str = knob("reward_model", "algorithm name (logs, run folders)")
-    chosen_key: str = knob("chosen", "task=jsonl: the preferred completion's column")
-    rejected_key: str = knob("rejected", "task=jsonl: the dispreferred completion's column")
     margin: float = knob(0.0, "m in -log σ(s_w - s_l - m); 0 = plain Bradley–Terry")
 
 

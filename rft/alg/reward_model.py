@@ -340,9 +340,10 @@ class BradleyTerryRewardModel(_RewardModelModule):
     """alg=reward_model: s(x, y) = the 1-output head on prompt + completion (the text
     reward=classifier scores), loss −log σ(s(x, y_w) − s(x, y_l) − alg.margin).
 
-    Pairs: a jsonl task's prompt column (task.prompt_key) with the ``alg.chosen_key`` and
-    ``alg.rejected_key`` columns; task=imdb: the second halves of a positive (chosen) and a
-    negative (rejected) review, paired in split order, with an empty prompt."""
+    Pairs: a jsonl task's preference rows, the same columns alg=dpo reads (task.prompt_key,
+    task.chosen_key, task.rejected_key; the task checks them, naming file and line); task=imdb:
+    the second halves of a positive (chosen) and a negative (rejected) review, paired in split
+    order, with an empty prompt."""
 
     def model_labels(self) -> list[str]:
         return ["SCORE"]
@@ -353,25 +354,13 @@ class BradleyTerryRewardModel(_RewardModelModule):
             pos = [e.reference for e in examples if e.meta.get("label") == 1]
             neg = [e.reference for e in examples if e.meta.get("label") == 0]
             return [("", w, lo) for w, lo in zip(pos, neg)]
-        a = self.cfg.alg
-        prompt_key = self.task.cfg.get("prompt_key", "prompt")
-        out = []
-        for e in examples:
-            row = self._row(e)
-            for key, knob in ((a.chosen_key, "chosen_key"), (a.rejected_key, "rejected_key")):
-                if key not in row or not isinstance(row[key], str):
-                    raise DataError(
-                        f"{self._where(e)}: no {key!r} text (fields: {sorted(row)}). A "
-                        f"preference file needs {prompt_key!r}, {a.chosen_key!r} and "
-                        f"{a.rejected_key!r} columns; name yours with alg.{knob}=<field>."
-                    )
-            if row[a.chosen_key] == row[a.rejected_key]:
-                raise DataError(
-                    f"{self._where(e)}: chosen and rejected are identical "
-                    f"({row[a.chosen_key][:60]!r}): the pair prefers nothing. Fix or drop the row."
-                )
-            out.append((e.prompt, row[a.chosen_key], row[a.rejected_key]))
-        return out
+        pairs = [e for e in examples if "chosen" in e.meta and "rejected" in e.meta]
+        if examples and not pairs:
+            raise DataError(
+                f"task={self.task.name}: the {split} rows carry no preference pairs. Name the "
+                "columns with task.chosen_key=<field> task.rejected_key=<field> (as for alg=dpo)."
+            )
+        return [(e.prompt, e.meta["chosen"], e.meta["rejected"]) for e in pairs]
 
     def scores(self, items, batched: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """(s_w, s_l), each (len(items),): the chosen and rejected texts in one forward."""

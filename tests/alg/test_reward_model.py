@@ -81,6 +81,12 @@ def rm_overrides(data: Path, alg: str, *extra: str) -> list[str]:
         "alg.max_steps=2",
         "alg.batch_size=4",
         "alg.lr=1e-3",
+        # Bradley-Terry reads the same preference columns as alg=dpo
+        *(
+            ["task.chosen_key=chosen", "task.rejected_key=rejected"]
+            if alg == "reward_model"
+            else []
+        ),
         *extra,
     ]
 
@@ -215,7 +221,7 @@ def test_imdb_reviews_train_both_reward_models(tmp_path, monkeypatch, alg):
         "task.n_train=40",
         "task.n_val=8",
         "task.n_test=16",
-        *rm_overrides(Path("unused"), alg)[6:],
+        *(o for o in rm_overrides(Path("unused"), alg)[6:] if "_key=" not in o),
     ]
     m = train(compose_cfg(*ov), tmp_path / "run")
     key = "test/accuracy" if alg == "reward_classifier" else "test/pairwise_accuracy"
@@ -254,7 +260,9 @@ def test_preference_file_with_a_missing_column_names_file_line_and_key(tmp_path)
         return row
 
     data = write_preferences(tmp_path / "pairs.jsonl", row_fn=drop)
-    with pytest.raises(DataError, match=r"pairs\.jsonl:5: no 'rejected' text.*alg\.rejected_key="):
+    with pytest.raises(
+        DataError, match=r"pairs\.jsonl:5: no 'rejected' field.*task\.rejected_key="
+    ):
         train(compose_cfg(*rm_overrides(data, "reward_model")), tmp_path / "run")
 
 
@@ -263,7 +271,9 @@ def test_identical_chosen_and_rejected_is_refused(tmp_path):
         return {**row, "rejected": row["chosen"]} if i == 9 else row
 
     data = write_preferences(tmp_path / "pairs.jsonl", row_fn=same)
-    with pytest.raises(DataError, match=r"pairs\.jsonl:10: chosen and rejected are identical"):
+    with pytest.raises(
+        DataError, match=r"pairs\.jsonl:10: 'chosen' \(chosen\) and 'rejected'.*same"
+    ):
         train(compose_cfg(*rm_overrides(data, "reward_model")), tmp_path / "run")
 
 
