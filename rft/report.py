@@ -714,6 +714,8 @@ class Sweep:
     constants: dict[str, str]
     init: Job | None  # the initial-policy pseudo-job (init_row=True)
     metric: str
+    # keys that differ between jobs but do not define the compared settings (read_sweep's `by`)
+    details: list[str] = field(default_factory=list)
 
     @property
     def with_init(self) -> list[Job]:
@@ -728,11 +730,30 @@ class Sweep:
         ]
 
 
-def read_sweep(root: Path, metric: str = DEFAULT_METRIC, init_row: bool = False) -> Sweep:
+def compared_keys(swept: list[str], by: list[str] | None) -> tuple[list[str], list[str]]:
+    """(the swept keys the report compares, the others): with ``by`` only those keys (and the
+    replicate keys) define a setting, so jobs whose other overrides differ per run (each seed's
+    data file, an algorithm's own knobs) still group by, e.g., alg."""
+    if not by:
+        return swept, []
+    unknown = [k for k in by if k not in swept]
+    if unknown:
+        raise ValueError(
+            f"--by {','.join(by)}: {', '.join(unknown)} does not differ between the jobs (swept"
+            f" keys: {', '.join(swept) or 'none'})"
+        )
+    keep = [k for k in swept if k in by or k in REPLICATE_KEYS]
+    return keep, [k for k in swept if k not in keep]
+
+
+def read_sweep(
+    root: Path, metric: str = DEFAULT_METRIC, init_row: bool = False, by: list[str] | None = None
+) -> Sweep:
     jobs = load_sweep(root)
     swept, constants = split_overrides([j.overrides for j in jobs])
+    swept, details = compared_keys(swept, by)
     init = make_init_job(jobs, swept) if init_row else None
-    return Sweep(root, jobs, swept, constants, init, metric)
+    return Sweep(root, jobs, swept, constants, init, metric, details)
 
 
 def write_plots(sw: Sweep, out: Path) -> list[Path]:
@@ -767,6 +788,15 @@ def render_markdown(
         "",
         "Swept: " + (", ".join(f"`{k}`" for k in sw.swept) or "none"),
         "",
+        *(
+            [
+                "Also differ between jobs, not compared (`--by`): "
+                + ", ".join(f"`{k}`" for k in sw.details),
+                "",
+            ]
+            if sw.details
+            else []
+        ),
         table,
         "",
         *(["## Final metrics by setting", "", comparison, ""] if comparison else []),
@@ -809,6 +839,7 @@ def build_report(
     metric: str = DEFAULT_METRIC,
     init_row: bool = False,
     baseline: str | None = None,
+    by: list[str] | None = None,
 ) -> dict[str, Any]:
     """Read every job of a sweep and write report.md and the PNGs into `out_dir`.
 
@@ -820,6 +851,8 @@ def build_report(
             `make_init_job`).
         baseline: a setting label (e.g. "nll") or job name: the paired-differences table also
             compares every run with that setting's run of the same seed.
+        by: the override keys that define a setting (default: every key that differs between
+            jobs, but the seed); the other differing keys are listed, not compared.
     Returns:
         {"report": path of report.md, "markdown": its text, "table": the table's markdown,
          "columns": [...], "rows": [row dicts, one per job], "swept": [...], "constants": {...},
@@ -830,7 +863,7 @@ def build_report(
     root = Path(multirun_dir)
     out = Path(out_dir) if out_dir is not None else root
     out.mkdir(parents=True, exist_ok=True)
-    sw = read_sweep(root, metric, init_row)
+    sw = read_sweep(root, metric, init_row, by)
     rows = make_rows(sw.with_init, sw.swept, metric)
     columns = ["job", *sw.swept, metric, PERPLEXITY, LOW_STD, "status"]
     table = to_markdown(rows, columns)
@@ -850,6 +883,7 @@ def build_report(
         "rows": rows,
         "swept": sw.swept,
         "constants": sw.constants,
+        "details": sw.details,
         "skipped": sw.skipped,
         "plots": plots,
         "comparison": comparison,
@@ -879,6 +913,12 @@ def build_parser(prog: str = "python -m rft.report") -> argparse.ArgumentParser:
         "policy are always shown when the runs evaluated it)",
     )
     p.add_argument(
+        "--by",
+        default=None,
+        help="comma-separated override keys that define a setting, e.g. alg (default: every key "
+        "that differs between jobs, but the seed); other differing keys are listed, not compared",
+    )
+    p.add_argument(
         "--metric",
         default=DEFAULT_METRIC,
         help=f"final metric to tabulate and plot (default: {DEFAULT_METRIC})",
@@ -888,9 +928,18 @@ def build_parser(prog: str = "python -m rft.report") -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None, prog: str = "python -m rft.report") -> int:
     args = build_parser(prog).parse_args(argv)
-    res = build_report(
-        args.multirun_dir, args.out, args.metric, init_row=args.init_row, baseline=args.baseline
-    )
+    by = [k.strip() for k in args.by.split(",") if k.strip()] if args.by else None
+    try:
+        res = build_report(
+            args.multirun_dir,
+            args.out,
+            args.metric,
+            init_row=args.init_row,
+            baseline=args.baseline,
+            by=by,
+        )
+    except ValueError as e:  # a --by key that is not swept
+        raise SystemExit(f"rft report: {e}") from None
     print(res["report"])
     print(res["table"])
     if res["paired"]:

@@ -306,3 +306,24 @@ def test_a_mode_evaluate_baseline_pairs_with_every_seed(tmp_path):
     # seed 1: d = .1 .1 0 .1 -> +0.075; seed 0: d = .2 .1 .2 .1 -> +0.15
     assert any(" | 1 | " in ln and "+0.075 ± " in ln for ln in rows), rows
     assert any(" | 0 | " in ln and "+0.15 ± " in ln for ln in rows), rows
+
+
+def test_by_groups_settings_by_the_named_keys_only(tmp_path):
+    # each seed's runs read their own data file: without --by every (alg, file) would be its
+    # own setting and the seeds would never pool
+    import pytest
+
+    sweep = make_family(tmp_path)
+    for job in sweep.iterdir():
+        ov = job / ".hydra" / "overrides.yaml"
+        seed = job.name[-1]
+        ov.write_text(ov.read_text() + f"- alg.data_path=/data/pairs_s{seed}.jsonl\n")
+    plain = build_report(sweep, tmp_path / "plain", baseline="nll")
+    assert not [ln for ln in plain["paired"].splitlines() if ln.startswith("| a_lol | 2 |")]
+    res = build_report(sweep, tmp_path / "by", baseline="nll", by=["alg"])
+    assert res["swept"] == ["alg", "seed"] and res["details"] == ["alg.data_path"]
+    pooled = [ln for ln in res["paired"].splitlines() if ln.startswith("| a_lol | 2 |")]
+    assert pooled and "+0.163 ± " in pooled[0]  # (.25 + .2 + .1 + .1) / 4 = .1625 vs init
+    assert "not compared (`--by`): `alg.data_path`" in res["markdown"]
+    with pytest.raises(ValueError, match=r"--by lr: lr does not differ .*swept keys: alg"):
+        build_report(sweep, tmp_path / "bad", by=["lr"])
