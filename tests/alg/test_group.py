@@ -205,6 +205,36 @@ def test_dynamic_sampling_fills_the_batch_with_groups_that_have_a_spread(
     assert any((s == 0.5).all(dim=1).any() for s in seen)
 
 
+def spread_reward(prompts, completions, references=None) -> list[float]:
+    """A score of the completion's characters: two different completions (almost) never tie."""
+    return [sum(map(ord, c)) % 997 / 997 for c in completions]
+
+
+def test_dynamic_sampling_without_zero_std_groups_is_uniform_sampling(prompts_file, tmp_path):
+    """Where no group has a zero spread (IMDB's VADER score, docs/results.md) the filter drops
+    nothing and the run is exactly the uniform run: same draws, same updates."""
+    over = ("reward._target_=tests.alg.test_group.spread_reward", "~reward.target_words")
+    train(group_cfg(prompts_file, "grpo", *over), run_dir=tmp_path / "uniform")
+    init = initial_params(group_cfg(prompts_file, "grpo", *over))
+    train(
+        group_cfg(prompts_file, "grpo", *over, "alg.dynamic_sampling=true"),
+        run_dir=tmp_path / "dynamic",
+    )
+    uni = [r for r in history(tmp_path / "uniform") if "loss/policy" in r]
+    dyn = [r for r in history(tmp_path / "dynamic") if "loss/policy" in r]
+    assert all(r["group/zero_std_share"] == 0 for r in uni)  # the premise
+    assert all(r["rollout/sampling_rounds"] == 1 and r["group/kept_share"] == 1 for r in dyn)
+    for u, d in zip(uni, dyn, strict=True):
+        for k in ("reward/mean", "loss/policy", "rollout/generated_tokens"):
+            assert u[k] == d[k], k
+    from safetensors.torch import load_file
+
+    a = load_file(str(tmp_path / "uniform" / "policy" / "model.safetensors"))
+    b = load_file(str(tmp_path / "dynamic" / "policy" / "model.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert changed(init, tmp_path / "dynamic" / "policy")
+
+
 def test_dynamic_sampling_bounded_rounds_still_fill_the_batch(prompts_file, tmp_path):
     """A reward that is always constant: no group ever has a spread; after max_sampling_rounds
     the batch is filled with dropped groups (same size on every rank), zero advantage."""
