@@ -90,6 +90,13 @@ def main(argv=None) -> dict:
         "update_tokens_per_s": mean("time/update_tokens_per_s"),
         "iteration_s": mean("time/iteration_s"),
         "phase_s": {p: mean(f"time/{p}_s") for p in ("rollout", "reward", "score", "update")},
+        "completion_tokens_mean": mean("completion/tokens"),
+        # rollout.backend=vllm: the weight sync before each rollout (inside phase_s.rollout)
+        **(
+            {"weight_sync_s": mean("time/weight_sync_s")}
+            if all("time/weight_sync_s" in r for r in timed)
+            else {}
+        ),
         "peak_memory_gb": peak_gb,
         "iterations_timed": len(timed),
         "wall_s": wall,

@@ -23,6 +23,9 @@ def preflight(cfg: DictConfig) -> None:
     check_hardware(cfg.hardware)
     for key, gen in generation_blocks(cfg):
         check_generation(gen, key)
+    from rft.rollout.backend import check_rollout_config
+
+    check_rollout_config(cfg)  # rollout.backend=vllm: installed, and a setup it can serve
 
 
 # -------------------------------------------------------------------------------- hardware

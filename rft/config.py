@@ -228,6 +228,24 @@ class TinyModelConfig:
 
 
 @dataclass
+class ModelLoraConfig:
+    """LoRA adapters through peft (rft/model/lora.py): the policy trains low-rank updates of the
+    target layers and its base weights stay frozen; π_ref is the same model with the adapters
+    switched off (no second copy), checkpoints hold the adapters, policy/ the merged weights."""
+
+    r: int = knob(0, "LoRA rank; 0 = off (every weight trains). 8-64 is usual")
+    alpha: float | None = knob(None, "updates are scaled by alpha / r; null: 2 · r (scale 2)")
+    dropout: float = knob(
+        0.0, "dropout on the adapters' input; > 0 needs model.disable_dropout=false"
+    )
+    target_modules: list[str] | None = knob(
+        None,
+        "layers to adapt, by name or name suffix (SmolLM2: [q_proj,k_proj,v_proj,o_proj]; GPT-2:"
+        " [c_attn,c_proj]); null: every linear layer except the LM head (peft's all-linear)",
+    )
+
+
+@dataclass
 class ModelConfig:
     name: str = knob(MISSING, "model name (logs and run metadata)")
     loader: ModelLoader = knob(
@@ -247,6 +265,9 @@ class ModelConfig:
     gradient_checkpointing: bool = knob(
         False,
         "recompute activations in backward (SmolLM2 PPO peak 4.9 -> 3.9 GB, 13% slower updates)",
+    )
+    lora: ModelLoraConfig = block(
+        ModelLoraConfig, "LoRA adapters instead of full finetuning (off unless lora.r > 0)"
     )
 
 
@@ -373,6 +394,11 @@ class PPOConfig(AlgConfig):
         " with it) | scale: score / running std | standardize: (score - running mean) / running"
         " std; running moments over every score seen (all ranks), kept in the checkpoint."
         " scale when a reward's spread is small next to β · KL (objective/score_to_kl < 1)",
+    )
+    tis_cap: float | None = knob(
+        None,
+        "truncated importance sampling: weight each token's policy loss by min(π_trainer /"
+        " π_sampler, tis_cap) (rollout.backend=vllm; verl / TRL: 2); null = off",
     )
     kl_dominance_warn: float = knob(
         1.0,
@@ -507,6 +533,44 @@ class DiagConfig:
     probe_samples: int = knob(8, "samples per probe prompt")
 
 
+class RolloutBackend(str, Enum):
+    hf = "hf"  # transformers' generate on the policy itself (nothing extra to install)
+    vllm = "vllm"  # a vLLM engine in the training process, fed the policy's weights after updates
+
+
+@dataclass
+class VLLMConfig:
+    """The colocated vLLM engine of rollout.backend=vllm (rft/rollout/vllm_engine.py)."""
+
+    dtype: str | None = knob(
+        None,
+        "engine weights: bfloat16 | float16 | float32; null: bfloat16 under hardware.precision"
+        " bf16-*, float16 under 16-*, else float32 (the trainer's numerics)",
+    )
+    max_model_len: int | None = knob(
+        None, "longest prompt + completion served; null: task.prompt_max_tokens + max_new_tokens"
+    )
+    cpu_kv_cache_gb: int = knob(1, "CPU: GiB of KV cache the engine holds (VLLM_CPU_KVCACHE_SPACE)")
+    gpu_memory_utilization: float = knob(
+        0.3, "GPU: share of GPU memory for the engine (weights + KV cache); the rest: training"
+    )
+    enforce_eager: bool = knob(
+        True, "no CUDA graphs / compilation: fast start; false pays off on GPUs in long runs"
+    )
+
+
+@dataclass
+class RolloutConfig:
+    """Who samples the policy's completions (rollouts, restarts, evaluation, extraction)."""
+
+    backend: RolloutBackend = knob(
+        RolloutBackend.hf,
+        "hf: transformers' generate | vllm: a colocated vLLM engine (pip extra; README 'vLLM"
+        " rollouts'), synced with the policy's weights before each generation after an update",
+    )
+    vllm: VLLMConfig = block(VLLMConfig, "the vLLM engine (rollout.backend=vllm)")
+
+
 class Mode(str, Enum):
     train = "train"
     extract = "extract"  # sample K completions per prompt, save the reward matrix and its stats
@@ -533,6 +597,7 @@ class Config:
     eval: EvalConfig = block(EvalConfig, "evaluation")
     checkpoint: CheckpointConfig = block(CheckpointConfig, "checkpoints")
     diag: DiagConfig = block(DiagConfig, "vanishing-gradient diagnostics")
+    rollout: RolloutConfig = block(RolloutConfig, "the generation backend (hf | vllm)")
     experiment_name: str = knob(
         "${task.name}_${alg.name}", "names the run folder outputs/<experiment_name>/<time>/"
     )
@@ -1040,6 +1105,11 @@ class GroupConfig(AlgConfig):
         True, "score the reference every iteration to log k1/k2/k3 even when kl.beta = 0"
     )
     ent_coef: float = knob(0.0, "entropy bonus coefficient")
+    tis_cap: float | None = knob(
+        None,
+        "truncated importance sampling: weight each token's policy loss by min(π_trainer /"
+        " π_sampler, tis_cap) (rollout.backend=vllm; verl / TRL: 2); null = off",
+    )
     dynamic_sampling: bool = knob(
         False,
         "DAPO: drop groups whose rewards are all equal and draw more prompts until the batch is"

@@ -31,9 +31,16 @@ from rft.errors import ConfigError, instantiate
 from rft.eval.evaluate import check_eval_config
 from rft.io import read_history, truncate_history, write_json_atomic
 from rft.loggers import make_loggers
-from rft.model.build import frozen_copy, load_policy
+from rft.model.build import (  # noqa: F401 - frozen_copy, load_policy: the tests import them here
+    frozen_copy,
+    load_policy,
+    load_trained_policy,
+    reference_policy,
+)
+from rft.model.lora import check_lora_config, lora_enabled
 from rft.plots import plot_curves
 from rft.reward import build_reward
+from rft.rollout.backend import attach_rollout_backend
 
 log = logging.getLogger("rft")
 
@@ -42,6 +49,15 @@ log = logging.getLogger("rft")
 def validate(cfg: DictConfig) -> None:
     """Cross-field checks that a schema cannot express; each names the key and the fix."""
     check_eval_config(cfg)
+    check_lora_config(cfg.model)
+    if lora_enabled(cfg.model.lora) and not getattr(
+        get_class(cfg.alg._target_), "uses_policy", True
+    ):
+        raise ConfigError(
+            f"model.lora.r={cfg.model.lora.r}: LoRA adapts the policy LM, and "
+            f"alg={cfg.alg.name} trains a model of its own (alg.backbone) instead. Drop "
+            "model.lora.r (or set it to 0)."
+        )
     a = cfg.alg
     if a.lr <= 0:
         raise ConfigError(f"alg.lr={a.lr}: must be > 0.")
@@ -220,7 +236,7 @@ def warm_start(cfg: DictConfig, task, reward_fn, run_dir: Path) -> str | None:
         return str(done)
     ws_dir.mkdir(parents=True, exist_ok=True)
     log.info("Warm start: %d SFT steps on %.1f%% of the SFT pairs", ws.steps, 100 * ws.data_frac)
-    policy = load_policy(cfg.model)
+    policy = load_trained_policy(cfg.model, seed=cfg.seed)
     settings = SFTSettings.for_warm_start(cfg.alg)
     module = SFT(cfg, task, policy, None, reward_fn, ws_dir, settings=settings)
     ws_cfg = OmegaConf.merge(cfg, {"checkpoint": {"save_policy": False}})
@@ -264,12 +280,13 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, float
     module_cls = get_class(cfg.alg._target_)
     if getattr(module_cls, "uses_policy", True):
         init = warm_start(cfg, task, reward_fn, run_dir)
-        policy = load_policy(cfg.model, init_from=init)
-        ref = frozen_copy(
+        policy = load_trained_policy(cfg.model, init_from=init, seed=cfg.seed)
+        ref = reference_policy(
             policy, torch.bfloat16 if str(cfg.hardware.precision).startswith("bf16") else None
         )
     else:  # a module that trains a model of its own (rft.alg.reward_model): no policy LM
         policy = ref = None
+    attach_rollout_backend(policy, cfg)  # after π_ref is copied: only the policy gets vLLM
     module = module_cls(cfg, task, policy, ref, reward_fn, run_dir)
     loggers = make_loggers(cfg, run_dir, run_name=f"{cfg.experiment_name}-s{cfg.seed}")
 

@@ -45,6 +45,7 @@ class Mutation:
 
 
 NLPO = "tests/alg/test_nlpo.py"
+LORA = "tests/test_lora.py"
 
 MUTATIONS = [
     Mutation(
@@ -336,6 +337,34 @@ MUTATIONS = [
         "rc, rr = ref[:, 0], ref[:, 1]",
         "rc, rr = ref[:, 1], ref[:, 0]",
         ("tests/alg/test_dpo.py::test_variant_trains_two_steps_and_changes_the_policy",),
+    ),
+    Mutation(
+        "lora_reference_keeps_the_adapters_on",  # π_ref = π_θ: no KL, no A-LoL ratio
+        "rft/model/lora.py",
+        "            layer.enable_adapters(False)",
+        "            pass",
+        (f"{LORA}::test_reference_is_the_base_model_with_the_adapters_off",),
+    ),
+    Mutation(
+        "lora_export_without_the_adapters",  # policy/ = the untrained base
+        "rft/model/lora.py",
+        'sd[f"{name}.weight"] = w.detach() + delta.to(w.dtype)',
+        "pass",
+        (f"{LORA}::test_ppo_trains_only_the_adapters_and_exports_merged_weights",),
+    ),
+    Mutation(
+        "lora_resume_onto_other_base_weights",
+        "rft/model/lora.py",
+        "    if saved == now:\n        return",
+        "    return",
+        (f"{LORA}::test_resume_with_other_lora_settings_names_the_key",),
+    ),
+    Mutation(
+        "tis_weight_not_truncated",
+        "rft/core/tis.py",
+        "return log_ratio.clamp(max=20.0).exp().clamp(max=cap)",
+        "return log_ratio.clamp(max=20.0).exp()",
+        ("tests/core/test_tis.py::test_tis_weights_by_hand",),
     ),
 ]
 

@@ -21,6 +21,13 @@ from torch.utils.data import DataLoader
 
 from rft.eval.evaluate import evaluate_split, save_evaluation
 from rft.io import append_jsonl, atomic_dir
+from rft.model.lora import (
+    base_weight_keys,
+    check_resume_identity,
+    checkpoint_identity,
+    has_adapters,
+    save_merged,
+)
 from rft.model.policy import PolicyLM
 from rft.rollout.prompts import IterationSampler
 
@@ -47,9 +54,13 @@ class RowBatch:
 
 def save_policy_atomic(policy: PolicyLM, folder: Path) -> None:
     """save_pretrained into a temporary folder, then swap it in (rft.io.atomic_dir): a kill at
-    any moment leaves either the old or the new complete folder."""
+    any moment leaves either the old or the new complete folder. A LoRA policy is saved with
+    its adapters merged in (plain transformers loads it; rft.model.lora)."""
     with atomic_dir(folder) as tmp:
-        policy.model.save_pretrained(tmp, safe_serialization=True)
+        if has_adapters(policy.model):
+            save_merged(policy.model, tmp)
+        else:
+            policy.model.save_pretrained(tmp, safe_serialization=True)
         policy.tokenizer.save_pretrained(tmp)
 
 
@@ -103,7 +114,9 @@ class RFTModule(L.LightningModule):
             ref.eval()
         self.reward_fn = reward_fn
         self.run_dir = Path(run_dir)
-        self.strict_loading = False  # the frozen reference is rebuilt, never checkpointed
+        # the frozen reference (and a LoRA policy's base weights) are rebuilt, never checkpointed
+        self.strict_loading = False
+        self._lora_identity: dict | None = None  # checkpoint_identity(policy), computed once
         self.latest: dict[str, float] = {}  # last recorded metrics (progress bar, final summary)
         self._t0 = time.perf_counter()
 
@@ -132,10 +145,12 @@ class RFTModule(L.LightningModule):
         return self.index_loader(len(self.task.train), sampler)
 
     def configure_optimizers(self):
-        """AdamW over the policy at alg.lr / alg.weight_decay; modules with more parameter
-        groups (PPO's value heads) or another model override it."""
+        """AdamW over the policy's trained parameters (all of them, or a LoRA policy's
+        adapters) at alg.lr / alg.weight_decay; modules with more parameter groups (PPO's value
+        heads) or another model override it."""
         a = self.cfg.alg
-        return torch.optim.AdamW(self.policy.parameters(), lr=a.lr, weight_decay=a.weight_decay)
+        params = [p for p in self.policy.parameters() if p.requires_grad]
+        return torch.optim.AdamW(params, lr=a.lr, weight_decay=a.weight_decay)
 
     @property
     def counts_steps(self) -> bool:
@@ -249,13 +264,24 @@ class RFTModule(L.LightningModule):
                     log.warning("could not log the samples table: %s", e)
 
     # ------------------------------------------------------------------ checkpoints
+    @property
+    def lora_identity(self) -> dict | None:
+        """What a LoRA checkpoint must match (rft.model.lora.checkpoint_identity); None
+        without LoRA. The base weights never change, so it is computed once."""
+        if self._lora_identity is None and self.policy is not None:
+            self._lora_identity = checkpoint_identity(self.policy)
+        return self._lora_identity
+
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         sd = checkpoint["state_dict"]
-        for k in [k for k in sd if k.startswith("ref.")]:
+        # π_ref's weights, and a LoRA model's frozen base weights, are rebuilt from the config
+        for k in [k for k in sd if k.startswith("ref.")] + base_weight_keys(self, list(sd)):
             del sd[k]
-        checkpoint["rft"] = {"latest": self.latest}
+        checkpoint["rft"] = {"latest": self.latest, "lora": self.lora_identity}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
+        # before any weight is loaded: adapters only fit the base weights they were trained on
+        check_resume_identity(checkpoint.get("rft", {}).get("lora"), self.lora_identity)
         self.latest = dict(checkpoint.get("rft", {}).get("latest", {}))
 
     def export_policy(self, folder: Path | None = None) -> Path:

@@ -70,9 +70,11 @@ from rft.core.group import (
     terminal_token_rewards,
 )
 from rft.core.kl import approx_kl
+from rft.core.tis import logprob_gap_stats, tis_weights
 from rft.errors import ConfigError
 from rft.model.policy import PolicyLM
 from rft.rng import dynamic_sampling_rng, prompt_batch_rng, rollout_seed
+from rft.rollout.backend import rollout_engine_stats
 from rft.rollout.prompts import encode_prompts
 
 log = logging.getLogger(__name__)
@@ -137,6 +139,7 @@ class GroupBatch(RowBatch):
     old_logp: torch.Tensor | None = None
     ref_logp: torch.Tensor | None = None
     advantages: torch.Tensor | None = None  # (N, T)
+    sampler_logp: torch.Tensor | None = None  # (N, T) the sampler's own (rollout.backend=vllm)
 
 
 def _cat(parts: list[torch.Tensor], pad: int) -> torch.Tensor:
@@ -232,7 +235,7 @@ class GroupPG(RFTModule):
         texts = tok.batch_decode(comp.ids, skip_special_tokens=True)
         scores = self.reward_fn(prompts, texts, refs).to(self.device).float()
         t2 = time.perf_counter()
-        return GroupBatch(p_ids, p_mask, comp.ids, comp.mask, scores), {
+        return GroupBatch(p_ids, p_mask, comp.ids, comp.mask, scores, sampler_logp=comp.logprobs), {
             "rollout": t1 - t0,
             "reward": t2 - t1,
         }
@@ -320,12 +323,14 @@ class GroupPG(RFTModule):
         """Exactly n_groups groups: the kept ones first, then dropped ones if rounds ran out."""
         parts = kept + dropped
         pad = self.policy.tokenizer.pad_token_id
+        sampler_logp = [p.sampler_logp for p in parts]
         b = GroupBatch(
             _cat_left([p.prompt_ids for p in parts], pad),
             _cat_left([p.prompt_mask for p in parts], 0),
             _cat([p.ids for p in parts], pad),
             _cat([p.mask for p in parts], 0),
             torch.cat([p.scores for p in parts]),
+            sampler_logp=_cat(sampler_logp, 0) if sampler_logp[0] is not None else None,
         )
         return b.index(torch.arange(n_groups * self.G, device=b.ids.device))
 
@@ -362,7 +367,9 @@ class GroupPG(RFTModule):
         old, ref = [], []
         for idx in torch.arange(len(b), device=b.ids.device).split(self.a.score_batch_size):
             c = b.index(idx)
-            if self.needs_old_logp:
+            # another engine sampled (rollout.backend=vllm): the trainer's log-probs of its
+            # tokens are needed for the log-prob gap and TIS, whatever the number of steps
+            if self.needs_old_logp or b.sampler_logp is not None:
                 logits, _ = self.policy(c.prompt_ids, c.prompt_mask, c.ids, c.mask)
                 old.append(logprobs_from_logits(logits, c.ids))
             if self.use_ref:
@@ -416,6 +423,8 @@ class GroupPG(RFTModule):
             per_token = per_seq[:, None].expand_as(logp)
             clips = clip_fractions(ratio, seq_adv, a.clip_low, a.clip_high)
             clip_stats = {k: v.float().mean() for k, v in clips.items()}
+        if a.tis_cap and mb.sampler_logp is not None:  # TIS weight per token (core/tis.py)
+            per_token = per_token * tis_weights(old, mb.sampler_logp, a.tis_cap)
         agg = dict(max_len=self.task.max_new_tokens, n_sequences=n_seqs, n_tokens=n_tokens)
         pg_loss = aggregate(per_token, mb.mask, self.aggregation, **agg)
         loss = pg_loss
@@ -501,6 +510,9 @@ class GroupPG(RFTModule):
         indices = self.draw_prompts(it, batch)
         b, stats = self.collect(it, indices)
         t_score = self.score(b)
+        if b.sampler_logp is not None:  # another engine sampled: how far its numerics are off
+            stats.update(logprob_gap_stats(b.old_logp, b.sampler_logp, b.mask, self.a.tis_cap))
+        stats.update(rollout_engine_stats(self.policy))
         # k1/k2/k3 of the sampling policy: from its scored log-probs here, or (one optimizer
         # step per batch, nothing scored) from the update's own first forward (micro_loss)
         stats.update(self.kl_stats(b))

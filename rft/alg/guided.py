@@ -80,6 +80,7 @@ from rft.diagnostics.reward_stats import rollout_reward_spread
 from rft.errors import ConfigError
 from rft.model.policy import Completions, PolicyLM, ValueHead
 from rft.rng import restart_generator, schedule_rng
+from rft.rollout.backend import rollout_engine_stats
 from rft.rollout.guide import (
     convert_completions,
     decode_rows,
@@ -367,6 +368,7 @@ class GuidedPPO(PPO):
             "time/score_s": t4 - t3,
             "time/rollout_tokens_per_s": n_tokens / max(t2 - t0, 1e-9),
             **self.rollout_stats(r, rollins, rollin_scores),
+            **rollout_engine_stats(self.policy),  # time/weight_sync_s (rollout.backend=vllm)
         }
         log.info(
             "iteration %d: %s (roll-in %s, roll-out %s, β=%.2f, %s critic): %.0f%% restarted, "

@@ -66,10 +66,12 @@ from rft.core import (
     ppo_value_loss,
 )
 from rft.core.normalize import RunningMoments, normalize_scores
+from rft.core.tis import logprob_gap_stats, tis_weights
 from rft.diagnostics.reward_stats import rollout_reward_spread
 from rft.io import append_jsonl
 from rft.model.policy import PolicyLM, ValueHead
 from rft.rng import probe_seed, rollout_seed
+from rft.rollout.backend import rollout_engine_stats
 from rft.rollout.prompts import encode_prompts
 
 log = logging.getLogger(__name__)
@@ -104,6 +106,7 @@ class Rollout(RowBatch):
     policy_mask: torch.Tensor | None = None
     value_mask: torch.Tensor | None = None
     reward_scores: torch.Tensor | None = None
+    sampler_logp: torch.Tensor | None = None  # (N, T) the sampler's own (rollout.backend=vllm)
 
 
 Critic = tuple["PolicyLM | None", ValueHead]
@@ -142,7 +145,8 @@ class PPO(RFTModule):
         # Value heads are fresh linear layers: they get their own learning rate
         # (alg.value_head_lr), else they learn far slower than a short run needs.
         heads = {id(p) for m in self.modules() if isinstance(m, ValueHead) for p in m.parameters()}
-        params = self.trainable_parameters()
+        # requires_grad: a LoRA policy (or value model) trains its adapters only
+        params = [p for p in self.trainable_parameters() if p.requires_grad]
         head_lr = self.a.value_head_lr or self.a.lr
         groups = [
             {"params": [p for p in params if id(p) not in heads], "lr": self.a.lr},
@@ -214,8 +218,12 @@ class PPO(RFTModule):
         r = Rollout(
             p_ids, p_mask, comp.ids, comp.mask, scores, policy_mask=comp.mask, value_mask=comp.mask
         )
+        r.sampler_logp = comp.logprobs
         self.score_rollout(r)
         t3 = time.perf_counter()
+        if r.sampler_logp is not None:  # another engine sampled: how far its numerics are off
+            stats.update(logprob_gap_stats(r.old_logp, r.sampler_logp, r.mask, self.a.tis_cap))
+        stats.update(rollout_engine_stats(self.policy))
         n_tokens = int(comp.mask.sum())
         stats.update(
             {
@@ -302,6 +310,9 @@ class PPO(RFTModule):
                 logits, values = self.values_and_logits(mb)
                 logp = logprobs_from_logits(logits, mb.ids)
                 adv = masked_whiten(mb.advantages, mb.policy_mask)
+                if a.tis_cap and mb.sampler_logp is not None:
+                    # TIS: w · (clipped loss) = the clipped loss of w · A, as w ≥ 0 (core/tis.py)
+                    adv = adv * tis_weights(mb.old_logp, mb.sampler_logp, a.tis_cap)
                 pg_loss, pg_stats = ppo_policy_loss(
                     logp, mb.old_logp, adv, mb.policy_mask, a.clip_range
                 )

@@ -153,9 +153,9 @@ class SFT(RFTModule):
         return self.index_loader(len(self.pairs), sampler)
 
     def configure_optimizers(self):
-        return torch.optim.AdamW(
-            self.policy.parameters(), lr=self.lr, weight_decay=self.weight_decay
-        )
+        # requires_grad: a LoRA policy trains its adapters only
+        params = [p for p in self.policy.parameters() if p.requires_grad]
+        return torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
 
     def sft_loss(self, examples) -> torch.Tensor:
         tok = self.policy.tokenizer

@@ -12,6 +12,7 @@ import torch
 
 from rft.config import choice
 from rft.model.load import load_model
+from rft.model.lora import LoraReference, add_lora, has_adapters
 from rft.model.policy import PolicyLM
 
 
@@ -23,6 +24,21 @@ def load_policy(model_cfg, init_from: str | None = None) -> PolicyLM:
         model_cfg.init_from = init_from
     model, tok = load_model(model_cfg)
     return PolicyLM(model, tok, kind=choice(model_cfg.kind))
+
+
+def load_trained_policy(model_cfg, init_from: str | None = None, seed: int = 0) -> PolicyLM:
+    """The policy a run trains: ``load_policy``, with LoRA adapters when model.lora.r > 0
+    (their init seeded by ``seed``)."""
+    return add_lora(load_policy(model_cfg, init_from=init_from), model_cfg.lora, seed)
+
+
+def reference_policy(policy: PolicyLM, dtype: torch.dtype | None = None) -> PolicyLM:
+    """π_ref for ``policy`` at the start of training: a LoRA policy's own weights with the
+    adapters off (no copy; rft.model.lora.LoraReference), else a frozen copy (``dtype``: see
+    frozen_copy)."""
+    if has_adapters(policy.model):
+        return LoraReference(policy)
+    return frozen_copy(policy, dtype)
 
 
 def frozen_copy(policy: PolicyLM, dtype: torch.dtype | None = None) -> PolicyLM:

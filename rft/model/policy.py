@@ -38,11 +38,13 @@ class Completions:
     """A batch of sampled completions, right-padded.
 
     ids (B, T) token ids (pad after the end), mask (B, T) 1 for the completion's own tokens
-    (up to and including EOS).
+    (up to and including EOS), logprobs (B, T) the sampler's log-probs of its tokens where the
+    backend reports them (rollout.backend=vllm; None for HF generate).
     """
 
     ids: torch.Tensor
     mask: torch.Tensor
+    logprobs: torch.Tensor | None = None
 
 
 def completion_mask(ids: torch.Tensor, eos_id: int | None) -> torch.Tensor:
@@ -65,6 +67,11 @@ def appends_eos(tokenizer) -> bool:
 
 class PolicyLM(nn.Module):
     """Wraps a Hugging Face LM: scoring of completions and batched sampling."""
+
+    rollout_engine = None
+    """Another sampler of this policy (rft.rollout.backend.attach_rollout_backend: a vLLM
+    engine); None: ``generate`` runs Hugging Face's. Copies of the policy (π_ref, a separate
+    value model, NLPO's mask policy) do not inherit it: they are other models."""
 
     def __init__(self, model: nn.Module, tokenizer, kind: str = "causal"):
         super().__init__()
@@ -155,7 +162,20 @@ class PolicyLM(nn.Module):
         ``generation`` holds do_sample / top_k / top_p / temperature / num_beams (a
         GenerationConfig from the config); top_k = 0 disables top-k. ``logits_processor`` (a
         LogitsProcessorList) runs before the sampling warpers, e.g. to force restart prefixes.
+        With a ``rollout_engine`` (rollout.backend=vllm) the engine samples whatever it
+        supports, in this layout plus the sampler's log-probs (rft/rollout/vllm_engine.py).
         """
+        engine = self.rollout_engine
+        if engine is not None and engine.supports(generation, logits_processor):
+            return engine.generate(
+                self,
+                prompt_ids,
+                prompt_mask,
+                max_new_tokens,
+                min_new_tokens,
+                generation,
+                logits_processor,
+            )
         tok = self.tokenizer
         enc_ids, enc_mask = self.encoder_inputs(prompt_ids, prompt_mask)
         kwargs = dict(

