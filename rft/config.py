@@ -458,6 +458,12 @@ class HardwareConfig:
         None, "CPU threads; null: SLURM_CPUS_PER_TASK if set, else torch's default"
     )
     matmul_precision: str | None = knob(None, 'torch matmul precision; "high" enables TF32 on GPUs')
+    attention: str = knob(
+        "auto",
+        "attention kernel: auto (eager for scoring/update passes on CPU when prompt + completion"
+        " ≤ 512 tokens, ~15% faster updates; the model's own otherwise) | model | eager | sdpa"
+        " | flash_attention_2",
+    )
 
 
 # ------------------------------------------------------------------------------------- logger

@@ -31,6 +31,7 @@ from rft.errors import ConfigError, instantiate
 from rft.eval.evaluate import check_eval_config
 from rft.io import read_history, truncate_history, write_json_atomic
 from rft.loggers import make_loggers
+from rft.model import attention
 from rft.model.build import (  # noqa: F401 - frozen_copy, load_policy: the tests import them here
     frozen_copy,
     load_policy,
@@ -258,6 +259,11 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, float
     preflight(cfg)  # the machine and the generator can honour the config
     quiet_libraries()
     setup_hardware(cfg)
+    with attention.configured(cfg):  # hardware.attention: the kernel of each kind of pass
+        return _run(cfg, run_dir)
+
+
+def _run(cfg: DictConfig, run_dir: str | Path | None) -> dict[str, float]:
     run_dir = Path(run_dir) if run_dir else default_run_dir(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))

@@ -29,6 +29,7 @@ from rft.model.lora import (
     save_merged,
 )
 from rft.model.policy import PolicyLM
+from rft.optim import adamw
 from rft.rollout.prompts import IterationSampler
 
 log = logging.getLogger(__name__)
@@ -150,7 +151,7 @@ class RFTModule(L.LightningModule):
         heads) or another model override it."""
         a = self.cfg.alg
         params = [p for p in self.policy.parameters() if p.requires_grad]
-        return torch.optim.AdamW(params, lr=a.lr, weight_decay=a.weight_decay)
+        return adamw(params, lr=a.lr, weight_decay=a.weight_decay)
 
     @property
     def counts_steps(self) -> bool:

@@ -70,6 +70,7 @@ from rft.core.tis import logprob_gap_stats, tis_weights
 from rft.diagnostics.reward_stats import rollout_reward_spread
 from rft.io import append_jsonl
 from rft.model.policy import PolicyLM, ValueHead
+from rft.optim import adamw
 from rft.rng import probe_seed, rollout_seed
 from rft.rollout.backend import rollout_engine_stats
 from rft.rollout.prompts import encode_prompts
@@ -152,7 +153,7 @@ class PPO(RFTModule):
             {"params": [p for p in params if id(p) not in heads], "lr": self.a.lr},
             {"params": [p for p in params if id(p) in heads], "lr": head_lr},
         ]
-        return torch.optim.AdamW(groups, lr=self.a.lr, weight_decay=self.a.weight_decay)
+        return adamw(groups, lr=self.a.lr, weight_decay=self.a.weight_decay)
 
     # ------------------------------------------------------------------ model calls
     def critic(self, r: Rollout) -> Critic:

@@ -44,6 +44,7 @@ from rft.core.reward_model import (
 )
 from rft.errors import ConfigError, DataError
 from rft.io import atomic_dir, write_json_atomic
+from rft.optim import adamw
 from rft.rng import rank_seed
 
 TINY_SEED = 1234  # tiny backbones are rebuilt identically, like rft.model.load's tiny policies
@@ -188,9 +189,7 @@ class _RewardModelModule(RFTModule):
         return self.index_loader(len(self.items), sampler)
 
     def configure_optimizers(self):
-        return torch.optim.AdamW(
-            self.model.parameters(), lr=self.lr, weight_decay=self.weight_decay
-        )
+        return adamw(self.model.parameters(), lr=self.lr, weight_decay=self.weight_decay)
 
     def logits(self, texts: list[str]) -> torch.Tensor:
         """(len(texts), num_labels) logits of one forward pass (truncated to alg.max_length)."""

@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader, Sampler
 
 from rft.alg.base import RFTModule
 from rft.core import logprobs_from_logits, masked_mean
+from rft.optim import adamw
 from rft.rng import data_subset_rng, rank_seed, step_batch_rng
 from rft.rollout.prompts import encode_continuations, encode_prompts
 
@@ -155,7 +156,7 @@ class SFT(RFTModule):
     def configure_optimizers(self):
         # requires_grad: a LoRA policy trains its adapters only
         params = [p for p in self.policy.parameters() if p.requires_grad]
-        return torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
+        return adamw(params, lr=self.lr, weight_decay=self.weight_decay)
 
     def sft_loss(self, examples) -> torch.Tensor:
         tok = self.policy.tokenizer

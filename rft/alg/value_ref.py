@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rft.model.policy import PolicyLM
+from rft.optim import adamw
 from rft.progress import batch_starts
 from rft.rollout.prompts import encode_prompts
 
@@ -219,7 +220,7 @@ def _fit(
     def mse(rows: Tensor) -> float:
         return sample_mse(head, feats, mask, targets, prompt_idx, rows)
 
-    opt = torch.optim.AdamW(head.parameters(), lr=lr)
+    opt = adamw(head.parameters(), lr=lr)
     best = _snapshot(head, 0, mse(va), mse(tr))
     out = {
         "val_mse_init": best["val_mse"],

@@ -32,6 +32,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from rft.model import attention
+
 
 @dataclass
 class Completions:
@@ -110,6 +112,7 @@ class PolicyLM(nn.Module):
         """Logits (B, T, V) predicting each completion token, and the last hidden states (B, T, H)
         of the states s_t = prompt + y_<t (for value heads)."""
         T = completion_ids.shape[1]
+        attention.use(self.model, "scoring")  # hardware.attention (rft/model/attention.py)
         if self.is_seq2seq:
             dec_in = self.model._shift_right(completion_ids)  # decoder_start, y_0 .. y_{T-2}
             dec_mask = torch.cat(
@@ -199,6 +202,7 @@ class PolicyLM(nn.Module):
             kwargs["logits_processor"] = logits_processor
         was_training = self.model.training
         self.model.eval()
+        attention.use(self.model, "generation")
         try:
             out = self.model.generate(**kwargs)
         except ValueError as e:  # transformers' verdict on a decoding setting: name the key
