@@ -24,14 +24,20 @@ def _tensors(params) -> list[torch.Tensor]:
     return out
 
 
-def adamw(params: Iterable, lr: float, weight_decay: float = 0.0) -> torch.optim.AdamW:
-    """AdamW over ``params`` (tensors or parameter-group dicts), fused when every tensor is a
-    floating-point tensor on one device type that has the fused kernel."""
+def adamw(
+    params: Iterable, lr: float, weight_decay: float = 0.0, fused: bool = True
+) -> torch.optim.AdamW:
+    """AdamW over ``params`` (tensors or parameter-group dicts), fused when ``fused`` and every
+    tensor is a floating-point tensor on one device type that has the fused kernel. Modules
+    clip gradients with torch's clip_grad_norm_ (RFTModule.clip_grad_norm): Lightning's
+    clip_gradients refuses fused optimizers under mixed precision, and fp16's loss scaling
+    (where it is needed) is the one case that asks for fused=False."""
     params = list(params)
     tensors = _tensors(params)
     kinds = {t.device.type for t in tensors}
     fused = (
-        bool(tensors)
+        fused
+        and bool(tensors)
         and len(kinds) == 1
         and kinds <= set(FUSED_DEVICES)
         and all(t.is_floating_point() for t in tensors)

@@ -151,7 +151,7 @@ class RFTModule(L.LightningModule):
         heads) or another model override it."""
         a = self.cfg.alg
         params = [p for p in self.policy.parameters() if p.requires_grad]
-        return adamw(params, lr=a.lr, weight_decay=a.weight_decay)
+        return adamw(params, lr=a.lr, weight_decay=a.weight_decay, fused=not self.lightning_clips)
 
     @property
     def counts_steps(self) -> bool:
@@ -187,11 +187,31 @@ class RFTModule(L.LightningModule):
         opt = self.optimizers()
         opt.zero_grad()
         self.manual_backward(loss)
-        if self.max_grad_norm:
+        self.clip_grad_norm(opt)
+        opt.step()
+
+    @property
+    def lightning_clips(self) -> bool:
+        """Lightning must clip the gradients (and the optimizer is not fused): fp16 mixed
+        precision scales them by a GradScaler, and FSDP shards them across ranks."""
+        hw = self.cfg.hardware
+        return str(hw.precision).startswith("16") or "fsdp" in str(hw.get("strategy", ""))
+
+    def clip_grad_norm(self, opt) -> None:
+        """Clip the global gradient norm of ``opt``'s parameters to ``max_grad_norm`` (if set).
+        fp32 and bf16-mixed gradients are unscaled, so torch's clip is exact, and it works with
+        the fused AdamW (rft/optim.py), which Lightning's clip_gradients refuses under mixed
+        precision. Under fp16's loss scaling (Lightning unscales first) and FSDP (sharded
+        gradients) Lightning clips, and the optimizer is not fused (``lightning_clips``)."""
+        if not self.max_grad_norm:
+            return
+        if self.lightning_clips:
             self.clip_gradients(
                 opt, gradient_clip_val=self.max_grad_norm, gradient_clip_algorithm="norm"
             )
-        opt.step()
+            return
+        params = [p for g in opt.param_groups for p in g["params"] if p.grad is not None]
+        torch.nn.utils.clip_grad_norm_(params, self.max_grad_norm)
 
     def on_fit_start(self) -> None:
         # Lightning keeps each submodule's train/eval mode, and every model loads in eval mode

@@ -478,10 +478,7 @@ class GroupPG(RFTModule):
                     for k, v in st.items():
                         # losses are shares of the minibatch loss: sum them; the rest average
                         step[k] = step.get(k, 0.0) + float(v) * (1.0 if k in additive else w)
-                if self.max_grad_norm:
-                    self.clip_gradients(
-                        opt, gradient_clip_val=self.max_grad_norm, gradient_clip_algorithm="norm"
-                    )
+                self.clip_grad_norm(opt)
                 opt.step()
                 n_steps += 1
                 for k, v in step.items():

@@ -153,7 +153,9 @@ class PPO(RFTModule):
             {"params": [p for p in params if id(p) not in heads], "lr": self.a.lr},
             {"params": [p for p in params if id(p) in heads], "lr": head_lr},
         ]
-        return adamw(groups, lr=self.a.lr, weight_decay=self.a.weight_decay)
+        return adamw(
+            groups, lr=self.a.lr, weight_decay=self.a.weight_decay, fused=not self.lightning_clips
+        )
 
     # ------------------------------------------------------------------ model calls
     def critic(self, r: Rollout) -> Critic:

@@ -189,7 +189,12 @@ class _RewardModelModule(RFTModule):
         return self.index_loader(len(self.items), sampler)
 
     def configure_optimizers(self):
-        return adamw(self.model.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        return adamw(
+            self.model.parameters(),
+            lr=self.lr,
+            weight_decay=self.weight_decay,
+            fused=not self.lightning_clips,
+        )
 
     def logits(self, texts: list[str]) -> torch.Tensor:
         """(len(texts), num_labels) logits of one forward pass (truncated to alg.max_length)."""

@@ -156,7 +156,9 @@ class SFT(RFTModule):
     def configure_optimizers(self):
         # requires_grad: a LoRA policy trains its adapters only
         params = [p for p in self.policy.parameters() if p.requires_grad]
-        return adamw(params, lr=self.lr, weight_decay=self.weight_decay)
+        return adamw(
+            params, lr=self.lr, weight_decay=self.weight_decay, fused=not self.lightning_clips
+        )
 
     def sft_loss(self, examples) -> torch.Tensor:
         tok = self.policy.tokenizer
