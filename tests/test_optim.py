@@ -10,6 +10,7 @@ import torch
 from rft.alg.base import RFTModule
 from rft.optim import adamw
 from rft.train import train
+from tests.alg.test_group import GROUP_SMALL
 from tests.conftest import PPO_SMALL, SFT_SMALL, compose_cfg, tiny_overrides
 
 THREADS = "hardware.torch_threads=1"
@@ -40,18 +41,7 @@ def test_fused_when_it_can_and_the_same_update_as_the_for_loop():
     [
         PPO_SMALL,
         SFT_SMALL,
-        (
-            "alg=grpo",
-            "alg.n_iterations=2",
-            "alg.rollout_prompts=4",
-            "alg.samples_per_prompt=2",
-            "alg.minibatch_size=4",
-            "alg.eval_every=0",
-            "alg.lr=1e-3",
-            "reward=custom",
-            "reward._target_=rft.reward.basic.length_reward",
-            "+reward.target_words=3",
-        ),
+        ("alg=grpo", *GROUP_SMALL),
     ],
     ids=["ppo", "sft", "grpo"],
 )
