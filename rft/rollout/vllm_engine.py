@@ -134,7 +134,12 @@ class VLLMEngine:
     def sync(self, policy: PolicyLM) -> float:
         """Load the policy's current weights into the engine; returns the seconds it took."""
         t0 = time.perf_counter()
-        weights = ((k, v.detach()) for k, v in policy_weights(policy.model).items())
+        # in the engine's dtype: vLLM would cast each fp32 tensor itself, with a warning per tensor
+        dtype = getattr(torch, self.dtype, None)  # None: "auto", vLLM decides
+        weights = (
+            (k, v.detach().to(dtype) if dtype and v.is_floating_point() else v.detach())
+            for k, v in policy_weights(policy.model).items()
+        )
         self.llm.collective_rpc(
             "reload_weights",
             kwargs={"weights_iterator": weights, "is_checkpoint_format": True},
@@ -168,6 +173,11 @@ class VLLMEngine:
         # without a tokenizer (by design) vLLM's chat-template warmup fails and says so at length
         logging.getLogger("vllm.renderers.base").addFilter(
             lambda r: "Chat template warmup failed" not in r.getMessage()
+        )
+        # a reload puts the rotary embedding's cos/sin table (computed from the config, not a
+        # weight) back as it was, and warns at every sync that no weights were loaded into it
+        logging.getLogger("vllm.model_executor.model_loader.reload.layerwise").addFilter(
+            lambda r: "RotaryEmbedding: Failed to load weights" not in r.getMessage()
         )
 
         model = base_model(policy.model)

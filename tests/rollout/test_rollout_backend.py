@@ -124,3 +124,33 @@ def test_what_vllm_cannot_run_goes_to_hf_with_one_note(vllm_policy, caplog):
     ids, mask = encode_prompts(vllm_policy.tokenizer, ["the film was"], 8)
     out = vllm_policy.generate(ids, mask, 4, 4, GenerationConfig(), masked)
     assert out.ids.shape == (1, 4) and out.logprobs is None and engine.llm is None
+
+
+class RecordingLLM:
+    """Stands in for vLLM's LLM: records what a sync hands it."""
+
+    def __init__(self):
+        self.loaded, self.prefix_resets = None, 0
+
+    def collective_rpc(self, method, kwargs):
+        assert method == "reload_weights" and kwargs["is_checkpoint_format"]
+        self.loaded = dict(kwargs["weights_iterator"])
+
+    def reset_prefix_cache(self):
+        self.prefix_resets += 1
+
+
+@pytest.mark.parametrize("engine_dtype", ["bfloat16", "float32", "auto"])
+def test_sync_sends_the_engine_dtype_and_drops_the_prefix_cache(vllm_policy, engine_dtype):
+    # vLLM casts an fp32 tensor into a bf16 parameter itself, but warns once per tensor at every
+    # sync: the engine gets its own dtype ("auto": whatever the policy holds)
+    engine = vllm_policy.rollout_engine
+    engine.dtype, engine.llm = engine_dtype, RecordingLLM()
+    engine.sync(vllm_policy)
+    sent, own = engine.llm.loaded, vllm_policy.model.state_dict()
+    assert sent.keys() == own.keys() and engine.llm.prefix_resets == 1
+    want = {"bfloat16": torch.bfloat16}.get(engine_dtype, torch.float32)
+    for k, v in sent.items():
+        assert v.dtype == (want if own[k].is_floating_point() else own[k].dtype), k
+        torch.testing.assert_close(v, own[k].to(v.dtype), rtol=0, atol=0)
+    assert engine.weights_version(vllm_policy) == engine._synced and engine.n_syncs == 1
