@@ -367,9 +367,10 @@ class GroupPG(RFTModule):
         old, ref = [], []
         for idx in torch.arange(len(b), device=b.ids.device).split(self.a.score_batch_size):
             c = b.index(idx)
-            # another engine sampled (rollout.backend=vllm): the trainer's log-probs of its
-            # tokens are needed for the log-prob gap and TIS, whatever the number of steps
-            if self.needs_old_logp or b.sampler_logp is not None:
+            # not with one optimizer step per batch: the update's own first forward gives the
+            # sampling policy's log-probs, also those that the log-prob gap and TIS compare
+            # with another engine's (rollout.backend=vllm): no second forward pass for them
+            if self.needs_old_logp:
                 logits, _ = self.policy(c.prompt_ids, c.prompt_mask, c.ids, c.mask)
                 old.append(logprobs_from_logits(logits, c.ids))
             if self.use_ref:
@@ -407,7 +408,8 @@ class GroupPG(RFTModule):
 
     # ------------------------------------------------------------------ update
     def micro_loss(self, mb: GroupBatch, n_seqs: int, n_tokens: float):
-        """The loss of one micro-batch as its share of its minibatch's loss, and its stats."""
+        """The loss of one micro-batch as its share of its minibatch's loss, its stats, and the
+        policy's log-probs of its tokens (detached)."""
         a = self.a
         logits, _ = self.policy(mb.prompt_ids, mb.prompt_mask, mb.ids, mb.mask)
         logp = logprobs_from_logits(logits, mb.ids)  # (n, T)
@@ -451,7 +453,7 @@ class GroupPG(RFTModule):
             loss = loss - a.ent_coef * ent_agg
         stats["policy/entropy"] = masked_mean(ent.detach(), mb.mask)
         stats["loss/total"] = loss.detach()
-        return loss, stats
+        return loss, stats, logp.detach()
 
     def update(self, b: GroupBatch) -> dict[str, float]:
         """μ passes over the batch; one optimizer step per minibatch, accumulated over
@@ -462,6 +464,10 @@ class GroupPG(RFTModule):
         counts: dict[str, int] = {}
         additive = ("loss/policy", "loss/kl", "loss/total")
         n_steps = 0
+        # unscored batch (one step per batch) from another engine: keep the first forward's
+        # log-probs, the sampling policy's own, for the log-prob gap (training_step)
+        keep_logp = b.old_logp is None and b.sampler_logp is not None
+        first_logp = torch.zeros_like(b.sampler_logp, dtype=torch.float32) if keep_logp else None
         for _ in range(a.num_iterations):
             for mb_idx in torch.randperm(len(b), device=b.ids.device).split(a.minibatch_size):
                 mb = b.index(mb_idx)
@@ -472,7 +478,9 @@ class GroupPG(RFTModule):
                     a.micro_batch_size
                 ):
                     micro = mb.index(micro_idx)
-                    loss, st = self.micro_loss(micro, n_seqs, n_tokens)
+                    loss, st, logp = self.micro_loss(micro, n_seqs, n_tokens)
+                    if keep_logp:
+                        first_logp[mb_idx[micro_idx]] = logp.float()
                     self.manual_backward(loss)
                     w = len(micro) / n_seqs
                     for k, v in st.items():
@@ -486,6 +494,8 @@ class GroupPG(RFTModule):
                     counts[k] = counts.get(k, 0) + 1
         out = {k: v / counts[k] for k, v in sums.items()}
         out["policy/optimizer_steps"] = float(n_steps)
+        if keep_logp:
+            b.old_logp = first_logp
         return out
 
     def kl_stats(self, b: GroupBatch) -> dict[str, float]:
@@ -507,8 +517,6 @@ class GroupPG(RFTModule):
         indices = self.draw_prompts(it, batch)
         b, stats = self.collect(it, indices)
         t_score = self.score(b)
-        if b.sampler_logp is not None:  # another engine sampled: how far its numerics are off
-            stats.update(logprob_gap_stats(b.old_logp, b.sampler_logp, b.mask, self.a.tis_cap))
         stats.update(rollout_engine_stats(self.policy))
         # k1/k2/k3 of the sampling policy: from its scored log-probs here, or (one optimizer
         # step per batch, nothing scored) from the update's own first forward (micro_loss)
@@ -517,6 +525,8 @@ class GroupPG(RFTModule):
         t0 = time.perf_counter()
         stats.update(self.update(b))
         t_update = time.perf_counter() - t0
+        if b.sampler_logp is not None:  # another engine sampled: how far its numerics are off
+            stats.update(logprob_gap_stats(b.old_logp, b.sampler_logp, b.mask, self.a.tis_cap))
         lengths = b.mask.sum(-1).float()
         eos = self.policy.tokenizer.eos_token_id
         last_tok = b.ids.gather(1, (lengths.long() - 1).clamp(min=0)[:, None]).squeeze(1)

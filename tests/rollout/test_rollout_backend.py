@@ -14,12 +14,15 @@ import torch
 from transformers import LogitsProcessorList, TopKLogitsWarper
 
 from rft.config import GenerationConfig
+from rft.core.logprobs import logprobs_from_logits
 from rft.errors import ConfigError
 from rft.rollout.backend import attach_rollout_backend, check_rollout_config
 from rft.rollout.guide import ForcedPrefixProcessor
 from rft.rollout.prompts import encode_prompts
 from rft.train import load_policy, train
+from tests.alg.test_group import GROUP_SMALL
 from tests.conftest import PPO_SMALL, compose_cfg, tiny_overrides
+from tests.integration.test_train import history
 
 
 @pytest.fixture
@@ -154,3 +157,72 @@ def test_sync_sends_the_engine_dtype_and_drops_the_prefix_cache(vllm_policy, eng
         assert v.dtype == (want if own[k].is_floating_point() else own[k].dtype), k
         torch.testing.assert_close(v, own[k].to(v.dtype), rtol=0, atol=0)
     assert engine.weights_version(vllm_policy) == engine._synced and engine.n_syncs == 1
+
+
+class OffsetEngine:
+    """Stands in for the vLLM engine: HF generate's samples, reported with log-probs exactly
+    ``offset`` below the trainer's own, as a sampler with other numerics would."""
+
+    offset = 0.25
+
+    def __deepcopy__(self, memo):  # π_ref gets no engine, as with the real one
+        return None
+
+    def supports(self, generation, logits_processor):
+        return True
+
+    def pop_stats(self):
+        return {}
+
+    @torch.no_grad()
+    def generate(self, policy, prompt_ids, prompt_mask, max_new, min_new, generation, lp):
+        policy.rollout_engine = None
+        try:
+            out = policy.generate(prompt_ids, prompt_mask, max_new, min_new, generation, lp)
+            logits, _ = policy(prompt_ids, prompt_mask, out.ids, out.mask)
+        finally:
+            policy.rollout_engine = self
+        out.logprobs = (logprobs_from_logits(logits, out.ids) - self.offset) * out.mask
+        return out
+
+
+def test_group_one_step_per_batch_gets_the_gap_from_the_update_forward(
+    prompts_file, tmp_path, monkeypatch
+):
+    # One optimizer step per batch: the update's first forward is the sampling policy's, so
+    # the log-prob gap to another engine needs no scoring pass of the policy (π_ref's only)
+    import rft.train as rft_train
+    from rft.alg.group import GroupPG
+    from rft.model.policy import PolicyLM
+
+    monkeypatch.setattr(
+        rft_train,
+        "attach_rollout_backend",
+        lambda policy, cfg: setattr(policy, "rollout_engine", OffsetEngine()),
+    )
+    scoring, policy_forwards = [None], []
+    real_score, real_forward = GroupPG.score, PolicyLM.forward
+
+    def score(self, b):
+        scoring[0] = self.policy
+        try:
+            return real_score(self, b)
+        finally:
+            scoring[0] = None
+
+    def forward(self, *args, **kwargs):
+        if self is scoring[0]:
+            policy_forwards.append(1)
+        return real_forward(self, *args, **kwargs)
+
+    monkeypatch.setattr(GroupPG, "score", score)
+    monkeypatch.setattr(PolicyLM, "forward", forward)
+    small = [o for o in GROUP_SMALL if not o.startswith("alg.minibatch_size")]
+    cfg = compose_cfg(*tiny_overrides(prompts_file), "alg=grpo", *small, "alg.minibatch_size=8")
+    train(cfg, run_dir=tmp_path)
+    rows = [r for r in history(tmp_path) if "reward/mean" in r]
+    assert len(rows) == 2 and not policy_forwards
+    for r in rows:
+        assert r["policy/optimizer_steps"] == 1
+        assert r["rollout/logprob_gap_mean"] == pytest.approx(OffsetEngine.offset, abs=1e-4)
+        assert r["rollout/logprob_gap_kl"] == pytest.approx(-OffsetEngine.offset, abs=1e-4)
