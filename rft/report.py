@@ -578,10 +578,13 @@ def setting_labels(jobs: list[Job], swept: list[str]) -> dict[str, str]:
     for j in jobs:
         if j.name == "init":
             labels[j.name] = "init"
-        elif len(varying) == 1:
-            labels[j.name] = j.overrides.get(varying[0], MISSING)
+        elif len(varying) == 1 and varying[0] in j.overrides:
+            labels[j.name] = j.overrides[varying[0]]
         else:
-            labels[j.name] = _label(j, [k for k in (varying or settings) if k in j.overrides])
+            keys = [k for k in (varying or settings) if k in j.overrides]
+            # a job without the varying key (a mode=evaluate baseline beside alg=...): its own
+            # setting keys say what it is
+            labels[j.name] = _label(j, keys or [k for k in settings if k in j.overrides])
     return labels
 
 

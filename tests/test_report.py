@@ -327,3 +327,20 @@ def test_by_groups_settings_by_the_named_keys_only(tmp_path):
     assert "not compared (`--by`): `alg.data_path`" in res["markdown"]
     with pytest.raises(ValueError, match=r"--by lr: lr does not differ .*swept keys: alg"):
         build_report(sweep, tmp_path / "bad", by=["lr"])
+
+
+def test_a_job_without_the_varying_key_is_labelled_by_its_own_keys(tmp_path):
+    # `--by alg,mode` over alg=dpo / alg=nll runs and their mode=evaluate baseline: only alg
+    # varies among the jobs that set it, and the baseline sets mode alone
+    sweep = tmp_path / "fam"
+    rewards = [[0.1, 0.1], [0.2, 0.2], [0.3, 0.1], [0.0, 0.2]]
+    for name, over in {
+        "base": ["mode=evaluate"],
+        "dpo": ["alg=dpo", "seed=0"],
+        "nll": ["alg=nll", "seed=0"],
+    }.items():
+        job = make_job(sweep, name, over, metrics={"test/reward_mean": 0.0})
+        write_eval(job, "test", 1, rewards)
+    res = build_report(sweep, tmp_path / "out", baseline="base", by=["alg", "mode"])
+    labels = [ln.split(" | ")[0].lstrip("| ") for ln in res["paired"].splitlines()[2:]]
+    assert "mode=evaluate" in res["markdown"] and "—" not in labels, labels
