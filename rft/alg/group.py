@@ -55,7 +55,7 @@ from torch.utils.data import DataLoader
 
 from rft.alg.base import RFTModule, RowBatch
 from rft.config import choice
-from rft.core import entropy_from_logits, logprobs_from_logits, masked_mean
+from rft.core import logprobs_and_entropy, logprobs_from_logits, masked_mean
 from rft.core.group import (
     aggregate,
     batch_whitened_returns,
@@ -412,7 +412,8 @@ class GroupPG(RFTModule):
         policy's log-probs of its tokens (detached)."""
         a = self.a
         logits, _ = self.policy(mb.prompt_ids, mb.prompt_mask, mb.ids, mb.mask)
-        logp = logprobs_from_logits(logits, mb.ids)  # (n, T)
+        # (n, T) each; the entropy is differentiated only for an entropy bonus
+        logp, ent = logprobs_and_entropy(logits, mb.ids, entropy_grad=a.ent_coef != 0.0)
         old = mb.old_logp if mb.old_logp is not None else logp.detach()
         if self.ratio_level == "token":
             per_token, ratio = clipped_surrogate(logp - old, mb.advantages, a.clip_low, a.clip_high)
@@ -447,7 +448,6 @@ class GroupPG(RFTModule):
                 loss = loss + a.kl.beta * kl_loss
                 stats["loss/kl"] = kl_loss.detach()
         with torch.set_grad_enabled(a.ent_coef != 0.0):
-            ent = entropy_from_logits(logits)
             ent_agg = aggregate(ent, mb.mask, self.aggregation, **agg)
         if a.ent_coef:
             loss = loss - a.ent_coef * ent_agg

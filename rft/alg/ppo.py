@@ -54,9 +54,9 @@ from torch.utils.data import DataLoader
 from rft.alg.base import RFTModule, RowBatch
 from rft.config import choice
 from rft.core import (
-    entropy_from_logits,
     explained_variance,
     gae,
+    logprobs_and_entropy,
     logprobs_from_logits,
     make_kl_controller,
     masked_mean,
@@ -311,7 +311,8 @@ class PPO(RFTModule):
             for idx in torch.randperm(len(r), device=r.ids.device).split(a.minibatch_size):
                 mb = r.index(idx)
                 logits, values = self.values_and_logits(mb)
-                logp = logprobs_from_logits(logits, mb.ids)
+                # the entropy is differentiated only for an entropy bonus (ent_coef != 0)
+                logp, ent = logprobs_and_entropy(logits, mb.ids, entropy_grad=a.ent_coef != 0.0)
                 adv = masked_whiten(mb.advantages, mb.policy_mask)
                 if a.tis_cap and mb.sampler_logp is not None:
                     # TIS: w · (clipped loss) = the clipped loss of w · A, as w ≥ 0 (core/tis.py)
@@ -322,8 +323,7 @@ class PPO(RFTModule):
                 vf_loss, vf_stats = ppo_value_loss(
                     values, mb.old_values, mb.returns, mb.value_mask, a.clip_range_vf
                 )
-                with torch.set_grad_enabled(a.ent_coef != 0.0):
-                    entropy = masked_mean(entropy_from_logits(logits), mb.policy_mask)
+                entropy = masked_mean(ent, mb.policy_mask)
                 extra_loss, extra_stats = self.extra_loss(mb)
                 loss = pg_loss + a.vf_coef * vf_loss - a.ent_coef * entropy + extra_loss
                 self.optimizer_step_clipped(loss)

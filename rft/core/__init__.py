@@ -24,7 +24,12 @@ from rft.core.kl import (
     kl_penalty_k1,
     make_kl_controller,
 )
-from rft.core.logprobs import entropy_from_logits, logprobs_from_logits, sequence_logprob
+from rft.core.logprobs import (
+    entropy_from_logits,
+    logprobs_and_entropy,
+    logprobs_from_logits,
+    sequence_logprob,
+)
 from rft.core.masked import masked_mean, masked_sum, masked_var, masked_whiten
 from rft.core.ppo import explained_variance, per_token_rewards, ppo_policy_loss, ppo_value_loss
 
@@ -41,6 +46,7 @@ __all__ = [
     "a_lol_seq_loss",
     "approx_kl",
     "entropy_from_logits",
+    "logprobs_and_entropy",
     "explained_variance",
     "gae",
     "good_priority_weights",

@@ -39,6 +39,40 @@ def entropy_from_logits(logits: Tensor) -> Tensor:
     return torch.stack([_row_entropy(row) for row in logits])
 
 
+@torch.no_grad()
+def _row_entropy_given_log_z(x: Tensor, log_z: Tensor) -> Tensor:
+    """H = -Σ_v p_v log p_v with log p = x - log Z: the log-softmax from the known log Z (one
+    pass), its exp (one pass) and a dot product, instead of a fresh log-softmax, masking and
+    a product. A -inf logit (p = 0) makes 0 · -inf = NaN in the dot product: such rows take
+    the masked path."""
+    logp = x - log_z[:, None]
+    h = -torch.einsum("tv,tv->t", logp.exp(), logp)
+    if not torch.isfinite(h).all():
+        h = _row_entropy(x)
+    return h
+
+
+def logprobs_and_entropy(logits: Tensor, labels: Tensor, entropy_grad: bool = False):
+    """``logprobs_from_logits`` and ``entropy_from_logits`` of the same logits, sharing each
+    row's float32 upcast and logsumexp: the update step's entropy, logged but not trained on,
+    costs 3 passes over the row instead of 9.
+
+    logits: (B, T, V); labels: (B, T) int64. Returns two (B, T) float32 tensors; the entropy
+    has a gradient only with ``entropy_grad`` (an entropy bonus), then computed as
+    ``entropy_from_logits`` does.
+    """
+    if entropy_grad:
+        return logprobs_from_logits(logits, labels), entropy_from_logits(logits)
+    label_logits = logits.gather(-1, labels.unsqueeze(-1)).squeeze(-1).float()  # (B, T)
+    log_z, entropy = [], []
+    for row in logits:
+        x = row.float()
+        lz = torch.logsumexp(x, dim=-1)
+        log_z.append(lz)
+        entropy.append(_row_entropy_given_log_z(x.detach(), lz.detach()))
+    return label_logits - torch.stack(log_z), torch.stack(entropy)
+
+
 def sequence_logprob(token_logp: Tensor, mask: Tensor) -> Tensor:
     """log π(y | x) = Σ_t log π(y_t | s_t) over valid tokens.
 

@@ -1,8 +1,14 @@
 import math
 
+import pytest
 import torch
 
-from rft.core.logprobs import entropy_from_logits, logprobs_from_logits, sequence_logprob
+from rft.core.logprobs import (
+    entropy_from_logits,
+    logprobs_and_entropy,
+    logprobs_from_logits,
+    sequence_logprob,
+)
 
 
 def _reference_logprobs(logits, labels):
@@ -51,3 +57,27 @@ def test_sequence_logprob():
     token_logp = torch.tensor([[-1.0, -2.0, -3.0], [-0.5, -0.25, float("nan")]])
     mask = torch.tensor([[1, 1, 1], [1, 1, 0]])
     assert torch.equal(sequence_logprob(token_logp, mask), torch.tensor([-6.0, -0.75]))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_logprobs_and_entropy_share_a_pass_and_match_the_separate_functions(dtype):
+    torch.manual_seed(0)
+    logits = (4 * torch.randn(3, 5, 1000)).to(dtype)
+    logits[1, 2, 10:] = float("-inf")  # a top-p filtered row takes the masked path
+    labels = torch.randint(0, 10, (3, 5))
+    x = logits.clone().requires_grad_(True)
+    logp, ent = logprobs_and_entropy(x, labels)
+    want_logp = logprobs_from_logits(logits, labels)
+    want_ent = torch.distributions.Categorical(logits=logits.float()).entropy()
+    torch.testing.assert_close(logp, want_logp, rtol=0, atol=0)
+    torch.testing.assert_close(ent, want_ent, rtol=1e-5, atol=1e-5)
+    assert not ent.requires_grad  # logged only: no graph through the entropy
+    logp.sum().backward()
+    y = logits.clone().requires_grad_(True)
+    logprobs_from_logits(y, labels).sum().backward()
+    torch.testing.assert_close(x.grad, y.grad)
+    # with an entropy bonus the entropy is differentiated, as entropy_from_logits does
+    x.grad = None
+    _, ent = logprobs_and_entropy(x, labels, entropy_grad=True)
+    ent.sum().backward()
+    assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
