@@ -243,6 +243,12 @@ class ModelLoraConfig:
         "layers to adapt, by name or name suffix (SmolLM2: [q_proj,k_proj,v_proj,o_proj]; GPT-2:"
         " [c_attn,c_proj]); null: every linear layer except the LM head (peft's all-linear)",
     )
+    base_dtype: str | None = knob(
+        None,
+        "dtype of the adapted layers' frozen base weights: null = bfloat16 under"
+        " hardware.precision=bf16-mixed (autocast runs their matmuls in bf16 anyway: the same"
+        " numbers at half the memory), else the model's | float32 | bfloat16",
+    )
 
 
 @dataclass

@@ -237,7 +237,7 @@ def warm_start(cfg: DictConfig, task, reward_fn, run_dir: Path) -> str | None:
         return str(done)
     ws_dir.mkdir(parents=True, exist_ok=True)
     log.info("Warm start: %d SFT steps on %.1f%% of the SFT pairs", ws.steps, 100 * ws.data_frac)
-    policy = load_trained_policy(cfg.model, seed=cfg.seed)
+    policy = load_trained_policy(cfg.model, seed=cfg.seed, precision=cfg.hardware.precision)
     settings = SFTSettings.for_warm_start(cfg.alg)
     module = SFT(cfg, task, policy, None, reward_fn, ws_dir, settings=settings)
     ws_cfg = OmegaConf.merge(cfg, {"checkpoint": {"save_policy": False}})
@@ -286,7 +286,9 @@ def _run(cfg: DictConfig, run_dir: str | Path | None) -> dict[str, float]:
     module_cls = get_class(cfg.alg._target_)
     if getattr(module_cls, "uses_policy", True):
         init = warm_start(cfg, task, reward_fn, run_dir)
-        policy = load_trained_policy(cfg.model, init_from=init, seed=cfg.seed)
+        policy = load_trained_policy(
+            cfg.model, init_from=init, seed=cfg.seed, precision=cfg.hardware.precision
+        )
         ref = reference_policy(
             policy, torch.bfloat16 if str(cfg.hardware.precision).startswith("bf16") else None
         )

@@ -130,6 +130,49 @@ def test_ppo_trains_only_the_adapters_and_exports_merged_weights(
     torch.testing.assert_close(exported, adapted, atol=1e-5, rtol=1e-5)
 
 
+def test_bf16_mixed_holds_the_frozen_base_in_bf16_and_exports_fp32(
+    prompts_file, tmp_path, monkeypatch
+):
+    # under bf16 autocast the frozen linear weights only ever reach a matmul as bf16: they are
+    # held in bf16 (half their memory), the adapters, norms and embeddings stay fp32
+    over = tiny_overrides(prompts_file, *PPO_SMALL, *LORA, "hardware=cpu")
+    cfg = compose_cfg(*over)
+    assert str(cfg.hardware.precision) == "bf16-mixed"
+    seen = trained_module(monkeypatch)
+    run = tmp_path / "run"
+    train(cfg, run_dir=run)
+    policy = seen["module"].policy
+    fresh = load_model(cfg.model)[0].state_dict()
+    base = base_state_dict(policy.model)
+    adapted = {n for n in base if n.endswith(".weight") and ".c_" in n}  # GPT-2's Conv1D layers
+    assert adapted and all(base[n].dtype == torch.bfloat16 for n in adapted)
+    assert all(torch.equal(base[n], fresh[n].to(torch.bfloat16)) for n in adapted)
+    assert all(torch.equal(base[n], fresh[n]) for n in base if n not in adapted)
+    assert all(p.dtype == torch.float32 for p in adapter_params(policy).values())
+    # policy/: fp32 weights, the bf16-held base plus the adapters' update
+    plain = AutoModelForCausalLM.from_pretrained(str(run / "policy")).eval()
+    assert {p.dtype for p in plain.parameters()} == {torch.float32}
+    policy.eval()
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        want, _ = policy(*batch())
+        got, _ = PolicyLM(plain, policy.tokenizer)(*batch())
+    torch.testing.assert_close(got.float(), want.float(), atol=0.05, rtol=0.05)
+    # a resume must hold the base as the checkpoint's adapters were trained on
+    with pytest.raises(ConfigError, match=r"held in bfloat16, this run holds them in float32"):
+        train(compose_cfg(*over, "model.lora.base_dtype=float32"), run_dir=run)
+
+
+def test_lora_base_dtype_follows_the_precision_unless_set():
+    from rft.model.lora import lora_base_dtype
+
+    lora = compose_cfg("model=tiny", *LORA).model.lora
+    assert lora_base_dtype(lora, "bf16-mixed") == torch.bfloat16
+    assert lora_base_dtype(lora, "32-true") is None
+    lora.base_dtype = "float32"
+    assert lora_base_dtype(lora, "bf16-mixed") == torch.float32
+    assert lora_base_dtype(compose_cfg("model=tiny").model.lora, "bf16-mixed") is None  # r = 0
+
+
 def test_sft_trains_only_the_adapters_and_ppo_starts_from_its_merged_policy(
     prompts_file, tmp_path, monkeypatch
 ):

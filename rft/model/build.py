@@ -12,7 +12,7 @@ import torch
 
 from rft.config import choice
 from rft.model.load import load_model
-from rft.model.lora import LoraReference, add_lora, has_adapters
+from rft.model.lora import LoraReference, add_lora, has_adapters, lora_base_dtype
 from rft.model.policy import PolicyLM
 
 
@@ -26,10 +26,14 @@ def load_policy(model_cfg, init_from: str | None = None) -> PolicyLM:
     return PolicyLM(model, tok, kind=choice(model_cfg.kind))
 
 
-def load_trained_policy(model_cfg, init_from: str | None = None, seed: int = 0) -> PolicyLM:
+def load_trained_policy(
+    model_cfg, init_from: str | None = None, seed: int = 0, precision: str = "32-true"
+) -> PolicyLM:
     """The policy a run trains: ``load_policy``, with LoRA adapters when model.lora.r > 0
-    (their init seeded by ``seed``)."""
-    return add_lora(load_policy(model_cfg, init_from=init_from), model_cfg.lora, seed)
+    (their init seeded by ``seed``; the frozen base's dtype follows ``precision``,
+    hardware.precision: rft.model.lora.lora_base_dtype)."""
+    base_dtype = lora_base_dtype(model_cfg.lora, precision)
+    return add_lora(load_policy(model_cfg, init_from=init_from), model_cfg.lora, seed, base_dtype)
 
 
 def reference_policy(policy: PolicyLM, dtype: torch.dtype | None = None) -> PolicyLM:

@@ -63,11 +63,33 @@ def check_lora_config(model_cfg) -> None:
             "so that RL log-ratios compare like with like). Set model.lora.dropout=0, or "
             "model.disable_dropout=false to have dropout everywhere."
         )
+    if lo.get("base_dtype") not in BASE_DTYPES:
+        raise ConfigError(
+            f"model.lora.base_dtype={lo.base_dtype}: one of null (bfloat16 under bf16-mixed, else"
+            " the model's), float32, bfloat16."
+        )
     if lo.target_modules is not None and len(lo.target_modules) == 0:
         raise ConfigError(
             "model.lora.target_modules=[]: name at least one layer (e.g. [q_proj,v_proj]), or "
             "null for every linear layer except the LM head."
         )
+
+
+BASE_DTYPES = (None, "float32", "bfloat16")
+
+
+def lora_base_dtype(lora_cfg, precision: str) -> torch.dtype | None:
+    """The dtype the adapted layers' frozen base weights are held in (None: as loaded).
+
+    Under bf16-mixed autocast every matmul of a frozen linear layer casts its fp32 weight to
+    bf16 at each call, so holding it in bf16 gives the same numbers at half the memory; the
+    norms, embeddings, LM head and the adapters themselves stay as loaded (fp32)."""
+    if not lora_enabled(lora_cfg):
+        return None
+    name = lora_cfg.get("base_dtype")
+    if name is None:
+        return torch.bfloat16 if str(precision) == "bf16-mixed" else None
+    return getattr(torch, name)
 
 
 def adaptable_layers(model: nn.Module) -> list[str]:
@@ -98,9 +120,13 @@ def check_target_modules(model: nn.Module, targets: list[str]) -> None:
 
 
 # ------------------------------------------------------------------------------------ adapters
-def add_lora(policy: PolicyLM, lora_cfg, seed: int = 0) -> PolicyLM:
+def add_lora(
+    policy: PolicyLM, lora_cfg, seed: int = 0, base_dtype: torch.dtype | None = None
+) -> PolicyLM:
     """``policy`` with fresh LoRA adapters (``lora_cfg``: model.lora) on its target layers and
-    every base weight frozen; ``policy`` itself when LoRA is off. Logs the parameter counts."""
+    every base weight frozen, the adapted layers' base weights in ``base_dtype`` (None: as
+    loaded; see lora_base_dtype); ``policy`` itself when LoRA is off. Logs the parameter
+    counts."""
     if not lora_enabled(lora_cfg):
         return policy
     from peft import LoraConfig, TaskType, get_peft_model
@@ -130,6 +156,11 @@ def add_lora(policy: PolicyLM, lora_cfg, seed: int = 0) -> PolicyLM:
                 f"model.lora.target_modules={targets}: peft cannot adapt them ({e}). Name "
                 "linear layers (see rft.model.lora.adaptable_layers)."
             ) from None
+    if base_dtype is not None:
+        for layer in adapted_layers(model).values():
+            base = layer.get_base_layer()
+            if base.weight.dtype != base_dtype:
+                base.weight = nn.Parameter(base.weight.detach().to(base_dtype), requires_grad=False)
     out = PolicyLM(model, policy.tokenizer, kind=policy.kind)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
@@ -187,7 +218,9 @@ def merged_state_dict(peft_model) -> dict[str, torch.Tensor]:
     for name, layer in adapted_layers(peft_model).items():
         w = layer.get_base_layer().weight
         delta = sum(layer.get_delta_weight(a) for a in layer.active_adapters)
-        sd[f"{name}.weight"] = w.detach() + delta.to(w.dtype)
+        # in the wider of the two dtypes: a bf16-held base (lora_base_dtype) exports fp32
+        dtype = torch.promote_types(w.dtype, delta.dtype)
+        sd[f"{name}.weight"] = w.detach().to(dtype) + delta.to(dtype)
     return sd
 
 
@@ -306,13 +339,22 @@ def checkpoint_identity(policy: PolicyLM | None) -> dict | None:
         "r": int(c.r),
         "alpha": float(c.lora_alpha),
         "target_modules": adapted_kinds(policy.model),
+        "base_dtype": base_weights_dtype(policy.model),
         "base": base_fingerprint(policy.model),
     }
+
+
+def base_weights_dtype(peft_model) -> str:
+    layers = list(adapted_layers(peft_model).values())
+    dtype = layers[0].get_base_layer().weight.dtype if layers else torch.float32
+    return str(dtype).removeprefix("torch.")
 
 
 def check_resume_identity(saved: dict | None, now: dict | None) -> None:
     """A resume loads adapters only onto the base weights and adapter shape they were trained
     with: a ConfigError naming model.lora / model.init_from otherwise."""
+    if saved is not None and "base_dtype" not in saved:  # written before model.lora.base_dtype
+        saved = {**saved, "base_dtype": "float32"}
     if saved == now:
         return
     fix = "Resume with the model.* settings of the run that wrote the checkpoint, or start fresh."
@@ -325,6 +367,13 @@ def check_resume_identity(saved: dict | None, now: dict | None) -> None:
         raise ConfigError(
             f"resume: the checkpoint holds LoRA adapters (model.lora.r={saved['r']}) and not the "
             "base weights, but this run has LoRA off (model.lora.r=0). " + fix
+        )
+    if saved["base_dtype"] != now["base_dtype"]:
+        raise ConfigError(
+            f"resume: the checkpoint's LoRA adapters were trained on base weights held in "
+            f"{saved['base_dtype']}, this run holds them in {now['base_dtype']} "
+            "(model.lora.base_dtype, whose null follows hardware.precision). Set "
+            f"model.lora.base_dtype={saved['base_dtype']} to resume it."
         )
     if saved["base"] != now["base"]:
         raise ConfigError(
