@@ -9,6 +9,12 @@ switched off (what peft's ``disable_adapter()`` does, layer by layer) and in eva
 frozen copy would run. With B = 0 at the start (peft's init), π_θ = π_ref exactly at step 0, as
 with a frozen copy. PPO's value head reads the policy's (adapted) trunk, unchanged.
 
+Under bf16-mixed autocast the adapted layers' frozen base weights are held in bf16
+(``model.lora.base_dtype``, ``lora_base_dtype``): autocast would cast them to bf16 at every
+matmul anyway, so the forward and backward compute the same numbers with half the base's
+memory and no per-call casts. The adapters, norms, embeddings and LM head stay fp32, and the
+merged export is computed in fp32 (bf16 base + fp32 update).
+
 What is stored where:
 - ``checkpoints/state.ckpt``: the adapters (and value heads, optimizer state, ...), not the base
   weights, which a resume rebuilds from the model config (``checkpoint_identity`` checks that
