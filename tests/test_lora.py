@@ -162,6 +162,21 @@ def test_bf16_mixed_holds_the_frozen_base_in_bf16_and_exports_fp32(
         train(compose_cfg(*over, "model.lora.base_dtype=float32"), run_dir=run)
 
 
+@pytest.mark.parametrize("arch", ["gpt2", "llama"])
+def test_bf16_held_base_gives_bit_identical_logits_under_autocast(arch):
+    cfg = compose_cfg(*ARCHS[arch], *LORA)
+    fp32 = load_trained_policy(cfg.model, seed=0, precision="32-true").eval()
+    bf16 = load_trained_policy(cfg.model, seed=0, precision="bf16-mixed").eval()
+    for p in (fp32, bf16):  # a nonzero update, the same in both
+        for name, q in p.model.named_parameters():
+            if "lora_B" in name:
+                q.data.fill_(0.01)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        want, _ = fp32(*batch())
+        got, _ = bf16(*batch())
+    assert torch.equal(got, want)
+
+
 def test_lora_base_dtype_follows_the_precision_unless_set():
     from rft.model.lora import lora_base_dtype
 
