@@ -72,12 +72,20 @@ def test_logprobs_and_entropy_share_a_pass_and_match_the_separate_functions(dtyp
     torch.testing.assert_close(logp, want_logp, rtol=0, atol=0)
     torch.testing.assert_close(ent, want_ent, rtol=1e-5, atol=1e-5)
     assert not ent.requires_grad  # logged only: no graph through the entropy
-    logp.sum().backward()
+    w = torch.randn(3, 5)  # an upstream gradient that differs per token
+    (logp * w).sum().backward()
     y = logits.clone().requires_grad_(True)
-    logprobs_from_logits(y, labels).sum().backward()
+    (logprobs_from_logits(y, labels) * w).sum().backward()
     torch.testing.assert_close(x.grad, y.grad)
     # with an entropy bonus the entropy is differentiated, as entropy_from_logits does
     x.grad = None
     _, ent = logprobs_and_entropy(x, labels, entropy_grad=True)
     ent.sum().backward()
     assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+
+
+def test_logprobs_and_entropy_gradient_passes_gradcheck():
+    torch.manual_seed(1)
+    logits = torch.randn(2, 3, 11, dtype=torch.float64, requires_grad=True)
+    labels = torch.randint(0, 11, (2, 3))
+    assert torch.autograd.gradcheck(lambda x: logprobs_and_entropy(x, labels)[0], (logits,))
