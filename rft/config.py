@@ -245,9 +245,9 @@ class ModelLoraConfig:
     )
     base_dtype: str | None = knob(
         None,
-        "dtype of the adapted layers' frozen base weights: null = bfloat16 under"
-        " hardware.precision=bf16-mixed (autocast runs their matmuls in bf16 anyway: the same"
-        " numbers at half the memory), else the model's | float32 | bfloat16",
+        "dtype of the adapted layers' frozen base weights: null = the autocast dtype under"
+        " hardware.precision=bf16-mixed / 16-mixed (autocast runs their matmuls in it anyway:"
+        " the same numbers at half the memory), else the model's | float32 | bfloat16",
     )
 
 

@@ -183,6 +183,8 @@ def test_lora_base_dtype_follows_the_precision_unless_set():
     lora = compose_cfg("model=tiny", *LORA).model.lora
     assert lora_base_dtype(lora, "bf16-mixed") == torch.bfloat16
     assert lora_base_dtype(lora, "32-true") is None
+    assert lora_base_dtype(lora, "16-mixed") == torch.float16  # fp16 autocast: the same rule
+    assert lora_base_dtype(lora, "bf16-true") is None  # Lightning converts the whole model
     lora.base_dtype = "float32"
     assert lora_base_dtype(lora, "bf16-mixed") == torch.float32
     assert lora_base_dtype(compose_cfg("model=tiny").model.lora, "bf16-mixed") is None  # r = 0

@@ -36,6 +36,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from rft.device import autocast_dtype
 from rft.errors import ConfigError
 from rft.model.policy import PolicyLM
 
@@ -71,8 +72,8 @@ def check_lora_config(model_cfg) -> None:
         )
     if lo.get("base_dtype") not in BASE_DTYPES:
         raise ConfigError(
-            f"model.lora.base_dtype={lo.base_dtype}: one of null (bfloat16 under bf16-mixed, else"
-            " the model's), float32, bfloat16."
+            f"model.lora.base_dtype={lo.base_dtype}: one of null (the autocast dtype under"
+            " bf16-mixed / 16-mixed, else the model's), float32, bfloat16."
         )
     if lo.target_modules is not None and len(lo.target_modules) == 0:
         raise ConfigError(
@@ -87,14 +88,15 @@ BASE_DTYPES = (None, "float32", "bfloat16")
 def lora_base_dtype(lora_cfg, precision: str) -> torch.dtype | None:
     """The dtype the adapted layers' frozen base weights are held in (None: as loaded).
 
-    Under bf16-mixed autocast every matmul of a frozen linear layer casts its fp32 weight to
-    bf16 at each call, so holding it in bf16 gives the same numbers at half the memory; the
+    Under bf16-mixed (16-mixed) autocast every matmul of a frozen linear layer casts its fp32
+    weight to bf16 (fp16) at each call, so holding it so gives the same numbers at half the
+    memory; the
     norms, embeddings, LM head and the adapters themselves stay as loaded (fp32)."""
     if not lora_enabled(lora_cfg):
         return None
     name = lora_cfg.get("base_dtype")
     if name is None:
-        return torch.bfloat16 if str(precision) == "bf16-mixed" else None
+        return autocast_dtype(precision) if str(precision).endswith("-mixed") else None
     return getattr(torch, name)
 
 
