@@ -40,22 +40,32 @@ def entropy_from_logits(logits: Tensor) -> Tensor:
 
 
 @torch.no_grad()
-def _row_entropy_given_log_z(x: Tensor, log_z: Tensor) -> Tensor:
-    """H = -Σ_v p_v log p_v with log p = x - log Z: the log-softmax from the known log Z (one
-    pass), its exp (one pass) and a dot product, instead of a fresh log-softmax, masking and
-    a product. A -inf logit (p = 0) makes 0 · -inf = NaN in the dot product: such rows take
-    the masked path."""
-    logp = x - log_z[:, None]
-    h = -torch.einsum("tv,tv->t", logp.exp(), logp)
+def _row_log_z_and_entropy(row: Tensor, wide: torch.dtype) -> tuple[Tensor, Tensor]:
+    """log Z and H = -Σ_v p_v log p_v of each position of ``row`` (T, V), in ``wide``, sharing
+    one shifted exponential: with y = x - max x, e = exp(y), s = Σ e, log Z = max x + log s and
+    H = log s - Σ e·y / s. Five passes over the row (upcast, max, shift, exp, product) where
+    logsumexp followed by a fresh log-softmax, its exp and a dot product took nine; the
+    product is an elementwise multiply and a sum, not a (1 × V)·(V × 1) matmul, which the CPU
+    runs at ~2 GFLOP/s. A -inf logit (e = 0, y = -inf) makes 0 · -inf = NaN: such rows take
+    the masked path (``_row_entropy``)."""
+    y = row.to(wide, copy=True)  # a copy even when row is already float32: y is shifted in place
+    m = y.amax(-1, keepdim=True)
+    y.sub_(m)
+    e = y.exp()
+    s = e.sum(-1, keepdim=True)
+    log_s = s.log()
+    log_z = (m + log_s).squeeze(-1)
+    h = (log_s - e.mul_(y).sum(-1, keepdim=True) / s).squeeze(-1)
     if not torch.isfinite(h).all():
-        h = _row_entropy(x)
-    return h
+        h = _row_entropy(row)
+    return log_z, h
 
 
 class _LogprobsAndEntropy(torch.autograd.Function):
     """Token log-probs (differentiable) and entropies (not) in one pass per row.
 
-    Forward, per row: the float32 upcast, logsumexp, the entropy from it. Backward, per row:
+    Forward, per row: the float32 upcast, then log Z and the entropy from one shifted
+    exponential (``_row_log_z_and_entropy``). Backward, per row:
     d log p_t / d x_v = [v = y_t] - softmax(x)_v, computed in place from the saved logits (in
     their own dtype, bf16 under autocast) and log Z: the softmax, its scaling by -g and the
     label scatter without the zero-filled gather gradient, the fp32 copy autograd would keep,
@@ -65,14 +75,9 @@ class _LogprobsAndEntropy(torch.autograd.Function):
     def forward(ctx, logits: Tensor, labels: Tensor):
         wide = torch.promote_types(logits.dtype, torch.float32)  # float32, or float64 as given
         label_logits = logits.gather(-1, labels.unsqueeze(-1)).squeeze(-1).to(wide)  # (B, T)
-        log_z, entropy = [], []
-        for row in logits:
-            x = row.to(wide)
-            lz = torch.logsumexp(x, dim=-1)
-            log_z.append(lz)
-            entropy.append(_row_entropy_given_log_z(x, lz))
-        log_z = torch.stack(log_z)
-        entropy = torch.stack(entropy)
+        log_z, entropy = map(
+            torch.stack, zip(*(_row_log_z_and_entropy(row, wide) for row in logits))
+        )
         ctx.save_for_backward(logits, labels, log_z)
         ctx.mark_non_differentiable(entropy)
         return label_logits - log_z, entropy

@@ -89,3 +89,17 @@ def test_logprobs_and_entropy_gradient_passes_gradcheck():
     logits = torch.randn(2, 3, 11, dtype=torch.float64, requires_grad=True)
     labels = torch.randint(0, 11, (2, 3))
     assert torch.autograd.gradcheck(lambda x: logprobs_and_entropy(x, labels)[0], (logits,))
+
+
+def test_logprobs_and_entropy_keep_their_precision_at_large_logits():
+    """Real LM logits sit tens of nats above zero: log Z and the entropy come from the shifted
+    exponential (max subtracted first), so an offset changes neither beyond float rounding."""
+    torch.manual_seed(2)
+    logits = 3 * torch.randn(2, 4, 5000)
+    labels = torch.randint(0, 5000, (2, 4))
+    logp0, ent0 = logprobs_and_entropy(logits, labels)
+    logp1, ent1 = logprobs_and_entropy(logits + 60.0, labels)
+    want = torch.distributions.Categorical(logits=logits.double()).entropy().float()
+    torch.testing.assert_close(ent0, want, rtol=0, atol=2e-5)
+    torch.testing.assert_close(ent1, want, rtol=0, atol=2e-5)
+    torch.testing.assert_close(logp1, logp0, rtol=0, atol=5e-5)
