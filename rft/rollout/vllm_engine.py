@@ -86,6 +86,27 @@ def _no_engine():
     return None
 
 
+def resolve_enforce_eager(setting: bool | None, device_type: str) -> tuple[bool, str | None]:
+    """rollout.vllm.enforce_eager, with null resolved: compile (vLLM's torch.compile, and CUDA
+    graphs on GPU) wherever it can, as vLLM itself defaults to. On CPU, TorchInductor builds
+    C++ kernels, so it needs a C++ compiler; without one the engine runs eager, with a note.
+    Returns (enforce_eager, a note to log or None). Measured here (SmolLM2-135M, bf16, 32
+    prompts x 48 tokens, 2 threads): 390 tokens/s eager, 500 compiled, after a one-time
+    compilation of ≈ 70 s that vLLM caches on disk (~/.cache/vllm) for later runs."""
+    if setting is not None:
+        return bool(setting), None
+    if device_type != "cpu":
+        return False, None
+    cxx = os.environ.get("CXX") or "g++"
+    if shutil.which(cxx) is None:
+        return True, (
+            f"rollout.vllm.enforce_eager=null: no C++ compiler ({cxx!r}) on PATH, so vLLM runs"
+            " eager (≈ 1.3x slower rollouts on CPU than compiled). Install g++ (or set $CXX) to"
+            " compile, or set rollout.vllm.enforce_eager=true to keep eager without this note."
+        )
+    return False, None
+
+
 class VLLMEngine:
     """The policy's vLLM sampler; ``PolicyLM.generate`` calls it (module docstring)."""
 
@@ -97,6 +118,7 @@ class VLLMEngine:
         self.dtype = dtype
         self.seed = seed
         self.llm = None
+        self.eager: bool | None = None  # whether the engine runs uncompiled (set when built)
         self._folder: str | None = None
         self._synced: tuple[int, int] | None = None  # weights version at the last sync
         self._steps = 0  # optimizer steps that touched the policy's parameters
@@ -186,6 +208,13 @@ class VLLMEngine:
         self._folder = tempfile.mkdtemp(prefix="rft-vllm-")
         weakref.finalize(self, shutil.rmtree, self._folder, True)
         config.save_pretrained(self._folder)
+        from vllm.platforms import current_platform
+
+        device = "cpu" if current_platform.is_cpu() else current_platform.device_type
+        eager, why = resolve_enforce_eager(self.settings.enforce_eager, device)
+        self.eager = eager
+        if why:
+            log.info(why)
         set_num_threads = torch.set_num_threads
         t0 = time.perf_counter()
         try:
@@ -201,17 +230,18 @@ class VLLMEngine:
                 # generator after a split prefill ("CPU Generator does not use offset")
                 enable_chunked_prefill=False,
                 max_num_batched_tokens=max(8192, self.max_model_len),
-                enforce_eager=self.settings.enforce_eager,
+                enforce_eager=eager,
                 gpu_memory_utilization=self.settings.gpu_memory_utilization,
             )
         finally:
             # vLLM's CPU worker swaps torch.set_num_threads for a no-op; give rft its own back
             torch.set_num_threads = set_num_threads
         log.info(
-            "vLLM engine for %s (%s, max_model_len %d) built in %.1f s",
+            "vLLM engine for %s (%s, max_model_len %d, %s) built in %.1f s",
             type(model).__name__,
             self.dtype,
             self.max_model_len,
+            "eager" if eager else "compiled",
             time.perf_counter() - t0,
         )
 

