@@ -73,8 +73,13 @@ def sample() -> tuple[float, float | None, float | None]:
     return rss, (m.uordblks + m.hblkhd) / 1e9, m.fordblks / 1e9
 
 
-# the methods whose calls label the samples: (module, class, method)
+# the methods whose calls label the samples: (module, class or None for a module function,
+# method); a phase inside another (generate inside evaluate) takes the inner label
 PHASES = [
+    ("rft.train", None, "build_reward"),
+    ("rft.train", None, "load_trained_policy"),
+    ("rft.train", None, "reference_policy"),
+    ("rft.alg.base", "RFTModule", "evaluate"),
     ("rft.model.policy", "PolicyLM", "generate"),
     ("rft.alg.ppo", "PPO", "score_rollout"),
     ("rft.alg.ppo", "PPO", "ppo_update"),
@@ -133,7 +138,8 @@ def main(argv=None) -> dict:
         return call
 
     for module, cls, method in PHASES:
-        owner = getattr(importlib.import_module(module), cls)
+        owner = importlib.import_module(module)
+        owner = getattr(owner, cls) if cls else owner
         setattr(owner, method, labelled(getattr(owner, method), method))
 
     overrides = list(base) + [
@@ -155,6 +161,8 @@ def main(argv=None) -> dict:
     last = None
     for t, name, rss, live, kept in samples:
         p = peaks.setdefault(name, {"rss_gb": 0.0, "live_gb": 0.0, "kept_gb": 0.0})
+        if rss > p["rss_gb"]:  # the memory at the moment of the phase's peak RSS
+            p.update({"at_peak_t_s": t, "at_peak_live_gb": live, "at_peak_kept_gb": kept})
         p["rss_gb"] = max(p["rss_gb"], rss)
         if live is not None:
             p["live_gb"] = max(p["live_gb"], live)
@@ -164,9 +172,17 @@ def main(argv=None) -> dict:
                 {"t_s": t, "phase": name, "rss_gb": rss, "live_gb": live, "kept_gb": kept}
             )
             last = name
-    print(f"{'phase':<16}{'peak RSS':>10}{'peak live':>11}{'peak kept':>11}   (GB)")
+    print(
+        f"{'phase':<20}{'peak RSS':>9}{'peak live':>10}{'peak kept':>10}"
+        f"   at the peak RSS: {'t (s)':>6}{'live':>6}{'kept':>6}   (GB)"
+    )
     for name, p in peaks.items():
-        print(f"{name:<16}{p['rss_gb']:>10.2f}{p['live_gb']:>11.2f}{p['kept_gb']:>11.2f}")
+        at = [p.get("at_peak_live_gb"), p.get("at_peak_kept_gb")]
+        at = "".join(f"{x:>6.2f}" if x is not None else f"{'-':>6}" for x in at)
+        print(
+            f"{name:<20}{p['rss_gb']:>9.2f}{p['live_gb']:>10.2f}{p['kept_gb']:>10.2f}"
+            f"   {'':>16}{p.get('at_peak_t_s', 0.0):>6.1f}{at}"
+        )
     report = {
         "benchmark": "memory_timeline",
         "bench": args.bench,

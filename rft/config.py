@@ -249,6 +249,12 @@ class ModelLoraConfig:
         " hardware.precision=bf16-mixed / 16-mixed (autocast runs their matmuls in it anyway:"
         " the same numbers at half the memory), else the model's | float32 | bfloat16",
     )
+    merge_for_generation: bool = knob(
+        True,
+        "HF generate runs on merged weights W + (alpha/r)·BA (a temporary copy of the adapted"
+        " layers' weights, adapters off): ≈ 25% faster rollouts for base-size extra memory"
+        " while sampling; false: the adapters run unmerged at every step",
+    )
 
 
 @dataclass

@@ -261,6 +261,47 @@ def test_reference_is_the_base_model_with_the_adapters_off(arch):
     assert weights_fingerprint(ref) == weights_fingerprint(frozen_copy(base))
 
 
+@pytest.mark.parametrize("arch", ["gpt2", "llama"])
+def test_generation_samples_merged_weights_and_restores_the_base(arch):
+    """model.lora.merge_for_generation (default): HF generate runs W + (alpha/r)·BA with the
+    adapters off (no adapter matmul per step), samples what the unmerged policy samples, and
+    leaves the very same base tensors and trainable adapters behind."""
+    cfg = compose_cfg(*ARCHS[arch], *LORA)
+    policy = load_trained_policy(cfg.model, seed=0)
+    with torch.no_grad():  # adapters that change the output (B starts at 0)
+        for p in [p for n, p in adapter_params(policy).items() if "lora_B" in n]:
+            p.normal_(0, 0.5)
+    from rft.model.lora import adapted_layers
+
+    layers = list(adapted_layers(policy.model).values())
+    bases = [
+        (layer.get_base_layer().weight, layer.get_base_layer().weight.data_ptr())
+        for layer in layers
+    ]
+    before = {n: t.clone() for n, t in policy.model.state_dict().items()}
+    adapter_calls = []
+    hook = layers[0].lora_A["default"].register_forward_hook(lambda *a: adapter_calls.append(1))
+    x, gen = batch(), cfg_generation()
+    try:
+        torch.manual_seed(0)
+        merged = policy.generate(x[0], x[1], 6, 6, gen)
+        assert adapter_calls == []  # the adapters did not run: the merged weights did
+        policy.model.rft_merge_for_generation = False  # model.lora.merge_for_generation=false
+        torch.manual_seed(0)
+        unmerged = policy.generate(x[0], x[1], 6, 6, gen)
+        assert adapter_calls  # ... here they did
+    finally:
+        hook.remove()
+    assert torch.equal(merged.ids, unmerged.ids)
+    assert all(w.data_ptr() == ptr for w, ptr in bases)  # the base tensors themselves, put back
+    after = policy.model.state_dict()
+    assert [k for k in before if not torch.equal(before[k], after[k])] == []
+    assert all(p.requires_grad for p in adapter_params(policy).values())
+    logits, _ = policy(*x)  # and the adapters are on again
+    base_logits, _ = reference_policy(policy)(*x)
+    assert not torch.allclose(logits, base_logits)
+
+
 def cfg_generation():
     return compose_cfg("model=tiny").alg.generation  # top-k 50 sampling
 

@@ -169,6 +169,7 @@ def add_lora(
             base = layer.get_base_layer()
             if base.weight.dtype != base_dtype:
                 base.weight = nn.Parameter(base.weight.detach().to(base_dtype), requires_grad=False)
+    model.rft_merge_for_generation = bool(lora_cfg.get("merge_for_generation", True))
     out = PolicyLM(model, policy.tokenizer, kind=policy.kind)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
@@ -230,6 +231,41 @@ def merged_state_dict(peft_model) -> dict[str, torch.Tensor]:
         dtype = torch.promote_types(w.dtype, delta.dtype)
         sd[f"{name}.weight"] = w.detach().to(dtype) + delta.to(dtype)
     return sd
+
+
+@contextlib.contextmanager
+def merged_for_generation(peft_model):
+    """Sampling on merged weights: each adapted layer's base weight is swapped for W + (alpha/r)
+    · B A, computed in float32 and held in the base weight's dtype, and the adapters are off;
+    on exit the original base tensors are put back as they were (not unmerged by subtraction,
+    which would not restore them exactly) and the adapters are on again. Under bf16 autocast a
+    bf16 base is what autocast would run anyway, so this only spares the adapters' two extra
+    matmuls per layer and step (the LoRA rollout ran ≈ 25 % slower than full finetuning's
+    without it). The sampled distribution equals the unmerged one up to float rounding, as
+    vLLM's merged copy does; the trainer rescores every rollout with its own forward pass.
+    Nothing changes when the model is not a LoRA model or model.lora.merge_for_generation is
+    false."""
+    if not has_adapters(peft_model) or not getattr(peft_model, "rft_merge_for_generation", False):
+        yield
+        return
+    swapped = []
+    with torch.no_grad():
+        for layer in adapted_layers(peft_model).values():
+            w = layer.get_base_layer().weight
+            delta = sum(layer.get_delta_weight(a) for a in layer.active_adapters)
+            merged = (w.to(torch.float32) + delta.to(torch.float32)).to(w.dtype)
+            swapped.append((w, w.data))
+            w.data = merged
+    layers = [layer for layer in adapted_layers(peft_model).values()]
+    for layer in layers:
+        layer.enable_adapters(False)
+    try:
+        yield
+    finally:
+        for layer in layers:
+            layer.enable_adapters(True)  # also gives the adapters their requires_grad back
+        for w, original in swapped:
+            w.data = original
 
 
 def save_merged(peft_model, folder: Path) -> None:

@@ -27,6 +27,7 @@ EOS: only T5's "append EOS" scheme is reproduced.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import torch
@@ -203,8 +204,14 @@ class PolicyLM(nn.Module):
         was_training = self.model.training
         self.model.eval()
         attention.use(self.model, "generation")
+        merged = contextlib.nullcontext()
+        if getattr(self.model, "rft_merge_for_generation", False):  # a LoRA policy (lora.py)
+            from rft.model.lora import merged_for_generation
+
+            merged = merged_for_generation(self.model)
         try:
-            out = self.model.generate(**kwargs)
+            with merged:
+                out = self.model.generate(**kwargs)
         except ValueError as e:  # transformers' verdict on a decoding setting: name the key
             raise generation_error(generation, kwargs, e) from None
         finally:
