@@ -252,7 +252,7 @@ class ModelLoraConfig:
     merge_for_generation: bool = knob(
         True,
         "HF generate runs on merged weights W + (alpha/r)·BA (a temporary copy of the adapted"
-        " layers' weights, adapters off): ≈ 25% faster rollouts for base-size extra memory"
+        " layers' weights, adapters off): ≈ 20% faster rollouts for base-size extra memory"
         " while sampling; false: the adapters run unmerged at every step",
     )
 
