@@ -140,3 +140,58 @@ def test_seq2seq_decoding_matches_plain_generate(t5_like, num_beams):
         )[0, 1:]
         n = int(c.mask[i].sum())
         assert c.ids[i, :n].tolist() == want[:n].tolist() and n >= 5
+
+
+def test_generate_caches_autocast_casts_for_the_call_only(monkeypatch):
+    """Under an autocast that does not cache (Lightning's), generate casts each weight once for
+    the whole call instead of once per decoding step, samples what per-step casting samples,
+    and leaves no cast behind: a forward after an in-place update (an optimizer step) sees the
+    new weights."""
+    import contextlib
+
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    import rft.model.policy as policy_module
+
+    policy = load_policy(compose_cfg("model=tiny", "model.tiny.arch=llama").model)
+    gen = compose_cfg("model=tiny").alg.generation
+    ids = torch.randint(5, 50, (2, 5), generator=torch.Generator().manual_seed(0))
+    mask = torch.ones_like(ids)
+    weight_casts = []
+
+    class CountWeightCasts(TorchDispatchMode):  # fp32 -> bf16 copies of 2-D tensors (weights)
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            kwargs = kwargs or {}
+            if (
+                func is torch.ops.aten._to_copy.default
+                and args[0].dtype == torch.float32
+                and args[0].dim() == 2
+                and kwargs.get("dtype") == torch.bfloat16
+            ):
+                weight_casts.append(tuple(args[0].shape))
+            return func(*args, **kwargs)
+
+    def sample(cache: bool):
+        if not cache:  # as before: every decoding step casts every weight
+            monkeypatch.setattr(
+                policy_module, "cached_autocast_casts", lambda device: contextlib.nullcontext()
+            )
+        weight_casts.clear()
+        torch.manual_seed(0)
+        with CountWeightCasts():
+            out = policy.generate(ids, mask, 6, 6, gen)
+        monkeypatch.undo()
+        return out, len(weight_casts)
+
+    with torch.autocast("cpu", dtype=torch.bfloat16, cache_enabled=False):  # one training step
+        (cached, n_cached), (plain, n_plain) = sample(cache=True), sample(cache=False)
+        assert torch.equal(cached.ids, plain.ids)
+        assert 0 < n_cached < n_plain / 3  # 6 steps: once per call, not once per step
+        with torch.no_grad():
+            for p in policy.model.parameters():  # an in-place update, as an optimizer makes
+                if p.dim() == 2:
+                    p.copy_(torch.randn_like(p))
+        after, _ = sample(cache=True)  # a second generation in the same outer context
+        fresh, _ = sample(cache=False)  # the new weights, cast afresh at every step
+    assert not torch.equal(after.ids, cached.ids)
+    assert torch.equal(after.ids, fresh.ids)  # not the casts of the weights before the update

@@ -210,7 +210,7 @@ class PolicyLM(nn.Module):
 
             merged = merged_for_generation(self.model)
         try:
-            with merged:
+            with merged, cached_autocast_casts(enc_ids.device.type):
                 out = self.model.generate(**kwargs)
         except ValueError as e:  # transformers' verdict on a decoding setting: name the key
             raise generation_error(generation, kwargs, e) from None
@@ -223,6 +223,27 @@ class PolicyLM(nn.Module):
         mask = completion_mask(new, tok.eos_token_id)
         new = torch.where(mask.bool(), new, torch.full_like(new, tok.pad_token_id))
         return Completions(ids=new, mask=mask)
+
+
+@contextlib.contextmanager
+def cached_autocast_casts(device_type: str):
+    """Under autocast, each fp32 weight cast to the autocast dtype once per call, not once per
+    decoding step. Lightning's autocast runs with ``cache_enabled=False`` (casts must not
+    outlive an optimizer step inside one training step), so ``generate`` recast every weight at
+    each of its max_new_tokens forward passes. This nests a caching autocast of the same dtype
+    around the call and empties the cache on the way out: the outer context would otherwise
+    keep the casts until it exits, and the next generation in it (after an update) would read
+    stale weights. Nothing changes without autocast. Measured here (SmolLM2-135M, fp32
+    weights, bf16 autocast, 32 prompts × 48 tokens, 2 threads): 171–177 → 180–192 tokens/s."""
+    if not torch.is_autocast_enabled(device_type):
+        yield
+        return
+    dtype = torch.get_autocast_dtype(device_type)
+    try:
+        with torch.autocast(device_type, dtype=dtype, cache_enabled=True):
+            yield
+    finally:
+        torch.clear_autocast_cache()
 
 
 def generation_error(generation, kwargs: dict, error: ValueError):
