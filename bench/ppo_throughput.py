@@ -98,6 +98,8 @@ def main(argv=None) -> dict:
             else {}
         ),
         "peak_memory_gb": peak_gb,
+        # what hardware.precision=auto became on this machine (rft.device.resolve_precision)
+        "precision": str(cfg.hardware.precision),
         "iterations_timed": len(timed),
         "wall_s": wall,
         "overrides": overrides,

@@ -15,8 +15,10 @@ forward, plus 2·N_head at completion positions (the LM head runs only where log
 needed); backward is twice the forward for full finetuning and, with LoRA, the activation
 gradients only (once the forward; adapter FLOPs are negligible at r = 16). Attention scores,
 norms and softmaxes are left out, so the utilisation is a slight underestimate. The peak is the
-best of several 2048² matmuls in the dtype the policy trains under (bf16 autocast here) on the
-same threads.
+best of several 2048² matmuls in the dtype the policy trains under (``update_peak_dtype``: bf16
+under bf16 autocast, fp32 where hardware.precision=auto picks 32-true because the CPU has no
+native bf16 matmul) on the same threads. A dtype the CPU only runs in PyTorch's scalar fallback
+is not timed (minutes per matmul); its peak is null, with the reason in ``matmul_peak_note``.
 
 Targets (issue #16, CPU): vLLM rollout tokens/s ≥ 2× HF (weight sync included); update ≥ 60 %
 of the bf16 peak; LoRA r = 16 peak memory ≤ 60 % of full finetuning at ≥ 0.8× its episodes/s.
@@ -148,9 +150,24 @@ def main(argv=None) -> dict:
     from bench.ppo_throughput import DEFAULTS
 
     counts = policy_param_counts(DEFAULTS + list(args.overrides))
-    peak = {d: matmul_peak_gflops(d, args.threads) for d in ("bfloat16", "float32")}
+    import torch
+
+    from rft.device import native_cpu_matmul
+
+    peak = {
+        d: matmul_peak_gflops(d, args.threads) if native_cpu_matmul(getattr(torch, d)) else None
+        for d in ("bfloat16", "float32")
+    }
     result: dict = {
         "matmul_peak_gflops": peak,
+        **(
+            {
+                "matmul_peak_note": f"bfloat16 not timed: no native bf16 matmul on this CPU "
+                f"({torch.backends.cpu.get_cpu_capability()})"
+            }
+            if peak["bfloat16"] is None
+            else {}
+        ),
         "params": counts,
         "threads": args.threads,
         "iterations": args.iterations,
@@ -173,7 +190,12 @@ def main(argv=None) -> dict:
             flops = update_flops(rep, counts, lora=name.startswith("lora"))
             rep["update_gflops"] = flops / 1e9
             rep["update_gflop_per_s"] = flops / rep["phase_s"]["update"] / 1e9
-            rep["update_utilisation_bf16"] = rep["update_gflop_per_s"] / peak["bfloat16"]
+            dtype = (
+                "bfloat16" if str(rep.get("precision", "bf16")).startswith("bf16") else "float32"
+            )
+            rep["update_peak_dtype"] = dtype
+            if peak[dtype]:
+                rep["update_utilisation"] = rep["update_gflop_per_s"] / peak[dtype]
         result["variants"][name] = rep
     v = result["variants"]
     ok = {k: r for k, r in v.items() if "episodes_per_s" in r}

@@ -463,8 +463,10 @@ class HardwareConfig:
     num_nodes: int = knob(1, "machines (SLURM nodes)")
     strategy: str = knob("auto", "Lightning strategy: auto | ddp | fsdp")
     precision: str = knob(
-        "bf16-mixed",
-        "Lightning precision: 32-true | bf16-mixed | 16-mixed (bf16 ~2x faster on AVX512-BF16)",
+        "auto",
+        "auto | 32-true | bf16-mixed | 16-mixed (Lightning's names). auto: bf16-mixed on a GPU"
+        " with bf16 (else 16-mixed) and on a CPU with native bf16 matmuls (AVX512-BF16 / AMX:"
+        " ~2x fp32), 32-true on other CPUs (AVX2 only: bf16 would run ~500x slower there)",
     )
     torch_threads: int | None = knob(
         None, "CPU threads; null: SLURM_CPUS_PER_TASK if set, else torch's default"

@@ -27,6 +27,7 @@ from rft.alg.base import RFTModule
 from rft.callbacks import DirectCheckpointIO, IterationProgress, StateCheckpoint
 from rft.checks import check_state_checkpoint, preflight
 from rft.config import choice
+from rft.device import resolve_precision
 from rft.errors import ConfigError, instantiate
 from rft.eval.evaluate import check_eval_config
 from rft.io import read_history, truncate_history, write_json_atomic
@@ -111,7 +112,14 @@ def quiet_libraries() -> None:
 
 
 def setup_hardware(cfg: DictConfig) -> None:
+    """Threads, matmul precision, and ``hardware.precision=auto`` made concrete for this
+    machine (rft.device.resolve_precision), in ``cfg`` itself: everything after this point,
+    the saved config.yaml included, sees the precision the run trains in."""
     hw = cfg.hardware
+    resolved = resolve_precision(hw)
+    if resolved != hw.precision:
+        log.info("hardware.precision=%s -> %s on this machine", hw.precision, resolved)
+        hw.precision = resolved
     threads = hw.torch_threads or os.environ.get("SLURM_CPUS_PER_TASK")
     if threads:
         torch.set_num_threads(int(threads))
@@ -156,7 +164,8 @@ def make_trainer(
         devices=hw.devices,
         num_nodes=hw.num_nodes,
         strategy=resolve_strategy(hw.strategy, module is not None and module.has_unused_parameters),
-        precision=hw.precision,
+        # concrete after setup_hardware; "auto" only where a caller skipped it
+        precision=hw.precision if hw.precision != "auto" else resolve_precision(hw),
         max_epochs=max_epochs,
         logger=loggers or False,
         callbacks=[*callbacks, RequeueOnSignal()],

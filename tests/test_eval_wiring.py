@@ -18,9 +18,9 @@ from tests.learning.words import build_word_tokenizer, good_share, word_override
 @pytest.mark.parametrize("hardware", ["cpu_fp32", "cpu"])
 def test_test_perplexity_is_exp_of_token_nll_under_the_reference(tmp_path, hardware):
     """test/perplexity = exp(Σ -log π_ref(y|x) / Σ |y|) over every test sample, with π_ref the
-    initial policy; test/reward_mean is the mean reward of the same samples. hardware=cpu (the
-    default: bf16 autocast) trains too; its perplexity is computed in bf16, hence the looser
-    tolerance."""
+    initial policy; test/reward_mean is the mean reward of the same samples. hardware=cpu with
+    bf16-mixed (bf16 autocast; set explicitly: auto picks fp32 on CPUs without native bf16)
+    trains too; its perplexity is computed in bf16, hence the looser tolerance."""
     torch.set_num_threads(1)
     words = {
         "tok": build_word_tokenizer(tmp_path / "tok"),
@@ -30,6 +30,7 @@ def test_test_perplexity_is_exp_of_token_nll_under_the_reference(tmp_path, hardw
         words,
         None,
         f"hardware={hardware}",
+        *(["hardware.precision=bf16-mixed"] if hardware == "cpu" else []),
         "hardware.torch_threads=1",
         "alg=sft",
         "alg.max_steps=3",

@@ -136,8 +136,7 @@ def test_bf16_mixed_holds_the_frozen_base_in_bf16_and_exports_fp32(
     # under bf16 autocast the frozen linear weights only ever reach a matmul as bf16: they are
     # held in bf16 (half their memory), the adapters, norms and embeddings stay fp32
     over = tiny_overrides(prompts_file, *PPO_SMALL, *LORA, "hardware=cpu")
-    cfg = compose_cfg(*over)
-    assert str(cfg.hardware.precision) == "bf16-mixed"
+    cfg = compose_cfg(*over, "hardware.precision=bf16-mixed")
     seen = trained_module(monkeypatch)
     run = tmp_path / "run"
     train(cfg, run_dir=run)

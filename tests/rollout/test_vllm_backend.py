@@ -258,6 +258,7 @@ def test_grpo_two_iterations_with_vllm_rollouts_in_bf16(prompts_file, tmp_path):
         "alg.eval_every=0",
         "alg.tis_cap=2",
         "hardware=cpu",  # bf16-mixed training, a bf16 engine: a real sampler/trainer gap
+        "hardware.precision=bf16-mixed",  # explicit: auto is fp32 on CPUs without native bf16
     )
     train(cfg, run_dir=tmp_path)
     rows = [r for r in history(tmp_path) if "reward/mean" in r]
