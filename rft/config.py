@@ -466,7 +466,7 @@ class HardwareConfig:
         "auto",
         "auto | 32-true | bf16-mixed | 16-mixed (Lightning's names). auto: bf16-mixed on a GPU"
         " with bf16 (else 16-mixed) and on a CPU with native bf16 matmuls (AVX512-BF16 / AMX:"
-        " ~2x fp32), 32-true on other CPUs (AVX2 only: bf16 would run ~500x slower there)",
+        " ~2x fp32), 32-true on other CPUs (AVX2 only: a bf16 update step takes ~30x as long there)",
     )
     torch_threads: int | None = knob(
         None, "CPU threads; null: SLURM_CPUS_PER_TASK if set, else torch's default"

@@ -1,7 +1,7 @@
 """hardware.precision=auto: the precision each machine trains in (rft.device.resolve_precision).
 
-bf16 on a CPU without native bf16 matmuls (AVX2 only) runs in PyTorch's scalar fallback,
-hundreds of times slower than fp32, so auto must pick fp32 there and bf16 where the CPU has it;
+bf16 on a CPU without native bf16 matmuls (AVX2 only) runs in PyTorch's generic fallback
+kernels (an update step ~30x as long as in fp32), so auto must pick fp32 there and bf16 where the CPU has it;
 an explicit bf16 there is honoured with a warning; the run's config.yaml records what it ran."""
 
 from __future__ import annotations
