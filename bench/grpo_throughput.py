@@ -5,7 +5,8 @@ prompts (GRUE: the last 64 tokens of a review's first half, the prompts rft draw
 order), VADER reward ((compound + 1) / 2 of the completion), 8 prompts × G = 4 completions ×
 48 new tokens (min = max) per step, one optimizer step per generation batch on all 32
 completions, 8 sequences per forward/backward, top-k 50 sampling at temperature 1, bf16
-autocast over fp32 weights, β = 0.04 KL to a frozen reference in the loss (k3 estimator, as
+autocast over fp32 weights (fp32 on a CPU without native bf16 matmuls, where rft's
+hardware.precision=auto trains in fp32; both sides always share one precision), β = 0.04 KL to a frozen reference in the loss (k3 estimator, as
 GRPO), lr 2e-5 (constant), max_grad_norm 1.0, no gradient checkpointing.
 
     python bench/grpo_throughput.py                      # both sides, 4 steps (1 warm-up)
@@ -306,6 +307,15 @@ def ensure_trl_venv(venv: Path, timeout: float) -> tuple[Path | None, str]:
 
 
 # ------------------------------------------------------------------------------ main
+def bench_precision() -> str:
+    """What hardware.precision=auto becomes for a CPU run here (rft.device.resolve_precision)."""
+    from omegaconf import OmegaConf
+
+    from rft.device import resolve_precision
+
+    return resolve_precision(OmegaConf.create({"accelerator": "cpu", "precision": "auto"}))
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -354,6 +364,13 @@ def main(argv=None) -> dict:
     if args.threads:
         overrides.append(f"hardware.torch_threads={args.threads}")
     overrides += list(args.overrides)
+    # Both sides in one precision: the one rft's hardware.precision=auto picks on this CPU (bf16
+    # autocast where it multiplies bf16 natively, fp32 elsewhere: rft.device), unless set.
+    set_precision = [o.split("=", 1)[1] for o in overrides if o.startswith("hardware.precision=")]
+    precision = set_precision[-1] if set_precision else bench_precision()
+    if not set_precision:
+        overrides.append(f"hardware.precision={precision}")
+    peer_precision = "bf16" if precision.startswith("bf16") else "fp32"
 
     if args.rft_worker:
         rft_worker(args.rft_worker, overrides, args.warmup)
@@ -374,7 +391,11 @@ def main(argv=None) -> dict:
             "optimizer_steps_per_generation_batch": 1,
             "sequences_per_forward_backward": MICRO_BATCH,
             "sampling": f"top_k {TOP_K}, temperature {TEMPERATURE}",
-            "precision": "bf16 autocast over fp32 weights (rft: Lightning bf16-mixed)",
+            "precision": (
+                "bf16 autocast over fp32 weights (rft: Lightning bf16-mixed)"
+                if peer_precision == "bf16"
+                else "fp32 (this CPU has no native bf16 matmul: rft's hardware.precision=auto)"
+            ),
             "kl": f"beta {BETA} to a frozen reference, in the loss, k3 estimator (GRPO)",
             "lr": LR,
             "max_grad_norm": MAX_GRAD_NORM,
@@ -418,7 +439,7 @@ def main(argv=None) -> dict:
                 cmd += ["--num-generations", str(G), "--micro-batch", str(MICRO_BATCH)]
                 cmd += ["--new-tokens", str(NEW_TOKENS), "--beta", str(BETA), "--lr", str(LR)]
                 cmd += ["--max-grad-norm", str(MAX_GRAD_NORM), "--top-k", str(TOP_K)]
-                cmd += ["--temperature", str(TEMPERATURE), "--precision", "bf16"]
+                cmd += ["--temperature", str(TEMPERATURE), "--precision", peer_precision]
                 cmd += ["--threads", str(args.threads)] if args.threads else []
                 ok, why = run_child(cmd, args.timeout, "trl")
                 if ok:
