@@ -87,8 +87,7 @@ def hardware_device(cfg, lm: torch.nn.Module):
     """Move ``lm`` to the configured accelerator and enter the configured autocast; yields the
     device. The model goes back to the CPU afterwards (where Lightning expects it)."""
     hw = cfg.hardware
-    use_cuda = torch.cuda.is_available() and str(hw.accelerator) in ("gpu", "cuda", "auto")
-    device = torch.device("cuda" if use_cuda else "cpu")
+    device = torch.device("cuda" if on_gpu(hw) and torch.cuda.is_available() else "cpu")
     dtype = autocast_dtype(hw.precision)
     lm.to(device)
     try:

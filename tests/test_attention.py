@@ -32,6 +32,17 @@ def test_resolve(choice, on_cpu, tokens, scoring, generation):
     }
 
 
+def left_padded_batch(vocab: int):
+    """Two prompts of 6 tokens (the first left-padded by 2) and their 4-token completions,
+    token ids in [5, vocab), seeded."""
+    g = torch.Generator().manual_seed(0)
+    p_ids = torch.randint(5, vocab, (2, 6), generator=g)
+    p_mask = torch.ones_like(p_ids)
+    p_mask[0, :2] = 0  # left padding
+    c_ids = torch.randint(5, vocab, (2, 4), generator=g)
+    return p_ids, p_mask, c_ids, torch.ones_like(c_ids)
+
+
 def test_unknown_kernel_names_the_key():
     with pytest.raises(ConfigError, match=r"hardware.attention='flash'.*auto, model, eager"):
         attention.resolve("flash", True, 100)
@@ -43,12 +54,7 @@ def test_passes_switch_kernels_and_a_run_restores_them():
     model = policy.model
     default = model.config._attn_implementation
     assert default == "sdpa"
-    g = torch.Generator().manual_seed(0)
-    p_ids = torch.randint(5, 50, (2, 6), generator=g)
-    p_mask = torch.ones_like(p_ids)
-    p_mask[0, :2] = 0  # left padding
-    c_ids = torch.randint(5, 50, (2, 4), generator=g)
-    c_mask = torch.ones_like(c_ids)
+    p_ids, p_mask, c_ids, c_mask = left_padded_batch(50)
     with torch.no_grad():
         ref_logits, _ = policy(p_ids, p_mask, c_ids, c_mask)
     gen = OmegaConf.create({"do_sample": False, "top_k": 0, "top_p": 1.0, "temperature": 1.0})
@@ -117,15 +123,9 @@ def test_grouped_eager_equals_transformers_eager_with_repeated_heads(dtype):
 def test_eager_passes_run_the_grouped_kernel_on_grouped_heads_only():
     from rft.model.policy import PolicyLM
 
-    tok = load_policy(compose_cfg("model=tiny", "model.tiny.arch=llama").model).tokenizer
-    policy = PolicyLM(gqa_llama(), tok)
     plain = load_policy(compose_cfg("model=tiny", "model.tiny.arch=llama").model)  # 2 = 2 heads
-    g = torch.Generator().manual_seed(0)
-    p_ids = torch.randint(5, 60, (2, 6), generator=g)
-    p_mask = torch.ones_like(p_ids)
-    p_mask[0, :2] = 0  # left padding
-    c_ids = torch.randint(5, 60, (2, 4), generator=g)
-    c_mask = torch.ones_like(c_ids)
+    policy = PolicyLM(gqa_llama(), plain.tokenizer)
+    p_ids, p_mask, c_ids, c_mask = left_padded_batch(60)
     with torch.no_grad():
         want, _ = policy(p_ids, p_mask, c_ids, c_mask)  # the model's own kernel (SDPA)
     cfg = compose_cfg("model=tiny", "hardware=cpu_fp32")

@@ -126,9 +126,10 @@ def use(model, kind: str) -> None:
 @contextlib.contextmanager
 def configured(cfg) -> Iterator[dict[str, str | None]]:
     """Set the kernels from ``cfg.hardware.attention`` for the duration of a run."""
+    from rft.device import on_gpu
+
     hw = cfg.hardware
-    accel = str(hw.get("accelerator", "cpu"))
-    on_cpu = accel == "cpu" or (accel == "auto" and not torch.cuda.is_available())
+    on_cpu = not on_gpu(hw)
     t = cfg.get("task") or {}
     max_tokens = int(t.get("prompt_max_tokens", 0) or 0) + int(t.get("max_new_tokens", 0) or 0)
     kernels = resolve(str(hw.get("attention", "auto")), on_cpu, max_tokens)

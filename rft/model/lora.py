@@ -248,15 +248,15 @@ def merged_for_generation(peft_model):
     if not has_adapters(peft_model) or not getattr(peft_model, "rft_merge_for_generation", False):
         yield
         return
+    layers = list(adapted_layers(peft_model).values())
     swapped = []
     with torch.no_grad():
-        for layer in adapted_layers(peft_model).values():
+        for layer in layers:
             w = layer.get_base_layer().weight
             delta = sum(layer.get_delta_weight(a) for a in layer.active_adapters)
             merged = (w.to(torch.float32) + delta.to(torch.float32)).to(w.dtype)
             swapped.append((w, w.data))
             w.data = merged
-    layers = [layer for layer in adapted_layers(peft_model).values()]
     for layer in layers:
         layer.enable_adapters(False)
     try:
