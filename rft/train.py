@@ -33,54 +33,49 @@ from rft.eval.evaluate import check_eval_config
 from rft.io import read_history, truncate_history, write_json_atomic
 from rft.loggers import make_loggers
 from rft.model import attention
-from rft.model.build import (  # noqa: F401 - frozen_copy, load_policy: the tests import them here
-    frozen_copy,
-    load_policy,
-    load_trained_policy,
-    reference_policy,
-)
-from rft.model.lora import check_lora_config, lora_enabled
+from rft.model.build import load_trained_policy, reference_policy
+from rft.model.load import check_model_source
+from rft.model.lora import check_lora_config
 from rft.plots import plot_curves
 from rft.reward import build_reward
-from rft.rollout.backend import attach_rollout_backend
+from rft.rollout.backend import with_rollout_backend
 
 log = logging.getLogger("rft")
 
 
 # ---------------------------------------------------------------------------------- checks
-def validate(cfg: DictConfig) -> None:
-    """Cross-field checks that a schema cannot express; each names the key and the fix."""
+def validate(cfg: DictConfig) -> type[RFTModule]:
+    """Cross-field checks that a schema cannot express, before any task, model or data loads;
+    each names the key and the fix. The algorithm's own run through the class ``alg._target_``
+    names (``check_config``), which is returned."""
+    module_cls = algorithm_class(cfg)
+    module_cls.check_config(cfg)
     check_eval_config(cfg)
     check_lora_config(cfg.model)
-    if lora_enabled(cfg.model.lora) and not getattr(
-        get_class(cfg.alg._target_), "uses_policy", True
-    ):
-        raise ConfigError(
-            f"model.lora.r={cfg.model.lora.r}: LoRA adapts the policy LM, and "
-            f"alg={cfg.alg.name} trains a model of its own (alg.backbone) instead. Drop "
-            "model.lora.r (or set it to 0)."
-        )
-    a = cfg.alg
-    if a.lr <= 0:
-        raise ConfigError(f"alg.lr={a.lr}: must be > 0.")
-    if "rollout_prompts" in a:
-        n_eps = a.rollout_prompts * a.samples_per_prompt
-        if a.minibatch_size > n_eps:
-            raise ConfigError(
-                f"alg.minibatch_size={a.minibatch_size} is larger than the {n_eps} episodes of a "
-                f"rollout (alg.rollout_prompts × alg.samples_per_prompt). Lower it or raise those."
-            )
-        if a.n_iterations < 1:
-            raise ConfigError(f"alg.n_iterations={a.n_iterations}: must be ≥ 1.")
-        if a.warm_start.steps < 0 or not 0 < a.warm_start.data_frac <= 1:
-            raise ConfigError("alg.warm_start: steps must be ≥ 0 and data_frac in (0, 1].")
-    if "data_frac" in a and not 0 < a.data_frac <= 1:
-        raise ConfigError(f"alg.data_frac={a.data_frac}: must be in (0, 1].")
+    if module_cls.uses_policy:
+        check_model_source(cfg.model)
     for key in ("n_eval_prompts", "n_test_prompts"):
         if cfg.task[key] == 0:
             raise ConfigError(f"task.{key}=0: evaluation needs prompts (use -1 for all).")
     if cfg.task.max_new_tokens < 1:
         raise ConfigError("task.max_new_tokens must be ≥ 1.")
+    return module_cls
+
+
+def algorithm_class(cfg: DictConfig) -> type[RFTModule]:
+    """The LightningModule class ``alg._target_`` names (imported, not built)."""
+    try:
+        cls = get_class(cfg.alg._target_)
+    except Exception as e:  # noqa: BLE001 - Hydra raises several kinds for a bad path
+        raise ConfigError(
+            f"alg._target_={cfg.alg._target_!r} cannot be imported ({e}). Pick an alg= option "
+            "(python run.py --help lists them), or name an importable RFTModule subclass."
+        ) from None
+    if not (isinstance(cls, type) and issubclass(cls, RFTModule)):
+        raise ConfigError(
+            f"alg._target_={cfg.alg._target_!r} is not an rft algorithm (an RFTModule subclass)."
+        )
+    return cls
 
 
 def find_resume_checkpoint(cfg: DictConfig, run_dir: Path) -> Path | None:
@@ -288,25 +283,7 @@ def _run(cfg: DictConfig, run_dir: str | Path | None) -> dict[str, float]:
     if ckpt is not None:
         check_state_checkpoint(ckpt)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-
-    task = instantiate(cfg.task, _convert_="none")
-    log.info("Task %s: %r", cfg.task.name, task)
-    reward_fn = build_reward(cfg.reward)
-    module_cls = get_class(cfg.alg._target_)
-    if getattr(module_cls, "uses_policy", True):
-        init = warm_start(cfg, task, reward_fn, run_dir)
-        policy = load_trained_policy(
-            cfg.model, init_from=init, seed=cfg.seed, precision=cfg.hardware.precision
-        )
-        ref = reference_policy(
-            policy, torch.bfloat16 if str(cfg.hardware.precision).startswith("bf16") else None
-        )
-    else:  # a module that trains a model of its own (rft.alg.reward_model): no policy LM
-        policy = ref = None
-    attach_rollout_backend(policy, cfg)  # after π_ref is copied: only the policy gets vLLM
-    module = module_cls(cfg, task, policy, ref, reward_fn, run_dir)
-    loggers = make_loggers(cfg, run_dir, run_name=f"{cfg.experiment_name}-s{cfg.seed}")
-
+    module, loggers = build_module(cfg, run_dir)
     trainer = run_module(
         cfg,
         module,
@@ -316,7 +293,40 @@ def _run(cfg: DictConfig, run_dir: str | Path | None) -> dict[str, float]:
         loggers=loggers,
         eval_before=cfg.eval.before_training,
     )
+    metrics = final_metrics(trainer, module, run_dir)
+    if trainer.is_global_zero:  # under DDP every rank has the same metrics: one writer
+        write_outputs(cfg, run_dir, metrics)
+    for lg in loggers:
+        lg.finalize("success")
+    _summary(run_dir, metrics)
+    return metrics
 
+
+def build_module(cfg: DictConfig, run_dir: Path) -> tuple[RFTModule, list]:
+    """The task, the reward, the policy (after any SFT warm start) with its frozen reference and
+    its rollout backend, the algorithm's module on them, and the loggers."""
+    task = instantiate(cfg.task, _convert_="none")
+    log.info("Task %s: %r", cfg.task.name, task)
+    reward_fn = build_reward(cfg.reward)
+    module_cls = algorithm_class(cfg)
+    policy = ref = None  # a module that trains a model of its own (rft.alg.reward_model)
+    if module_cls.uses_policy:
+        init = warm_start(cfg, task, reward_fn, run_dir)
+        policy = load_trained_policy(
+            cfg.model, init_from=init, seed=cfg.seed, precision=cfg.hardware.precision
+        )
+        ref = reference_policy(
+            policy, torch.bfloat16 if str(cfg.hardware.precision).startswith("bf16") else None
+        )
+        policy = with_rollout_backend(policy, cfg)  # after π_ref is copied: only the policy's
+    module = module_cls(cfg, task, policy, ref, reward_fn, run_dir)
+    loggers = make_loggers(cfg, run_dir, run_name=f"{cfg.experiment_name}-s{cfg.seed}")
+    return module, loggers
+
+
+def final_metrics(trainer: L.Trainer, module: RFTModule, run_dir: Path) -> dict[str, float]:
+    """The final test evaluation, the initial one (test_init/*, from history.jsonl: a resumed
+    run did it before its kill) and the last training records."""
     final_step = module.progress_after(trainer.current_epoch)  # fit done: one past the end
     metrics = {}
     with on_device(trainer, module):
@@ -326,23 +336,23 @@ def _run(cfg: DictConfig, run_dir: str | Path | None) -> dict[str, float]:
     metrics.update(
         {k: v for k, v in module.latest.items() if k.startswith(("reward/", "objective/", "time/"))}
     )
-    if trainer.is_global_zero:  # under DDP every rank has the same metrics: one writer
-        write_json_atomic(run_dir / "metrics.json", metrics)
-        plot_curves(
-            run_dir / "history.jsonl",
-            run_dir / "curves.png",
-            title=f"{cfg.experiment_name} (seed {cfg.seed})",
-        )
-        if (run_dir / "diagnostics.jsonl").is_file():
-            from rft.diagnostics.plots import plot_std_vs_gradnorm
-
-            plot_std_vs_gradnorm(
-                read_history(run_dir / "diagnostics.jsonl"), run_dir / "std_vs_gradnorm.png"
-            )
-    for lg in loggers:
-        lg.finalize("success")
-    _summary(run_dir, metrics)
     return metrics
+
+
+def write_outputs(cfg: DictConfig, run_dir: Path, metrics: dict[str, float]) -> None:
+    """metrics.json and the plots."""
+    write_json_atomic(run_dir / "metrics.json", metrics)
+    plot_curves(
+        run_dir / "history.jsonl",
+        run_dir / "curves.png",
+        title=f"{cfg.experiment_name} (seed {cfg.seed})",
+    )
+    if (run_dir / "diagnostics.jsonl").is_file():
+        from rft.diagnostics.plots import plot_std_vs_gradnorm
+
+        plot_std_vs_gradnorm(
+            read_history(run_dir / "diagnostics.jsonl"), run_dir / "std_vs_gradnorm.png"
+        )
 
 
 def _last_values(run_dir: Path) -> dict[str, float]:

@@ -38,9 +38,9 @@ Sampling, a pure function of (seed, step) so a resumed run sees exactly the same
   good_priority: ``batch_size`` draws with replacement from ``default_rng([seed, 7, step])``,
     p ∝ A+ (A-LoL variants; pairs with A ≤ 0 are never drawn) or p ∝ max(R, 0) (wbc, r_gold,
     r_lol);
-  uniform: SFT's StepBatchSampler (seeded permutation passes over all pairs). nll is always
-    uniform.
-Budget: base = ``alg.max_steps`` (or ``n_epochs · ceil(N / batch_size)`` when -1). A-LoL
+  uniform: seeded permutation passes over all pairs (rft.alg.steps.StepBatchSampler). nll is
+    always uniform.
+Budget: base = ``alg.max_steps`` (or ``dataset_epochs · ceil(N / batch_size)`` when -1). A-LoL
 variants with good_priority sampling run max(1, int(base · share of pairs with A > 0)) steps
 and evaluate every max(1, int(eval_every · share)) steps, as the reference code scales
 max_steps and eval_steps by its positive ratio; every other run uses base and eval_every.
@@ -81,7 +81,6 @@ from __future__ import annotations
 import hashlib
 import inspect
 import logging
-import math
 import struct
 import time
 from pathlib import Path
@@ -90,10 +89,8 @@ import numpy as np
 import torch
 from omegaconf import OmegaConf
 from torch import Tensor
-from torch.utils.data import DataLoader
 
-from rft.alg.base import RFTModule
-from rft.alg.sft import StepBatchSampler
+from rft.alg.steps import StepModule, base_steps
 from rft.alg.value_ref import (
     PromptValueHead,
     fit_value_head,
@@ -114,8 +111,6 @@ from rft.device import hardware_device
 from rft.errors import ConfigError, DataError
 from rft.io import torch_save_atomic, write_json_atomic
 from rft.rng import (
-    good_priority_rng,
-    rank_seed,
     value_fit_seed,
     value_head_init_seed,
     value_sample_seed,
@@ -129,30 +124,6 @@ REWARD_WEIGHTED = ("wbc", "r_gold", "r_lol")
 
 
 # ---------------------------------------------------------------------------------- helpers
-class OfflineStepSampler(StepBatchSampler):
-    """StepBatchSampler whose batches, given ``probs``, are weighted draws with replacement
-    (good_priority); without ``probs`` it is the plain seeded-permutation sampler."""
-
-    def __init__(
-        self,
-        n_items: int,
-        batch_size: int,
-        seed: int,
-        steps_per_block: int,
-        total_steps: int,
-        probs=None,
-        epoch_fn=None,
-    ):
-        super().__init__(n_items, batch_size, seed, steps_per_block, total_steps, epoch_fn)
-        self.probs = None if probs is None else np.asarray(probs, dtype=np.float64) / np.sum(probs)
-
-    def batch_for_step(self, step: int) -> list[int]:
-        if self.probs is None:
-            return super().batch_for_step(step)
-        rng = good_priority_rng(self.seed, step)
-        return rng.choice(self.n, size=self.bs, replace=True, p=self.probs).tolist()
-
-
 def weights_fingerprint(module: torch.nn.Module) -> str:
     """A cheap hash of a model's weights (per-tensor sum and absolute sum, in float64)."""
     h = hashlib.sha256()
@@ -171,21 +142,65 @@ def weights_fingerprint(module: torch.nn.Module) -> str:
 
 
 # ---------------------------------------------------------------------------------- module
-class ALoL(RFTModule):
+class ALoL(StepModule):
+    @classmethod
+    def check_config(cls, cfg) -> None:
+        """Ranges a schema cannot express; each message names the key and the fix."""
+        super().check_config(cfg)
+        a, v = cfg.alg, cfg.alg.value
+        loss_name, sampling = choice(a.loss), choice(a.sampling)
+        checks = [
+            (
+                a.clip_eps is None or a.clip_eps > 0,
+                f"alg.clip_eps={a.clip_eps}: must be > 0, or null for no clipping.",
+            ),
+            (a.kl.beta >= 0, f"alg.kl.beta={a.kl.beta}: must be ≥ 0."),
+            (0 <= a.min_prob <= 1, f"alg.min_prob={a.min_prob}: must be in [0, 1]."),
+            (
+                a.n_train_pairs != 0,
+                "alg.n_train_pairs=0: use -1 for all pairs or a positive count.",
+            ),
+            (
+                not (loss_name == "nll" and sampling == "good_priority"),
+                "alg.loss=nll has no weights to prioritise: set alg.sampling=uniform.",
+            ),
+        ]
+        if "advantage" in inspect.signature(ALOL_LOSSES[loss_name]).parameters:
+            checks += [
+                (
+                    v.max_value > 0,
+                    f"alg.value.max_value={v.max_value}: must be > 0 (rewards lie in [0, max_value]).",
+                ),
+                (v.n_prompts != 0, "alg.value.n_prompts=0: V_ref needs val prompts (-1 for all)."),
+                (v.samples_per_prompt >= 1, "alg.value.samples_per_prompt must be ≥ 1."),
+                (
+                    v.epochs >= 0 and v.batch_size >= 1,
+                    "alg.value.epochs must be ≥ 0 and alg.value.batch_size ≥ 1.",
+                ),
+                (
+                    0 <= v.holdout_frac < 1,
+                    f"alg.value.holdout_frac={v.holdout_frac}: must be in [0, 1).",
+                ),
+            ]
+        for ok, msg in checks:
+            if not ok:
+                raise ConfigError(msg)
+        if loss_name == "a_lol_kl" and a.clip_eps is not None:
+            log.warning(
+                "alg.clip_eps=%s is ignored by a_lol_kl (β is used with clipping off)", a.clip_eps
+            )
+
     def __init__(self, cfg, task, policy, ref, reward_fn, run_dir):
         super().__init__(cfg, task, policy, ref, reward_fn, run_dir)
-        self.automatic_optimization = False
         a = self.a = cfg.alg
         self.loss_name, self.sampling = choice(a.loss), choice(a.sampling)
         self.loss_fn = ALOL_LOSSES[self.loss_name]
         self.loss_params = set(inspect.signature(self.loss_fn).parameters)
         self.needs_ref_logp = "ref_logp" in self.loss_params
         self.uses_advantage = "advantage" in self.loss_params
-        self._check_config()
         self.cache_dir = Path(a.cache_dir).expanduser() if a.cache_dir else self.run_dir / "offline"
         self.reward_id = OmegaConf.to_yaml(cfg.reward, resolve=True)
         self.max_grad_norm = a.max_grad_norm
-        self.stats: dict[str, float] = {}
 
     def prepare(self) -> None:
         """The offline data, scored; V_ref and the advantages (A-LoL variants); sampling
@@ -224,62 +239,11 @@ class ALoL(RFTModule):
                 "reward/data_std": self.rewards.std(unbiased=False).item(),
             }
         )
-        self.probs = self.sampling_probs()
-        self.set_budget()
+        self.items = self.pairs
+        self.sampling_probs = self.priority_probs()
+        self.set_step_budget()
         self.stats["time/offline_prep_s"] = time.perf_counter() - t0
         self._write_summary()
-
-    # ------------------------------------------------------------------ checks
-    def _check_config(self) -> None:
-        a, v = self.a, self.a.value
-        if self.ref is None:
-            raise ConfigError(f"alg={a.name}: the A-LoL family needs the frozen reference policy.")
-        checks = [
-            (a.batch_size >= 1, f"alg.batch_size={a.batch_size}: must be ≥ 1."),
-            (
-                a.max_steps != 0 and (a.max_steps > 0 or a.n_epochs >= 1),
-                f"alg.max_steps={a.max_steps}, alg.n_epochs={a.n_epochs}: give max_steps > 0, or -1 with n_epochs ≥ 1.",
-            ),
-            (
-                a.clip_eps is None or a.clip_eps > 0,
-                f"alg.clip_eps={a.clip_eps}: must be > 0, or null for no clipping.",
-            ),
-            (a.beta_kl >= 0, f"alg.beta_kl={a.beta_kl}: must be ≥ 0."),
-            (0 <= a.min_prob <= 1, f"alg.min_prob={a.min_prob}: must be in [0, 1]."),
-            (
-                a.n_train_pairs != 0,
-                "alg.n_train_pairs=0: use -1 for all pairs or a positive count.",
-            ),
-            (
-                not (self.loss_name == "nll" and self.sampling == "good_priority"),
-                "alg.loss=nll has no weights to prioritise: set alg.sampling=uniform.",
-            ),
-        ]
-        if self.uses_advantage:
-            checks += [
-                (
-                    v.max_value > 0,
-                    f"alg.value.max_value={v.max_value}: must be > 0 (rewards lie in [0, max_value]).",
-                ),
-                (v.n_prompts != 0, "alg.value.n_prompts=0: V_ref needs val prompts (-1 for all)."),
-                (v.samples_per_prompt >= 1, "alg.value.samples_per_prompt must be ≥ 1."),
-                (
-                    v.epochs >= 0 and v.batch_size >= 1,
-                    "alg.value.epochs must be ≥ 0 and alg.value.batch_size ≥ 1.",
-                ),
-                (
-                    0 <= v.holdout_frac < 1,
-                    f"alg.value.holdout_frac={v.holdout_frac}: must be in [0, 1).",
-                ),
-            ]
-        for ok, msg in checks:
-            if not ok:
-                raise ConfigError(msg)
-        if self.loss_name == "a_lol_kl" and a.clip_eps is not None:
-            log.warning(
-                "alg.clip_eps=%s is ignored by a_lol_kl (β_kl is used with clipping off)",
-                a.clip_eps,
-            )
 
     # ------------------------------------------------------------------ V_ref and advantages
     def _value_key(self, val_prompts: list[str]) -> str:
@@ -452,7 +416,7 @@ class ALoL(RFTModule):
         return stats, fit["history"]
 
     # ------------------------------------------------------------------ sampling and budget
-    def sampling_probs(self) -> np.ndarray | None:
+    def priority_probs(self) -> np.ndarray | None:
         """p for good_priority sampling (None = uniform); refuses data that would train on nothing."""
         n = len(self.pairs)
         if self.uses_advantage:
@@ -501,15 +465,17 @@ class ALoL(RFTModule):
             return None
         return good_priority_weights(weights, kind).double().numpy()
 
-    def set_budget(self) -> None:
+    def set_step_budget(self) -> None:
+        """The base budget (max_steps, or dataset_epochs passes), scaled for good_priority
+        A-LoL variants by the share of pairs with A > 0 (the reference code's positive ratio),
+        and the evaluation cadence scaled alike."""
         a, n = self.a, len(self.pairs)
-        base = a.max_steps if a.max_steps > 0 else a.n_epochs * math.ceil(n / a.batch_size)
+        base = base_steps(n, a.batch_size, a.max_steps, a.dataset_epochs)
         scale = 1.0
         if self.uses_advantage and self.sampling == "good_priority":
             scale = self.stats["advantage/positive_share"]  # reference: max_steps · positive_ratio
-        self.max_steps = max(1, int(base * scale))
-        self.eval_every = max(1, int(a.eval_every * scale)) if a.eval_every else 0
-        self.steps_per_block = max(1, min(self.max_steps, 10))
+        eval_every = max(1, int(a.eval_every * scale)) if a.eval_every else 0
+        self.set_budget(max(1, int(base * scale)), eval_every)
         self.stats.update(
             {"budget/base_steps": base, "budget/scale": scale, "budget/max_steps": self.max_steps}
         )
@@ -534,23 +500,6 @@ class ALoL(RFTModule):
         }
         write_json_atomic(self.run_dir / "offline_summary.json", summary)
 
-    # ------------------------------------------------------------------ data / optim
-    def train_dataloader(self) -> DataLoader:
-        sampler = OfflineStepSampler(
-            len(self.pairs),
-            self.a.batch_size,
-            rank_seed(self.cfg.seed, self.global_rank),
-            self.steps_per_block,
-            self.max_steps,
-            probs=self.probs,
-            epoch_fn=lambda: self.current_epoch,
-        )
-        return self.index_loader(len(self.pairs), sampler)
-
-    def on_train_start(self) -> None:
-        if self.current_epoch == 0:  # a resumed run already has this row in history.jsonl
-            self.record(self.stats, step=0)
-
     # ------------------------------------------------------------------ loss
     def example_loss(
         self,
@@ -568,7 +517,7 @@ class ALoL(RFTModule):
             "reward": reward,
             "advantage": advantage,
             "clip_eps": self.a.clip_eps,
-            "beta_kl": self.a.beta_kl,
+            "beta_kl": self.a.kl.beta,
             "min_prob": self.a.min_prob,
         }
         return self.loss_fn(**{k: v for k, v in args.items() if k in self.loss_params})
@@ -596,7 +545,7 @@ class ALoL(RFTModule):
         loss = self.example_loss(logp, ref_logp, c_mask, reward, advantage).mean()
         self.optimizer_step_clipped(loss)
 
-        step = self.current_epoch * self.steps_per_block + batch_idx + 1
+        step = self.step_of(batch_idx)
         weight = (
             advantage.clamp(min=0)
             if advantage is not None
@@ -617,9 +566,7 @@ class ALoL(RFTModule):
             )
         if ref_logp is not None:
             stats.update(self._ratio_stats(logp.detach(), ref_logp, c_mask))
-        self.record(stats, step=step)
-        if self.eval_every and step % self.eval_every == 0 and step < self.max_steps:
-            self.evaluate("val", step=step)
+        self.finish_step(stats, step)
 
     def _ratio_stats(self, logp: Tensor, ref_logp: Tensor, mask: Tensor) -> dict[str, float]:
         seq_logratio = masked_sum(logp - ref_logp, mask, dim=-1)  # (B,)

@@ -9,7 +9,6 @@ algorithms (SFT, offline RL) make one epoch a block of ``steps_per_block`` optim
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 import time
@@ -19,6 +18,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
+from rft.errors import ConfigError
 from rft.eval.evaluate import evaluate_split, save_evaluation
 from rft.io import append_jsonl, atomic_dir
 from rft.model.lora import (
@@ -26,31 +26,13 @@ from rft.model.lora import (
     check_resume_identity,
     checkpoint_identity,
     has_adapters,
+    lora_enabled,
     save_merged,
 )
 from rft.model.policy import PolicyLM
 from rft.optim import adamw
-from rft.rollout.prompts import IterationSampler
 
 log = logging.getLogger(__name__)
-
-
-class RowBatch:
-    """What a rollout buffer (a dataclass whose tensor fields share their first dimension, one
-    row per episode, and whose ``ids`` holds the completions) needs to be cut into minibatches."""
-
-    def __len__(self) -> int:
-        return self.ids.shape[0]
-
-    def index(self, idx: torch.Tensor):
-        """The rows ``idx`` of every tensor field (other fields are shared), same class."""
-        return type(self)(
-            **{
-                f.name: (v[idx] if isinstance(v, torch.Tensor) else v)
-                for f in dataclasses.fields(self)
-                for v in (getattr(self, f.name),)
-            }
-        )
 
 
 def save_policy_atomic(policy: PolicyLM, folder: Path) -> None:
@@ -66,13 +48,22 @@ def save_policy_atomic(policy: PolicyLM, folder: Path) -> None:
 
 
 class RFTModule(L.LightningModule):
-    """Base module of every rft algorithm.
+    """Base module of every rft algorithm. Families build on rft.alg.online.OnlineRL (sample,
+    score, update each iteration) or rft.alg.steps.StepModule (a budget of optimizer steps over
+    fixed data); docs/adding-a-family.md walks through adding one.
+
+    Declared on the class, read before anything loads (rft.train):
+      - ``check_config(cfg)``: the checks a schema cannot express (several fields at once,
+        ranges), each a ConfigError naming the key and the fix;
+      - ``uses_policy``: whether train() loads a policy LM and π_ref for it (reward models
+        train a model of their own);
+      - ``supports_tis`` (online families): whether the update applies alg.tis_cap.
 
     A subclass MUST provide:
       - ``__init__(cfg, task, policy, ref, reward_fn, run_dir)`` (the signature train() and
         Hydra's ``_target_`` call), calling ``super().__init__`` first;
       - ``train_dataloader()``: one epoch's batches (RL: one batch of prompt indices per
-        iteration; step-based: ``steps_per_block`` batches);
+        iteration; step-based: ``steps_per_block`` batches; the two bases provide it);
       - ``configure_optimizers()`` and ``training_step(batch, batch_idx)``, which records its
         metrics with ``record(metrics, step)``, a step in the progress unit below.
 
@@ -91,6 +82,9 @@ class RFTModule(L.LightningModule):
     """
 
     # ------------------------------------------------------------------ contract
+    uses_policy: bool = True
+    """train() loads the policy LM (and π_ref) for this module; False: it trains a model of
+    its own (rft.alg.reward_model)."""
     steps_per_block: int | None = None
     """Optimizer steps per Lightning epoch for step-based modules; None: an epoch is an
     iteration and progress counts iterations."""
@@ -121,6 +115,21 @@ class RFTModule(L.LightningModule):
         self.latest: dict[str, float] = {}  # last recorded metrics (progress bar, final summary)
         self._t0 = time.perf_counter()
 
+    @classmethod
+    def check_config(cls, cfg) -> None:
+        """Cross-field checks of ``cfg`` (the whole composed config) that a schema cannot
+        express; rft.train calls them through the class ``alg._target_`` names, before any
+        task, model or data is loaded. Subclasses extend them (call super)."""
+        a = cfg.alg
+        if a.lr <= 0:
+            raise ConfigError(f"alg.lr={a.lr}: must be > 0.")
+        if lora_enabled(cfg.model.lora) and not cls.uses_policy:
+            raise ConfigError(
+                f"model.lora.r={cfg.model.lora.r}: LoRA adapts the policy LM, and "
+                f"alg={a.name} trains a model of its own (alg.backbone) instead. Drop "
+                "model.lora.r (or set it to 0)."
+            )
+
     def prepare(self) -> None:
         """One-time work before fit (see the class docstring); nothing by default."""
 
@@ -130,20 +139,6 @@ class RFTModule(L.LightningModule):
         """A loader whose batches are the lists of item indices ``batch_sampler`` yields (the
         module looks the items up itself)."""
         return DataLoader(range(n_items), batch_sampler=batch_sampler, collate_fn=list)
-
-    def iteration_loader(self) -> DataLoader:
-        """RL modules: one batch of ``alg.rollout_prompts`` train-prompt indices per iteration,
-        a pure function of (seed, iteration, rank) (rft.rollout.prompts.IterationSampler)."""
-        world_size = self.trainer.world_size if self._trainer is not None else 1
-        sampler = IterationSampler(
-            len(self.task.train),
-            self.cfg.alg.rollout_prompts,
-            self.cfg.seed,
-            rank=self.global_rank,
-            epoch_fn=lambda: self.current_epoch,
-            world_size=world_size,
-        )
-        return self.index_loader(len(self.task.train), sampler)
 
     def configure_optimizers(self):
         """AdamW over the policy's trained parameters (all of them, or a LoRA policy's

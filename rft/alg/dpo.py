@@ -13,7 +13,7 @@ Before training (``prepare()``, which train() calls once before fit):
      ``pairs.n_prompts`` > 0 keeps a seeded subset;
   2. π_ref's sequence log-probs of every chosen and rejected completion, ONCE (not with
      ``alg.reference_free``): training then runs only the policy;
-  3. the step budget: ``alg.max_steps`` (or ``n_epochs · ceil(N / batch_size)`` when -1).
+  3. the step budget: ``alg.max_steps`` (or ``dataset_epochs · ceil(N / batch_size)`` when -1).
 
 Caches (``alg.cache_dir``, default ``<run>/preference``; atomic writes, keyed by hashes):
   pairs-<h>.pt      h = (sampling policy's weights fingerprint, reward config, prompts,
@@ -26,8 +26,8 @@ The pairs themselves go to ``<run>/preference_pairs.jsonl`` (prompt, chosen, rej
 sampled, reward_chosen / reward_rejected): the A-LoL family learns from the same samples with
 ``alg.data_path=<it> alg.data_completion_keys=[chosen]``.
 
-Each step: B pairs drawn by SFT's StepBatchSampler (seeded permutation passes, a pure function
-of (seed, step), so a resumed run sees the same batches); chosen and rejected go through ONE
+Each step: B pairs drawn by the step-based base's sampler (rft.alg.steps: seeded permutation
+passes, a pure function of (seed, step), so a resumed run sees the same batches); chosen and rejected go through ONE
 forward pass of the policy (the 2B sequences concatenated: one padding width, one graph).
 
 Logged once at step 0: pairs/n and, for sampled pairs, pairs/n_prompts, pairs/ties_dropped,
@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,11 +51,9 @@ import numpy as np
 import torch
 from omegaconf import OmegaConf
 from torch import Tensor
-from torch.utils.data import DataLoader
 
 from rft.alg.alol import weights_fingerprint
-from rft.alg.base import RFTModule
-from rft.alg.sft import StepBatchSampler
+from rft.alg.steps import StepModule, base_steps
 from rft.config import choice
 from rft.core import logprobs_from_logits, sequence_logprob
 from rft.core.dpo import preference_loss, preference_rewards
@@ -64,7 +61,7 @@ from rft.device import hardware_device
 from rft.errors import ConfigError, DataError
 from rft.io import torch_save_atomic, write_json_atomic, write_text_atomic
 from rft.progress import batch_starts
-from rft.rng import offline_pairs_rng, preference_sample_seed, rank_seed
+from rft.rng import offline_pairs_rng, preference_sample_seed
 from rft.rollout.prompts import encode_continuations, encode_prompts
 from rft.task.offline import load_cached, stable_hash
 
@@ -98,49 +95,27 @@ def sequence_logps(lm, prompts: list[str], conts: list[str], task, device) -> tu
     return sequence_logprob(logp, c_mask), c_mask.sum(-1).float()
 
 
-class DPO(RFTModule):
-    def __init__(self, cfg, task, policy, ref, reward_fn, run_dir):
-        super().__init__(cfg, task, policy, ref, reward_fn, run_dir)
-        self.automatic_optimization = False
-        a = self.a = cfg.alg
-        self.loss_name, self.source = choice(a.loss), choice(a.pairs.source)
-        self._check_config()
-        self.cache_dir = (
-            Path(a.cache_dir).expanduser() if a.cache_dir else self.run_dir / "preference"
-        )
-        self.reward_id = OmegaConf.to_yaml(cfg.reward, resolve=True)
-        self.max_grad_norm = a.max_grad_norm
-        self.ref_logps: Tensor | None = None  # (N, 2): chosen, rejected
-        self.stats: dict[str, float] = {}
-
-    # ------------------------------------------------------------------ checks
-    def _check_config(self) -> None:
-        a, p = self.a, self.a.pairs
+class DPO(StepModule):
+    @classmethod
+    def check_config(cls, cfg) -> None:
+        """Ranges a schema cannot express; each message names the key and the fix."""
+        super().check_config(cfg)
+        a, p = cfg.alg, cfg.alg.pairs
+        loss_name, source = choice(a.loss), choice(p.source)
         checks = [
-            (a.beta > 0, f"alg.beta={a.beta}: must be > 0."),
+            (a.kl.beta > 0, f"alg.kl.beta={a.kl.beta}: must be > 0."),
             (
                 0 <= a.label_smoothing < 0.5,
                 f"alg.label_smoothing={a.label_smoothing}: must be in [0, 0.5).",
             ),
             (
-                a.label_smoothing == 0 or self.loss_name == "sigmoid",
+                a.label_smoothing == 0 or loss_name == "sigmoid",
                 f"alg.label_smoothing={a.label_smoothing} applies to alg.loss=sigmoid only "
-                f"(alg.loss={self.loss_name}): set alg.label_smoothing=0.",
-            ),
-            (a.batch_size >= 1, f"alg.batch_size={a.batch_size}: must be ≥ 1."),
-            (
-                a.max_steps != 0 and (a.max_steps > 0 or a.n_epochs >= 1),
-                f"alg.max_steps={a.max_steps}, alg.n_epochs={a.n_epochs}: give max_steps > 0,"
-                " or -1 with n_epochs ≥ 1.",
+                f"(alg.loss={loss_name}): set alg.label_smoothing=0.",
             ),
             (p.n_prompts != 0, "alg.pairs.n_prompts=0: use -1 for all or a positive count."),
-            (
-                self.ref is not None or a.reference_free,
-                f"alg={a.name}: the frozen reference policy is missing; it is needed unless "
-                "alg.reference_free=true.",
-            ),
         ]
-        if self.source == "sampled":
+        if source == "sampled":
             checks.append(
                 (
                     p.samples_per_prompt >= 2,
@@ -160,6 +135,22 @@ class DPO(RFTModule):
             if not ok:
                 raise ConfigError(msg)
 
+    def __init__(self, cfg, task, policy, ref, reward_fn, run_dir):
+        super().__init__(cfg, task, policy, ref, reward_fn, run_dir)
+        a = self.a = cfg.alg
+        self.loss_name, self.source = choice(a.loss), choice(a.pairs.source)
+        if ref is None and not a.reference_free:
+            raise ConfigError(
+                f"alg={a.name}: the frozen reference policy is missing; it is needed unless "
+                "alg.reference_free=true."
+            )
+        self.cache_dir = (
+            Path(a.cache_dir).expanduser() if a.cache_dir else self.run_dir / "preference"
+        )
+        self.reward_id = OmegaConf.to_yaml(cfg.reward, resolve=True)
+        self.max_grad_norm = a.max_grad_norm
+        self.ref_logps: Tensor | None = None  # (N, 2): chosen, rejected
+
     # ------------------------------------------------------------------ prepare
     def prepare(self) -> None:
         """The pairs, π_ref's log-probs, the budget and preference_summary.json (module
@@ -170,9 +161,17 @@ class DPO(RFTModule):
         else:
             self.pairs = self.sampled_pairs()
         self.stats["pairs/n"] = len(self.pairs)
+        self.items = self.pairs
         if not self.a.reference_free:
             self.ref_logps = self.reference_logps()
-        self.set_budget()
+        n_steps = base_steps(
+            len(self.pairs), self.a.batch_size, self.a.max_steps, self.a.dataset_epochs
+        )
+        self.set_budget(n_steps, self.a.eval_every)
+        self.stats["budget/max_steps"] = self.max_steps
+        log.info(
+            "%s: %d optimizer steps over %d pairs", self.a.name, self.max_steps, len(self.pairs)
+        )
         self.stats["time/preference_prep_s"] = time.perf_counter() - t0
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         self._write_pairs()
@@ -382,32 +381,6 @@ class DPO(RFTModule):
         torch_save_atomic({"logps": logps}, path)
         return logps
 
-    def set_budget(self) -> None:
-        a, n = self.a, len(self.pairs)
-        self.max_steps = (
-            a.max_steps if a.max_steps > 0 else a.n_epochs * math.ceil(n / a.batch_size)
-        )
-        self.eval_every = a.eval_every
-        self.steps_per_block = max(1, min(self.max_steps, 10))
-        self.stats["budget/max_steps"] = self.max_steps
-        log.info("%s: %d optimizer steps over %d pairs", a.name, self.max_steps, n)
-
-    # ------------------------------------------------------------------ data / optim
-    def train_dataloader(self) -> DataLoader:
-        sampler = StepBatchSampler(
-            len(self.pairs),
-            self.a.batch_size,
-            rank_seed(self.cfg.seed, self.global_rank),
-            self.steps_per_block,
-            self.max_steps,
-            epoch_fn=lambda: self.current_epoch,
-        )
-        return self.index_loader(len(self.pairs), sampler)
-
-    def on_train_start(self) -> None:
-        if self.current_epoch == 0:  # a resumed run already has this row in history.jsonl
-            self.record(self.stats, step=0)
-
     # ------------------------------------------------------------------ loss
     def training_step(self, batch, batch_idx):
         a, pairs = self.a, [self.pairs[i] for i in batch]
@@ -430,7 +403,7 @@ class DPO(RFTModule):
             rc,
             rr,
             loss=self.loss_name,
-            beta=a.beta,
+            beta=a.kl.beta,
             label_smoothing=a.label_smoothing,
             reference_free=a.reference_free,
             chosen_len=lengths[:n],
@@ -438,14 +411,13 @@ class DPO(RFTModule):
         ).mean()
         self.optimizer_step_clipped(loss)
 
-        step = self.current_epoch * self.steps_per_block + batch_idx + 1
-        rewards = preference_rewards(pc, pr, rc, rr, beta=a.beta, reference_free=a.reference_free)
+        rewards = preference_rewards(
+            pc, pr, rc, rr, beta=a.kl.beta, reference_free=a.reference_free
+        )
         stats = {
             "loss/policy": loss.item(),
             **{k: v.mean().item() for k, v in rewards.items()},
             "policy/logp_chosen": pc.detach().mean().item(),
             "policy/logp_rejected": pr.detach().mean().item(),
         }
-        self.record(stats, step=step)
-        if self.eval_every and step % self.eval_every == 0 and step < self.max_steps:
-            self.evaluate("val", step=step)
+        self.finish_step(stats, self.step_of(batch_idx))

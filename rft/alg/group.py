@@ -18,7 +18,7 @@ One Lightning epoch = one generation batch:
      current one, detached, so that forward pass is skipped (as TRL does);
   5. advantages: a group estimator broadcast to the completion's tokens, or REINFORCE++'s
      per-token returns whitened over the batch;
-  6. ``num_iterations`` (μ) passes over the batch, ``minibatch_size`` episodes per optimizer
+  6. ``update_epochs`` (μ) passes over the batch, ``minibatch_size`` episodes per optimizer
      step, ``micro_batch_size`` sequences per forward/backward (gradient accumulation, the loss
      normalised over the whole minibatch so accumulation does not change it).
 
@@ -47,13 +47,11 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
 
-from rft.alg.base import RFTModule, RowBatch
+from rft.alg.online import Episodes, OnlineRL
 from rft.config import choice
 from rft.core import logprobs_and_entropy, logprobs_from_logits, masked_mean
 from rft.core.group import (
@@ -74,72 +72,8 @@ from rft.core.tis import logprob_gap_stats, tis_weights
 from rft.errors import ConfigError
 from rft.model.policy import PolicyLM
 from rft.rng import dynamic_sampling_rng, prompt_batch_rng, rollout_seed
-from rft.rollout.backend import rollout_engine_stats
-from rft.rollout.prompts import encode_prompts
 
 log = logging.getLogger(__name__)
-
-
-def check_config(a) -> None:
-    """Ranges a schema cannot express; each message names the key and the fix."""
-    G = a.samples_per_prompt
-    batch = a.rollout_prompts * G
-    est = choice(a.advantage)
-    if est != "batch_whiten" and G < 2:
-        raise ConfigError(
-            f"alg.samples_per_prompt={G}: the {est} advantage compares the samples of one prompt;"
-            " use at least 2 (or alg.advantage=batch_whiten)."
-        )
-    if a.minibatch_size < 1 or batch % a.minibatch_size:
-        raise ConfigError(
-            f"alg.minibatch_size={a.minibatch_size} must divide the {batch} episodes of a batch"
-            " (alg.rollout_prompts × alg.samples_per_prompt)."
-        )
-    if a.micro_batch_size < 1:
-        raise ConfigError(f"alg.micro_batch_size={a.micro_batch_size}: must be ≥ 1.")
-    if a.num_iterations < 1:
-        raise ConfigError(f"alg.num_iterations={a.num_iterations}: must be ≥ 1.")
-    if not (0 <= a.clip_low < 1 and a.clip_high >= 0):
-        raise ConfigError(
-            f"alg.clip_low={a.clip_low}, alg.clip_high={a.clip_high}: need 0 ≤ clip_low < 1 and"
-            " clip_high ≥ 0."
-        )
-    if a.std_floor < 0:
-        raise ConfigError(f"alg.std_floor={a.std_floor}: must be ≥ 0.")
-    if a.kl.beta < 0:
-        raise ConfigError(f"alg.kl.beta={a.kl.beta}: must be ≥ 0.")
-    if choice(a.kl.placement) == "reward" and choice(a.kl.estimator) != "k1":
-        raise ConfigError(
-            f"alg.kl.estimator={choice(a.kl.estimator)} with alg.kl.placement=reward: the reward"
-            " takes k1 (log π - log π_ref); set alg.kl.estimator=k1 or alg.kl.placement=loss."
-        )
-    if a.max_sampling_rounds < 1:
-        raise ConfigError(f"alg.max_sampling_rounds={a.max_sampling_rounds}: must be ≥ 1.")
-    if not 0 <= a.overlong.buffer_frac <= 1:
-        raise ConfigError(
-            f"alg.overlong.buffer_frac={a.overlong.buffer_frac}: must be in [0, 1] (0 = off)."
-        )
-    if a.std_sampler.floor <= 0 and choice(a.prompt_sampling) == "std_aware":
-        raise ConfigError(
-            f"alg.std_sampler.floor={a.std_sampler.floor}: must be > 0, else prompts whose"
-            " estimate is 0 are never drawn again."
-        )
-
-
-@dataclass
-class GroupBatch(RowBatch):
-    """One generation batch, prompt-major (the G samples of a prompt are adjacent).
-    Shapes: (N, P) prompts, (N, T) completions and per-token tensors, (N,) scores."""
-
-    prompt_ids: torch.Tensor
-    prompt_mask: torch.Tensor
-    ids: torch.Tensor
-    mask: torch.Tensor
-    scores: torch.Tensor
-    old_logp: torch.Tensor | None = None
-    ref_logp: torch.Tensor | None = None
-    advantages: torch.Tensor | None = None  # (N, T)
-    sampler_logp: torch.Tensor | None = None  # (N, T) the sampler's own (rollout.backend=vllm)
 
 
 def _cat(parts: list[torch.Tensor], pad: int) -> torch.Tensor:
@@ -159,14 +93,105 @@ def _cat_left(parts: list[torch.Tensor], pad: int) -> torch.Tensor:
     )
 
 
-class GroupPG(RFTModule):
+class SamplingRounds:
+    """What the generation rounds of one batch produced: the groups kept (with a reward spread,
+    or all of them without dynamic sampling) and dropped, every drawn index with its group std,
+    the phase times and the generated tokens."""
+
+    def __init__(self):
+        self.kept: list[Episodes] = []
+        self.dropped: list[Episodes] = []
+        self.indices: list[int] = []
+        self.stds: list[torch.Tensor] = []
+        self.times = {"time/rollout_s": 0.0, "time/reward_s": 0.0}
+        self.tokens = 0
+        self.n = 0  # rounds so far
+        self.n_kept = 0  # groups kept so far
+
+    def add(self, b: Episodes, indices, std, times, G: int, filtered: bool) -> None:
+        """One round's groups (``filtered``: dynamic sampling keeps only those with std > 0)."""
+        self.n += 1
+        for k in self.times:
+            self.times[k] += times[k]
+        self.tokens += int(b.mask.sum())
+        self.indices += indices
+        self.stds.append(std)
+        if not filtered:
+            self.kept.append(b)
+            self.n_kept += len(indices)
+            return
+        has_spread = std > 0
+        rows = torch.arange(len(b), device=b.ids.device).view(-1, G)
+        if has_spread.any():
+            self.kept.append(b.index(rows[has_spread].reshape(-1)))
+            self.n_kept += int(has_spread.sum())
+        if (~has_spread).any():
+            self.dropped.append(b.index(rows[~has_spread].reshape(-1)))
+
+    def n_more(self, missing: int, n_groups: int) -> int:
+        """Prompts to draw next: as many as the keep rate so far says will fill the batch, at
+        most a full batch (DAPO generates whole batches; fewer wastes fewer tokens)."""
+        keep_rate = max(self.n_kept / len(self.indices), 1.0 / n_groups)
+        return min(n_groups, math.ceil(missing / keep_rate))
+
+
+class GroupPG(OnlineRL):
+    supports_tis = True
+
+    @classmethod
+    def check_config(cls, cfg) -> None:
+        """Ranges a schema cannot express; each message names the key and the fix."""
+        super().check_config(cfg)
+        a = cfg.alg
+        G = a.samples_per_prompt
+        batch = a.rollout_prompts * G
+        est = choice(a.advantage)
+        if est != "batch_whiten" and G < 2:
+            raise ConfigError(
+                f"alg.samples_per_prompt={G}: the {est} advantage compares the samples of one"
+                " prompt; use at least 2 (or alg.advantage=batch_whiten)."
+            )
+        if a.minibatch_size < 1 or batch % a.minibatch_size:
+            raise ConfigError(
+                f"alg.minibatch_size={a.minibatch_size} must divide the {batch} episodes of a"
+                " batch (alg.rollout_prompts × alg.samples_per_prompt)."
+            )
+        checks = [
+            (a.micro_batch_size >= 1, f"alg.micro_batch_size={a.micro_batch_size}: must be ≥ 1."),
+            (
+                0 <= a.clip_low < 1 and a.clip_high >= 0,
+                f"alg.clip_low={a.clip_low}, alg.clip_high={a.clip_high}: need 0 ≤ clip_low < 1"
+                " and clip_high ≥ 0.",
+            ),
+            (a.std_floor >= 0, f"alg.std_floor={a.std_floor}: must be ≥ 0."),
+            (a.kl.beta >= 0, f"alg.kl.beta={a.kl.beta}: must be ≥ 0."),
+            (
+                choice(a.kl.placement) != "reward" or choice(a.kl.estimator) == "k1",
+                f"alg.kl.estimator={choice(a.kl.estimator)} with alg.kl.placement=reward: the"
+                " reward takes k1 (log π - log π_ref); set alg.kl.estimator=k1 or"
+                " alg.kl.placement=loss.",
+            ),
+            (
+                a.max_sampling_rounds >= 1,
+                f"alg.max_sampling_rounds={a.max_sampling_rounds}: must be ≥ 1.",
+            ),
+            (
+                0 <= a.overlong.buffer_frac <= 1,
+                f"alg.overlong.buffer_frac={a.overlong.buffer_frac}: must be in [0, 1] (0 = off).",
+            ),
+            (
+                a.std_sampler.floor > 0 or choice(a.prompt_sampling) != "std_aware",
+                f"alg.std_sampler.floor={a.std_sampler.floor}: must be > 0, else prompts whose"
+                " estimate is 0 are never drawn again.",
+            ),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise ConfigError(msg)
+
     def __init__(self, cfg, task, policy: PolicyLM, ref: PolicyLM, reward_fn, run_dir):
         super().__init__(cfg, task, policy, ref, reward_fn, run_dir)
-        self.automatic_optimization = False
-        a = cfg.alg
-        check_config(a)
-        self.a = a
-        self.max_grad_norm = a.max_grad_norm
+        a = self.a
         self.G = int(a.samples_per_prompt)
         self.estimator = choice(a.advantage)
         self.aggregation = choice(a.aggregation)
@@ -187,13 +212,9 @@ class GroupPG(RFTModule):
                 n = self.sampler.seed_from_extract(s.init_from)
                 log.info("std-aware sampler: %d prompt estimates from %s", n, s.init_from)
 
-    # ------------------------------------------------------------------ data / optim
     @property
     def world_size(self) -> int:
         return self.trainer.world_size if self._trainer is not None else 1
-
-    def train_dataloader(self) -> DataLoader:
-        return self.iteration_loader()
 
     # ------------------------------------------------------------------ prompts
     def draw_prompts(self, it: int, uniform_batch: list[int]) -> list[int]:
@@ -218,113 +239,75 @@ class GroupPG(RFTModule):
         return [int(i) for i in rng.choice(free, n, replace=False)]
 
     # ------------------------------------------------------------------ rollout
-    def generate_groups(self, indices: list[int]) -> tuple[GroupBatch, dict[str, float]]:
-        """G completions per prompt, scored: one generate call and one batched reward call."""
-        G, t, tok = self.G, self.task, self.policy.tokenizer
-        examples = [t.train[i] for i in indices]
-        prompts = [e.prompt for e in examples for _ in range(G)]
-        refs = [e.reward_references for e in examples for _ in range(G)]
-        t0 = time.perf_counter()
-        p_ids, p_mask = encode_prompts(
-            tok, prompts, t.prompt_max_tokens, self.device, t.prompt_truncation
-        )
-        comp = self.policy.generate(
-            p_ids, p_mask, t.max_new_tokens, t.min_new_tokens, self.a.generation
-        )
-        t1 = time.perf_counter()
-        texts = tok.batch_decode(comp.ids, skip_special_tokens=True)
-        scores = self.reward_fn(prompts, texts, refs).to(self.device).float()
-        t2 = time.perf_counter()
-        return GroupBatch(p_ids, p_mask, comp.ids, comp.mask, scores, sampler_logp=comp.logprobs), {
-            "rollout": t1 - t0,
-            "reward": t2 - t1,
-        }
+    def generate_groups(self, indices: list[int]) -> tuple[Episodes, dict[str, float]]:
+        """G completions per prompt, scored (one generate and one batched reward call), with
+        DAPO's overlong shaping added to the scores when it is on."""
+        b, times = self.sample_episodes([self.task.train[i] for i in indices], self.G)
+        if self.overlong_buffer > 0:
+            b.scores = b.scores + overlong_shaping(
+                b.mask.sum(-1),
+                self.task.max_new_tokens,
+                self.overlong_buffer,
+                self.a.overlong.penalty,
+            ).to(b.scores)
+        return b, times
 
-    def collect(self, it: int, indices: list[int]) -> tuple[GroupBatch, dict[str, float]]:
-        """The batch of ``rollout_prompts`` groups, with dynamic sampling when it is on."""
-        a, G = self.a, self.G
-        n_groups = a.rollout_prompts
-        kept: list[GroupBatch] = []
-        dropped: list[GroupBatch] = []
-        n_kept = 0
-        used = set(indices)
-        times = {"rollout": 0.0, "reward": 0.0}
-        first_std = None
-        all_idx: list[int] = []
-        all_std: list[torch.Tensor] = []
-        gen_tokens = 0
-        rounds = 0
+    def collect(self, it: int, indices: list[int]) -> tuple[Episodes, dict[str, float]]:
+        """The batch of ``rollout_prompts`` groups; with dynamic sampling, generation rounds
+        until as many groups with a spread are kept (at most ``max_sampling_rounds``)."""
+        rounds = SamplingRounds()
         todo = list(indices)
+        used = set(indices)
         while todo:
-            rounds += 1
-            b, dt = self.generate_groups(todo)
-            for k in times:
-                times[k] += dt[k]
-            gen_tokens += int(b.mask.sum())
-            if self.overlong_buffer > 0:
-                b.scores = b.scores + overlong_shaping(
-                    b.mask.sum(-1),
-                    self.task.max_new_tokens,
-                    self.overlong_buffer,
-                    a.overlong.penalty,
-                ).to(b.scores)
+            b, times = self.generate_groups(todo)
             # population std, as the diagnostics (and mode=extract) compute it: the logged
             # shares and the sampler's estimates are on one scale; only whether it is 0 matters
             # to the filter
-            std = group_std(b.scores, G, unbiased=False)  # (n,)
-            first_std = std if first_std is None else first_std
-            all_idx += todo
-            all_std.append(std)
-            if not a.dynamic_sampling:
-                kept.append(b)
-                n_kept += len(todo)
+            std = group_std(b.scores, self.G, unbiased=False)  # (n,)
+            rounds.add(b, todo, std, times, self.G, filtered=self.a.dynamic_sampling)
+            if not self.a.dynamic_sampling:
                 break
-            has_spread = std > 0
-            rows = torch.arange(len(b), device=b.ids.device).view(-1, G)
-            if has_spread.any():
-                kept.append(b.index(rows[has_spread].reshape(-1)))
-                n_kept += int(has_spread.sum())
-            if (~has_spread).any():
-                dropped.append(b.index(rows[~has_spread].reshape(-1)))
-            missing = n_groups - n_kept
-            if missing <= 0 or rounds >= a.max_sampling_rounds:
+            missing = self.a.rollout_prompts - rounds.n_kept
+            if missing <= 0 or rounds.n >= self.a.max_sampling_rounds:
                 break
-            # Draw as many prompts as the keep rate so far says will fill the batch, at most a
-            # full batch (DAPO generates whole batches; fewer wastes fewer tokens).
-            keep_rate = max(n_kept / len(all_idx), 1.0 / n_groups)
-            n_more = min(n_groups, math.ceil(missing / keep_rate))
-            todo = self.more_prompts(it, rounds, n_more, used)
+            todo = self.more_prompts(
+                it, rounds.n, rounds.n_more(missing, self.a.rollout_prompts), used
+            )
             used.update(todo)
-        batch = self._assemble(kept, dropped, n_groups)
-        std_all = torch.cat(all_std)
+        batch = self._assemble(rounds.kept, rounds.dropped, self.a.rollout_prompts)
         if self.sampler is not None:
-            self._update_sampler(all_idx, std_all)
+            self._update_sampler(rounds.indices, torch.cat(rounds.stds))
+        self.generated_tokens_total += rounds.tokens
+        return batch, self.collect_stats(rounds)
+
+    def collect_stats(self, rounds: SamplingRounds) -> dict[str, float]:
+        """The phase times, how informative the drawn groups were, and the generation budget."""
+        first_std, std_all = rounds.stds[0], torch.cat(rounds.stds)
         thr = self.cfg.diag.std_threshold
-        self.generated_tokens_total += gen_tokens
         stats = {
-            "time/rollout_s": times["rollout"],
-            "time/reward_s": times["reward"],
-            "time/rollout_tokens_per_s": gen_tokens / max(times["rollout"], 1e-9),
+            "time/rollout_s": rounds.times["time/rollout_s"],
+            "time/reward_s": rounds.times["time/reward_s"],
+            "time/rollout_tokens_per_s": rounds.tokens / max(rounds.times["time/rollout_s"], 1e-9),
             # the groups the sampler drew (before any filter): how informative its draw was
             "group/zero_std_share": (first_std == 0).float().mean().item(),
             "group/low_std_share": (first_std < thr).float().mean().item(),
             "group/std_mean": first_std.mean().item(),
             "group/zero_std_share_all_rounds": (std_all == 0).float().mean().item(),
-            "rollout/sampling_rounds": float(rounds),
-            "rollout/extra_rounds": float(rounds - 1),
-            "rollout/generated_tokens": float(gen_tokens),
+            "rollout/sampling_rounds": float(rounds.n),
+            "rollout/extra_rounds": float(rounds.n - 1),
+            "rollout/generated_tokens": float(rounds.tokens),
             "rollout/generated_tokens_total": float(self.generated_tokens_total),
         }
-        if a.dynamic_sampling:
-            stats["group/kept_share"] = n_kept / max(len(all_idx), 1)
-        return batch, stats
+        if self.a.dynamic_sampling:
+            stats["group/kept_share"] = rounds.n_kept / max(len(rounds.indices), 1)
+        return stats
 
-    def _assemble(self, kept: list[GroupBatch], dropped: list[GroupBatch], n_groups: int):
+    def _assemble(self, kept: list[Episodes], dropped: list[Episodes], n_groups: int):
         """Exactly n_groups groups: the kept ones first, then dropped ones if rounds ran out."""
         parts = kept + dropped
         pad = self.policy.tokenizer.pad_token_id
         sampler_logp = [p.sampler_logp for p in parts]
-        b = GroupBatch(
+        b = Episodes(
             _cat_left([p.prompt_ids for p in parts], pad),
             _cat_left([p.prompt_mask for p in parts], 0),
             _cat([p.ids for p in parts], pad),
@@ -357,30 +340,30 @@ class GroupPG(RFTModule):
         equal the first optimizer step's own (detached) log-probs unless the policy changes
         within the batch (several steps, μ > 1) or the reward needs them (KL in the reward)."""
         a = self.a
-        steps = a.num_iterations * (a.rollout_prompts * self.G // a.minibatch_size)
+        steps = a.update_epochs * (a.rollout_prompts * self.G // a.minibatch_size)
         return steps > 1 or self.kl_placement == "reward"
 
-    @torch.no_grad()
-    def score(self, b: GroupBatch) -> float:
+    def score_chunk(self, c: Episodes) -> dict[str, torch.Tensor]:
+        """Reference and, when needed, sampling-policy log-probs of a chunk (n, T). Not the
+        latter with one optimizer step per batch: the update's own first forward gives the
+        sampling policy's log-probs, also those that the log-prob gap and TIS compare with
+        another engine's (rollout.backend=vllm): no second forward pass for them."""
+        out = {}
+        if self.needs_old_logp:
+            logits, _ = self.policy(c.prompt_ids, c.prompt_mask, c.ids, c.mask)
+            out["old_logp"] = logprobs_from_logits(logits, c.ids)
+        if self.use_ref:
+            out["ref_logp"] = self.ref_logprobs(c)
+        return out
+
+    def score(self, b: Episodes) -> float:
         """Reference (and, when needed, sampling-policy) log-probs in chunks; returns seconds."""
         t0 = time.perf_counter()
-        old, ref = [], []
-        for idx in torch.arange(len(b), device=b.ids.device).split(self.a.score_batch_size):
-            c = b.index(idx)
-            # not with one optimizer step per batch: the update's own first forward gives the
-            # sampling policy's log-probs, also those that the log-prob gap and TIS compare
-            # with another engine's (rollout.backend=vllm): no second forward pass for them
-            if self.needs_old_logp:
-                logits, _ = self.policy(c.prompt_ids, c.prompt_mask, c.ids, c.mask)
-                old.append(logprobs_from_logits(logits, c.ids))
-            if self.use_ref:
-                ref_logits, _ = self.ref(c.prompt_ids, c.prompt_mask, c.ids, c.mask)
-                ref.append(logprobs_from_logits(ref_logits, c.ids))
-        b.old_logp = torch.cat(old) if old else None
-        b.ref_logp = torch.cat(ref) if ref else None
+        cols = self.score_chunks(b, self.score_chunk)
+        b.old_logp, b.ref_logp = cols.get("old_logp"), cols.get("ref_logp")
         return time.perf_counter() - t0
 
-    def compute_advantages(self, b: GroupBatch) -> dict[str, float]:
+    def compute_advantages(self, b: Episodes) -> dict[str, float]:
         """(N, T) advantages into ``b``; returns stats of the estimator."""
         a, beta = self.a, self.a.kl.beta
         scores = b.scores
@@ -407,7 +390,7 @@ class GroupPG(RFTModule):
         return stats
 
     # ------------------------------------------------------------------ update
-    def micro_loss(self, mb: GroupBatch, n_seqs: int, n_tokens: float):
+    def micro_loss(self, mb: Episodes, n_seqs: int, n_tokens: float):
         """The loss of one micro-batch as its share of its minibatch's loss, its stats, and the
         policy's log-probs of its tokens (detached)."""
         a = self.a
@@ -455,7 +438,7 @@ class GroupPG(RFTModule):
         stats["loss/total"] = loss.detach()
         return loss, stats, logp.detach()
 
-    def update(self, b: GroupBatch) -> dict[str, float]:
+    def update(self, b: Episodes) -> dict[str, float]:
         """μ passes over the batch; one optimizer step per minibatch, accumulated over
         micro-batches. Stats are means over micro-batches (losses summed per minibatch)."""
         a = self.a
@@ -468,7 +451,7 @@ class GroupPG(RFTModule):
         # log-probs, the sampling policy's own, for the log-prob gap (training_step)
         keep_logp = b.old_logp is None and b.sampler_logp is not None
         first_logp = torch.zeros_like(b.sampler_logp, dtype=torch.float32) if keep_logp else None
-        for _ in range(a.num_iterations):
+        for _ in range(a.update_epochs):
             for mb_idx in torch.randperm(len(b), device=b.ids.device).split(a.minibatch_size):
                 mb = b.index(mb_idx)
                 n_seqs, n_tokens = len(mb), float(mb.mask.sum())
@@ -498,7 +481,7 @@ class GroupPG(RFTModule):
             b.old_logp = first_logp
         return out
 
-    def kl_stats(self, b: GroupBatch) -> dict[str, float]:
+    def kl_stats(self, b: Episodes) -> dict[str, float]:
         """k1, k2, k3 of the sampling policy to π_ref over the batch's tokens, side by side."""
         if b.ref_logp is None:
             return {}
@@ -513,45 +496,40 @@ class GroupPG(RFTModule):
     # ------------------------------------------------------------------ one iteration
     def training_step(self, batch, batch_idx):
         it = self.current_epoch
+        probe_stats = self.probe(it)
         torch.manual_seed(rollout_seed(self.cfg.seed, it))
-        indices = self.draw_prompts(it, batch)
-        b, stats = self.collect(it, indices)
-        t_score = self.score(b)
-        stats.update(rollout_engine_stats(self.policy))
+        b, stats = self.collect(it, self.draw_prompts(it, batch))
+        stats["time/score_s"] = self.score(b)
+        stats.update(probe_stats)
+        stats.update(self.policy.generation_stats())
         # k1/k2/k3 of the sampling policy: from its scored log-probs here, or (one optimizer
         # step per batch, nothing scored) from the update's own first forward (micro_loss)
         stats.update(self.kl_stats(b))
         stats.update(self.compute_advantages(b))
         t0 = time.perf_counter()
         stats.update(self.update(b))
-        t_update = time.perf_counter() - t0
+        stats["time/update_s"] = time.perf_counter() - t0
         if b.sampler_logp is not None:  # another engine sampled: how far its numerics are off
             stats.update(logprob_gap_stats(b.old_logp, b.sampler_logp, b.mask, self.a.tis_cap))
+        stats.update(self.completion_stats(b))
+        if self.sampler is not None:
+            stats.update(self.sampler.stats())
+        self.finish_iteration(stats, len(b))
+
+    def completion_stats(self, b: Episodes) -> dict[str, float]:
+        """Reward and completion-length statistics of the batch."""
         lengths = b.mask.sum(-1).float()
         eos = self.policy.tokenizer.eos_token_id
         last_tok = b.ids.gather(1, (lengths.long() - 1).clamp(min=0)[:, None]).squeeze(1)
         truncated = (lengths >= self.task.max_new_tokens) & (last_tok != eos)
-        stats.update(
-            {
-                "reward/mean": b.scores.mean().item(),
-                "reward/std": b.scores.std(unbiased=False).item(),
-                "completion/mean_length": lengths.mean().item(),
-                "completion/min_length": lengths.min().item(),
-                "completion/max_length": lengths.max().item(),
-                "completion/clipped_ratio": truncated.float().mean().item(),
-                "time/score_s": t_score,
-                "time/update_s": t_update,
-            }
-        )
-        it_time = stats["time/rollout_s"] + stats["time/reward_s"] + t_score + t_update
-        stats["time/iteration_s"] = it_time
-        stats["time/episodes_per_s"] = len(b) / max(it_time, 1e-9)
-        if self.sampler is not None:
-            stats.update(self.sampler.stats())
-        done = it + 1
-        self.record(stats, step=done)
-        if self.a.eval_every and done % self.a.eval_every == 0 and done < self.trainer.max_epochs:
-            self.evaluate("val", step=done)
+        return {
+            "reward/mean": b.scores.mean().item(),
+            "reward/std": b.scores.std(unbiased=False).item(),
+            "completion/mean_length": lengths.mean().item(),
+            "completion/min_length": lengths.min().item(),
+            "completion/max_length": lengths.max().item(),
+            "completion/clipped_ratio": truncated.float().mean().item(),
+        }
 
     # ------------------------------------------------------------------ checkpoints
     def on_save_checkpoint(self, checkpoint: dict) -> None:

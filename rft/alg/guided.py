@@ -78,10 +78,11 @@ from rft.config import choice
 from rft.core import logprobs_from_logits, masked_mean
 from rft.diagnostics.reward_stats import rollout_reward_spread
 from rft.errors import ConfigError
-from rft.model.policy import Completions, PolicyLM, ValueHead
+from rft.model.generate import Completions
+from rft.model.policy import PolicyLM, ValueHead
 from rft.rng import restart_generator, schedule_rng
-from rft.rollout.backend import rollout_engine_stats
 from rft.rollout.guide import (
+    check_guide_config,
     convert_completions,
     decode_rows,
     load_guide,
@@ -165,24 +166,6 @@ class Schedule:
         )
 
 
-def check_config(a) -> None:
-    """Ranges a schema cannot express; each message names the key."""
-    for key, v in (
-        ("restart_prob.ppo_pp", a.restart_prob.ppo_pp),
-        ("restart_prob.aggrevated", a.restart_prob.aggrevated),
-        ("schedule.ppo_pp_prob", a.schedule.ppo_pp_prob),
-        ("schedule.switch_fraction", a.schedule.switch_fraction),
-    ):
-        if not 0.0 <= v <= 1.0:
-            raise ConfigError(f"alg.{key}={v}: must be a probability / fraction in [0, 1].")
-    if a.schedule.switch_iteration is not None and a.schedule.switch_iteration < 0:
-        raise ConfigError(
-            f"alg.schedule.switch_iteration={a.schedule.switch_iteration}: must be ≥ 0 (or null)."
-        )
-    if a.target_coef < 0:
-        raise ConfigError(f"alg.target_coef={a.target_coef}: must be ≥ 0 (0 = off).")
-
-
 # ------------------------------------------------------------------------------------- buffer
 @dataclass
 class GuidedRollout(Rollout):
@@ -211,10 +194,33 @@ class RollIns:
 
 # ------------------------------------------------------------------------------------- module
 class GuidedPPO(PPO):
+    supports_tis = False
+
+    @classmethod
+    def check_config(cls, cfg) -> None:
+        """Ranges a schema cannot express, and a guide that can be found; each message names
+        the key."""
+        super().check_config(cfg)
+        a = cfg.alg
+        for key, v in (
+            ("restart_prob.ppo_pp", a.restart_prob.ppo_pp),
+            ("restart_prob.aggrevated", a.restart_prob.aggrevated),
+            ("schedule.ppo_pp_prob", a.schedule.ppo_pp_prob),
+            ("schedule.switch_fraction", a.schedule.switch_fraction),
+        ):
+            if not 0.0 <= v <= 1.0:
+                raise ConfigError(f"alg.{key}={v}: must be a probability / fraction in [0, 1].")
+        if a.schedule.switch_iteration is not None and a.schedule.switch_iteration < 0:
+            raise ConfigError(
+                f"alg.schedule.switch_iteration={a.schedule.switch_iteration}: must be ≥ 0 (or null)."
+            )
+        if a.target_coef < 0:
+            raise ConfigError(f"alg.target_coef={a.target_coef}: must be ≥ 0 (0 = off).")
+        check_guide_config(a.guide, cfg.model)
+
     def __init__(self, cfg, task, policy: PolicyLM, ref: PolicyLM, reward_fn, run_dir):
         super().__init__(cfg, task, policy, ref, reward_fn, run_dir)
         a = cfg.alg
-        check_config(a)
         self.schedule = Schedule.from_config(a)
         if (
             self.schedule.kind == "dlols"
@@ -368,7 +374,7 @@ class GuidedPPO(PPO):
             "time/score_s": t4 - t3,
             "time/rollout_tokens_per_s": n_tokens / max(t2 - t0, 1e-9),
             **self.rollout_stats(r, rollins, rollin_scores),
-            **rollout_engine_stats(self.policy),  # time/weight_sync_s (rollout.backend=vllm)
+            **self.policy.generation_stats(),  # time/weight_sync_s (rollout.backend=vllm)
         }
         log.info(
             "iteration %d: %s (roll-in %s, roll-out %s, β=%.2f, %s critic): %.0f%% restarted, "

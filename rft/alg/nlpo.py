@@ -62,6 +62,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -76,36 +77,6 @@ from rft.model.build import frozen_copy
 from rft.model.policy import PolicyLM
 
 log = logging.getLogger(__name__)
-
-
-def check_config(a) -> None:
-    """Ranges the schema cannot express; each message names the key and the fix."""
-    kind = choice(a.mask_type)
-    if kind == "learned_top_p" and not 0.0 < a.top_mask <= 1.0:
-        raise ConfigError(
-            f"alg.top_mask={a.top_mask}: with alg.mask_type=learned_top_p it is the kept "
-            "probability mass and must lie in (0, 1] (RL4LMs: 0.9)."
-        )
-    if kind == "learned_top_k" and int(a.top_mask) < 1:
-        raise ConfigError(
-            f"alg.top_mask={a.top_mask}: with alg.mask_type=learned_top_k it is the number of "
-            "kept tokens k and must be ≥ 1."
-        )
-    if a.min_tokens_to_keep < 1:
-        raise ConfigError(
-            f"alg.min_tokens_to_keep={a.min_tokens_to_keep}: must be ≥ 1 (the top token is "
-            "always kept, so 1 means no further minimum; RL4LMs: 100)."
-        )
-    if a.target_update_iterations < 1:
-        raise ConfigError(
-            f"alg.target_update_iterations={a.target_update_iterations}: must be ≥ 1 (π_ψ is "
-            "replaced by π_θ every that many iterations; RL4LMs IMDB: 5, CommonGen: 20)."
-        )
-    if getattr(a.generation, "num_beams", 1) > 1:
-        raise ConfigError(
-            f"alg.generation.num_beams={a.generation.num_beams}: NLPO rollouts sample with "
-            "num_beams=1 (the mask policy's KV cache does not follow beam reordering)."
-        )
 
 
 def special_token_ids(tokenizer) -> list[int]:
@@ -178,9 +149,54 @@ class MaskPolicyProcessor(LogitsProcessor):
         return apply_action_mask(scores, keep)
 
 
+@dataclass
+class NLPORollout(Rollout):
+    """PPO's buffer plus, per token (N, T): the policy's UNMASKED old log-probs (the KL reward
+    reads them; ``old_logp`` holds the masked ones), π_ψ's kept-set size and whether the sampled
+    token lay outside its recomputed mask."""
+
+    policy_logp: Tensor | None = None
+    mask_size: Tensor | None = None
+    outside_mask: Tensor | None = None
+
+
 class NLPO(PPO):
+    supports_tis = False
+    rollout_cls = NLPORollout
+
+    @classmethod
+    def check_config(cls, cfg) -> None:
+        """Ranges the schema cannot express; each message names the key and the fix."""
+        super().check_config(cfg)
+        a = cfg.alg
+        kind = choice(a.mask_type)
+        if kind == "learned_top_p" and not 0.0 < a.top_mask <= 1.0:
+            raise ConfigError(
+                f"alg.top_mask={a.top_mask}: with alg.mask_type=learned_top_p it is the kept "
+                "probability mass and must lie in (0, 1] (RL4LMs: 0.9)."
+            )
+        if kind == "learned_top_k" and int(a.top_mask) < 1:
+            raise ConfigError(
+                f"alg.top_mask={a.top_mask}: with alg.mask_type=learned_top_k it is the number of "
+                "kept tokens k and must be ≥ 1."
+            )
+        if a.min_tokens_to_keep < 1:
+            raise ConfigError(
+                f"alg.min_tokens_to_keep={a.min_tokens_to_keep}: must be ≥ 1 (the top token is "
+                "always kept, so 1 means no further minimum; RL4LMs: 100)."
+            )
+        if a.target_update_iterations < 1:
+            raise ConfigError(
+                f"alg.target_update_iterations={a.target_update_iterations}: must be ≥ 1 (π_ψ is "
+                "replaced by π_θ every that many iterations; RL4LMs IMDB: 5, CommonGen: 20)."
+            )
+        if getattr(a.generation, "num_beams", 1) > 1:
+            raise ConfigError(
+                f"alg.generation.num_beams={a.generation.num_beams}: NLPO rollouts sample with "
+                "num_beams=1 (the mask policy's KV cache does not follow beam reordering)."
+            )
+
     def __init__(self, cfg, task, policy: PolicyLM, ref: PolicyLM, reward_fn, run_dir):
-        check_config(cfg.alg)
         super().__init__(cfg, task, policy, ref, reward_fn, run_dir)
         a = self.a
         self.mask_type = choice(a.mask_type)
@@ -241,48 +257,27 @@ class NLPO(PPO):
             logits = apply_action_mask(logits, keep_labels(self.mask_policy_keep(r), r.ids))
         return logits, values
 
-    @torch.no_grad()
-    def score_rollout(self, r: Rollout) -> None:
-        """In chunks of ``score_batch_size``, from one policy forward each: the masked old
-        log-probs (``r.old_logp``, for the ratio), the unmasked ones (``r.policy_logp``, for the
-        KL reward), values and π_ref's log-probs; also π_ψ's mask sizes (``r.mask_size``) and
-        whether each sampled token lay outside its recomputed mask (``r.outside_mask``), all
-        (N, T)."""
-        cols: dict[str, list[Tensor]] = {
-            k: [] for k in ("old_logp", "policy_logp", "values", "ref_logp", "size", "outside")
+    def score_chunk(self, chunk: NLPORollout) -> dict[str, Tensor]:
+        """From one policy forward: the masked old log-probs (``old_logp``, for the ratio), the
+        unmasked ones (``policy_logp``, for the KL reward), values; π_ref's log-probs; π_ψ's
+        mask sizes and whether each sampled token lay outside its recomputed mask. All (n, T)."""
+        logits, v = super().values_and_logits(chunk)  # unmasked policy logits
+        keep = self.mask_policy_keep(chunk)  # (b, T, V)
+        masked = apply_action_mask(logits, keep_labels(keep, chunk.ids))
+        return {
+            "mask_size": keep.sum(-1).float(),
+            "outside_mask": ~keep.gather(-1, chunk.ids.unsqueeze(-1)).squeeze(-1),
+            "old_logp": logprobs_from_logits(masked, chunk.ids),
+            "policy_logp": logprobs_from_logits(logits, chunk.ids),
+            "old_values": v,
+            "ref_logp": self.ref_logprobs(chunk),
         }
-        for idx in torch.arange(len(r), device=r.ids.device).split(self.a.score_batch_size):
-            chunk = r.index(idx)
-            logits, v = super().values_and_logits(chunk)  # unmasked policy logits
-            keep = self.mask_policy_keep(chunk)  # (b, T, V)
-            cols["size"].append(keep.sum(-1).float())
-            cols["outside"].append(~keep.gather(-1, chunk.ids.unsqueeze(-1)).squeeze(-1))
-            masked = apply_action_mask(logits, keep_labels(keep, chunk.ids))
-            cols["old_logp"].append(logprobs_from_logits(masked, chunk.ids))
-            cols["policy_logp"].append(logprobs_from_logits(logits, chunk.ids))
-            cols["values"].append(v)
-            ref_logits, _ = self.ref(chunk.prompt_ids, chunk.prompt_mask, chunk.ids, chunk.mask)
-            cols["ref_logp"].append(logprobs_from_logits(ref_logits, chunk.ids))
-        out = {k: torch.cat(v) for k, v in cols.items()}
-        r.old_logp, r.old_values, r.ref_logp = out["old_logp"], out["values"], out["ref_logp"]
-        # Not Rollout fields: whole-buffer quantities that minibatches (Rollout.index) never need.
-        r.policy_logp, r.mask_size, r.outside_mask = (
-            out["policy_logp"],
-            out["size"],
-            out["outside"],
-        )
 
-    def compute_advantages(self, r: Rollout) -> None:
-        """PPO's rewards and GAE, with the KL-to-reference penalty on the policy's UNMASKED
-        log-probs (RL4LMs): PPO reads ``r.old_logp`` there, so it sees them for this call."""
-        masked_old_logp = r.old_logp
-        r.old_logp = r.policy_logp
-        try:
-            super().compute_advantages(r)
-        finally:
-            r.old_logp = masked_old_logp
+    def kl_logp(self, r: NLPORollout) -> Tensor:
+        """The KL-to-reference penalty on the policy's UNMASKED log-probs (RL4LMs)."""
+        return r.policy_logp
 
-    def collect_rollout(self, examples) -> tuple[Rollout, dict[str, float]]:
+    def collect_rollout(self, examples) -> tuple[NLPORollout, dict[str, float]]:
         r, stats = super().collect_rollout(examples)
         it = self.current_epoch
         stats.update(

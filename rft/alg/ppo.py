@@ -49,9 +49,9 @@ import time
 from dataclasses import dataclass
 
 import torch
-from torch.utils.data import DataLoader
+from torch import Tensor
 
-from rft.alg.base import RFTModule, RowBatch
+from rft.alg.online import Episodes, OnlineRL
 from rft.config import choice
 from rft.core import (
     explained_variance,
@@ -68,12 +68,10 @@ from rft.core import (
 from rft.core.normalize import RunningMoments, normalize_scores
 from rft.core.tis import logprob_gap_stats, tis_weights
 from rft.diagnostics.reward_stats import rollout_reward_spread
-from rft.io import append_jsonl
+from rft.errors import ConfigError
 from rft.model.policy import PolicyLM, ValueHead
 from rft.optim import adamw
-from rft.rng import probe_seed, rollout_seed
-from rft.rollout.backend import rollout_engine_stats
-from rft.rollout.prompts import encode_prompts
+from rft.rng import rollout_seed
 
 log = logging.getLogger(__name__)
 
@@ -86,56 +84,60 @@ KL_WARN_EVERY = 10
 
 
 @dataclass
-class Rollout(RowBatch):
-    """A rollout buffer. Shapes: (N, P) prompts, (N, T) completions and per-token quantities,
-    (N,) sequence scores (raw, as the reward returned them; ``reward_scores``: as they enter the
-    per-token reward, normalised when alg.score_norm is on). ``policy_mask`` / ``value_mask``
-    select the tokens each loss covers (both = completion mask for plain PPO)."""
+class Rollout(Episodes):
+    """PPO's buffer: the episodes (rft.alg.online.Episodes) plus, per token (N, T), values,
+    KL-penalised rewards, the KL, advantages and returns, and the loss masks; (N,) the scores
+    as they enter the per-token reward (``reward_scores``: normalised when alg.score_norm is
+    on). ``policy_mask`` / ``value_mask`` select the tokens each loss covers (both = the
+    completion mask for plain PPO; a guided rollout's cover a prefix or a suffix)."""
 
-    prompt_ids: torch.Tensor
-    prompt_mask: torch.Tensor
-    ids: torch.Tensor
-    mask: torch.Tensor
-    scores: torch.Tensor
-    old_logp: torch.Tensor | None = None
-    ref_logp: torch.Tensor | None = None
-    old_values: torch.Tensor | None = None
-    rewards: torch.Tensor | None = None
-    kl: torch.Tensor | None = None
-    advantages: torch.Tensor | None = None
-    returns: torch.Tensor | None = None
-    policy_mask: torch.Tensor | None = None
-    value_mask: torch.Tensor | None = None
-    reward_scores: torch.Tensor | None = None
-    sampler_logp: torch.Tensor | None = None  # (N, T) the sampler's own (rollout.backend=vllm)
+    old_values: Tensor | None = None
+    rewards: Tensor | None = None
+    kl: Tensor | None = None
+    returns: Tensor | None = None
+    policy_mask: Tensor | None = None
+    value_mask: Tensor | None = None
+    reward_scores: Tensor | None = None
 
 
 Critic = tuple["PolicyLM | None", ValueHead]
 """(value LM, or None for a head on the policy's own trunk; value head)."""
 
 
-class PPO(RFTModule):
+class PPO(OnlineRL):
+    supports_tis = True
+    rollout_cls: type[Rollout] = Rollout
+    """The buffer collect_rollout fills (NLPO's adds its mask statistics)."""
+
+    @classmethod
+    def check_config(cls, cfg) -> None:
+        super().check_config(cfg)
+        kl = cfg.alg.kl
+        kind = choice(kl.kind)
+        if kl.beta < 0:
+            raise ConfigError(f"alg.kl.beta={kl.beta}: must be ≥ 0 (0 = no KL penalty).")
+        if kind != "fixed" and (kl.target is None or kl.target <= 0):
+            raise ConfigError(
+                f"alg.kl.target={kl.target} with alg.kl.kind={kind}: the adaptive controllers "
+                "steer β towards a positive target KL (GRUE IMDB: 0.1). Set alg.kl.target > 0, "
+                "or alg.kl.kind=fixed for a constant β."
+            )
+        if kind == "adaptive_ziegler" and kl.horizon <= 0:
+            raise ConfigError(f"alg.kl.horizon={kl.horizon}: must be > 0 (Ziegler et al.: 10000).")
+
     def __init__(self, cfg, task, policy: PolicyLM, ref: PolicyLM, reward_fn, run_dir):
         super().__init__(cfg, task, policy, ref, reward_fn, run_dir)
-        self.automatic_optimization = False
-        a = cfg.alg
-        self.a = a
-        self.max_grad_norm = a.max_grad_norm
+        a = self.a
         self.value_model: PolicyLM | None = None
         if choice(a.value_model) == "separate":
             self.value_model = copy.deepcopy(policy)
         self.value_head = ValueHead(policy.hidden_size)
-        self.kl_ctl = make_kl_controller(
-            choice(a.kl.kind), a.kl.init_beta, a.kl.target, a.kl.horizon
-        )
+        self.kl_ctl = make_kl_controller(choice(a.kl.kind), a.kl.beta, a.kl.target, a.kl.horizon)
         self.score_norm = choice(a.score_norm)
         self.score_moments = RunningMoments()  # every score of the run, all ranks (checkpointed)
         self._kl_warned_at: int | None = None  # iteration of the last KL-dominance warning
 
-    # ------------------------------------------------------------------ data / optim
-    def train_dataloader(self) -> DataLoader:
-        return self.iteration_loader()
-
+    # ------------------------------------------------------------------ optim
     def trainable_parameters(self):
         params = list(self.policy.parameters()) + list(self.value_head.parameters())
         if self.value_model is not None:
@@ -181,64 +183,43 @@ class PPO(RFTModule):
             )
         return logits, value_head(hidden).float()
 
-    @torch.no_grad()
-    def score_rollout(self, r: Rollout) -> None:
-        """Old log-probs, values and reference log-probs, in chunks of ``score_batch_size``."""
-        old_logp, values, ref_logp = [], [], []
-        for idx in torch.arange(len(r), device=r.ids.device).split(self.a.score_batch_size):
-            chunk = r.index(idx)
-            logits, v = self.values_and_logits(chunk)
-            old_logp.append(logprobs_from_logits(logits, chunk.ids))
-            values.append(v)
-            ref_logits, _ = self.ref(chunk.prompt_ids, chunk.prompt_mask, chunk.ids, chunk.mask)
-            ref_logp.append(logprobs_from_logits(ref_logits, chunk.ids))
-        r.old_logp, r.old_values, r.ref_logp = (
-            torch.cat(old_logp),
-            torch.cat(values),
-            torch.cat(ref_logp),
-        )
+    def score_chunk(self, chunk: Rollout) -> dict[str, Tensor]:
+        """The old log-probs and values of a chunk's tokens (one policy forward, and one of the
+        value model if separate) and π_ref's log-probs (one forward), each (n, T), named as the
+        Rollout fields they fill."""
+        logits, v = self.values_and_logits(chunk)
+        return {
+            "old_logp": logprobs_from_logits(logits, chunk.ids),
+            "old_values": v,
+            "ref_logp": self.ref_logprobs(chunk),
+        }
 
-    def generate(self, prompt_ids, prompt_mask):
-        t, g = self.task, self.a.generation
-        return self.policy.generate(prompt_ids, prompt_mask, t.max_new_tokens, t.min_new_tokens, g)
+    def score_rollout(self, r: Rollout) -> None:
+        """Every column of ``score_chunk``, in chunks of ``score_batch_size``, into ``r``."""
+        for name, value in self.score_chunks(r, self.score_chunk).items():
+            setattr(r, name, value)
 
     # ------------------------------------------------------------------ one iteration
     def collect_rollout(self, examples) -> tuple[Rollout, dict[str, float]]:
+        """K completions per example, rewarded and scored; the rollout's stats (phase times,
+        the sampler/trainer log-prob gap, the per-prompt reward spread)."""
         K = self.a.samples_per_prompt
-        stats: dict[str, float] = {}
+        r, stats = self.sample_episodes(examples, K, self.rollout_cls)
+        r.policy_mask = r.value_mask = r.mask
         t0 = time.perf_counter()
-        prompts = [e.prompt for e in examples for _ in range(K)]
-        refs = [e.reward_references for e in examples for _ in range(K)]
-        t = self.task
-        p_ids, p_mask = encode_prompts(
-            self.policy.tokenizer, prompts, t.prompt_max_tokens, self.device, t.prompt_truncation
-        )
-        comp = self.generate(p_ids, p_mask)
-        t1 = time.perf_counter()
-        texts = self.policy.tokenizer.batch_decode(comp.ids, skip_special_tokens=True)
-        scores = self.reward_fn(prompts, texts, refs).to(self.device)
-        t2 = time.perf_counter()
-        r = Rollout(
-            p_ids, p_mask, comp.ids, comp.mask, scores, policy_mask=comp.mask, value_mask=comp.mask
-        )
-        r.sampler_logp = comp.logprobs
         self.score_rollout(r)
-        t3 = time.perf_counter()
+        stats["time/score_s"] = time.perf_counter() - t0
         if r.sampler_logp is not None:  # another engine sampled: how far its numerics are off
             stats.update(logprob_gap_stats(r.old_logp, r.sampler_logp, r.mask, self.a.tis_cap))
-        stats.update(rollout_engine_stats(self.policy))
-        n_tokens = int(comp.mask.sum())
-        stats.update(
-            {
-                "time/rollout_s": t1 - t0,
-                "time/reward_s": t2 - t1,
-                "time/score_s": t3 - t2,
-                "time/rollout_tokens_per_s": n_tokens / max(t1 - t0, 1e-9),
-            }
-        )
+        stats.update(self.policy.generation_stats())
         # per-prompt reward spread (Razin et al.: small std = vanishing gradient)
-        stats.update(rollout_reward_spread(scores, K, self.cfg.diag.std_threshold))
+        stats.update(rollout_reward_spread(r.scores, K, self.cfg.diag.std_threshold))
         return r, stats
+
+    def kl_logp(self, r: Rollout) -> Tensor:
+        """The policy log-probs the KL-to-reference penalty compares with π_ref's: the old ones
+        (NLPO: its unmasked ones)."""
+        return r.old_logp
 
     def compute_advantages(self, r: Rollout) -> None:
         """KL-penalised per-token rewards and GAE over EVERY completion token; the policy and
@@ -246,7 +227,7 @@ class PPO(RFTModule):
         just a prefix or a suffix of the sequence)."""
         r.reward_scores = self.reward_scores(r)
         r.rewards, r.kl = per_token_rewards(
-            r.reward_scores, r.old_logp, r.ref_logp, r.mask, self.kl_ctl.beta
+            r.reward_scores, self.kl_logp(r), r.ref_logp, r.mask, self.kl_ctl.beta
         )
         if self.a.whiten_rewards:
             r.rewards = masked_whiten(r.rewards, r.mask, shift_mean=False)
@@ -303,11 +284,11 @@ class PPO(RFTModule):
         )
 
     def ppo_update(self, r: Rollout) -> dict[str, float]:
-        """n_epochs passes of minibatch PPO over the rollout buffer."""
+        """update_epochs passes of minibatch PPO over the rollout buffer."""
         a = self.a
         sums: dict[str, float] = {}
         n_mb = 0
-        for _ in range(a.n_epochs):
+        for _ in range(a.update_epochs):
             for idx in torch.randperm(len(r), device=r.ids.device).split(a.minibatch_size):
                 mb = r.index(idx)
                 logits, values = self.values_and_logits(mb)
@@ -347,89 +328,50 @@ class PPO(RFTModule):
         adds RLGF's target regularization here.)"""
         return 0.0, {}
 
-    def probe(self, it: int) -> dict[str, float]:
-        """Vanishing-gradient probe (diag.probe_every): per-prompt reward std vs gradient norm."""
-        from rft.diagnostics.probe import probe_gradients
-
-        d, t = self.cfg.diag, self.task
-        recs = probe_gradients(
-            self.policy,
-            self.reward_fn,
-            t.val[: d.probe_prompts],
-            K=d.probe_samples,
-            prompt_max_tokens=t.prompt_max_tokens,
-            prompt_truncation=t.prompt_truncation,
-            max_new_tokens=t.max_new_tokens,
-            min_new_tokens=t.min_new_tokens,
-            generation=self.a.generation,
-            seed=probe_seed(self.cfg.seed, it),
-        )
-        if self.global_rank == 0:
-            row = {
-                "iteration": it,
-                **{k: [r[k] for r in recs] for k in ("std", "mean", "grad_norm")},
-            }
-            append_jsonl(self.run_dir / "diagnostics.jsonl", row)
-        std = torch.tensor([r["std"] for r in recs])
-        g = torch.tensor([r["grad_norm"] for r in recs])
-        return {
-            "diag/probe_std_mean": std.mean().item(),
-            "diag/probe_grad_norm_mean": g.mean().item(),
-            "diag/probe_low_std_share": (std < d.std_threshold).float().mean().item(),
-        }
-
     def training_step(self, batch, batch_idx):
         it = self.current_epoch
-        probe_stats = (
-            self.probe(it)
-            if self.cfg.diag.probe_every and it % self.cfg.diag.probe_every == 0
-            else {}
-        )
+        probe_stats = self.probe(it)
         torch.manual_seed(rollout_seed(self.cfg.seed, it))
-        examples = [self.task.train[i] for i in batch]
-        r, stats = self.collect_rollout(examples)
+        r, stats = self.collect_rollout([self.task.train[i] for i in batch])
         self.compute_advantages(r)
         t0 = time.perf_counter()
         stats.update(probe_stats)
         stats.update(self.ppo_update(r))
-        t_update = time.perf_counter() - t0
-        kl_mean = masked_mean(r.kl, r.mask).item()
-        kl_seq = (r.kl * r.mask).sum(-1).mean().item()
-        beta = self.kl_ctl.beta
-        self.kl_ctl.step(kl_mean, n_steps=len(r))
-        stats["objective/score_to_kl"] = self.score_to_kl(r.reward_scores, beta, kl_seq)
-        self.warn_if_kl_dominates(stats["objective/score_to_kl"], it)
-        if self.score_norm != "none":
-            stats["reward/score_norm_mean"] = self.score_moments.mean
-            stats["reward/score_norm_std"] = self.score_moments.std
+        stats["time/update_s"] = t_update = time.perf_counter() - t0
         seq_tokens = (r.prompt_mask.sum() + r.mask.sum()).item()
+        stats["time/update_tokens_per_s"] = self.a.update_epochs * seq_tokens / max(t_update, 1e-9)
+        stats.update(self.kl_step(r, it))
         stats.update(
             {
                 "reward/mean": r.scores.mean().item(),
                 "reward/std": r.scores.std(unbiased=False).item(),
-                "objective/kl": kl_mean,
-                "objective/kl_seq": kl_seq,
-                "objective/kl_coef": beta,
                 "value/explained_variance": explained_variance(
                     r.old_values, r.returns, r.value_mask
                 ).item(),
                 "value/mean": masked_mean(r.old_values, r.value_mask).item(),
-                "time/update_s": t_update,
-                "time/update_tokens_per_s": self.a.n_epochs * seq_tokens / max(t_update, 1e-9),
                 "completion/tokens": r.mask.sum(-1).float().mean().item(),
             }
         )
-        it_time = (
-            stats["time/rollout_s"] + stats["time/reward_s"] + stats["time/score_s"] + t_update
-        )
-        stats["time/iteration_s"] = it_time
-        stats["time/episodes_per_s"] = len(r) / max(it_time, 1e-9)
-        done = it + 1  # records describe the state after `done` iterations
-        self.record(stats, step=done)
-        # Evaluate here rather than in an epoch-end hook: the epoch-end checkpoint then already
-        # includes this evaluation in history.jsonl.
-        if self.a.eval_every and done % self.a.eval_every == 0 and done < self.trainer.max_epochs:
-            self.evaluate("val", step=done)
+        self.finish_iteration(stats, len(r))
+
+    def kl_step(self, r: Rollout, it: int) -> dict[str, float]:
+        """Step the KL controller with the rollout's mean per-token KL; the KL stats and the
+        score-to-KL ratio (warned about when the penalty dominates)."""
+        kl_mean = masked_mean(r.kl, r.mask).item()
+        kl_seq = (r.kl * r.mask).sum(-1).mean().item()
+        beta = self.kl_ctl.beta
+        self.kl_ctl.step(kl_mean, n_steps=len(r))
+        stats = {
+            "objective/kl": kl_mean,
+            "objective/kl_seq": kl_seq,
+            "objective/kl_coef": beta,
+            "objective/score_to_kl": self.score_to_kl(r.reward_scores, beta, kl_seq),
+        }
+        self.warn_if_kl_dominates(stats["objective/score_to_kl"], it)
+        if self.score_norm != "none":
+            stats["reward/score_norm_mean"] = self.score_moments.mean
+            stats["reward/score_norm_std"] = self.score_moments.std
+        return stats
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         super().on_save_checkpoint(checkpoint)

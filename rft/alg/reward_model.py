@@ -13,17 +13,15 @@ metrics go to history.jsonl, metrics.json and ``<run>/reward_model_metrics.json`
 
 These modules train no language model: train() skips loading the policy (``uses_policy``) and
 their ``evaluate`` replaces the policy's generation evaluation with the held-out metrics.
-Batches are a pure function of (seed, step) (rft.alg.sft.StepBatchSampler), so a resumed run
-sees the batches the uninterrupted run would have seen.
+Budget and batches are the step-based base's (rft.alg.steps.StepModule): a pure function of
+(seed, step), so a resumed run sees the batches the uninterrupted run would have seen.
 """
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader
 from transformers import (
     AutoModelForSequenceClassification,
     AutoTokenizer,
@@ -33,8 +31,7 @@ from transformers import (
     GPT2ForSequenceClassification,
 )
 
-from rft.alg.base import RFTModule
-from rft.alg.sft import StepBatchSampler
+from rft.alg.steps import StepModule, base_steps
 from rft.core.reward_model import (
     bradley_terry_loss,
     brier_score,
@@ -45,7 +42,6 @@ from rft.core.reward_model import (
 from rft.errors import ConfigError, DataError
 from rft.io import atomic_dir, write_json_atomic
 from rft.optim import adamw
-from rft.rng import rank_seed
 
 TINY_SEED = 1234  # tiny backbones are rebuilt identically, like rft.model.load's tiny policies
 
@@ -143,32 +139,34 @@ def build_backbone(backbone: str, labels: list[str]):
 
 
 # ---------------------------------------------------------------------------------- base
-class _RewardModelModule(RFTModule):
+class _RewardModelModule(StepModule):
     """What both reward models share: the backbone, the step budget, batched scoring, the
     held-out evaluation that replaces the policy's, and the save to ``<run>/reward_model/``."""
 
     uses_policy = False  # train() loads no policy LM for this module
     labels: list[str] = []
 
+    @classmethod
+    def check_config(cls, cfg) -> None:
+        super().check_config(cfg)
+        if cfg.alg.eval_batch_size < 1:
+            raise ConfigError(f"alg.eval_batch_size={cfg.alg.eval_batch_size}: must be ≥ 1.")
+
     def __init__(self, cfg, task, policy, ref, reward_fn, run_dir):
         super().__init__(cfg, task, policy, ref, reward_fn, run_dir)
-        self.automatic_optimization = False
         a = cfg.alg
-        if a.batch_size < 1 or a.eval_batch_size < 1:
-            raise ConfigError("alg.batch_size and alg.eval_batch_size must be ≥ 1.")
-        self.lr, self.batch_size, self.weight_decay = a.lr, a.batch_size, a.weight_decay
-        self.max_grad_norm, self.eval_every = a.max_grad_norm, a.eval_every
+        self.lr, self.weight_decay, self.max_grad_norm = a.lr, a.weight_decay, a.max_grad_norm
         # every split read now: a bad row anywhere fails before training, not at the end
         self.split_items = {s: self.load_items(s) for s in ("train", "val", "test")}
         self.items = self.split_items["train"]
         self.model, self.tokenizer = build_backbone(a.backbone, self.model_labels())
-        max_steps = a.max_steps
-        if max_steps is None or max_steps < 0:
-            max_steps = a.max_epochs * math.ceil(len(self.items) / self.batch_size)
-        self.max_steps = int(max_steps)
-        if self.max_steps < 1:
-            raise ConfigError(f"alg.max_steps={a.max_steps}: must be ≥ 1 (or -1: max_epochs).")
-        self.steps_per_block = max(1, min(self.max_steps, 10))  # SFT's block size
+        n_steps = base_steps(len(self.items), self.batch_size, a.max_steps, a.dataset_epochs)
+        if n_steps < 1:
+            raise ConfigError(
+                f"alg.max_steps={a.max_steps}: -1 runs alg.dataset_epochs passes over the "
+                f"{len(self.items)} training items, which is no step; give max_steps ≥ 1."
+            )
+        self.set_budget(n_steps, a.eval_every)
 
     # subclasses: the labels the model outputs, the items of a split, a batch's loss, metrics
     def model_labels(self) -> list[str]:
@@ -176,17 +174,6 @@ class _RewardModelModule(RFTModule):
 
     def load_items(self, split: str) -> list:
         raise NotImplementedError
-
-    def train_dataloader(self) -> DataLoader:
-        sampler = StepBatchSampler(
-            len(self.items),
-            self.batch_size,
-            rank_seed(self.cfg.seed, self.global_rank),
-            self.steps_per_block,
-            self.max_steps,
-            epoch_fn=lambda: self.current_epoch,
-        )
-        return self.index_loader(len(self.items), sampler)
 
     def configure_optimizers(self):
         return adamw(
@@ -222,10 +209,7 @@ class _RewardModelModule(RFTModule):
     def training_step(self, batch, batch_idx):
         loss, metrics = self.batch_loss([self.items[i] for i in batch])
         self.optimizer_step_clipped(loss)
-        step = self.current_epoch * self.steps_per_block + batch_idx + 1
-        self.record({"rm/loss": loss.item(), **metrics}, step=step)
-        if self.eval_every and step % self.eval_every == 0 and step < self.max_steps:
-            self.evaluate("val", step=step)
+        self.finish_step({"rm/loss": loss.item(), **metrics}, self.step_of(batch_idx))
 
     def evaluate(
         self, split: str, prefix: str | None = None, step: int | None = None

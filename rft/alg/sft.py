@@ -4,73 +4,24 @@ averaged over completion tokens only (prompt tokens carry no loss).
 The same module runs ``alg=sft`` and the SFT warm-start phase of an RL run
 (``alg.warm_start.steps``, ``alg.warm_start.data_frac``): the budget knobs Razin et al. study.
 
-Batches are a pure function of (seed, step): step s reads positions [s·B, (s+1)·B) of a
-concatenation of per-data-epoch permutations. One Lightning epoch is a block of
-``steps_per_block`` steps, so a run resumed from a block-end checkpoint continues with exactly
-the batches the uninterrupted run would have seen.
+Budget, batches (a pure function of (seed, step)), step counter and evaluation cadence are the
+step-based base's (rft.alg.steps.StepModule): a run resumed from a block-end checkpoint
+continues with exactly the batches the uninterrupted run would have seen.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 
-import numpy as np
 import torch
-from torch.utils.data import DataLoader, Sampler
 
-from rft.alg.base import RFTModule
+from rft.alg.steps import StepModule, base_steps
 from rft.core import logprobs_from_logits, masked_mean
+from rft.errors import ConfigError
 from rft.optim import adamw
-from rft.rng import data_subset_rng, rank_seed, step_batch_rng
+from rft.rng import data_subset_rng
 from rft.rollout.prompts import encode_continuations, encode_prompts
-
-
-class StepBatchSampler(Sampler):
-    """Yields the batches of one block of optimizer steps (see module docstring).
-
-    The block is the Lightning epoch, from ``epoch_fn`` (the module passes
-    ``lambda: self.current_epoch``) when an epoch's iterator starts, else from ``set_epoch``.
-    Lightning calls ``set_epoch`` on a loader's sampler, never on its batch sampler: without
-    ``epoch_fn`` every block would replay the first block's batches."""
-
-    def __init__(
-        self,
-        n_items: int,
-        batch_size: int,
-        seed: int,
-        steps_per_block: int,
-        total_steps: int,
-        epoch_fn: Callable[[], int] | None = None,
-    ):
-        self.n, self.bs, self.seed = n_items, batch_size, seed
-        self.spb, self.total = steps_per_block, total_steps
-        self.epoch_fn = epoch_fn
-        self.block = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.block = epoch
-
-    def _sync_block(self) -> None:
-        if self.epoch_fn is not None:
-            self.block = int(self.epoch_fn())
-
-    def __len__(self) -> int:
-        self._sync_block()
-        return max(0, min(self.spb, self.total - self.block * self.spb))
-
-    def batch_for_step(self, step: int) -> list[int]:
-        pos = np.arange(step * self.bs, (step + 1) * self.bs)
-        epochs, offsets = pos // self.n, pos % self.n
-        perms = {e: step_batch_rng(self.seed, e).permutation(self.n) for e in np.unique(epochs)}
-        return [int(perms[e][o]) for e, o in zip(epochs, offsets)]
-
-    def __iter__(self):
-        self._sync_block()
-        start = self.block * self.spb
-        for s in range(start, start + len(self)):
-            yield self.batch_for_step(s)
 
 
 def subset_for_fraction(n: int, frac: float, seed: int) -> list[int]:
@@ -88,8 +39,8 @@ class SFTSettings:
 
     lr: float
     batch_size: int
-    max_steps: int | None  # None or < 0: max_epochs passes over the pairs
-    max_epochs: int | None
+    max_steps: int | None  # None or < 0: dataset_epochs passes over the pairs
+    dataset_epochs: int | None
     data_frac: float
     max_grad_norm: float | None
     eval_every: int  # 0 = no periodic val evaluation
@@ -101,7 +52,7 @@ class SFTSettings:
             lr=a.lr,
             batch_size=a.batch_size,
             max_steps=a.max_steps,
-            max_epochs=a.get("max_epochs"),
+            dataset_epochs=a.get("dataset_epochs"),
             data_frac=a.get("data_frac", 1.0),
             max_grad_norm=a.get("max_grad_norm"),
             eval_every=a.get("eval_every", 0),
@@ -117,7 +68,7 @@ class SFTSettings:
             lr=ws.lr,
             batch_size=ws.batch_size,
             max_steps=ws.steps,
-            max_epochs=None,
+            dataset_epochs=None,
             data_frac=ws.data_frac,
             max_grad_norm=1.0,
             eval_every=0,
@@ -125,33 +76,25 @@ class SFTSettings:
         )
 
 
-class SFT(RFTModule):
+class SFT(StepModule):
+    @classmethod
+    def check_config(cls, cfg) -> None:
+        super().check_config(cfg)
+        if not 0 < cfg.alg.data_frac <= 1:
+            raise ConfigError(f"alg.data_frac={cfg.alg.data_frac}: must be in (0, 1].")
+
     def __init__(
         self, cfg, task, policy, ref, reward_fn, run_dir, settings: SFTSettings | None = None
     ):
         super().__init__(cfg, task, policy, ref, reward_fn, run_dir)
-        self.automatic_optimization = False
         st = settings if settings is not None else SFTSettings.from_alg(cfg.alg)
         self.lr, self.batch_size, self.weight_decay = st.lr, st.batch_size, st.weight_decay
-        self.max_grad_norm, self.eval_every = st.max_grad_norm, st.eval_every
+        self.max_grad_norm = st.max_grad_norm
         pairs = task.sft_pairs()
         self.pairs = [pairs[i] for i in subset_for_fraction(len(pairs), st.data_frac, cfg.seed)]
-        max_steps = st.max_steps
-        if max_steps is None or max_steps < 0:
-            max_steps = st.max_epochs * math.ceil(len(self.pairs) / self.batch_size)
-        self.max_steps = int(max_steps)
-        self.steps_per_block = max(1, min(self.max_steps, 10))
-
-    def train_dataloader(self) -> DataLoader:
-        sampler = StepBatchSampler(
-            len(self.pairs),
-            self.batch_size,
-            rank_seed(self.cfg.seed, self.global_rank),
-            self.steps_per_block,
-            self.max_steps,
-            epoch_fn=lambda: self.current_epoch,
-        )
-        return self.index_loader(len(self.pairs), sampler)
+        self.items = self.pairs
+        n_steps = base_steps(len(self.pairs), self.batch_size, st.max_steps, st.dataset_epochs)
+        self.set_budget(n_steps, st.eval_every)
 
     def configure_optimizers(self):
         # requires_grad: a LoRA policy trains its adapters only
@@ -175,7 +118,4 @@ class SFT(RFTModule):
     def training_step(self, batch, batch_idx):
         loss = self.sft_loss([self.pairs[i] for i in batch])
         self.optimizer_step_clipped(loss)
-        step = self.current_epoch * self.steps_per_block + batch_idx + 1
-        self.record({"sft/loss": loss.item()}, step=step)
-        if self.eval_every and step % self.eval_every == 0 and step < self.max_steps:
-            self.evaluate("val", step=step)
+        self.finish_step({"sft/loss": loss.item()}, self.step_of(batch_idx))

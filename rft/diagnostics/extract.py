@@ -28,7 +28,7 @@ from rft.io import write_json_atomic
 from rft.model.build import load_policy
 from rft.reward import build_reward
 from rft.rng import extract_rng, extract_seed
-from rft.rollout.backend import attach_rollout_backend
+from rft.rollout.backend import with_rollout_backend
 from rft.rollout.prompts import encode_prompts
 from rft.rollout.std_sampler import EXTRACT_INDEX_FILE
 
@@ -82,7 +82,7 @@ def extract(cfg, run_dir: Path) -> dict[str, float]:
     rows = sorted(int(i) for i in idx)  # row r of rewards.npy is example rows[r] of the split
     examples = [data[i] for i in rows]
     policy = load_policy(cfg.model)
-    attach_rollout_backend(policy, cfg)  # rollout.backend=vllm samples the policy
+    policy = with_rollout_backend(policy, cfg)  # rollout.backend=vllm samples the policy
     reward_fn = build_reward(cfg.reward)
     torch.manual_seed(extract_seed(cfg.seed))
     # the device and precision training uses (bf16 autocast where hardware.precision says so)

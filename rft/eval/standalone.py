@@ -25,7 +25,7 @@ from rft.eval.evaluate import evaluate_split, save_evaluation
 from rft.io import write_json_atomic
 from rft.model.build import frozen_copy, load_policy
 from rft.reward import build_reward
-from rft.rollout.backend import attach_rollout_backend
+from rft.rollout.backend import with_rollout_backend
 
 log = logging.getLogger("rft")
 
@@ -38,7 +38,7 @@ def evaluate_only(cfg, run_dir: Path) -> dict[str, float]:
     # as in training: the reference is a frozen copy of the initial policy, stored in bf16 under
     # bf16 autocast
     ref = frozen_copy(policy, torch.bfloat16 if bf16 else None)
-    attach_rollout_backend(policy, cfg)  # rollout.backend=vllm samples the policy
+    policy = with_rollout_backend(policy, cfg)  # rollout.backend=vllm samples the policy
     policy.eval()
     with hardware_device(cfg, torch.nn.ModuleList([policy, ref])):
         res, setup = evaluate_split(cfg, task, policy, ref, reward_fn, "test")

@@ -62,16 +62,29 @@ def prepare_tokenizer(tok: PreTrainedTokenizerBase) -> PreTrainedTokenizerBase:
     return tok
 
 
-def _resolve_init_from(path: str) -> Path:
+def _resolve_init_from(path: str, key: str = "model.init_from") -> Path:
     p = Path(path).expanduser()
     for cand in (p, p / "policy", p / "checkpoints" / "policy"):
         if (cand / "config.json").is_file():
             return cand
     raise ConfigError(
-        f"model.init_from={path!r}: no save_pretrained checkpoint there "
+        f"{key}={path!r}: no save_pretrained checkpoint there "
         f"(looked for config.json in {p}, {p / 'policy'}). "
         "Point it at an earlier run's folder or its policy/ folder."
     )
+
+
+def check_model_source(model_cfg, key: str = "model", init_from_key: str | None = None) -> None:
+    """Before anything loads: the model ``model_cfg`` names can be found (an init_from folder
+    holds a saved model; loader=hf names a hub id or folder). ``key``: where the config sits
+    (``model``, ``alg.guide.model``), and ``init_from_key`` where its init_from was set, for
+    the message."""
+    if model_cfg.init_from:
+        _resolve_init_from(model_cfg.init_from, init_from_key or f"{key}.init_from")
+    elif choice(model_cfg.loader) == "hf" and not model_cfg.name_or_path:
+        raise ConfigError(
+            f"{key}.name_or_path is required with {key}.loader=hf (a hub id or a folder)."
+        )
 
 
 def _load_folder(folder: Path, auto_cls, key: str):

@@ -38,6 +38,7 @@ from torch import nn
 
 from rft.device import autocast_dtype
 from rft.errors import ConfigError
+from rft.model.generate import HFGenerator
 from rft.model.policy import PolicyLM
 
 log = logging.getLogger(__name__)
@@ -169,8 +170,9 @@ def add_lora(
             base = layer.get_base_layer()
             if base.weight.dtype != base_dtype:
                 base.weight = nn.Parameter(base.weight.detach().to(base_dtype), requires_grad=False)
-    model.rft_merge_for_generation = bool(lora_cfg.get("merge_for_generation", True))
-    out = PolicyLM(model, policy.tokenizer, kind=policy.kind)
+    merge = bool(lora_cfg.get("merge_for_generation", True))
+    generator = MergedLoRAGenerator() if merge else HFGenerator()
+    out = PolicyLM(model, policy.tokenizer, kind=policy.kind, generator=generator)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
     log.info(
@@ -243,9 +245,10 @@ def merged_for_generation(peft_model):
     matmuls per layer and step (the LoRA rollout ran ≈ 25 % slower than full finetuning's
     without it). The sampled distribution equals the unmerged one up to float rounding, as
     vLLM's merged copy does; the trainer rescores every rollout with its own forward pass.
-    Nothing changes when the model is not a LoRA model or model.lora.merge_for_generation is
-    false."""
-    if not has_adapters(peft_model) or not getattr(peft_model, "rft_merge_for_generation", False):
+    Nothing changes when the model is not a LoRA model. (``MergedLoRAGenerator`` samples in
+    this context; model.lora.merge_for_generation=false builds the policy with the plain
+    ``HFGenerator`` instead.)"""
+    if not has_adapters(peft_model):
         yield
         return
     layers = list(adapted_layers(peft_model).values())
@@ -266,6 +269,14 @@ def merged_for_generation(peft_model):
             layer.enable_adapters(True)  # also gives the adapters their requires_grad back
         for w, original in swapped:
             w.data = original
+
+
+class MergedLoRAGenerator(HFGenerator):
+    """Hugging Face's generate on merged weights (``merged_for_generation``): a LoRA policy's
+    generator when model.lora.merge_for_generation is true (the default)."""
+
+    def sampling_weights(self, lm):
+        return merged_for_generation(lm.model)
 
 
 def save_merged(peft_model, folder: Path) -> None:

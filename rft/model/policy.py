@@ -27,37 +27,11 @@ EOS: only T5's "append EOS" scheme is reproduced.
 
 from __future__ import annotations
 
-import contextlib
-from dataclasses import dataclass
-
 import torch
 from torch import nn
 
 from rft.model import attention
-
-
-@dataclass
-class Completions:
-    """A batch of sampled completions, right-padded.
-
-    ids (B, T) token ids (pad after the end), mask (B, T) 1 for the completion's own tokens
-    (up to and including EOS), logprobs (B, T) the sampler's log-probs of its tokens where the
-    backend reports them (rollout.backend=vllm; None for HF generate).
-    """
-
-    ids: torch.Tensor
-    mask: torch.Tensor
-    logprobs: torch.Tensor | None = None
-
-
-def completion_mask(ids: torch.Tensor, eos_id: int | None) -> torch.Tensor:
-    """(B, T) 1 up to and including the first EOS of each row, 0 after (pad may equal EOS)."""
-    if eos_id is None:
-        return torch.ones_like(ids)
-    is_eos = (ids == eos_id).long()
-    # number of EOS strictly before each position: > 0 means the row already ended
-    eos_before = is_eos.cumsum(-1) - is_eos
-    return (eos_before == 0).long()
+from rft.model.generate import Completions, Generator, HFGenerator
 
 
 def appends_eos(tokenizer) -> bool:
@@ -71,14 +45,12 @@ def appends_eos(tokenizer) -> bool:
 class PolicyLM(nn.Module):
     """Wraps a Hugging Face LM: scoring of completions and batched sampling."""
 
-    rollout_engine = None
-    """Another sampler of this policy (rft.rollout.backend.attach_rollout_backend: a vLLM
-    engine); None: ``generate`` runs Hugging Face's. Copies of the policy (π_ref, a separate
-    value model, NLPO's mask policy) do not inherit it: they are other models."""
-
-    def __init__(self, model: nn.Module, tokenizer, kind: str = "causal"):
+    def __init__(
+        self, model: nn.Module, tokenizer, kind: str = "causal", generator: Generator | None = None
+    ):
         super().__init__()
         self.model = model
+        self.generator: Generator = generator if generator is not None else HFGenerator()
         self.tokenizer = tokenizer
         self.kind = kind
         self.is_seq2seq = kind == "seq2seq"
@@ -161,103 +133,29 @@ class PolicyLM(nn.Module):
         generation,
         logits_processor=None,
     ) -> Completions:
-        """Sample completions for a batch of prompts with the KV cache, in one call.
-
-        ``generation`` holds do_sample / top_k / top_p / temperature / num_beams (a
-        GenerationConfig from the config); top_k = 0 disables top-k. ``logits_processor`` (a
-        LogitsProcessorList) runs before the sampling warpers, e.g. to force restart prefixes.
-        With a ``rollout_engine`` (rollout.backend=vllm) the engine samples whatever it
-        supports, in this layout plus the sampler's log-probs (rft/rollout/vllm_engine.py).
-        """
-        engine = self.rollout_engine
-        if engine is not None and engine.supports(generation, logits_processor):
-            return engine.generate(
-                self,
-                prompt_ids,
-                prompt_mask,
-                max_new_tokens,
-                min_new_tokens,
-                generation,
-                logits_processor,
-            )
-        tok = self.tokenizer
-        enc_ids, enc_mask = self.encoder_inputs(prompt_ids, prompt_mask)
-        kwargs = dict(
-            input_ids=enc_ids,
-            attention_mask=enc_mask,
-            max_new_tokens=max_new_tokens,
-            min_new_tokens=min(min_new_tokens, max_new_tokens),
-            do_sample=generation.do_sample,
-            pad_token_id=tok.pad_token_id,
-            eos_token_id=tok.eos_token_id,
-            use_cache=True,
+        """Sample completions for a batch of prompts (B, P), in one call of this policy's
+        generator (rft.model.generate: Hugging Face's generate, on merged LoRA weights, or a vLLM
+        engine). ``generation`` holds do_sample / top_k / top_p / temperature / num_beams;
+        ``logits_processor`` (a LogitsProcessorList) runs before the sampling warpers, e.g. to
+        force restart prefixes."""
+        return self.generator.generate(
+            self,
+            prompt_ids,
+            prompt_mask,
+            max_new_tokens,
+            min_new_tokens,
+            generation,
+            logits_processor,
         )
-        if generation.do_sample:
-            # top_k=0 disables top-k (None would mean the model's generation_config default)
-            kwargs.update(
-                top_k=generation.top_k, top_p=generation.top_p, temperature=generation.temperature
-            )
-        if getattr(generation, "num_beams", 1) > 1:  # beam search (greedy when do_sample=false)
-            kwargs["num_beams"] = generation.num_beams
-        if logits_processor is not None:
-            kwargs["logits_processor"] = logits_processor
-        was_training = self.model.training
-        self.model.eval()
-        attention.use(self.model, "generation")
-        merged = contextlib.nullcontext()
-        if getattr(self.model, "rft_merge_for_generation", False):  # a LoRA policy (lora.py)
-            from rft.model.lora import merged_for_generation
 
-            merged = merged_for_generation(self.model)
-        try:
-            with merged, cached_autocast_casts(enc_ids.device.type):
-                out = self.model.generate(**kwargs)
-        except ValueError as e:  # transformers' verdict on a decoding setting: name the key
-            raise generation_error(generation, kwargs, e) from None
-        finally:
-            self.model.train(was_training)
-        new = out[:, 1:] if self.is_seq2seq else out[:, prompt_ids.shape[1] :]
-        if new.shape[1] < max_new_tokens:  # every row stopped early: pad to a fixed width
-            pad = new.new_full((new.shape[0], max_new_tokens - new.shape[1]), tok.pad_token_id)
-            new = torch.cat([new, pad], 1)
-        mask = completion_mask(new, tok.eos_token_id)
-        new = torch.where(mask.bool(), new, torch.full_like(new, tok.pad_token_id))
-        return Completions(ids=new, mask=mask)
+    def with_generator(self, generator: Generator) -> PolicyLM:
+        """The same model and tokenizer, sampled by ``generator`` (a new wrapper: the weights
+        are shared, nothing is copied)."""
+        return PolicyLM(self.model, self.tokenizer, kind=self.kind, generator=generator)
 
-
-@contextlib.contextmanager
-def cached_autocast_casts(device_type: str):
-    """Under autocast, each fp32 weight cast to the autocast dtype once per call, not once per
-    decoding step. Lightning's autocast runs with ``cache_enabled=False`` (casts must not
-    outlive an optimizer step inside one training step), so ``generate`` recast every weight at
-    each of its max_new_tokens forward passes. This nests a caching autocast of the same dtype
-    around the call and empties the cache on the way out: the outer context would otherwise
-    keep the casts until it exits, and the next generation in it (after an update) would read
-    stale weights. Nothing changes without autocast. Measured here (SmolLM2-135M, fp32
-    weights, bf16 autocast, 32 prompts × 48 tokens, 2 threads): 171–177 → 180–192 tokens/s."""
-    if not torch.is_autocast_enabled(device_type):
-        yield
-        return
-    dtype = torch.get_autocast_dtype(device_type)
-    try:
-        with torch.autocast(device_type, dtype=dtype, cache_enabled=True):
-            yield
-    finally:
-        torch.clear_autocast_cache()
-
-
-def generation_error(generation, kwargs: dict, error: ValueError):
-    """One ConfigError for decoding settings the generator rejected (rft.checks.preflight
-    catches the known ones before any model loads; this covers the rest)."""
-    from rft.errors import ConfigError
-
-    key = generation._get_full_key("") if hasattr(generation, "_get_full_key") else ""
-    shown = ("do_sample", "top_k", "top_p", "temperature", "num_beams", "max_new_tokens")
-    settings = ", ".join(f"{k}={kwargs[k]}" for k in shown if k in kwargs)
-    return ConfigError(
-        f"the generator rejected the decoding settings of {key or 'the generation config'} "
-        f"({settings}): {error}. Change {key or 'them'} (task.max_new_tokens for the length)."
-    )
+    def generation_stats(self) -> dict[str, float]:
+        """The generator's measurements since the previous call (vLLM: weight-sync time)."""
+        return self.generator.stats()
 
 
 class ValueHead(nn.Module):

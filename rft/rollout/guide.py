@@ -28,29 +28,14 @@ import copy
 
 import torch
 from torch import Tensor
-from transformers import LogitsProcessor, LogitsProcessorList
+from transformers import LogitsProcessorList
 
 from rft.config import choice
-from rft.model.load import load_model
-from rft.model.policy import Completions, PolicyLM
+from rft.model.generate import Completions
+from rft.model.load import check_model_source, load_model
+from rft.model.policy import PolicyLM
 from rft.rollout.prompts import encode_continuations
-from rft.rollout.restart import force_logits
-
-
-class ForcedPrefixProcessor(LogitsProcessor):
-    """Forces row i to emit forced[i, t] at generation step t < k[i] (see the module docstring).
-
-    forced (B, K) token ids, k (B,) copy lengths; ``start_len`` is the width of ``input_ids``
-    before the first generated token (the prompt width for causal LMs, 1 for seq2seq decoders).
-    Stateless: the step is read off ``input_ids``.
-    """
-
-    def __init__(self, forced: Tensor, k: Tensor, start_len: int):
-        self.forced, self.k, self.start_len = forced, k, start_len
-
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        step = input_ids.shape[1] - self.start_len
-        return force_logits(scores, step, self.forced.to(scores.device), self.k.to(scores.device))
+from rft.rollout.restart import ForcedPrefixProcessor
 
 
 @torch.no_grad()
@@ -120,12 +105,29 @@ def load_guide(guide_cfg, model_cfg, ref: PolicyLM) -> PolicyLM:
     """The guide named by ``alg.guide``: the frozen reference when neither ``guide.model`` nor
     ``guide.init_from`` is set, else a frozen model loaded from ``guide.model`` (default: the
     top-level ``model`` config) with ``guide.init_from`` applied."""
-    if guide_cfg.model is None and not guide_cfg.init_from:
+    cfg = guide_model_config(guide_cfg, model_cfg)
+    if cfg is None:
         return ref
-    cfg = copy.deepcopy(guide_cfg.model if guide_cfg.model is not None else model_cfg)
-    if guide_cfg.init_from:
-        cfg.init_from = guide_cfg.init_from
     model, tok = load_model(cfg)
     guide = PolicyLM(model, tok, kind=choice(cfg.kind))
     guide.requires_grad_(False)
     return guide.eval()
+
+
+def guide_model_config(guide_cfg, model_cfg):
+    """The model config ``load_guide`` loads the guide from, or None for the frozen reference."""
+    if guide_cfg.model is None and not guide_cfg.init_from:
+        return None
+    cfg = copy.deepcopy(guide_cfg.model if guide_cfg.model is not None else model_cfg)
+    if guide_cfg.init_from:
+        cfg.init_from = guide_cfg.init_from
+    return cfg
+
+
+def check_guide_config(guide_cfg, model_cfg) -> None:
+    """Before anything loads: the guide ``alg.guide`` names can be found. Neither a guide model
+    nor an init_from means the frozen reference, which needs nothing."""
+    cfg = guide_model_config(guide_cfg, model_cfg)
+    if cfg is not None:
+        key = "alg.guide.model" if guide_cfg.model is not None else "model"
+        check_model_source(cfg, key, "alg.guide.init_from" if guide_cfg.init_from else None)

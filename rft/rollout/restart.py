@@ -9,14 +9,16 @@ Lengths and k count tokens of the sequence they index (in rft: always the policy
 rft/rollout/guide.py for guides with another tokenizer). L counts every completion token,
 EOS included, so k ≤ L-1 never copies the EOS.
 
-Pure tensor functions, no models; (B, T) right-padded completions with a 0/1 ``mask`` that is a
-contiguous prefix of each row (as ``rft.model.policy.completion_mask`` makes them).
+Pure tensor functions, no models (and ``ForcedPrefixProcessor``, the logits processor that
+applies ``force_logits`` inside ``generate``); (B, T) right-padded completions with a 0/1 ``mask`` that is a
+contiguous prefix of each row (as ``rft.model.generate.completion_mask`` makes them).
 """
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor
+from transformers import LogitsProcessor
 
 SCHEMES = ("ppo_pp", "aggrevated")
 
@@ -123,3 +125,20 @@ def splice(
     ids = torch.where(in_prefix, p_tok, s_tok)
     ids = torch.where(mask, ids, torch.full_like(ids, pad_id))
     return ids, mask.to(suffix_mask.dtype)
+
+
+class ForcedPrefixProcessor(LogitsProcessor):
+    """Forces row i to emit forced[i, t] at generation step t < k[i] (rft/rollout/guide.py:
+    one batched ``generate`` copies every row's prefix).
+
+    forced (B, K) token ids, k (B,) copy lengths; ``start_len`` is the width of ``input_ids``
+    before the first generated token (the prompt width for causal LMs, 1 for seq2seq decoders).
+    Stateless: the step is read off ``input_ids``.
+    """
+
+    def __init__(self, forced: Tensor, k: Tensor, start_len: int):
+        self.forced, self.k, self.start_len = forced, k, start_len
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        step = input_ids.shape[1] - self.start_len
+        return force_logits(scores, step, self.forced.to(scores.device), self.k.to(scores.device))

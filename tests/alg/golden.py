@@ -88,7 +88,7 @@ ONLINE = (
     "alg.lr=1e-3",
     "alg.score_batch_size=4",
 )
-PPO = (*ONLINE, "alg.n_epochs=2")
+PPO = (*ONLINE, "alg.update_epochs=2")
 GROUP = (*ONLINE, "alg.samples_per_prompt=2", "alg.micro_batch_size=2")
 STEPS = ("alg.max_steps=4", "alg.batch_size=4", "alg.eval_every=2", "alg.lr=1e-3")
 OFFLINE = (
