@@ -15,6 +15,7 @@ import hydra
 from omegaconf import DictConfig
 
 import rft  # noqa: F401  (registers the config schemas)
+from rft.alg.schemas import check_renamed
 from rft.errors import RFTError
 
 log = logging.getLogger("rft")
@@ -29,11 +30,19 @@ def main(cfg: DictConfig) -> float | None:
     except RFTError as e:
         # One clear message, no library traceback: the message names the key/file and the fix.
         log.error("%s", e)
-        print(f"\nrft: error: {e}", file=sys.stderr)
-        sys.exit(2)
+        fail(e)
     # The return value is what Hydra sweepers optimise.
     return metrics.get("test/reward_mean")
 
 
+def fail(e: RFTError) -> None:
+    print(f"\nrft: error: {e}", file=sys.stderr)
+    sys.exit(2)
+
+
 if __name__ == "__main__":
+    try:
+        check_renamed(sys.argv[1:])  # an old key name: one line naming the new one
+    except RFTError as e:
+        fail(e)
     main()

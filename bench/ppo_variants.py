@@ -104,7 +104,7 @@ def run_variant(python: str, overrides: list[str], iterations: int, threads: int
 def update_flops(report: dict, counts: dict, lora: bool) -> float:
     """Matmul FLOPs of one iteration's update (module docstring), from the logged tokens."""
     ov = {k: v for k, v in (o.split("=", 1) for o in report["overrides"] if "=" in o)}
-    epochs = int(ov.get("alg.n_epochs", 4))
+    epochs = int(ov.get("alg.update_epochs", 4))
     episodes = int(ov.get("alg.rollout_prompts", 32)) * int(ov.get("alg.samples_per_prompt", 1))
     seq_tokens = report["update_tokens_per_s"] * report["phase_s"]["update"] / epochs
     completion_tokens = report["completion_tokens_mean"] * episodes

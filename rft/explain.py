@@ -29,7 +29,7 @@ CONF = Path(__file__).resolve().parents[1] / "conf"
 
 @dataclass
 class Knob:
-    key: str  # dotted path, e.g. alg.kl.init_beta
+    key: str  # dotted path, e.g. alg.kl.beta
     value: Any  # resolved where it resolves, else the raw interpolation
     default: Any  # the schema default; `_NO_SCHEMA`: no schema default (required/undeclared)
     help: str | None
@@ -180,6 +180,9 @@ def main(argv: list[str] | None = None, prog: str = "rft explain") -> int:
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
+    from rft.alg.schemas import check_renamed
+    from rft.errors import ConfigError
+
     p = argparse.ArgumentParser(
         prog=prog,
         description="Print every knob of a composed config: key, value, help; * marks a value "
@@ -190,8 +193,9 @@ def main(argv: list[str] | None = None, prog: str = "rft explain") -> int:
     p.add_argument("--conf", type=Path, default=CONF, help="config folder (default: conf/)")
     a = p.parse_args(argv)
     try:
+        check_renamed(a.overrides)
         knobs = explain(a.overrides, a.conf.resolve())
-    except (HydraException, OmegaConfBaseException) as e:
+    except (HydraException, OmegaConfBaseException, ConfigError) as e:
         cause = f"\n{e.__cause__}" if e.__cause__ else ""
         print(f"{prog}: error: {e}{cause}", flush=True)
         return 2

@@ -803,37 +803,31 @@ def render_markdown(
         table,
         "",
         *(["## Final metrics by setting", "", comparison, ""] if comparison else []),
-        *(
-            [
-                "## Text metrics by setting",
-                "",
-                "The task's `task.metrics` on the test split (rft/metrics), side by side; ± as"
-                " above. Corpus-only statistics (BLEU, vocabulary, entropy, MSTTR) carry no SE.",
-                "",
-                text_md,
-                "",
-            ]
-            if text_md
-            else []
-        ),
+        *_section("Text metrics by setting", TEXT_METRICS_NOTE, text_md),
+        *_section("Paired differences", PAIRED_NOTE.format(metric=sw.metric), paired_md),
     ]
-    if paired_md:
-        md += [
-            "## Paired differences",
-            "",
-            f"Final `{sw.metric}` minus a baseline evaluated on the same prompts with the same "
-            "evaluation seed: the mean per-prompt difference ± its standard error over prompts. "
-            "Per run, then per setting with its seeds averaged per prompt (that SE is the "
-            "evaluation's; the seed-to-seed spread shows in the per-run rows).",
-            "",
-            paired_md,
-            "",
-        ]
     md += ["## Skipped", ""]
     md += [f"- job {s['job']} ({s['status']}): {s['reason']}" for s in sw.skipped] or ["none"]
     if plots:
         md += ["", "## Plots", ""] + [f"![{q.stem}]({q.name})" for q in plots]
     return "\n".join(md) + "\n"
+
+
+TEXT_METRICS_NOTE = (
+    "The task's `task.metrics` on the test split (rft/metrics), side by side; ± as"
+    " above. Corpus-only statistics (BLEU, vocabulary, entropy, MSTTR) carry no SE."
+)
+PAIRED_NOTE = (
+    "Final `{metric}` minus a baseline evaluated on the same prompts with the same "
+    "evaluation seed: the mean per-prompt difference ± its standard error over prompts. "
+    "Per run, then per setting with its seeds averaged per prompt (that SE is the "
+    "evaluation's; the seed-to-seed spread shows in the per-run rows)."
+)
+
+
+def _section(title: str, note: str, body: str | None) -> list[str]:
+    """A markdown section (heading, note, body), or nothing when there is no body."""
+    return [f"## {title}", "", note, "", body, ""] if body else []
 
 
 def build_report(

@@ -58,8 +58,8 @@ MUTATIONS = [
     Mutation(
         "nlpo_kl_reward_from_masked_logprobs",
         "rft/alg/nlpo.py",
-        "r.old_logp = r.policy_logp",
-        "r.old_logp = masked_old_logp",
+        "        return r.policy_logp",
+        "        return r.old_logp",
         (f"{NLPO}::test_one_minibatch_gives_ratio_one_and_the_kl_reward_is_unmasked",),
     ),
     Mutation(
@@ -109,15 +109,15 @@ MUTATIONS = [
     Mutation(
         "drop_kl_penalty",
         "rft/alg/ppo.py",
-        "r.reward_scores, r.old_logp, r.ref_logp, r.mask, self.kl_ctl.beta",
-        "r.reward_scores, r.old_logp, r.ref_logp, r.mask, 0.0",
+        "r.reward_scores, self.kl_logp(r), r.ref_logp, r.mask, self.kl_ctl.beta",
+        "r.reward_scores, self.kl_logp(r), r.ref_logp, r.mask, 0.0",
         (f"{WIRE}::test_kl_penalty_keeps_the_policy_near_the_reference",),
     ),
     Mutation(
         "ignore_model_init_from",
         "rft/model/load.py",
-        "    if model_cfg.init_from:\n",
-        "    if False:\n",
+        "    if model_cfg.init_from:\n        folder = _resolve_init_from(model_cfg.init_from)\n",
+        "    if False:\n        folder = _resolve_init_from(model_cfg.init_from)\n",
         ("tests/integration/test_train.py::test_sft_then_ppo_with_init_from",),
     ),
     Mutation(
@@ -130,8 +130,8 @@ MUTATIONS = [
     Mutation(
         "reference_logprobs_as_old",
         "rft/alg/ppo.py",
-        "r.old_logp, r.old_values, r.ref_logp = (\n            torch.cat(old_logp),",
-        "r.old_logp, r.old_values, r.ref_logp = (\n            torch.cat(ref_logp),",
+        '"old_logp": logprobs_from_logits(logits, chunk.ids),',
+        '"old_logp": self.ref_logprobs(chunk),',
         (f"{WIRE}::test_first_minibatch_sees_ratio_one_and_whitened_advantages",),
     ),
     Mutation(
@@ -151,8 +151,8 @@ MUTATIONS = [
     Mutation(
         "no_gradient_clipping",
         "rft/alg/base.py",
-        "        if self.max_grad_norm:\n",
-        "        if False:\n",
+        "        if not self.max_grad_norm:\n            return\n",
+        "        return\n",
         (f"{WIRE}::test_gradient_clipping_rescales_the_gradient_to_max_grad_norm",),
     ),
     Mutation(
@@ -200,9 +200,9 @@ MUTATIONS = [
     ),
     Mutation(
         "ppo_reward_gets_one_reference",
-        "rft/alg/ppo.py",
-        "refs = [e.reward_references for e in examples for _ in range(K)]",
-        "refs = [e.reference for e in examples for _ in range(K)]",
+        "rft/alg/online.py",
+        "refs = [e.reward_references for e in examples for _ in range(k)]",
+        "refs = [e.reference for e in examples for _ in range(k)]",
         ("tests/learning/test_seq2seq.py",),
     ),
     Mutation(
@@ -240,8 +240,8 @@ MUTATIONS = [
     Mutation(
         "score_to_kl_uses_the_raw_score",
         "rft/alg/ppo.py",
-        'stats["objective/score_to_kl"] = self.score_to_kl(r.reward_scores, beta, kl_seq)',
-        'stats["objective/score_to_kl"] = self.score_to_kl(r.scores, beta, kl_seq)',
+        '"objective/score_to_kl": self.score_to_kl(r.reward_scores, beta, kl_seq),',
+        '"objective/score_to_kl": self.score_to_kl(r.scores, beta, kl_seq),',
         (f"{SCORE_NORM}::test_score_fed_to_the_reward_is_normalised_by_the_running_moments",),
     ),
     Mutation(
@@ -348,7 +348,7 @@ MUTATIONS = [
     Mutation(
         "lora_export_without_the_adapters",  # policy/ = the untrained base
         "rft/model/lora.py",
-        'sd[f"{name}.weight"] = w.detach() + delta.to(w.dtype)',
+        'sd[f"{name}.weight"] = w.detach().to(dtype) + delta.to(dtype)',
         "pass",
         (f"{LORA}::test_ppo_trains_only_the_adapters_and_exports_merged_weights",),
     ),

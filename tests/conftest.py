@@ -24,6 +24,17 @@ import rft  # noqa: F401  (registers schemas)
 # (CLI subprocess tests, a training run beside the suite) slow each other down badly.
 torch.set_num_threads(1)
 
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Every test on one torch thread, and a test that changes it (hardware.torch_threads)
+    does not leak its setting into the next."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"
 
@@ -71,11 +82,13 @@ def write_prompts(path: Path, n: int = 40, seed: int = 0) -> Path:
     return path
 
 
-# A small, fast PPO/SFT setup on the tiny model and a JSONL task.
-def tiny_overrides(data: Path, *extra: str) -> list[str]:
+def tiny_overrides(data: Path | None, *extra: str) -> list[str]:
+    """The one builder of a tiny run: a JSONL task on ``data`` (None: ``extra`` names the task),
+    the tiny random model, no tracker, fp32, small evaluations, a checkpoint every iteration;
+    then ``extra`` (a family's budget below, a test's own settings), which overrides them."""
+    task = ["task=jsonl", f"task.path={data}"] if data is not None else []
     return [
-        "task=jsonl",
-        f"task.path={data}",
+        *task,
         "task.max_new_tokens=8",
         "task.min_new_tokens=8",
         "task.n_eval_prompts=4",
@@ -100,6 +113,47 @@ PPO_SMALL = (
     "alg.score_batch_size=4",
 )
 SFT_SMALL = ("alg=sft", "alg.max_steps=2", "alg.batch_size=4", "alg.eval_every=0", "alg.lr=1e-3")
+LENGTH_REWARD = (
+    "reward=custom",
+    "reward._target_=rft.reward.basic.length_reward",
+    "+reward.target_words=3",
+)
+OFFLINE_SMALL = (  # the A-LoL family (after alg=<option>)
+    "alg.max_steps=2",
+    "alg.batch_size=4",
+    "alg.eval_every=0",
+    "alg.lr=1e-3",
+    "alg.n_train_pairs=12",
+    "alg.score_batch_size=8",
+    "alg.value.n_prompts=4",
+    "alg.value.epochs=2",
+    "alg.value.batch_size=2",
+)
+PREFERENCE_SMALL = (  # DPO and its variants (after alg=<option>)
+    "alg.max_steps=2",
+    "alg.batch_size=4",
+    "alg.eval_every=0",
+    "alg.lr=1e-3",
+    "alg.score_batch_size=8",
+)
+REWARD_MODEL_SMALL = (
+    "alg.backbone=tiny_bert",
+    "alg.max_steps=2",
+    "alg.batch_size=4",
+    "alg.lr=1e-3",
+)
+GROUP_SMALL = (
+    "alg.n_iterations=2",
+    "alg.rollout_prompts=4",
+    "alg.samples_per_prompt=2",
+    "alg.minibatch_size=4",
+    "alg.micro_batch_size=2",
+    "alg.eval_every=0",
+    "alg.lr=1e-3",
+    "alg.score_batch_size=8",
+    "eval.before_training=false",
+    *LENGTH_REWARD,
+)
 
 
 @pytest.fixture
@@ -146,3 +200,41 @@ def run_ddp_cli(overrides: list[str], run_dir: Path) -> str:
     done = re.findall(r"Done: (.*) \| run folder", out)
     assert len(done) == 2 and done[0] == done[1], done  # one line per rank, the same metrics
     return out
+
+
+# ------------------------------------------------------------------------------ run outputs
+def history(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "history.jsonl").read_text().splitlines()]
+
+
+def initial_params(cfg) -> dict[str, torch.Tensor]:
+    """The policy's weights as the run will load them (tiny models are built from a seed)."""
+    from rft.model.load import load_model
+
+    model, _ = load_model(cfg.model)
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def changed(before: dict, folder, seq2seq: bool = False) -> int:
+    """How many tensors of the saved policy in ``folder`` differ from ``before``."""
+    from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
+
+    cls = AutoModelForSeq2SeqLM if seq2seq else AutoModelForCausalLM
+    after = cls.from_pretrained(str(folder)).state_dict()
+    return sum(not torch.equal(before[k], after[k]) for k in before if k in after)
+
+
+# Lightning calls set_epoch on a loader's sampler, never on its batch sampler: these pin that
+# every block / iteration draws its own data instead of replaying the first one.
+def spy_batches(monkeypatch, cls, expected_batch) -> list[tuple[int, int, list, list]]:
+    """Records (epoch, batch_idx, batch, the batch a fresh sampler gives for that epoch/step)."""
+    seen = []
+    orig = cls.training_step
+
+    def spy(self, batch, batch_idx):
+        e = self.current_epoch
+        seen.append((e, batch_idx, list(batch), expected_batch(self, e, batch_idx)))
+        return orig(self, batch, batch_idx)
+
+    monkeypatch.setattr(cls, "training_step", spy)
+    return seen

@@ -16,7 +16,7 @@ from omegaconf import OmegaConf
 from omegaconf.errors import ConfigKeyError, ValidationError
 
 import rft.config as rft_config
-from tests.conftest import CONF, compose_cfg
+from tests.conftest import CONF, compose_cfg, run_cli
 
 # Options that need a value the user must give.
 REQUIRED = {
@@ -151,7 +151,9 @@ def test_no_yaml_value_restates_a_default(tmp_path):
     would get without the key (schema default, or the option it extends) differs."""
     conf = tmp_path / "conf"
     shutil.copytree(CONF, conf)
-    groups = [p.name for p in sorted(conf.iterdir()) if p.is_dir() and p.name != "experiment_alg"]
+    groups = [
+        p.name for p in sorted(conf.iterdir()) if p.is_dir() and p.name != "experiment_family"
+    ]
     restated = {}
     for group in groups:
         for option in sorted(p.stem for p in (conf / group).glob("*.yaml")):
@@ -164,7 +166,7 @@ def test_restatement_check_catches_a_restated_default(tmp_path):
     conf = tmp_path / "conf"
     shutil.copytree(CONF, conf)
     ppo = conf / "alg" / "ppo.yaml"
-    ppo.write_text(ppo.read_text() + "lam: 0.95\nkl:\n  init_beta: 0.2\n")
+    ppo.write_text(ppo.read_text() + "lam: 0.95\nkl:\n  beta: 0.2\n")
     assert _restated(conf, "alg", "ppo") == ["alg.lam: 0.95"]
     lols = conf / "alg" / "lols.yaml"  # a variant restating what it inherits from ppo_pp.yaml
     lols.write_text(lols.read_text() + "gamma: 0.99\n")
@@ -258,9 +260,9 @@ def test_enum_value_rejected_with_choices():
 def test_grue_experiment_sets_published_numbers():
     cfg = compose_cfg("experiment=grue_imdb_ppo")
     a = cfg.alg
-    assert (a.lr, a.n_epochs, a.minibatch_size, a.n_iterations) == (1e-6, 5, 64, 50)
+    assert (a.lr, a.update_epochs, a.minibatch_size, a.n_iterations) == (1e-6, 5, 64, 50)
     assert a.rollout_prompts * a.samples_per_prompt == 1280
-    assert (a.kl.init_beta, a.kl.target, a.generation.top_k) == (0.1, 0.1, 50)
+    assert (a.kl.beta, a.kl.target, a.generation.top_k) == (0.1, 0.1, 50)
     assert a.value_model.value == "separate"
     assert a.gamma == 0.99 and a.lam == 0.95 and a.value_head_lr is None
     # what the file does not restate because alg=ppo's defaults already are GRUE's
@@ -273,3 +275,15 @@ def test_grue_experiment_sets_published_numbers():
     )
     assert a.kl.kind.value == "adaptive_rl4lms" and a.clip_range_vf is None
     assert cfg.reward.include_prompt is True and cfg.reward.model == "lvwerra/distilbert-imdb"
+
+
+def test_help_lists_only_the_choices_a_user_picks():
+    r = run_cli("--help", timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    groups = r.stdout.split("== Config groups")[1].split("== Composed config")[0]
+    assert "_schema" not in groups and "experiment_family" not in groups
+    listed = {line.split(":")[0] for line in groups.splitlines() if ":" in line}
+    assert {"alg", "task", "model", "reward", "hardware", "logger", "experiment", "sweep"} <= listed
+    flat = " ".join(groups.split())
+    for option in options("alg"):
+        assert f" {option}," in flat or f" {option} " in f"{flat} ", option

@@ -17,8 +17,8 @@ from rft.eval.evaluate import (
     evaluate_shard,
     shard_bounds,
 )
+from rft.model.build import frozen_copy, load_policy
 from rft.task.base import Example
-from rft.train import frozen_copy, load_policy
 from tests.conftest import WORDS, compose_cfg
 
 BATCH = 4

@@ -174,7 +174,7 @@ def test_usr1_during_training_checkpoints_the_iteration_and_the_run_resumes(
             prompts_file,
             *PPO_SMALL,
             "alg.n_iterations=3",
-            "alg.n_epochs=1",
+            "alg.update_epochs=1",
             "alg.rollout_prompts=2",
             "task.n_eval_prompts=2",
             "task.n_test_prompts=2",

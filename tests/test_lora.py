@@ -16,11 +16,11 @@ from rft.alg.alol import weights_fingerprint
 from rft.alg.ppo import PPO
 from rft.alg.value_ref import prompt_hidden_states
 from rft.errors import ConfigError
-from rft.model.build import load_trained_policy, reference_policy
+from rft.model.build import frozen_copy, load_policy, load_trained_policy, reference_policy
 from rft.model.load import load_model
 from rft.model.lora import base_state_dict
 from rft.model.policy import PolicyLM
-from rft.train import frozen_copy, load_policy, train
+from rft.train import train
 from tests.alg.conftest import alol_overrides, write_pairs
 from tests.alg.test_dpo import dpo_overrides, write_preferences
 from tests.conftest import (
@@ -285,9 +285,12 @@ def test_generation_samples_merged_weights_and_restores_the_base(arch):
         torch.manual_seed(0)
         merged = policy.generate(x[0], x[1], 6, 6, gen)
         assert adapter_calls == []  # the adapters did not run: the merged weights did
-        policy.model.rft_merge_for_generation = False  # model.lora.merge_for_generation=false
-        torch.manual_seed(0)
-        unmerged = policy.generate(x[0], x[1], 6, 6, gen)
+        from rft.model.generate import HFGenerator
+        from rft.model.lora import MergedLoRAGenerator
+
+        assert isinstance(policy.generator, MergedLoRAGenerator)
+        torch.manual_seed(0)  # model.lora.merge_for_generation=false: the plain HF generator
+        unmerged = policy.with_generator(HFGenerator()).generate(x[0], x[1], 6, 6, gen)
         assert adapter_calls  # ... here they did
     finally:
         hook.remove()

@@ -10,8 +10,7 @@ import torch
 from rft.alg.base import RFTModule
 from rft.optim import adamw
 from rft.train import train
-from tests.alg.test_group import GROUP_SMALL
-from tests.conftest import PPO_SMALL, SFT_SMALL, compose_cfg, tiny_overrides
+from tests.conftest import GROUP_SMALL, PPO_SMALL, SFT_SMALL, compose_cfg, tiny_overrides
 
 THREADS = "hardware.torch_threads=1"
 

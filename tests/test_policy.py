@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from rft.train import frozen_copy, load_policy
+from rft.model.build import frozen_copy, load_policy
 from tests.conftest import compose_cfg
 
 
@@ -151,7 +151,7 @@ def test_generate_caches_autocast_casts_for_the_call_only(monkeypatch):
 
     from torch.utils._python_dispatch import TorchDispatchMode
 
-    import rft.model.policy as policy_module
+    import rft.model.generate as policy_module
 
     policy = load_policy(compose_cfg("model=tiny", "model.tiny.arch=llama").model)
     gen = compose_cfg("model=tiny").alg.generation

@@ -7,7 +7,7 @@ One Lightning epoch = one iteration:
   3. score (no grad, one forward pass each): old log-probs and values under the policy,
      reference log-probs under the frozen π_ref;
   4. per-token reward r_t = -β (log π - log π_ref), plus R(x, y) on the last token; GAE;
-  5. ``n_epochs`` × minibatches of the clipped surrogate + vf_coef · value loss - ent_coef · H,
+  5. ``update_epochs`` × minibatches of the clipped surrogate + vf_coef · value loss - ent_coef · H,
      advantages whitened per minibatch, grad-norm clipping;
   6. the KL controller steps once with the rollout's mean per-token KL.
 
@@ -277,7 +277,7 @@ class PPO(OnlineRL):
             "iteration %d: the KL penalty outweighs the reward's spread: std(score) / "
             "(β · KL per sequence) = %.3g < alg.kl_dominance_warn=%g. The policy can drift from "
             "the reference while the reward does not move. Fix: alg.score_norm=scale (divide "
-            "the score by its running std), or a smaller alg.kl.init_beta.",
+            "the score by its running std), or a smaller alg.kl.beta.",
             it + 1,
             ratio,
             limit,

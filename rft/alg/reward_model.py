@@ -68,11 +68,11 @@ def _tiny(arch: str, num_labels: int):
     tok = _tiny_tokenizer(None)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(TINY_SEED)
-        if arch == "tiny_bert":
-            conf = BertConfig(
-                vocab_size=len(tok),
+    config_cls, model_cls, sizes = {
+        "tiny_bert": (
+            BertConfig,
+            BertForSequenceClassification,
+            dict(
                 hidden_size=64,
                 num_hidden_layers=2,
                 num_attention_heads=2,
@@ -80,25 +80,21 @@ def _tiny(arch: str, num_labels: int):
                 max_position_embeddings=512,
                 hidden_dropout_prob=0.0,
                 attention_probs_dropout_prob=0.0,
-                pad_token_id=tok.pad_token_id,
-                num_labels=num_labels,
-            )
-            return BertForSequenceClassification(conf), tok
-        conf = GPT2Config(
-            vocab_size=len(tok),
-            n_positions=512,
-            n_embd=64,
-            n_layer=2,
-            n_head=2,
-            resid_pdrop=0.0,
-            embd_pdrop=0.0,
-            attn_pdrop=0.0,
-            bos_token_id=tok.bos_token_id,
-            eos_token_id=tok.eos_token_id,
-            pad_token_id=tok.pad_token_id,
-            num_labels=num_labels,
-        )
-        return GPT2ForSequenceClassification(conf), tok
+            ),
+        ),
+        "tiny_gpt2": (
+            GPT2Config,
+            GPT2ForSequenceClassification,
+            dict(n_positions=512, n_embd=64, n_layer=2, n_head=2, resid_pdrop=0.0, embd_pdrop=0.0)
+            | dict(attn_pdrop=0.0, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id),
+        ),
+    }[arch]
+    conf = config_cls(
+        vocab_size=len(tok), pad_token_id=tok.pad_token_id, num_labels=num_labels, **sizes
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(TINY_SEED)
+        return model_cls(conf), tok
 
 
 def build_backbone(backbone: str, labels: list[str]):

@@ -197,66 +197,84 @@ class StdAwareSampler:
         ``prompt_indices.json`` the extraction writes next to rewards.npy (split, split size
         and the index of each row); an extraction made before that file existed, on another
         split or on another train set is refused with the fix, never guessed at."""
-        path = Path(path).expanduser()
-        folder = path if path.is_dir() else path.parent
-        rewards = path if not path.is_dir() else path / "rewards.npy"
-        how = "run `python run.py mode=extract diag.split=train ...` with this task and give its folder"
-        if not rewards.is_file():
-            raise DataError(
-                f"std_sampler.init_from={str(path)!r}: {rewards} not found. Give the folder of a"
-                f" mode=extract run (it holds rewards.npy) or that file; to make one, {how}."
-            )
-        try:
-            R = np.load(rewards, allow_pickle=False)
-        except Exception as e:  # noqa: BLE001 (any unreadable file gets the same advice)
-            raise DataError(
-                f"{rewards}: not a reward matrix saved by mode=extract ({type(e).__name__}: {e})."
-                f" To make one, {how}."
-            ) from None
-        if R.ndim != 2 or R.shape[1] < 2 or not np.issubdtype(R.dtype, np.number):
-            raise DataError(
-                f"{rewards}: expected a numeric [N prompts, K samples] matrix with K >= 2 (a"
-                f" std needs two samples), got {R.dtype} of shape {R.shape}. To make one, {how}"
-                " and diag.k_samples >= 2."
-            )
-        if not np.all(np.isfinite(R)):
-            raise DataError(f"{rewards}: holds non-finite rewards. Rerun the extraction; {how}.")
-        index_file = folder / EXTRACT_INDEX_FILE
-        if not index_file.is_file():
-            raise DataError(
-                f"{index_file} not found: {rewards} does not say which train prompts its rows"
-                f" are (extractions made before rft recorded that cannot be mapped safely). To"
-                f" make one that does, {how}."
-            )
-        try:
-            meta = json.loads(index_file.read_text())
-            split, size = meta["split"], int(meta["split_size"])
-            idx = np.asarray(meta["indices"], dtype=np.int64).reshape(-1)
-        except (ValueError, KeyError, TypeError) as e:
-            raise DataError(
-                f"{index_file}: not the index file of a mode=extract run (needs 'split',"
-                f" 'split_size' and 'indices'; {type(e).__name__}: {e}). To make one, {how}."
-            ) from None
-        if split != "train":
-            raise DataError(
-                f"{index_file}: the extraction sampled the {split!r} split; the sampler needs"
-                f" std estimates of TRAIN prompts. Rerun it with diag.split=train."
-            )
-        if size != self.n_prompts:
-            raise DataError(
-                f"{index_file}: made from a train set of {size} prompts, this run has"
-                f" {self.n_prompts}: another task or data file. To make one for this train set, {how}."
-            )
-        if idx.size != R.shape[0]:
-            raise DataError(
-                f"{index_file}: {idx.size} indices for the {R.shape[0]} rows of {rewards}: the"
-                f" two files come from different extractions. To make one, {how}."
-            )
-        if idx.size and (idx.min() < 0 or idx.max() >= size or np.unique(idx).size != idx.size):
-            raise DataError(
-                f"{index_file}: indices must be distinct and in [0, {size}). To make one, {how}."
-            )
+        R, index_file = read_reward_matrix(Path(path).expanduser())
+        idx = read_extract_index(index_file, R.shape[0], self.n_prompts)
         std = R.astype(np.float64).std(axis=1, ddof=0)
         self.estimates[idx] = std
         self.seen[idx] = True
         return int(idx.size)
+
+
+EXTRACT_HOW = (
+    "run `python run.py mode=extract diag.split=train ...` with this task and give its folder"
+)
+
+
+def read_reward_matrix(path: Path) -> tuple[np.ndarray, Path]:
+    """A mode=extract run's reward matrix [N prompts, K samples] from its folder or its
+    rewards.npy, checked, and the path of the index file beside it."""
+    folder = path if path.is_dir() else path.parent
+    rewards = path if not path.is_dir() else path / "rewards.npy"
+    how = EXTRACT_HOW
+    if not rewards.is_file():
+        raise DataError(
+            f"std_sampler.init_from={str(path)!r}: {rewards} not found. Give the folder of a"
+            f" mode=extract run (it holds rewards.npy) or that file; to make one, {how}."
+        )
+    try:
+        R = np.load(rewards, allow_pickle=False)
+    except Exception as e:  # noqa: BLE001 (any unreadable file gets the same advice)
+        raise DataError(
+            f"{rewards}: not a reward matrix saved by mode=extract ({type(e).__name__}: {e})."
+            f" To make one, {how}."
+        ) from None
+    if R.ndim != 2 or R.shape[1] < 2 or not np.issubdtype(R.dtype, np.number):
+        raise DataError(
+            f"{rewards}: expected a numeric [N prompts, K samples] matrix with K >= 2 (a"
+            f" std needs two samples), got {R.dtype} of shape {R.shape}. To make one, {how}"
+            " and diag.k_samples >= 2."
+        )
+    if not np.all(np.isfinite(R)):
+        raise DataError(f"{rewards}: holds non-finite rewards. Rerun the extraction; {how}.")
+    return R, folder / EXTRACT_INDEX_FILE
+
+
+def read_extract_index(index_file: Path, n_rows: int, n_prompts: int) -> np.ndarray:
+    """The train index of each of the ``n_rows`` rows of an extraction, checked against this
+    run's train set of ``n_prompts`` prompts."""
+    how, rewards = EXTRACT_HOW, index_file.parent / "rewards.npy"
+    if not index_file.is_file():
+        raise DataError(
+            f"{index_file} not found: {rewards} does not say which train prompts its rows"
+            f" are (extractions made before rft recorded that cannot be mapped safely). To"
+            f" make one that does, {how}."
+        )
+    try:
+        meta = json.loads(index_file.read_text())
+        split, size = meta["split"], int(meta["split_size"])
+        idx = np.asarray(meta["indices"], dtype=np.int64).reshape(-1)
+    except (ValueError, KeyError, TypeError) as e:
+        raise DataError(
+            f"{index_file}: not the index file of a mode=extract run (needs 'split',"
+            f" 'split_size' and 'indices'; {type(e).__name__}: {e}). To make one, {how}."
+        ) from None
+    if split != "train":
+        raise DataError(
+            f"{index_file}: the extraction sampled the {split!r} split; the sampler needs"
+            f" std estimates of TRAIN prompts. Rerun it with diag.split=train."
+        )
+    if size != n_prompts:
+        raise DataError(
+            f"{index_file}: made from a train set of {size} prompts, this run has"
+            f" {n_prompts}: another task or data file. To make one for this train set, {how}."
+        )
+    if idx.size != n_rows:
+        raise DataError(
+            f"{index_file}: {idx.size} indices for the {n_rows} rows of {rewards}: the"
+            f" two files come from different extractions. To make one, {how}."
+        )
+    if idx.size and (idx.min() < 0 or idx.max() >= size or np.unique(idx).size != idx.size):
+        raise DataError(
+            f"{index_file}: indices must be distinct and in [0, {size}). To make one, {how}."
+        )
+    return idx

@@ -113,6 +113,19 @@ def forced_prefix_of(processors) -> tuple[torch.Tensor, torch.Tensor] | None:
     return None
 
 
+def quiet_expected_vllm_warnings() -> None:
+    """Drop two warnings that rft's way of using vLLM causes on purpose, at every call."""
+    # without a tokenizer (by design) vLLM's chat-template warmup fails and says so at length
+    logging.getLogger("vllm.renderers.base").addFilter(
+        lambda r: "Chat template warmup failed" not in r.getMessage()
+    )
+    # a reload puts the rotary embedding's cos/sin table (computed from the config, not a
+    # weight) back as it was, and warns at every sync that no weights were loaded into it
+    logging.getLogger("vllm.model_executor.model_loader.reload.layerwise").addFilter(
+        lambda r: "RotaryEmbedding: Failed to load weights" not in r.getMessage()
+    )
+
+
 def _no_engine():
     return None
 
@@ -221,15 +234,7 @@ class VLLMEngine:
         import_vllm()
         from vllm import LLM
 
-        # without a tokenizer (by design) vLLM's chat-template warmup fails and says so at length
-        logging.getLogger("vllm.renderers.base").addFilter(
-            lambda r: "Chat template warmup failed" not in r.getMessage()
-        )
-        # a reload puts the rotary embedding's cos/sin table (computed from the config, not a
-        # weight) back as it was, and warns at every sync that no weights were loaded into it
-        logging.getLogger("vllm.model_executor.model_loader.reload.layerwise").addFilter(
-            lambda r: "RotaryEmbedding: Failed to load weights" not in r.getMessage()
-        )
+        quiet_expected_vllm_warnings()
 
         model = base_model(policy.model)
         config = copy.deepcopy(model.config)

@@ -13,19 +13,19 @@ import torch
 from hydra.utils import instantiate
 from safetensors.torch import load_file
 
-from rft.alg.alol import ALoL, OfflineStepSampler
-from rft.alg.sft import StepBatchSampler
+import rft.alg.steps
+from rft.alg.alol import ALoL
+from rft.alg.steps import StepBatchSampler
 from rft.alg.value_ref import PromptValueHead, fit_value_head, n_heads_for, prompt_hidden_states
 from rft.core import good_priority_weights, logprobs_from_logits
 from rft.errors import ConfigError, DataError
+from rft.model.build import frozen_copy, load_policy
 from rft.model.load import load_model
 from rft.reward import build_reward
 from rft.rollout.prompts import encode_continuations, encode_prompts
-from rft.train import frozen_copy, load_policy, train
+from rft.train import train, validate
 from tests.alg.conftest import alol_overrides, write_pairs
 from tests.conftest import compose_cfg
-
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 VARIANTS = ["nll", "wbc", "r_gold", "r_lol", "a_lol", "a_lol_ref_free", "a_lol_seq", "a_lol_kl"]
 
@@ -113,7 +113,7 @@ def test_prompt_states_do_not_depend_on_left_padding():
 def test_good_priority_frequencies_follow_positive_advantages():
     adv = torch.tensor([0.5, -0.2, 0.0, 1.5, 0.25, -1.0, 0.75])
     probs = good_priority_weights(adv, "advantage").double().numpy()
-    sampler = OfflineStepSampler(
+    sampler = StepBatchSampler(
         len(adv), 16, seed=3, steps_per_block=10, total_steps=2000, probs=probs
     )
     draws = np.concatenate([sampler.batch_for_step(s) for s in range(2000)])
@@ -122,17 +122,11 @@ def test_good_priority_frequencies_follow_positive_advantages():
     assert np.all(freq[expected == 0] == 0)  # A ≤ 0: the leftover lunch is never drawn
     assert np.abs(freq - expected).max() < 0.01
     # a pure function of (seed, step): a fresh sampler and the block iterator agree
-    again = OfflineStepSampler(
+    again = StepBatchSampler(
         len(adv), 16, seed=3, steps_per_block=10, total_steps=2000, probs=probs
     )
     again.set_epoch(4)
     assert list(again) == [sampler.batch_for_step(s) for s in range(40, 50)]
-
-
-def test_uniform_sampling_is_the_sft_step_sampler():
-    a = OfflineStepSampler(10, 4, seed=1, steps_per_block=5, total_steps=20)
-    b = StepBatchSampler(10, 4, seed=1, steps_per_block=5, total_steps=20)
-    assert [a.batch_for_step(s) for s in range(8)] == [b.batch_for_step(s) for s in range(8)]
 
 
 # ------------------------------------------------------------------------------ caching, budget
@@ -171,16 +165,16 @@ def test_budget_scales_with_the_positive_share(tmp_path):
         0 < share < 1 and alol.max_steps == int(20 * share) and alol.eval_every == int(10 * share)
     )
     assert alol.fit_epochs == -(-alol.max_steps // alol.steps_per_block)
-    assert set(np.nonzero(alol.probs)[0]) == {
+    assert set(np.nonzero(alol.sampling_probs)[0]) == {
         i for i, e in enumerate(alol.pairs) if e.reward == 1.0
     }
     uniform, _, _ = build_module(
         compose_cfg(*alol_overrides(data, "a_lol", *common, "alg.sampling=uniform")), tmp_path / "u"
     )
     wbc, _, _ = build_module(compose_cfg(*alol_overrides(data, "wbc", *common)), tmp_path / "w")
-    assert uniform.max_steps == wbc.max_steps == 20 and uniform.probs is None
+    assert uniform.max_steps == wbc.max_steps == 20 and uniform.sampling_probs is None
     assert np.allclose(
-        wbc.probs, [e.reward for e in wbc.pairs] / np.sum([e.reward for e in wbc.pairs])
+        wbc.sampling_probs, [e.reward for e in wbc.pairs] / np.sum([e.reward for e in wbc.pairs])
     )
 
 
@@ -254,7 +248,7 @@ def test_variant_trains_two_steps_and_changes_the_policy(alg, variant_setup, tmp
             ref_logp = logprobs_from_logits(self.ref(*p, c_ids, c_mask)[0], c_ids)
         reward = torch.tensor([reward_of[e.prompt] for e in examples])
         adv = None if self.advantages is None else self.advantages[torch.tensor(batch)]
-        args = (logp, ref_logp, c_mask, reward, adv, a.clip_eps, a.beta_kl, a.min_prob)
+        args = (logp, ref_logp, c_mask, reward, adv, a.clip_eps, a.kl.beta, a.min_prob)
         names = VARIANTS if adv is not None else [v for v in VARIANTS if not v.startswith("a_lol")]
         logratio = torch.where(c_mask.bool(), logp - ref_logp, 0.0)
         clipped = ((logratio.exp() - 1).abs() > (a.clip_eps or 0)).float()  # per token
@@ -301,18 +295,15 @@ class Killed(RuntimeError):
 def test_resume_after_kill_matches_uninterrupted_run(tmp_path, monkeypatch):
     data = write_pairs(tmp_path / "pairs.jsonl")
     over = alol_overrides(data, "a_lol", "alg.max_steps=4", "checkpoint.every_n_iterations=1")
-    original_budget, original_step = ALoL.set_budget, ALoL.training_step
-
-    def two_step_blocks(self):  # blocks of 2 steps, so that 4 steps make 2 checkpointed blocks
-        original_budget(self)
-        self.steps_per_block = 2
+    original_step = ALoL.training_step
+    # blocks of 2 steps, so that 4 steps make 2 checkpointed blocks
+    monkeypatch.setattr(rft.alg.steps, "STEPS_PER_BLOCK", 2)
 
     def dies_in_block_2(self, batch, batch_idx):
         if self.current_epoch == 1:
             raise Killed("simulated kill")
         return original_step(self, batch, batch_idx)
 
-    monkeypatch.setattr(ALoL, "set_budget", two_step_blocks)
     full = train(compose_cfg(*over), run_dir=tmp_path / "full")
     monkeypatch.setattr(ALoL, "training_step", dies_in_block_2)
     with pytest.raises(Killed):
@@ -426,7 +417,7 @@ def test_missing_completions_name_the_reference_key(tmp_path):
 def test_bad_settings_name_the_key(tmp_path, alg, extra, match):
     data = write_pairs(tmp_path / "pairs.jsonl")
     with pytest.raises(ConfigError, match=match):
-        build_module(compose_cfg(*alol_overrides(data, alg, extra)), tmp_path / "r")
+        validate(compose_cfg(*alol_overrides(data, alg, extra)))  # before anything loads
 
 
 # ------------------------------------------------------------------------------ sweep report
@@ -484,8 +475,13 @@ def test_offline_blocks_draw_new_batches_and_stop_at_max_steps(tmp_path, monkeyp
     seen, orig = [], ALoL.training_step
 
     def spy(self, batch, batch_idx):
-        sampler = OfflineStepSampler(
-            len(self.pairs), self.a.batch_size, self.cfg.seed, self.steps_per_block, 13, self.probs
+        sampler = StepBatchSampler(
+            len(self.pairs),
+            self.a.batch_size,
+            self.cfg.seed,
+            self.steps_per_block,
+            13,
+            probs=self.sampling_probs,
         )
         step = self.current_epoch * self.steps_per_block + batch_idx
         seen.append((step, list(batch), sampler.batch_for_step(step)))

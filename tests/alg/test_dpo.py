@@ -15,15 +15,22 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from safetensors.torch import load_file
 
+import rft.alg.steps
 from rft.alg.dpo import DPO, sequence_logps
 from rft.core.dpo import preference_loss, preference_rewards
 from rft.errors import ConfigError, DataError
+from rft.model.build import frozen_copy, load_policy
 from rft.model.load import load_model
 from rft.reward import build_reward
-from rft.train import frozen_copy, load_policy, train
-from tests.conftest import WORDS, compose_cfg, run_killed_then_resumed
-
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
+from rft.train import train, validate
+from tests.conftest import (
+    LENGTH_REWARD,
+    PREFERENCE_SMALL,
+    WORDS,
+    compose_cfg,
+    run_killed_then_resumed,
+    tiny_overrides,
+)
 
 VARIANTS = {"dpo": "sigmoid", "ipo": "ipo", "hinge": "hinge", "dpo_ref_free": "sigmoid"}
 
@@ -43,38 +50,27 @@ def write_preferences(path: Path, n: int = 24, seed: int = 0, keys=("chosen", "r
 
 
 def dpo_overrides(data: Path | None, alg: str, *extra: str) -> list[str]:
-    """tiny model, preference JSONL, 2 optimizer steps, 1 eval prompt, a length reward."""
-    task = (
-        ["task=jsonl", f"task.path={data}", "task.chosen_key=chosen", "task.rejected_key=rejected"]
-        if data
-        else []
-    )
-    return [
-        *task,
+    """A tiny preference run: 2 optimizer steps on a preference JSONL, 1 eval prompt, a length
+    reward."""
+    keys = ("task.chosen_key=chosen", "task.rejected_key=rejected") if data else ()
+    return tiny_overrides(
+        data,
+        *keys,
         "task.max_new_tokens=6",
         "task.min_new_tokens=2",
         "task.val_fraction=0.2",
         "task.test_fraction=0.1",
         "task.n_eval_prompts=1",
         "task.n_test_prompts=1",
-        "model=tiny",
-        "logger=none",
-        "hardware=cpu_fp32",
         "hardware.torch_threads=1",
         "eval.batch_size=2",
         "eval.n_samples_table=1",
         "eval.before_training=false",
-        "reward=custom",
-        "reward._target_=rft.reward.basic.length_reward",
-        "+reward.target_words=3",
+        *LENGTH_REWARD,
         f"alg={alg}",
-        "alg.max_steps=2",
-        "alg.batch_size=4",
-        "alg.eval_every=0",
-        "alg.lr=1e-3",
-        "alg.score_batch_size=8",
+        *PREFERENCE_SMALL,
         *extra,
-    ]
+    )
 
 
 class Counting:
@@ -134,7 +130,7 @@ def test_variant_trains_two_steps_and_changes_the_policy(alg, tmp_path, monkeypa
             pr, lr = one_by_one(self.policy, pairs, "rejected")
             rc, _ = one_by_one(initial, pairs, "chosen")
             rr, _ = one_by_one(initial, pairs, "rejected")
-        kw = {"beta": a.beta, "reference_free": a.reference_free}
+        kw = {"beta": a.kl.beta, "reference_free": a.reference_free}
         hand = preference_loss(
             pc, pr, rc, rr, loss=VARIANTS[alg], chosen_len=lc, rejected_len=lr, **kw
         )
@@ -268,13 +264,7 @@ def test_sampled_pairs_from_a_run_folder(tmp_path):
 def test_resume_after_kill_matches_uninterrupted_run(tmp_path, monkeypatch):
     data = write_preferences(tmp_path / "prefs.jsonl")
     over = dpo_overrides(data, "dpo", "alg.max_steps=4", "checkpoint.every_n_iterations=1")
-    original_budget = DPO.set_budget
-
-    def two_step_blocks(self):  # 4 steps in 2 checkpointed blocks of 2
-        original_budget(self)
-        self.steps_per_block = 2
-
-    monkeypatch.setattr(DPO, "set_budget", two_step_blocks)
+    monkeypatch.setattr(rft.alg.steps, "STEPS_PER_BLOCK", 2)  # 4 steps in 2 checkpointed blocks
     full = train(compose_cfg(*over), run_dir=tmp_path / "full")
     resumed = run_killed_then_resumed(over, DPO, 1, tmp_path / "resumed", monkeypatch)
     assert resumed["test/reward_mean"] == pytest.approx(full["test/reward_mean"])
@@ -356,7 +346,7 @@ def test_csv_preferences_and_a_missing_column(tmp_path):
             DataError,
             r"no preference pairs.*task\.chosen_key=<field>.*alg\.pairs\.source=sampled",
         ),
-        (("alg.beta=0",), ConfigError, r"alg\.beta=0"),
+        (("alg.kl.beta=0",), ConfigError, r"alg\.kl\.beta=0"),
         (("alg.loss=hinge", "alg.label_smoothing=0.1"), ConfigError, "alg.label_smoothing=0"),
         (
             ("alg.pairs.source=sampled", "alg.pairs.samples_per_prompt=1"),
@@ -367,5 +357,7 @@ def test_csv_preferences_and_a_missing_column(tmp_path):
 )
 def test_bad_settings_name_the_key_and_the_fix(tmp_path, extra, error, match):
     data = write_preferences(tmp_path / "prefs.jsonl", n=12)
+    cfg = compose_cfg(*dpo_overrides(data, "dpo", *extra))
     with pytest.raises(error, match=match):
-        build_module(compose_cfg(*dpo_overrides(data, "dpo", *extra)), tmp_path / "r")
+        validate(cfg)  # config errors: before anything loads
+        build_module(cfg, tmp_path / "r")  # data errors: while the pairs load

@@ -19,7 +19,6 @@ TABLE = json.loads(GOLDEN.read_text())
 REL = 1e-4
 
 
-@pytest.mark.usefixtures("one_torch_thread")
 @pytest.mark.parametrize("alg", list(CASES))
 def test_golden_run_is_unchanged(alg, tmp_path):
     recorded = TABLE["_versions"]

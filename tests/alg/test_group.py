@@ -12,27 +12,18 @@ import torch
 
 from rft.errors import ConfigError
 from rft.train import train
-from tests.conftest import compose_cfg, run_ddp_cli, run_killed_then_resumed, tiny_overrides
-from tests.integration.test_train import changed, history, initial_params
-
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
+from tests.conftest import (
+    GROUP_SMALL,
+    changed,
+    compose_cfg,
+    history,
+    initial_params,
+    run_ddp_cli,
+    run_killed_then_resumed,
+    tiny_overrides,
+)
 
 GROUP_ALGS = ["grpo", "dr_grpo", "dapo", "rloo", "reinforce_pp", "gspo"]
-
-GROUP_SMALL = (
-    "alg.n_iterations=2",
-    "alg.rollout_prompts=4",
-    "alg.samples_per_prompt=2",
-    "alg.minibatch_size=4",
-    "alg.micro_batch_size=2",
-    "alg.eval_every=0",
-    "alg.lr=1e-3",
-    "alg.score_batch_size=8",
-    "eval.before_training=false",
-    "reward=custom",
-    "reward._target_=rft.reward.basic.length_reward",
-    "+reward.target_words=3",
-)
 
 
 def half_constant_reward(prompts, completions, references=None) -> list[float]:
@@ -256,7 +247,7 @@ def test_dynamic_sampling_bounded_rounds_still_fill_the_batch(prompts_file, tmp_
     "alg, extra",
     [
         ("dapo", ()),
-        ("rloo", ("alg.num_iterations=2",)),
+        ("rloo", ("alg.update_epochs=2",)),
         # the sampler's std estimates live in the checkpoint: the resumed draws must match
         ("grpo", ("alg.prompt_sampling=std_aware", "alg.std_sampler.momentum=0.5")),
     ],
@@ -289,7 +280,7 @@ def test_resume_after_kill_matches_uninterrupted_run(
     [
         ("alg.samples_per_prompt=1", "alg.samples_per_prompt"),
         ("alg.minibatch_size=3", "alg.minibatch_size"),
-        ("alg.num_iterations=0", "alg.num_iterations"),
+        ("alg.update_epochs=0", "alg.update_epochs"),
         ("alg.clip_low=1.5", "alg.clip_low"),
         ("alg.std_floor=-1", "alg.std_floor"),
         ("alg.kl.placement=reward", "alg.kl.estimator"),

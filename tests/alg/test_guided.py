@@ -13,9 +13,10 @@ import torch
 from hydra.utils import instantiate
 
 from rft.alg.guided import GuidedPPO, Schedule, schedule_rng
+from rft.model.build import frozen_copy, load_policy
 from rft.model.load import load_model
 from rft.reward import build_reward
-from rft.train import frozen_copy, load_policy, train
+from rft.train import train
 from tests.conftest import compose_cfg, tiny_overrides
 from tests.rollout.byte_tokenizer import build_byte_tokenizer
 
@@ -34,7 +35,7 @@ GUIDED_SMALL = (
     "alg.n_iterations=2",
     "alg.rollout_prompts=4",
     "alg.minibatch_size=2",
-    "alg.n_epochs=1",
+    "alg.update_epochs=1",
     "alg.eval_every=0",
     "alg.lr=1e-3",
     "alg.score_batch_size=4",
@@ -269,7 +270,7 @@ def test_imdb_guided_family_composes_for_every_step():
         assert (
             cfg.model.init_from == "multirun/imdb_guided_family_bc" and cfg.alg.n_iterations == 50
         )
-        assert (cfg.alg.rollout_prompts, cfg.alg.minibatch_size, cfg.alg.kl.init_beta) == (
+        assert (cfg.alg.rollout_prompts, cfg.alg.minibatch_size, cfg.alg.kl.beta) == (
             112,
             28,
             0.001,

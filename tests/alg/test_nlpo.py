@@ -16,12 +16,14 @@ from rft.errors import ConfigError
 from rft.train import train
 from tests.conftest import (
     PPO_SMALL,
+    changed,
     compose_cfg,
+    history,
+    initial_params,
     run_ddp_cli,
     run_killed_then_resumed,
     tiny_overrides,
 )
-from tests.integration.test_train import changed, history, initial_params
 
 NLPO_SMALL = (*PPO_SMALL, "alg=nlpo", "eval.before_training=false")
 
@@ -123,7 +125,7 @@ def test_mask_policy_is_refreshed_exactly_every_target_update_iterations(
 
     seen = spy_rollouts(monkeypatch, check)
     over = overrides(
-        prompts_file, "alg.n_iterations=5", "alg.n_epochs=1", "alg.target_update_iterations=2"
+        prompts_file, "alg.n_iterations=5", "alg.update_epochs=1", "alg.target_update_iterations=2"
     )
     train(compose_cfg(*over), run_dir=tmp_path / "run")
     # π_ψ = π_θ at the start and right after each refresh (before iterations 2 and 4, 0-based);
@@ -150,7 +152,7 @@ def test_one_minibatch_gives_ratio_one_and_the_kl_reward_is_unmasked(prompts_fil
     over = overrides(
         prompts_file,
         "alg.minibatch_size=4",
-        "alg.n_epochs=1",
+        "alg.update_epochs=1",
         "alg.mask_type=learned_top_k",
         "alg.top_mask=2",
         "alg.min_tokens_to_keep=1",

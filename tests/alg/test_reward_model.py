@@ -18,9 +18,13 @@ from rft.errors import ConfigError, DataError
 from rft.io import read_history
 from rft.reward import build_reward
 from rft.train import train
-from tests.conftest import compose_cfg, imdb_dir, run_killed_then_resumed
-
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
+from tests.conftest import (
+    REWARD_MODEL_SMALL,
+    compose_cfg,
+    imdb_dir,
+    run_killed_then_resumed,
+    tiny_overrides,
+)
 
 GOOD = "good great lovely fun happy superb".split()
 BAD = "bad awful boring dull sad poor".split()
@@ -62,33 +66,25 @@ def write_preferences(path: Path, n: int = 60, seed: int = 0, row_fn=None) -> Pa
     return path
 
 
-def rm_overrides(data: Path, alg: str, *extra: str) -> list[str]:
-    return [
-        "task=jsonl",
-        f"task.path={data}",
-        "task.reference_key=null",
-        "task.val_fraction=0.2",
-        "task.test_fraction=0.2",
+def rm_overrides(data: Path | None, alg: str, *extra: str) -> list[str]:
+    """A tiny reward-model run on a JSONL task (None: ``extra`` names the task): every held-out
+    row evaluated."""
+    jsonl = ("task.reference_key=null", "task.val_fraction=0.2", "task.test_fraction=0.2")
+    # Bradley-Terry reads the same preference columns as alg=dpo
+    pairs = (
+        ("task.chosen_key=chosen", "task.rejected_key=rejected") if alg == "reward_model" else ()
+    )
+    return tiny_overrides(
+        data,
+        *(jsonl + pairs if data is not None else ()),
         "task.n_eval_prompts=-1",
         "task.n_test_prompts=-1",
-        "logger=none",
-        "hardware=cpu_fp32",
         "hardware.torch_threads=1",
         "eval.before_training=false",
-        "checkpoint.every_n_iterations=1",
         f"alg={alg}",
-        "alg.backbone=tiny_bert",
-        "alg.max_steps=2",
-        "alg.batch_size=4",
-        "alg.lr=1e-3",
-        # Bradley-Terry reads the same preference columns as alg=dpo
-        *(
-            ["task.chosen_key=chosen", "task.rejected_key=rejected"]
-            if alg == "reward_model"
-            else []
-        ),
+        *REWARD_MODEL_SMALL,
         *extra,
-    ]
+    )
 
 
 def _scores(reward, prompts, completions) -> list[float]:
@@ -216,13 +212,7 @@ def test_resume_after_kill_matches_uninterrupted_run(tmp_path, monkeypatch, alg,
 @pytest.mark.parametrize("alg", ["reward_classifier", "reward_model"])
 def test_imdb_reviews_train_both_reward_models(tmp_path, monkeypatch, alg):
     monkeypatch.setenv("RFT_DATA_DIR", str(imdb_dir()))
-    ov = [
-        "task=imdb",
-        "task.n_train=40",
-        "task.n_val=8",
-        "task.n_test=16",
-        *(o for o in rm_overrides(Path("unused"), alg)[6:] if "_key=" not in o),
-    ]
+    ov = rm_overrides(None, alg, "task=imdb", "task.n_train=40", "task.n_val=8", "task.n_test=16")
     m = train(compose_cfg(*ov), tmp_path / "run")
     key = "test/accuracy" if alg == "reward_classifier" else "test/pairwise_accuracy"
     assert 0.0 <= m[key] <= 1.0

@@ -16,7 +16,8 @@ import rft.alg.ppo as ppo_mod
 from rft.alg.guided import GuidedPPO
 from rft.alg.ppo import PPO, SCORE_TO_KL_CAP
 from rft.core.normalize import STD_FLOOR
-from rft.train import frozen_copy, load_policy, train
+from rft.model.build import frozen_copy, load_policy
+from rft.train import train
 from tests.conftest import PPO_SMALL, compose_cfg, run_cli, tiny_overrides
 
 
@@ -181,7 +182,7 @@ def test_guided_family_normalises_too(prompts_file, tmp_path, monkeypatch):
             "alg.n_iterations=2",
             "alg.rollout_prompts=4",
             "alg.minibatch_size=2",
-            "alg.n_epochs=1",
+            "alg.update_epochs=1",
             "alg.eval_every=0",
             "alg.lr=1e-3",
             "alg.score_batch_size=4",
@@ -212,9 +213,7 @@ def test_warning_when_the_kl_penalty_dominates(beta, n_warn, prompts_file, tmp_p
     """β = 100 (fixed): β · KL dwarfs the length reward's spread from iteration 2 on, and the
     warning fires once over 3 iterations (rate limit); β = 1e-4: it does not fire."""
     cfg = compose_cfg(
-        *overrides(
-            prompts_file, "alg.n_iterations=3", "alg.kl.kind=fixed", f"alg.kl.init_beta={beta}"
-        )
+        *overrides(prompts_file, "alg.n_iterations=3", "alg.kl.kind=fixed", f"alg.kl.beta={beta}")
     )
     with caplog.at_level(logging.WARNING, logger="rft.alg.ppo"):
         train(cfg, run_dir=tmp_path / "run")
@@ -224,7 +223,7 @@ def test_warning_when_the_kl_penalty_dominates(beta, n_warn, prompts_file, tmp_p
     below = [r["objective/score_to_kl"] < cfg.alg.kl_dominance_warn for r in rows]
     assert any(below) == bool(n_warn)
     if n_warn:
-        assert "alg.score_norm=scale" in got[0] and "alg.kl.init_beta" in got[0]
+        assert "alg.score_norm=scale" in got[0] and "alg.kl.beta" in got[0]
 
 
 def test_warning_rate_limit_and_off_switch(prompts_file, tmp_path, caplog):

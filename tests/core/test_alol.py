@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from rft.alg.alol import OfflineStepSampler
+from rft.alg.steps import StepBatchSampler
 from rft.core.alol import (
     ALOL_LOSSES,
     a_lol_kl_loss,
@@ -171,7 +171,7 @@ def test_good_priority_weights():
 
 
 def test_good_priority_sampler_draws_in_proportion_to_positive_advantages():
-    """rft's good_priority sampler as ALoL builds it (OfflineStepSampler fed good_priority_weights),
+    """rft's good_priority sampler as ALoL builds it (StepBatchSampler fed good_priority_weights),
     not torch.multinomial: over many steps each pair is drawn with frequency A+ / Σ A+, pairs with
     A ≤ 0 never, and a batch is a pure function of (seed, step), so a resumed run redraws it.
 
@@ -184,7 +184,7 @@ def test_good_priority_sampler_draws_in_proportion_to_positive_advantages():
     probs = good_priority_weights(adv, "advantage").double().numpy()
     expected = np.array([1.0, 0.0, 3.0, 0.0, 0.5, 2.5]) / 7.0  # A+ / Σ A+, by hand
     n_steps, bs, seed = 1000, 8, 11
-    sampler = OfflineStepSampler(
+    sampler = StepBatchSampler(
         len(adv), bs, seed, steps_per_block=10, total_steps=n_steps, probs=probs
     )
     batches = [sampler.batch_for_step(s) for s in range(n_steps)]
@@ -203,14 +203,14 @@ def test_good_priority_sampler_draws_in_proportion_to_positive_advantages():
     assert len({tuple(b) for b in batches[:50]}) > 40
     # a resumed sampler: same seed, fresh object, asked for block 7 (steps 70..79) -> same batches,
     # whether the block comes from set_epoch or from epoch_fn (how ALoL passes current_epoch)
-    again = OfflineStepSampler(
+    again = StepBatchSampler(
         len(adv), bs, seed, steps_per_block=10, total_steps=n_steps, probs=probs
     )
     again.set_epoch(7)
     assert list(again) == batches[70:80]
-    via_fn = OfflineStepSampler(len(adv), bs, seed, 10, n_steps, probs=probs, epoch_fn=lambda: 7)
+    via_fn = StepBatchSampler(len(adv), bs, seed, 10, n_steps, probs=probs, epoch_fn=lambda: 7)
     assert list(via_fn) == batches[70:80]
     assert [via_fn.batch_for_step(s) for s in (999, 3)] == [batches[999], batches[3]]
     # ... and another seed draws other batches
-    other = OfflineStepSampler(len(adv), bs, seed + 1, 10, n_steps, probs=probs)
+    other = StepBatchSampler(len(adv), bs, seed + 1, 10, n_steps, probs=probs)
     assert [other.batch_for_step(s) for s in range(10)] != batches[:10]

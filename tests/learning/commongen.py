@@ -72,23 +72,24 @@ def reference_words(prompts, completions, references) -> list[float]:
 def commongen_overrides(tok: Path, *extra: str) -> list[str]:
     """task=commongen on the fixture with model=tiny_t5 and the T5-like tokenizer, sized to run
     in seconds: 2 iterations / steps, small batches, 2-prompt evaluations."""
-    return [
+    from tests.conftest import tiny_overrides
+
+    return tiny_overrides(
+        None,
         "task=commongen",
         f"task.data_dir={FIXTURE}",
+        "task.max_new_tokens=20",  # CommonGen's own lengths (GRUE), over the tiny runs' 8
+        "task.min_new_tokens=5",
         "task.n_eval_prompts=2",
         "task.n_test_prompts=2",
         "model=tiny_t5",
         f"model.tiny.tokenizer={tok}",
-        "logger=none",
-        "hardware=cpu_fp32",
         "hardware.torch_threads=1",
-        "eval.batch_size=4",
         "eval.samples_per_prompt=1",
-        "eval.n_samples_table=2",
         "eval.before_training=false",
         "checkpoint.every_n_iterations=100",
         "task.metrics=[meteor,cider,coverage]",  # the grouped-reference ones, without BERTScore's load
         "reward=custom",
         "reward._target_=tests.learning.commongen.reference_words",
         *extra,
-    ]
+    )

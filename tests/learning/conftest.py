@@ -1,25 +1,16 @@
-"""Fixtures of the learning and wiring tests: the word tokenizer and tasks, one torch thread."""
+"""Fixtures of the learning and wiring tests: the word tokenizer and tasks."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-import torch
 
 from tests.learning.words import build_word_tokenizer, write_task
 
 # METEOR needs WordNet: the CommonGen runs skip with the fix where it is absent, as the metric
 # tests do, instead of failing deep inside the reward.
 from tests.metrics.conftest import wordnet_reader  # noqa: F401
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")

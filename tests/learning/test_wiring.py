@@ -21,7 +21,7 @@ WIRE_PPO = (
     "alg.n_iterations=3",
     "alg.rollout_prompts=8",
     "alg.minibatch_size=8",  # one minibatch ...
-    "alg.n_epochs=1",  # ... and one epoch: the logged stats are the first (only) step's
+    "alg.update_epochs=1",  # ... and one epoch: the logged stats are the first (only) step's
     "alg.eval_every=0",
     "alg.lr=3e-3",
     "alg.score_batch_size=8",
@@ -103,7 +103,7 @@ def test_kl_coefficient_follows_its_formula_on_the_logged_kl(words, tmp_path, ki
         *WIRE_PPO,
         "alg.n_iterations=4",
         f"alg.kl.kind={kind}",
-        "alg.kl.init_beta=0.2",
+        "alg.kl.beta=0.2",
         "alg.kl.target=0.01",
         "alg.kl.horizon=40",
     )
@@ -134,7 +134,7 @@ def test_kl_penalty_keeps_the_policy_near_the_reference(words, tmp_path):
             "alg.score_batch_size=16",
             "eval.before_training=false",
             "alg.kl.kind=fixed",
-            f"alg.kl.init_beta={beta}",
+            f"alg.kl.beta={beta}",
         )
         train(compose_cfg(*over), run_dir=tmp_path / beta)
         kls[beta] = history(tmp_path / beta)[-1]["objective/kl_seq"]

@@ -108,19 +108,17 @@ def reference_nll(model, tokenizer_dir: Path, path: Path) -> float:
 
 
 def word_overrides(words, data: Path | None = None, *extra: str) -> list[str]:
-    return [
-        "task=jsonl",
-        f"task.path={data or words['task']}",
-        "task.max_new_tokens=8",
-        "task.min_new_tokens=8",
+    """A tiny run on the word task (tests.conftest.tiny_overrides with the word tokenizer, the
+    good-word reward and evaluations large enough to measure learning)."""
+    from tests.conftest import tiny_overrides
+
+    return tiny_overrides(
+        data or words["task"],
         "task.val_fraction=0.2",
         "task.test_fraction=0.34",
         "task.n_eval_prompts=8",
         "task.n_test_prompts=32",
-        "model=tiny",
         f"model.tiny.tokenizer={words['tok']}",
-        "logger=none",
-        "hardware=cpu_fp32",
         "hardware.torch_threads=1",
         "eval.batch_size=32",
         "eval.samples_per_prompt=1",  # the margins below were measured with one sample a prompt
@@ -129,4 +127,4 @@ def word_overrides(words, data: Path | None = None, *extra: str) -> list[str]:
         "reward=custom",
         "reward._target_=tests.learning.words.good_share",
         *extra,
-    ]
+    )

@@ -7,7 +7,8 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from rft.config import GenerationConfig, GuideConfig, ModelConfig, TinyModelConfig
+from rft.alg.schemas import GuideConfig
+from rft.config import GenerationConfig, ModelConfig, TinyModelConfig
 from rft.model.load import load_model
 from rft.model.policy import PolicyLM
 from rft.rollout.guide import (

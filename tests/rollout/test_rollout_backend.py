@@ -16,13 +16,13 @@ from transformers import LogitsProcessorList, TopKLogitsWarper
 from rft.config import GenerationConfig
 from rft.core.logprobs import logprobs_from_logits
 from rft.errors import ConfigError
-from rft.rollout.backend import attach_rollout_backend, check_rollout_config
-from rft.rollout.guide import ForcedPrefixProcessor
+from rft.model.build import load_policy
+from rft.model.generate import HFGenerator
+from rft.rollout.backend import check_rollout_config, with_rollout_backend
 from rft.rollout.prompts import encode_prompts
-from rft.train import load_policy, train
-from tests.alg.test_group import GROUP_SMALL
-from tests.conftest import PPO_SMALL, compose_cfg, tiny_overrides
-from tests.integration.test_train import history
+from rft.rollout.restart import ForcedPrefixProcessor
+from rft.train import train, validate
+from tests.conftest import GROUP_SMALL, PPO_SMALL, compose_cfg, history, tiny_overrides
 
 
 @pytest.fixture
@@ -56,8 +56,11 @@ def test_missing_vllm_is_one_clear_error_with_the_install_command(prompts_file, 
     ],
 )
 def test_settings_vllm_cannot_serve_name_the_key(prompts_file, overrides, match, no_vllm):
+    # alg.tis_cap is the algorithm's to check (its class's check_config, in validate), the
+    # backend's own settings rollout's (preflight): both before anything loads
     cfg = compose_cfg(*tiny_overrides(prompts_file), *overrides)
     with pytest.raises(ConfigError, match=match):
+        validate(cfg)
         check_rollout_config(cfg)
 
 
@@ -65,30 +68,31 @@ def test_hf_backend_is_the_default_and_returns_no_sampler_logprobs(prompts_file)
     cfg = compose_cfg(*tiny_overrides(prompts_file))
     assert str(cfg.rollout.backend.value) == "hf"
     check_rollout_config(cfg)
-    policy = load_policy(cfg.model)
-    attach_rollout_backend(policy, cfg)
-    assert policy.rollout_engine is None
+    policy = with_rollout_backend(load_policy(cfg.model), cfg)
+    assert type(policy.generator) is HFGenerator
     ids, mask = encode_prompts(policy.tokenizer, ["the film was"], 8)
     assert policy.generate(ids, mask, 4, 4, GenerationConfig()).logprobs is None
 
 
 @pytest.fixture
 def vllm_policy(prompts_file):
-    """A tiny policy with a vLLM engine attached but never built (no vLLM needed)."""
+    """A tiny policy sampled by a vLLM generator whose engine is never built (no vLLM needed)."""
     cfg = compose_cfg(*tiny_overrides(prompts_file), "rollout.backend=vllm")
-    policy = load_policy(cfg.model)
-    attach_rollout_backend(policy, cfg)
+    policy = with_rollout_backend(load_policy(cfg.model), cfg)
     yield policy
-    policy.rollout_engine.close()
+    policy.generator.close()
 
 
 def test_copies_of_the_policy_get_no_engine(vllm_policy):
-    assert vllm_policy.rollout_engine is not None
-    assert copy.deepcopy(vllm_policy).rollout_engine is None  # π_ref, NLPO's mask policy, ...
+    from rft.rollout.vllm_engine import VLLMGenerator
+
+    assert isinstance(vllm_policy.generator, VLLMGenerator)
+    # π_ref, a separate value model, NLPO's mask policy: HF generate, no engine
+    assert type(copy.deepcopy(vllm_policy).generator) is HFGenerator
 
 
 def test_weights_version_moves_with_policy_updates_only(vllm_policy):
-    engine = vllm_policy.rollout_engine
+    engine = vllm_policy.generator.engine
     v0 = engine.weights_version(vllm_policy)
     other = torch.nn.Linear(2, 1)
     opt_other = torch.optim.AdamW(other.parameters())
@@ -110,7 +114,7 @@ def test_weights_version_moves_with_policy_updates_only(vllm_policy):
 
 
 def test_what_vllm_cannot_run_goes_to_hf_with_one_note(vllm_policy, caplog):
-    engine = vllm_policy.rollout_engine
+    engine = vllm_policy.generator.engine
     assert engine.supports(GenerationConfig(), None)
     forced = LogitsProcessorList(
         [ForcedPrefixProcessor(torch.zeros(1, 2, dtype=torch.long), torch.tensor([1]), 3)]
@@ -147,7 +151,7 @@ class RecordingLLM:
 def test_sync_sends_the_engine_dtype_and_drops_the_prefix_cache(vllm_policy, engine_dtype):
     # vLLM casts an fp32 tensor into a bf16 parameter itself, but warns once per tensor at every
     # sync: the engine gets its own dtype ("auto": whatever the policy holds)
-    engine = vllm_policy.rollout_engine
+    engine = vllm_policy.generator.engine
     engine.dtype, engine.llm = engine_dtype, RecordingLLM()
     engine.sync(vllm_policy)
     sent, own = engine.llm.loaded, vllm_policy.model.state_dict()
@@ -159,29 +163,16 @@ def test_sync_sends_the_engine_dtype_and_drops_the_prefix_cache(vllm_policy, eng
     assert engine.weights_version(vllm_policy) == engine._synced and engine.n_syncs == 1
 
 
-class OffsetEngine:
-    """Stands in for the vLLM engine: HF generate's samples, reported with log-probs exactly
+class OffsetGenerator(HFGenerator):
+    """Stands in for the vLLM generator: HF generate's samples, reported with log-probs exactly
     ``offset`` below the trainer's own, as a sampler with other numerics would."""
 
     offset = 0.25
 
-    def __deepcopy__(self, memo):  # π_ref gets no engine, as with the real one
-        return None
-
-    def supports(self, generation, logits_processor):
-        return True
-
-    def pop_stats(self):
-        return {}
-
     @torch.no_grad()
-    def generate(self, policy, prompt_ids, prompt_mask, max_new, min_new, generation, lp):
-        policy.rollout_engine = None
-        try:
-            out = policy.generate(prompt_ids, prompt_mask, max_new, min_new, generation, lp)
-            logits, _ = policy(prompt_ids, prompt_mask, out.ids, out.mask)
-        finally:
-            policy.rollout_engine = self
+    def generate(self, policy, prompt_ids, prompt_mask, max_new, min_new, generation, lp=None):
+        out = super().generate(policy, prompt_ids, prompt_mask, max_new, min_new, generation, lp)
+        logits, _ = policy(prompt_ids, prompt_mask, out.ids, out.mask)
         out.logprobs = (logprobs_from_logits(logits, out.ids) - self.offset) * out.mask
         return out
 
@@ -197,8 +188,8 @@ def test_group_one_step_per_batch_gets_the_gap_from_the_update_forward(
 
     monkeypatch.setattr(
         rft_train,
-        "attach_rollout_backend",
-        lambda policy, cfg: setattr(policy, "rollout_engine", OffsetEngine()),
+        "with_rollout_backend",
+        lambda policy, cfg: policy.with_generator(OffsetGenerator()),
     )
     scoring, policy_forwards = [None], []
     real_score, real_forward = GroupPG.score, PolicyLM.forward
@@ -224,8 +215,8 @@ def test_group_one_step_per_batch_gets_the_gap_from_the_update_forward(
     assert len(rows) == 2 and not policy_forwards
     for r in rows:
         assert r["policy/optimizer_steps"] == 1
-        assert r["rollout/logprob_gap_mean"] == pytest.approx(OffsetEngine.offset, abs=1e-4)
-        assert r["rollout/logprob_gap_kl"] == pytest.approx(-OffsetEngine.offset, abs=1e-4)
+        assert r["rollout/logprob_gap_mean"] == pytest.approx(OffsetGenerator.offset, abs=1e-4)
+        assert r["rollout/logprob_gap_kl"] == pytest.approx(-OffsetGenerator.offset, abs=1e-4)
 
 
 def test_enforce_eager_null_compiles_where_a_compiler_is_found(monkeypatch, tmp_path):

@@ -15,10 +15,11 @@ import torch
 
 from rft.config import GenerationConfig
 from rft.core import logprobs_from_logits
-from rft.rollout.backend import attach_rollout_backend
+from rft.model.build import load_policy
+from rft.rollout.backend import with_rollout_backend
 from rft.rollout.guide import sample
 from rft.rollout.prompts import encode_prompts
-from rft.train import load_policy, train
+from rft.train import train
 from tests.conftest import PPO_SMALL, compose_cfg, tiny_overrides
 
 pytestmark = pytest.mark.skipif(
@@ -42,21 +43,17 @@ def policy(tmp_path_factory):
     data = tmp_path_factory.mktemp("data") / "p.jsonl"
     data.write_text(json.dumps({"prompt": "x", "reference": "y"}) + "\n")
     cfg = compose_cfg(*tiny_overrides(data), *LLAMA)
-    policy = load_policy(cfg.model)
-    attach_rollout_backend(policy, cfg)
+    policy = with_rollout_backend(load_policy(cfg.model), cfg)
     yield policy
-    policy.rollout_engine.close()
+    policy.generator.close()
 
 
 def both(policy, generation, max_new=12, min_new=0, prompts=PROMPTS, **kw):
     """(HF's completions, vLLM's) for the same prompts and the same torch seed."""
     ids, mask = encode_prompts(policy.tokenizer, prompts, 64)
-    engine, policy.rollout_engine = policy.rollout_engine, None
-    try:
-        torch.manual_seed(0)
-        hf = sample(policy, ids, mask, max_new, min_new, generation, **kw)
-    finally:
-        policy.rollout_engine = engine
+    hf_policy = policy.with_generator(policy.generator.fallback)  # the same weights, HF's sampler
+    torch.manual_seed(0)
+    hf = sample(hf_policy, ids, mask, max_new, min_new, generation, **kw)
     torch.manual_seed(0)
     return hf, sample(policy, ids, mask, max_new, min_new, generation, **kw)
 
@@ -180,7 +177,7 @@ def test_an_update_reaches_the_engine_without_a_restart(policy):
 
 
 def check_an_update_reaches_the_engine(policy):
-    engine = policy.rollout_engine
+    engine = policy.generator.engine
     saved = {k: t.clone() for k, t in policy.model.state_dict().items()}
     _, before = both(policy, GREEDY)
     engine.pop_stats()
@@ -279,10 +276,9 @@ def test_an_update_reaches_a_compiled_engine(tmp_path):
     data.write_text(json.dumps({"prompt": "x", "reference": "y"}) + "\n")
     cfg = compose_cfg(*tiny_overrides(data), "model.tiny.arch=llama", "rollout.backend=vllm")
     assert cfg.rollout.vllm.enforce_eager is None
-    policy = load_policy(cfg.model)
-    attach_rollout_backend(policy, cfg)
+    policy = with_rollout_backend(load_policy(cfg.model), cfg)
     try:
         check_an_update_reaches_the_engine(policy)
-        assert policy.rollout_engine.eager is False  # it did compile
+        assert policy.generator.engine.eager is False  # it did compile
     finally:
-        policy.rollout_engine.close()
+        policy.generator.close()

@@ -41,7 +41,7 @@ def tiny(prompts, n_iterations: int) -> list[str]:
         f"alg.n_iterations={n_iterations}",
         "alg.rollout_prompts=2",
         "alg.minibatch_size=2",
-        "alg.n_epochs=1",
+        "alg.update_epochs=1",
         "alg.eval_every=0",
         "eval.batch_size=2",
         "eval.n_samples_table=2",
