@@ -20,12 +20,68 @@ from rft.errors import ConfigError, DataError
 
 def preflight(cfg: DictConfig) -> None:
     """Everything that can be checked from the config alone, before data or models load."""
+    check_values(cfg)
     check_hardware(cfg.hardware)
     for key, gen in generation_blocks(cfg):
         check_generation(gen, key)
     from rft.rollout.backend import check_rollout_config
 
     check_rollout_config(cfg)  # rollout.backend=vllm: installed, and a setup it can serve
+
+
+# -------------------------------------------------------------------------------- every value
+def _help(cfg: DictConfig, key: str) -> str | None:
+    """The schema help of a dotted ``key`` of ``cfg`` (None where no schema declares it)."""
+    from rft.config import help_of
+
+    parent, _, name = key.rpartition(".")
+    try:
+        node = OmegaConf.select(cfg, parent) if parent else cfg
+        return help_of(OmegaConf.get_type(node), name)
+    except Exception:  # noqa: BLE001 - no help is no reason to fail
+        return None
+
+
+def _leaves(node, key: str = ""):
+    if isinstance(node, dict):
+        for k, v in node.items():
+            yield from _leaves(v, f"{key}.{k}" if key else str(k))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield from _leaves(v, f"{key}[{i}]")
+    else:
+        yield key, node
+
+
+def check_values(cfg: DictConfig) -> None:
+    """What holds for every knob: a required value is set, every ``${...}`` resolves, and no
+    number is NaN (no knob means anything by it; a NaN learning rate or coefficient trains
+    NaN weights that fail later, far from the setting)."""
+    from omegaconf.errors import OmegaConfBaseException
+
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    if missing:
+        key = missing[0]
+        what = _help(cfg, key)
+        raise ConfigError(
+            f"{key} is required but not set{f' ({what})' if what else ''}. Set {key}=<value>"
+            " (`rft explain <your overrides>` lists every knob)."
+        )
+    try:
+        values = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+    except OmegaConfBaseException as e:
+        key = getattr(e, "full_key", None) or "?"
+        first = (str(e).strip().splitlines() or [""])[0]
+        raise ConfigError(
+            f"{key}: its value does not resolve ({first}). Fix the ${{...}} reference, or give "
+            f"the value itself: {key}=<value>."
+        ) from None
+    for key, v in _leaves(values):
+        if isinstance(v, float) and math.isnan(v):
+            what = _help(cfg, key)
+            raise ConfigError(
+                f"{key}=nan: not a number{f' ({what})' if what else ''}. Give it a finite value."
+            )
 
 
 # -------------------------------------------------------------------------------- hardware
