@@ -137,6 +137,26 @@ def disk_full_as_error(path: str | Path, what: str = "", need: int | None = None
         raise
 
 
+def ensure_dir(folder: str | Path, key: str) -> Path:
+    """``folder`` created (with its parents) for the setting ``key`` that names it; a folder
+    that cannot be made (a file in the way, no permission, a read-only or full disk) is one
+    ConfigError naming the key, not an OSError from deep inside a run."""
+    from rft.errors import ConfigError
+
+    folder = Path(folder).expanduser()
+    with disk_full_as_error(folder / ".", f"{folder.name}/"):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            if e.errno in DISK_FULL_ERRNOS:
+                raise
+            raise ConfigError(
+                f"{key}={str(folder)!r}: the folder cannot be created ({e.strerror or e}: "
+                f"{e.filename or folder}). Point {key} at a folder you can write to."
+            ) from None
+    return folder
+
+
 # ------------------------------------------------------------------------------ atomic writes
 def temp_sibling(path: Path) -> Path:
     """The temporary name ``path`` is written under before the rename: ``.<name>.tmp-<pid>``."""
