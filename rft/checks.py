@@ -59,15 +59,8 @@ def check_values(cfg: DictConfig) -> None:
     NaN weights that fail later, far from the setting)."""
     from omegaconf.errors import OmegaConfBaseException
 
-    missing = sorted(OmegaConf.missing_keys(cfg))
-    if missing:
-        key = missing[0]
-        what = _help(cfg, key)
-        raise ConfigError(
-            f"{key} is required but not set{f' ({what})' if what else ''}. Set {key}=<value>"
-            " (`rft explain <your overrides>` lists every knob)."
-        )
     try:
+        missing = sorted(OmegaConf.missing_keys(cfg))
         values = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
     except OmegaConfBaseException as e:
         key = getattr(e, "full_key", None) or "?"
@@ -76,6 +69,13 @@ def check_values(cfg: DictConfig) -> None:
             f"{key}: its value does not resolve ({first}). Fix the ${{...}} reference, or give "
             f"the value itself: {key}=<value>."
         ) from None
+    if missing:
+        key = missing[0]
+        what = _help(cfg, key)
+        raise ConfigError(
+            f"{key} is required but not set{f' ({what})' if what else ''}. Set {key}=<value>"
+            " (`rft explain <your overrides>` lists every knob)."
+        )
     for key, v in _leaves(values):
         if isinstance(v, float) and math.isnan(v):
             what = _help(cfg, key)
