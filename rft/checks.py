@@ -77,11 +77,29 @@ def check_values(cfg: DictConfig) -> None:
             " (`rft explain <your overrides>` lists every knob)."
         )
     for key, v in _leaves(values):
-        if isinstance(v, float) and math.isnan(v):
+        if isinstance(v, float) and not math.isfinite(v):
             what = _help(cfg, key)
+            word = "not a number" if math.isnan(v) else "not a finite number"
             raise ConfigError(
-                f"{key}=nan: not a number{f' ({what})' if what else ''}. Give it a finite value."
+                f"{key}={v}: {word}{f' ({what})' if what else ''}. Give it a finite value (null"
+                " turns off the knobs whose help says so)."
             )
+        check_by_name(key, v)
+
+
+# Knobs whose name says what they are, in every schema: learning rates, weight decays and
+# batch sizes (of updates, scoring, evaluation). A wrong one otherwise fails inside torch (AdamW's
+# "Invalid weight_decay value", a split of size 0) or trains NaN weights, far from the setting.
+def check_by_name(key: str, v) -> None:
+    name = key.rsplit(".", 1)[-1]
+    if v is None or isinstance(v, bool) or not isinstance(v, (int, float)):
+        return
+    if (name == "lr" or name.endswith("_lr")) and not v > 0:
+        raise ConfigError(f"{key}={v}: a learning rate must be > 0.")
+    if name == "weight_decay" and v < 0:
+        raise ConfigError(f"{key}={v}: AdamW's weight decay must be ≥ 0 (0 = none).")
+    if name.endswith("batch_size") and v < 1:
+        raise ConfigError(f"{key}={v}: a batch size must be ≥ 1.")
 
 
 # -------------------------------------------------------------------------------- hardware
