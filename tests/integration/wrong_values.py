@@ -151,7 +151,11 @@ def data(root: Path) -> dict[str, Path]:
 
 
 ONE = ("alg.n_iterations=1", "eval.before_training=false", "checkpoint.save_policy=false")
-LENGTH = ("reward=custom", "reward._target_=rft.reward.basic.length_reward", "+reward.target_words=3")
+LENGTH = (
+    "reward=custom",
+    "reward._target_=rft.reward.basic.length_reward",
+    "+reward.target_words=3",
+)
 
 
 def _ppo(d):
@@ -226,7 +230,11 @@ def _reward_model(d):
 
 def _imdb(d):
     return [
-        *[o for o in _ppo(d) if not o.startswith(("task=", "task.path", "task.val_", "task.test_"))],
+        *[
+            o
+            for o in _ppo(d)
+            if not o.startswith(("task=", "task.path", "task.val_", "task.test_"))
+        ],
         "task=imdb",
         f"task.data_dir={d['imdb']}",
         "task.n_train=16",
@@ -236,7 +244,9 @@ def _imdb(d):
 
 
 def _commongen(d):
-    base = [o for o in _ppo(d) if not o.startswith(("task=", "task.path", "task.val_", "task.test_"))]
+    base = [
+        o for o in _ppo(d) if not o.startswith(("task=", "task.path", "task.val_", "task.test_"))
+    ]
     return [*base, "task=commongen", f"task.data_dir={d['cg']}", *LENGTH]
 
 
