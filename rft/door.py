@@ -156,11 +156,19 @@ def user_error(exc: BaseException, cfg=None, started: bool = True) -> RFTError |
     if isinstance(exc, Exception) and is_disk_full(exc):
         return disk_full_error(getattr(exc, "filename", None) or Path.cwd() / "?")
     composed = compose_error(exc)
-    if composed is not None:
+    if composed is not None and (not started or _config_access_error(exc)):
+        # once the run has started, an OmegaConf error other than a value the user left unset
+        # or a reference that does not resolve is rft's own bug: it keeps its traceback
         return composed
     if isinstance(exc, OSError):
         return path_error(exc, cfg, started)
     return None
+
+
+def _config_access_error(exc: BaseException) -> bool:
+    from omegaconf.errors import InterpolationResolutionError, MissingMandatoryValue
+
+    return isinstance(exc, (MissingMandatoryValue, InterpolationResolutionError))
 
 
 class _Run:
