@@ -87,8 +87,8 @@ def check_values(cfg: DictConfig) -> None:
         check_by_name(key, v)
 
 
-# Knobs whose name says what they are, in every schema: learning rates, weight decays and
-# batch sizes (of updates, scoring, evaluation). A wrong one otherwise fails inside torch (AdamW's
+# Knobs whose name says what they are, in every schema: learning rates, weight decays, batch
+# sizes (of updates, scoring, evaluation), seeds and dropout probabilities. A wrong one otherwise fails inside torch (AdamW's
 # "Invalid weight_decay value", a split of size 0) or trains NaN weights, far from the setting.
 def check_by_name(key: str, v) -> None:
     name = key.rsplit(".", 1)[-1]
@@ -100,6 +100,10 @@ def check_by_name(key: str, v) -> None:
         raise ConfigError(f"{key}={v}: AdamW's weight decay must be ≥ 0 (0 = none).")
     if name.endswith("batch_size") and v < 1:
         raise ConfigError(f"{key}={v}: a batch size must be ≥ 1.")
+    if (name == "seed" or name.endswith("_seed")) and not 0 <= v < 2**32:
+        raise ConfigError(f"{key}={v}: a seed must be in [0, 2^32) (numpy's and torch's seeds).")
+    if name == "dropout" and not 0 <= v < 1:
+        raise ConfigError(f"{key}={v}: a dropout probability must be in [0, 1).")
 
 
 # -------------------------------------------------------------------------------- hardware

@@ -258,3 +258,26 @@ def test_a_gz_file_that_is_not_gzip_names_it(tmp_path):
     cfg = compose_cfg("model=tiny", f"task.data_dir={tmp_path}")
     with pytest.raises(DataError, match=r"train\.jsonl\.gz: not a complete gzip file"):
         instantiate(cfg.task, _convert_="none")
+
+
+@pytest.mark.parametrize(
+    "override, expected",
+    [
+        ("alg.lr=inf", r"^alg.lr=inf: not a finite number \(AdamW learning rate"),
+        ("alg.warm_start.lr=0", r"^alg.warm_start.lr=0.0: a learning rate must be > 0"),
+        ("alg.weight_decay=-1", r"^alg.weight_decay=-1.0: AdamW's weight decay must be ≥ 0"),
+        ("alg.score_batch_size=0", r"^alg.score_batch_size=0: a batch size must be ≥ 1"),
+        ("eval.batch_size=-2", r"^eval.batch_size=-2: .*must be ≥ 1"),
+        ("seed=-1", r"^seed=-1: a seed must be in \[0, 2\^32\)"),
+        ("model.lora.dropout=1.5", r"^model.lora.dropout=1.5: a dropout probability must be in"),
+    ],
+)
+def test_knobs_named_alike_are_checked_alike_before_anything_loads(
+    prompts_file, tmp_path, override, expected
+):
+    """Learning rates, weight decays, batch sizes, seeds and dropouts of every schema (they
+    failed inside torch or numpy, or trained NaN weights)."""
+    cfg = compose_cfg(*tiny_overrides(prompts_file, *PPO_SMALL), override)
+    with pytest.raises(ConfigError, match=expected):
+        train(cfg, run_dir=tmp_path / "run")
+    assert not (tmp_path / "run").exists()
