@@ -13,7 +13,7 @@ import math
 import struct
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from rft.errors import ConfigError, DataError
 
@@ -117,9 +117,33 @@ def usable_gpus() -> int:
     return 1 if MPSAccelerator.is_available() else 0
 
 
+ACCELERATORS = ("cpu", "gpu", "cuda", "mps", "tpu", "auto")
+
+
 def check_hardware(hw: DictConfig) -> None:
-    """A GPU setting on a machine without one fails here, not in Lightning's Trainer after the
-    models have loaded ("No supported gpu backend found!")."""
+    """What Lightning's Trainer would reject after the models have loaded (an accelerator or
+    strategy it does not know, a device count it cannot use), and a GPU setting on a machine
+    without one ("No supported gpu backend found!"), here, by key."""
+    from lightning.pytorch.strategies import StrategyRegistry
+
+    if str(hw.accelerator) not in ACCELERATORS:
+        raise ConfigError(
+            f"hardware.accelerator={hw.accelerator!r}: choose one of {', '.join(ACCELERATORS)}"
+            " (or a hardware= option: cpu, gpu, gpu_ddp, ...)."
+        )
+    strategies = ["auto", *StrategyRegistry.available_strategies()]
+    if str(hw.strategy) not in strategies:
+        raise ConfigError(
+            f"hardware.strategy={hw.strategy!r}: not a Lightning strategy. Use auto, ddp or fsdp"
+            " (every name: lightning.pytorch.strategies.StrategyRegistry)."
+        )
+    if hw.num_nodes < 1:
+        raise ConfigError(f"hardware.num_nodes={hw.num_nodes}: must be ≥ 1 (machines).")
+    if hw.torch_threads is not None and hw.torch_threads < 0:
+        raise ConfigError(
+            f"hardware.torch_threads={hw.torch_threads}: must be ≥ 1 (null: torch's default)."
+        )
+    check_devices(hw)
     if str(hw.accelerator) not in ("gpu", "cuda"):
         return
     n = usable_gpus()
@@ -137,6 +161,36 @@ def check_hardware(hw: DictConfig) -> None:
         raise ConfigError(
             f"hardware.devices={devices}, but this machine has {n} GPU(s). Set "
             f"hardware.devices={n} (or -1 for all of them)."
+        )
+
+
+def check_devices(hw: DictConfig) -> None:
+    """hardware.devices as Lightning takes it: a count ≥ 1, -1 (every GPU) or "auto", or a
+    non-empty list of GPU indices; on the CPU a count of processes."""
+    devices = hw.devices
+    if isinstance(devices, str) and devices.strip().lstrip("-").isdigit():
+        devices = int(devices)
+    gpu = str(hw.accelerator) in ("gpu", "cuda", "auto", "mps", "tpu")
+    ok = (
+        devices == "auto"
+        or (isinstance(devices, int) and not isinstance(devices, bool) and devices >= 1)
+        or (gpu and devices == -1)
+        or (
+            gpu
+            and isinstance(devices, (list, ListConfig))
+            and len(devices) > 0
+            and all(isinstance(d, int) and d >= 0 for d in devices)
+        )
+    )
+    if not ok:
+        allowed = (
+            "a count ≥ 1, -1 (every GPU), auto, or a list of GPU indices"
+            if gpu
+            else ("a count ≥ 1 (processes) or auto")
+        )
+        raise ConfigError(
+            f"hardware.devices={hw.devices!r} with hardware.accelerator={hw.accelerator}: give "
+            f"{allowed}."
         )
 
 

@@ -338,6 +338,17 @@ KNOWN: dict[tuple[str, str], str] = {
     ),
     ("a_lol", "alg.value.n_heads=-1"): f"StopIteration (no head count divides); {_ALOL}: ≥ 1",
     ("a_lol", "alg.value.n_heads=0"): f"StopIteration (no head count divides); {_ALOL}: ≥ 1",
+    ("reward_model", "alg.max_length=-1"): (
+        "OverflowError: can't convert negative int to unsigned; rft/alg/reward_model.py: ≥ 1"
+    ),
+    ("reward_model", "alg.max_length=0"): (
+        "RuntimeError: cannot reshape tensor of 0 elements into shape [8, 0, -1, 32] ...;"
+        " rft/alg/reward_model.py: ≥ 1"
+    ),
+    ("ppo", "alg.kl.target=-1.0"): (
+        "ValueError: KL controller 'adaptive_rl4lms' needs a positive target KL, got -1.0;"
+        " rft/alg/ppo.py: alg.kl.target > 0 for the adaptive kinds, as a ConfigError"
+    ),
 }
 
 
