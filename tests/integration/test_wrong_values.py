@@ -53,7 +53,7 @@ def run_case(files, run_dir, family: str, override: str) -> str:
 
 
 @settings(
-    max_examples=400 if THOROUGH else 20,
+    max_examples=400 if THOROUGH else 30,
     derandomize=True,
     deadline=None,
     database=None,
@@ -68,7 +68,10 @@ def test_a_wrong_value_for_any_knob_ends_cleanly(files, tmp_path_factory, case):
 
 @pytest.mark.parametrize(
     "case",
-    [pytest.param(c, marks=pytest.mark.xfail(strict=True, reason=why)) for c, why in KNOWN.items()]
+    [
+        pytest.param(c, marks=pytest.mark.xfail(strict=True, reason=why), id=f"{c[0]}:{c[1]}")
+        for c, why in KNOWN.items()
+    ]
     or [pytest.param(None, marks=pytest.mark.skip(reason="no known unclean case"))],
 )
 def test_known_unclean_cases_still_fail(files, tmp_path, case):
