@@ -88,7 +88,8 @@ def check_values(cfg: DictConfig) -> None:
 
 
 # Knobs whose name says what they are, in every schema: learning rates, weight decays, batch
-# sizes (of updates, scoring, evaluation), seeds and dropout probabilities. A wrong one otherwise fails inside torch (AdamW's
+# sizes (of updates, scoring, evaluation), seeds, dropout probabilities, gradient-clipping
+# norms and evaluation / checkpoint intervals. A wrong one otherwise fails inside torch (AdamW's
 # "Invalid weight_decay value", a split of size 0) or trains NaN weights, far from the setting.
 def check_by_name(key: str, v) -> None:
     name = key.rsplit(".", 1)[-1]
@@ -104,6 +105,13 @@ def check_by_name(key: str, v) -> None:
         raise ConfigError(f"{key}={v}: a seed must be in [0, 2^32) (numpy's and torch's seeds).")
     if name == "dropout" and not 0 <= v < 1:
         raise ConfigError(f"{key}={v}: a dropout probability must be in [0, 1).")
+    if name == "max_grad_norm" and v <= 0:
+        # torch would scale every gradient by max_grad_norm / ||g|| < 0: gradient ascent
+        raise ConfigError(f"{key}={v}: must be > 0 (null turns gradient clipping off).")
+    if name == "eval_every" and v < 0:
+        raise ConfigError(f"{key}={v}: must be ≥ 0 (0 = never).")
+    if name.startswith("every_n") and v < 1:
+        raise ConfigError(f"{key}={v}: must be ≥ 1.")
 
 
 # -------------------------------------------------------------------------------- hardware

@@ -270,6 +270,9 @@ def test_a_gz_file_that_is_not_gzip_names_it(tmp_path):
         ("eval.batch_size=-2", r"^eval.batch_size=-2: .*must be ≥ 1"),
         ("seed=-1", r"^seed=-1: a seed must be in \[0, 2\^32\)"),
         ("model.lora.dropout=1.5", r"^model.lora.dropout=1.5: a dropout probability must be in"),
+        ("alg.max_grad_norm=-1", r"^alg.max_grad_norm=-1.0: must be > 0 \(null turns gradient"),
+        ("alg.eval_every=-1", r"^alg.eval_every=-1: must be ≥ 0 \(0 = never\)"),
+        ("checkpoint.every_n_iterations=0", r"^checkpoint.every_n_iterations=0: must be ≥ 1"),
     ],
 )
 def test_knobs_named_alike_are_checked_alike_before_anything_loads(
