@@ -393,8 +393,10 @@ def test_gradient_clipping_rescales_the_first_step_to_max_grad_norm(words, tmp_p
 
 
 def test_overlong_shaping_uses_the_configured_buffer_and_penalty(words, tmp_path, monkeypatch):
-    """A constant reward 0.5 plus DAPO's shaping: a completion of length l scores
-    0.5 - penalty · clip((l - (L - buffer)) / buffer, 0, 1), buffer = round(0.5 · 8) = 4."""
+    """A constant reward 0.5 plus DAPO's shaping with buffer_frac = 1 (the zone is the whole
+    length, buffer = 8 tokens): a completion of length l scores 0.5 - penalty · l / 8. Short
+    completions (EOS early) sit inside the zone, where another buffer (DAPO's 20 %: 2 tokens)
+    would give them 0."""
     spy, _, _ = run(
         words,
         tmp_path,
@@ -402,15 +404,15 @@ def test_overlong_shaping_uses_the_configured_buffer_and_penalty(words, tmp_path
         monkeypatch,
         "alg=dapo",
         "reward._target_=tests.learning.words.constant_reward",
-        "alg.overlong.buffer_frac=0.5",
+        "alg.overlong.buffer_frac=1.0",
         "alg.overlong.penalty=0.3",
     )
     for b in spy.batches:
         lengths = b["mask"].sum(-1).float()
-        want = 0.5 - 0.3 * ((lengths - 4) / 4).clamp(0, 1)
+        want = 0.5 - 0.3 * (lengths / 8).clamp(0, 1)
         torch.testing.assert_close(b["scores"], want)
     lengths = torch.cat([b["mask"].sum(-1) for b in spy.batches])
-    assert (lengths < 5).any() and (lengths > 5).any()  # both sides of the zone's start
+    assert (lengths < 6).any() and (lengths == 8).any()  # inside the zone and at its end
 
 
 def test_tis_cap_weights_the_policy_term(words, tmp_path, monkeypatch):
