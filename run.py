@@ -8,41 +8,23 @@ rft explain alg=ppo                   # every knob: value, help, the file that s
 
 from __future__ import annotations
 
-import logging
-import sys
-
 import hydra
 from omegaconf import DictConfig
 
 import rft  # noqa: F401  (registers the config schemas)
-from rft.alg.schemas import check_renamed
-from rft.errors import RFTError
-
-log = logging.getLogger("rft")
+from rft import door
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> float | None:
     from rft.train import train
 
-    try:
+    with door.task(cfg):  # a user error: logged to run.log, raised as one RFTError
         metrics = train(cfg)
-    except RFTError as e:
-        # One clear message, no library traceback: the message names the key/file and the fix.
-        log.error("%s", e)
-        fail(e)
     # The return value is what Hydra sweepers optimise.
     return metrics.get("test/reward_mean")
 
 
-def fail(e: RFTError) -> None:
-    print(f"\nrft: error: {e}", file=sys.stderr)
-    sys.exit(2)
-
-
 if __name__ == "__main__":
-    try:
-        check_renamed(sys.argv[1:])  # an old key name: one line naming the new one
-    except RFTError as e:
-        fail(e)
-    main()
+    # every error a user can cause, composing or running: `rft: error: <one line>`, exit code 2
+    door.cli(main)

@@ -13,19 +13,105 @@ import math
 import struct
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from rft.errors import ConfigError, DataError
 
 
 def preflight(cfg: DictConfig) -> None:
     """Everything that can be checked from the config alone, before data or models load."""
+    check_values(cfg)
     check_hardware(cfg.hardware)
     for key, gen in generation_blocks(cfg):
         check_generation(gen, key)
     from rft.rollout.backend import check_rollout_config
 
     check_rollout_config(cfg)  # rollout.backend=vllm: installed, and a setup it can serve
+
+
+# -------------------------------------------------------------------------------- every value
+def _help(cfg: DictConfig, key: str) -> str | None:
+    """The schema help of a dotted ``key`` of ``cfg`` (None where no schema declares it)."""
+    from rft.config import help_of
+
+    parent, _, name = key.rpartition(".")
+    try:
+        node = OmegaConf.select(cfg, parent) if parent else cfg
+        return help_of(OmegaConf.get_type(node), name)
+    except Exception:  # noqa: BLE001 - no help is no reason to fail
+        return None
+
+
+def _leaves(node, key: str = ""):
+    if isinstance(node, dict):
+        for k, v in node.items():
+            yield from _leaves(v, f"{key}.{k}" if key else str(k))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield from _leaves(v, f"{key}[{i}]")
+    else:
+        yield key, node
+
+
+def check_values(cfg: DictConfig) -> None:
+    """What holds for every knob: a required value is set, every ``${...}`` resolves, and no
+    number is NaN (no knob means anything by it; a NaN learning rate or coefficient trains
+    NaN weights that fail later, far from the setting)."""
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        missing = sorted(OmegaConf.missing_keys(cfg))
+        values = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+    except OmegaConfBaseException as e:
+        key = getattr(e, "full_key", None) or "?"
+        first = (str(e).strip().splitlines() or [""])[0]
+        raise ConfigError(
+            f"{key}: its value does not resolve ({first}). Fix the ${{...}} reference, or give "
+            f"the value itself: {key}=<value>."
+        ) from None
+    if missing:
+        key = missing[0]
+        what = _help(cfg, key)
+        raise ConfigError(
+            f"{key} is required but not set{f' ({what})' if what else ''}. Set {key}=<value>"
+            " (`rft explain <your overrides>` lists every knob)."
+        )
+    for key, v in _leaves(values):
+        if isinstance(v, float) and not math.isfinite(v):
+            what = _help(cfg, key)
+            word = "not a number" if math.isnan(v) else "not a finite number"
+            raise ConfigError(
+                f"{key}={v}: {word}{f' ({what})' if what else ''}. Give it a finite value (null"
+                " turns off the knobs whose help says so)."
+            )
+        check_by_name(key, v)
+
+
+# Knobs whose name says what they are, in every schema: learning rates, weight decays, batch
+# sizes (of updates, scoring, evaluation), seeds, dropout probabilities, gradient-clipping
+# norms and evaluation / checkpoint intervals. A wrong one otherwise fails inside torch (AdamW's
+# "Invalid weight_decay value", a split of size 0) or trains NaN weights, far from the setting.
+def check_by_name(key: str, v) -> None:
+    name = key.rsplit(".", 1)[-1]
+    if v is None or isinstance(v, bool) or not isinstance(v, (int, float)):
+        return
+    if (name == "lr" or name.endswith("_lr")) and not v > 0:
+        raise ConfigError(f"{key}={v}: a learning rate must be > 0.")
+    if name == "weight_decay" and v < 0:
+        raise ConfigError(f"{key}={v}: AdamW's weight decay must be ≥ 0 (0 = none).")
+    if name.endswith("batch_size") and v < 1:
+        raise ConfigError(f"{key}={v}: a batch size must be ≥ 1.")
+    if (name == "seed" or name.endswith("_seed")) and not 0 <= v < 2**32:
+        raise ConfigError(f"{key}={v}: a seed must be in [0, 2^32) (numpy's and torch's seeds).")
+    if name == "dropout" and not 0 <= v < 1:
+        raise ConfigError(f"{key}={v}: a dropout probability must be in [0, 1).")
+    if name == "max_grad_norm" and v <= 0:
+        # torch would scale every gradient by max_grad_norm / ||g|| < 0: gradient ascent
+        raise ConfigError(f"{key}={v}: must be > 0 (null turns gradient clipping off).")
+    if name == "eval_every" and v < 0:
+        raise ConfigError(f"{key}={v}: must be ≥ 0 (0 = never).")
+    if name.startswith("every_n") and v < 1:
+        raise ConfigError(f"{key}={v}: must be ≥ 1.")
 
 
 # -------------------------------------------------------------------------------- hardware
@@ -39,9 +125,33 @@ def usable_gpus() -> int:
     return 1 if MPSAccelerator.is_available() else 0
 
 
+ACCELERATORS = ("cpu", "gpu", "cuda", "mps", "tpu", "auto")
+
+
 def check_hardware(hw: DictConfig) -> None:
-    """A GPU setting on a machine without one fails here, not in Lightning's Trainer after the
-    models have loaded ("No supported gpu backend found!")."""
+    """What Lightning's Trainer would reject after the models have loaded (an accelerator or
+    strategy it does not know, a device count it cannot use), and a GPU setting on a machine
+    without one ("No supported gpu backend found!"), here, by key."""
+    from lightning.pytorch.strategies import StrategyRegistry
+
+    if str(hw.accelerator) not in ACCELERATORS:
+        raise ConfigError(
+            f"hardware.accelerator={hw.accelerator!r}: choose one of {', '.join(ACCELERATORS)}"
+            " (or a hardware= option: cpu, gpu, gpu_ddp, ...)."
+        )
+    strategies = ["auto", *StrategyRegistry.available_strategies()]
+    if str(hw.strategy) not in strategies:
+        raise ConfigError(
+            f"hardware.strategy={hw.strategy!r}: not a Lightning strategy. Use auto, ddp or fsdp"
+            " (every name: lightning.pytorch.strategies.StrategyRegistry)."
+        )
+    if hw.num_nodes < 1:
+        raise ConfigError(f"hardware.num_nodes={hw.num_nodes}: must be ≥ 1 (machines).")
+    if hw.torch_threads is not None and hw.torch_threads < 0:
+        raise ConfigError(
+            f"hardware.torch_threads={hw.torch_threads}: must be ≥ 1 (null: torch's default)."
+        )
+    check_devices(hw)
     if str(hw.accelerator) not in ("gpu", "cuda"):
         return
     n = usable_gpus()
@@ -59,6 +169,36 @@ def check_hardware(hw: DictConfig) -> None:
         raise ConfigError(
             f"hardware.devices={devices}, but this machine has {n} GPU(s). Set "
             f"hardware.devices={n} (or -1 for all of them)."
+        )
+
+
+def check_devices(hw: DictConfig) -> None:
+    """hardware.devices as Lightning takes it: a count ≥ 1, -1 (every GPU) or "auto", or a
+    non-empty list of GPU indices; on the CPU a count of processes."""
+    devices = hw.devices
+    if isinstance(devices, str) and devices.strip().lstrip("-").isdigit():
+        devices = int(devices)
+    gpu = str(hw.accelerator) in ("gpu", "cuda", "auto", "mps", "tpu")
+    ok = (
+        devices == "auto"
+        or (isinstance(devices, int) and not isinstance(devices, bool) and devices >= 1)
+        or (gpu and devices == -1)
+        or (
+            gpu
+            and isinstance(devices, (list, ListConfig))
+            and len(devices) > 0
+            and all(isinstance(d, int) and d >= 0 for d in devices)
+        )
+    )
+    if not ok:
+        allowed = (
+            "a count ≥ 1, -1 (every GPU), auto, or a list of GPU indices"
+            if gpu
+            else ("a count ≥ 1 (processes) or auto")
+        )
+        raise ConfigError(
+            f"hardware.devices={hw.devices!r} with hardware.accelerator={hw.accelerator}: give "
+            f"{allowed}."
         )
 
 

@@ -503,6 +503,12 @@ class Config:
     experiment_name: str = knob(
         "${task.name}_${alg.name}", "names the run folder outputs/<experiment_name>/<time>/"
     )
+    strict: bool = knob(
+        False,
+        "a run that cannot learn (a reward with no spread, dynamic sampling keeping no group, a"
+        " KL penalty outweighing the reward; rft/degenerate.py) stops with an error instead of"
+        " a warning: for sweeps",
+    )
 
 
 _SCHEMAS: dict[str, dict[str, type]] = {

@@ -17,6 +17,11 @@ class RewardError(RFTError):
     """A reward function returned something unusable."""
 
 
+class DiskFullError(RFTError):
+    """The disk filled up while rft wrote a file: the message names the folder, the last
+    checkpoint (intact: every save is atomic) and that the same command resumes from it."""
+
+
 class UserCodeError(RFTError):
     """A callable the config names (a reward, a task, ...) raised: the message names it
     (module:qualname), gives its exception and the user's own frames, not rft's stack."""

@@ -25,12 +25,18 @@ from omegaconf import DictConfig, OmegaConf
 
 from rft.alg.base import RFTModule
 from rft.callbacks import DirectCheckpointIO, IterationProgress, StateCheckpoint
-from rft.checks import check_state_checkpoint, preflight
+from rft.checks import check_state_checkpoint, check_values, preflight
 from rft.config import choice
 from rft.device import resolve_precision
 from rft.errors import ConfigError, instantiate
 from rft.eval.evaluate import check_eval_config
-from rft.io import read_history, truncate_history, write_json_atomic
+from rft.io import (
+    ensure_dir,
+    read_history,
+    truncate_history,
+    write_json_atomic,
+    write_text_atomic,
+)
 from rft.loggers import make_loggers
 from rft.model import attention
 from rft.model.build import load_trained_policy, reference_policy
@@ -259,7 +265,8 @@ def warm_start(cfg: DictConfig, task, reward_fn, run_dir: Path) -> str | None:
 
 def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, float]:
     """Run one experiment; returns the final metrics (also written to metrics.json)."""
-    validate(cfg)
+    check_values(cfg)  # every value set, resolvable and finite
+    validate(cfg)  # the algorithm's own checks, through its class
     preflight(cfg)  # the machine and the generator can honour the config
     quiet_libraries()
     setup_hardware(cfg)
@@ -268,9 +275,8 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, float
 
 
 def _run(cfg: DictConfig, run_dir: str | Path | None) -> dict[str, float]:
-    run_dir = Path(run_dir) if run_dir else default_run_dir(cfg)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    run_dir = ensure_dir(run_dir or default_run_dir(cfg), "hydra.run.dir")
+    write_text_atomic(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     if choice(cfg.mode) == "extract":
         from rft.diagnostics.extract import extract
 

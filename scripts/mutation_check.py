@@ -46,6 +46,8 @@ class Mutation:
 
 NLPO = "tests/alg/test_nlpo.py"
 LORA = "tests/test_lora.py"
+GW = "tests/learning/test_group_wiring.py"
+EACH = f"{GW}::test_each_options_knobs_reach_the_advantages_and_the_loss"
 
 MUTATIONS = [
     Mutation(
@@ -297,7 +299,7 @@ MUTATIONS = [
         "rft/alg/group.py",
         "has_spread = std > 0",
         "has_spread = std >= 0",
-        (f"{GROUP}::test_dynamic_sampling_fills_the_batch_with_groups_that_have_a_spread",),
+        (f"{GROUP}::test_dynamic_sampling_keeps_exactly_the_groups_that_have_a_spread",),
     ),
     Mutation(
         "std_sampler_not_restored_on_resume",
@@ -312,6 +314,190 @@ MUTATIONS = [
         'return steps > 1 or self.kl_placement == "reward"',
         'return self.kl_placement == "reward"',
         (f"{GROUP}::test_one_step_per_batch_skips_the_old_logprob_pass_exactly",),
+    ),
+    # the group family's knobs (issue 25): one mis-wiring per knob of rft/alg/group.py, each
+    # caught by a wiring test of tests/learning/test_group_wiring.py (or tests/alg/test_group.py)
+    Mutation(
+        "group_advantage_estimator_ignored",  # every option gets GRPO's group_norm
+        "rft/alg/group.py",
+        "adv = group_advantages(scores, self.G, self.estimator, a.std_floor, a.std_unbiased)",
+        'adv = group_advantages(scores, self.G, "group_norm", a.std_floor, a.std_unbiased)',
+        (f"{EACH}[dr_grpo]", f"{EACH}[rloo]"),
+    ),
+    Mutation(
+        "group_batch_whiten_ignored",  # REINFORCE++ gets group advantages
+        "rft/alg/group.py",
+        'if self.estimator == "batch_whiten":',
+        "if False:",
+        (f"{EACH}[reinforce_pp]",),
+    ),
+    Mutation(
+        "group_std_floor_not_passed",
+        "rft/alg/group.py",
+        "adv = group_advantages(scores, self.G, self.estimator, a.std_floor, a.std_unbiased)",
+        "adv = group_advantages(scores, self.G, self.estimator, 0.01, a.std_unbiased)",
+        (f"{GW}::test_std_floor_and_bessel_correction_reach_group_norm",),
+    ),
+    Mutation(
+        "group_std_unbiased_not_passed",
+        "rft/alg/group.py",
+        "adv = group_advantages(scores, self.G, self.estimator, a.std_floor, a.std_unbiased)",
+        "adv = group_advantages(scores, self.G, self.estimator, a.std_floor, True)",
+        (f"{GW}::test_std_floor_and_bessel_correction_reach_group_norm",),
+    ),
+    Mutation(
+        "group_aggregation_ignored",  # every option averages per sequence (GRPO)
+        "rft/alg/group.py",
+        "self.aggregation = choice(a.aggregation)",
+        'self.aggregation = "seq_mean_token_mean"',
+        (f"{EACH}[dr_grpo]", f"{EACH}[dapo]", f"{EACH}[reinforce_pp]"),
+    ),
+    Mutation(
+        "group_ratio_level_ignored",  # RLOO and GSPO get per-token ratios
+        "rft/alg/group.py",
+        "self.ratio_level = choice(a.ratio)",
+        'self.ratio_level = "token"',
+        (f"{EACH}[rloo]", f"{EACH}[gspo]"),
+    ),
+    Mutation(
+        "group_clip_high_is_clip_low",  # DAPO's clip-higher lost
+        "rft/alg/group.py",
+        "per_token, ratio = clipped_surrogate(logp - old, mb.advantages, a.clip_low, a.clip_high)",
+        "per_token, ratio = clipped_surrogate(logp - old, mb.advantages, a.clip_low, a.clip_low)",
+        (f"{EACH}[dapo]",),
+    ),
+    Mutation(
+        "group_sequence_clip_range_fixed",  # GSPO's tiny range replaced by PPO's
+        "rft/alg/group.py",
+        "per_seq, ratio = clipped_surrogate(log_s, seq_adv, a.clip_low, a.clip_high)",
+        "per_seq, ratio = clipped_surrogate(log_s, seq_adv, 0.2, 0.2)",
+        (f"{EACH}[gspo]",),
+    ),
+    Mutation(
+        "group_kl_placement_ignored",  # RLOO / REINFORCE++'s KL goes into the loss
+        "rft/alg/group.py",
+        'self.kl_placement = choice(a.kl.placement) if a.kl.beta > 0 else "none"',
+        'self.kl_placement = "loss" if a.kl.beta > 0 else "none"',
+        (f"{EACH}[rloo]", f"{EACH}[reinforce_pp]"),
+    ),
+    Mutation(
+        "group_kl_estimator_ignored",
+        "rft/alg/group.py",
+        "kl_t = kl_estimate(logp, mb.ref_logp, self.kl_kind)",
+        'kl_t = kl_estimate(logp, mb.ref_logp, "k1")',
+        (f"{EACH}[grpo]", f"{GW}::test_entropy_bonus_and_kl_estimator_reach_the_loss"),
+    ),
+    Mutation(
+        "group_kl_in_reward_without_beta",  # RLOO's sequence reward loses β Σ k1
+        "rft/alg/group.py",
+        "scores = sequence_kl_penalised_scores(scores, b.old_logp, b.ref_logp, b.mask, beta)",
+        "scores = sequence_kl_penalised_scores(scores, b.old_logp, b.ref_logp, b.mask, 0.0)",
+        (f"{EACH}[rloo]",),
+    ),
+    Mutation(
+        "group_token_kl_reward_without_beta",  # REINFORCE++'s per-token -β k1 lost
+        "rft/alg/group.py",
+        "r_t = terminal_token_rewards(scores, b.old_logp, b.ref_logp, b.mask, beta)",
+        "r_t = terminal_token_rewards(scores, b.old_logp, b.ref_logp, b.mask, 0.0)",
+        (f"{EACH}[reinforce_pp]",),
+    ),
+    Mutation(
+        "group_log_kl_ignored",
+        "rft/alg/group.py",
+        'self.use_ref = self.kl_placement != "none" or a.log_kl',
+        'self.use_ref = self.kl_placement != "none"',
+        (f"{GW}::test_log_kl_scores_the_reference_only_when_asked",),
+    ),
+    Mutation(
+        "group_entropy_bonus_dropped",
+        "rft/alg/group.py",
+        "loss = loss - a.ent_coef * ent_agg",
+        "loss = loss",
+        (f"{GW}::test_entropy_bonus_and_kl_estimator_reach_the_loss",),
+    ),
+    Mutation(
+        "group_update_epochs_ignored",
+        "rft/alg/group.py",
+        "for _ in range(a.update_epochs):",
+        "for _ in range(1):",
+        (f"{GW}::test_passes_minibatches_and_micro_batches_are_the_configured_ones",),
+    ),
+    Mutation(
+        "group_minibatch_is_the_whole_batch",
+        "rft/alg/group.py",
+        "for mb_idx in torch.randperm(len(b), device=b.ids.device).split(a.minibatch_size):",
+        "for mb_idx in torch.randperm(len(b), device=b.ids.device).split(len(b)):",
+        (f"{GW}::test_passes_minibatches_and_micro_batches_are_the_configured_ones",),
+    ),
+    Mutation(
+        "group_micro_batch_is_the_minibatch",
+        "rft/alg/group.py",
+        "                    a.micro_batch_size\n",
+        "                    a.minibatch_size\n",
+        (f"{GW}::test_passes_minibatches_and_micro_batches_are_the_configured_ones",),
+    ),
+    Mutation(
+        "group_max_grad_norm_ignored",
+        "rft/alg/online.py",
+        "self.max_grad_norm = self.a.max_grad_norm",
+        "self.max_grad_norm = 1.0",
+        (f"{GW}::test_gradient_clipping_rescales_the_first_step_to_max_grad_norm",),
+    ),
+    Mutation(
+        "group_overlong_penalty_ignored",
+        "rft/alg/group.py",
+        "                self.a.overlong.penalty,\n",
+        "                1.0,\n",
+        (f"{GW}::test_overlong_shaping_uses_the_configured_buffer_and_penalty",),
+    ),
+    Mutation(
+        "group_overlong_buffer_fixed",  # DAPO's 20 % whatever buffer_frac says
+        "rft/alg/group.py",
+        "self.overlong_buffer = max(1, round(frac * task.max_new_tokens)) if frac > 0 else 0",
+        "self.overlong_buffer = max(1, round(0.2 * task.max_new_tokens)) if frac > 0 else 0",
+        (f"{GW}::test_overlong_shaping_uses_the_configured_buffer_and_penalty",),
+    ),
+    Mutation(
+        "group_tis_cap_ignored",
+        "rft/alg/group.py",
+        "per_token = per_token * tis_weights(old, mb.sampler_logp, a.tis_cap)",
+        "per_token = per_token * tis_weights(old, mb.sampler_logp, 2.0)",
+        (f"{GW}::test_tis_cap_weights_the_policy_term",),
+    ),
+    Mutation(
+        "group_std_sampler_knobs_not_passed",  # floor, prior, momentum left at the defaults
+        "rft/alg/group.py",
+        "self.sampler = StdAwareSampler(len(task.train), s.floor, s.prior, s.momentum)",
+        "self.sampler = StdAwareSampler(len(task.train), 0.02)",
+        (f"{GW}::test_std_aware_sampler_gets_the_configured_floor_prior_and_momentum",),
+    ),
+    Mutation(
+        "group_prompt_sampling_ignored",  # std_aware runs the uniform draw
+        "rft/alg/group.py",
+        'if choice(a.prompt_sampling) == "std_aware":',
+        "if False:",
+        (f"{GW}::test_std_aware_sampler_gets_the_configured_floor_prior_and_momentum",),
+    ),
+    Mutation(
+        "dynamic_sampling_ignored",
+        "rft/alg/group.py",
+        "filtered=self.a.dynamic_sampling)\n            if not self.a.dynamic_sampling:",
+        "filtered=False)\n            if True:",
+        (f"{GROUP}::test_dynamic_sampling_keeps_exactly_the_groups_that_have_a_spread",),
+    ),
+    Mutation(
+        "dynamic_sampling_rounds_fixed",  # max_sampling_rounds ignored
+        "rft/alg/group.py",
+        "if missing <= 0 or rounds.n >= self.a.max_sampling_rounds:",
+        "if missing <= 0 or rounds.n >= 4:",
+        (f"{GROUP}::test_dynamic_sampling_keeps_exactly_the_groups_that_have_a_spread",),
+    ),
+    Mutation(
+        "dynamic_sampling_fills_with_dropped_groups_first",
+        "rft/alg/group.py",
+        "parts = kept + dropped",
+        "parts = dropped + kept",
+        (f"{GROUP}::test_dynamic_sampling_keeps_exactly_the_groups_that_have_a_spread",),
     ),
     Mutation(
         "bt_loss_sign_flipped",  # the Bradley-Terry loss rewards ranking the rejected text higher

@@ -30,7 +30,7 @@ BAD = [
     (("alg=dpo", "alg.kl.beta=0"), r"alg\.kl\.beta=0\.0: must be > 0"),
     (("alg=a_lol", "alg.n_train_pairs=0"), r"alg\.n_train_pairs=0"),
     (("alg=sft", "alg.max_steps=-1", "alg.dataset_epochs=0"), r"dataset_epochs ≥ 1"),
-    (("alg=reward_model", "alg.eval_batch_size=0"), r"alg\.eval_batch_size=0: must be ≥ 1"),
+    (("alg=reward_model", "alg.max_length=0"), r"alg\.max_length=0: the backbone's input length"),
     (("alg=ppo", "model.init_from=/nowhere/run"), r"model\.init_from='/nowhere/run'"),
     (("alg=ppo", "alg.tis_cap=2"), r"alg\.tis_cap=2\.0 corrects for a sampler"),
 ]

@@ -109,7 +109,7 @@ from rft.core import (
 )
 from rft.device import hardware_device
 from rft.errors import ConfigError, DataError
-from rft.io import torch_save_atomic, write_json_atomic
+from rft.io import ensure_dir, torch_save_atomic, write_json_atomic
 from rft.rng import (
     value_fit_seed,
     value_head_init_seed,
@@ -173,6 +173,7 @@ class ALoL(StepModule):
                 ),
                 (v.n_prompts != 0, "alg.value.n_prompts=0: V_ref needs val prompts (-1 for all)."),
                 (v.samples_per_prompt >= 1, "alg.value.samples_per_prompt must be ≥ 1."),
+                (v.n_heads >= 1, f"alg.value.n_heads={v.n_heads}: must be ≥ 1 (reference: 8)."),
                 (
                     v.epochs >= 0 and v.batch_size >= 1,
                     "alg.value.epochs must be ≥ 0 and alg.value.batch_size ≥ 1.",
@@ -198,7 +199,8 @@ class ALoL(StepModule):
         self.loss_params = set(inspect.signature(self.loss_fn).parameters)
         self.needs_ref_logp = "ref_logp" in self.loss_params
         self.uses_advantage = "advantage" in self.loss_params
-        self.cache_dir = Path(a.cache_dir).expanduser() if a.cache_dir else self.run_dir / "offline"
+        cache = Path(a.cache_dir).expanduser() if a.cache_dir else self.run_dir / "offline"
+        self.cache_dir = ensure_dir(cache, "alg.cache_dir")
         self.reward_id = OmegaConf.to_yaml(cfg.reward, resolve=True)
         self.max_grad_norm = a.max_grad_norm
 

@@ -59,7 +59,7 @@ from rft.core import logprobs_from_logits, sequence_logprob
 from rft.core.dpo import preference_loss, preference_rewards
 from rft.device import hardware_device
 from rft.errors import ConfigError, DataError
-from rft.io import torch_save_atomic, write_json_atomic, write_text_atomic
+from rft.io import ensure_dir, torch_save_atomic, write_json_atomic, write_text_atomic
 from rft.progress import batch_starts
 from rft.rng import offline_pairs_rng, preference_sample_seed
 from rft.rollout.prompts import encode_continuations, encode_prompts
@@ -144,9 +144,8 @@ class DPO(StepModule):
                 f"alg={a.name}: the frozen reference policy is missing; it is needed unless "
                 "alg.reference_free=true."
             )
-        self.cache_dir = (
-            Path(a.cache_dir).expanduser() if a.cache_dir else self.run_dir / "preference"
-        )
+        cache = Path(a.cache_dir).expanduser() if a.cache_dir else self.run_dir / "preference"
+        self.cache_dir = ensure_dir(cache, "alg.cache_dir")
         self.reward_id = OmegaConf.to_yaml(cfg.reward, resolve=True)
         self.max_grad_norm = a.max_grad_norm
         self.ref_logps: Tensor | None = None  # (N, 2): chosen, rejected

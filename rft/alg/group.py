@@ -69,6 +69,7 @@ from rft.core.group import (
 )
 from rft.core.kl import approx_kl
 from rft.core.tis import logprob_gap_stats, tis_weights
+from rft.degenerate import degenerate
 from rft.errors import ConfigError
 from rft.model.policy import PolicyLM
 from rft.rng import dynamic_sampling_rng, prompt_batch_rng, rollout_seed
@@ -172,6 +173,10 @@ class GroupPG(OnlineRL):
                 " alg.kl.placement=loss.",
             ),
             (
+                a.overlong.penalty >= 0,
+                f"alg.overlong.penalty={a.overlong.penalty}: must be ≥ 0 (DAPO: 1; 0 = off).",
+            ),
+            (
                 a.max_sampling_rounds >= 1,
                 f"alg.max_sampling_rounds={a.max_sampling_rounds}: must be ≥ 1.",
             ),
@@ -200,6 +205,7 @@ class GroupPG(OnlineRL):
         self.kl_kind = choice(a.kl.estimator)
         self.use_ref = self.kl_placement != "none" or a.log_kl
         self.generated_tokens_total = 0
+        self._degenerate_named: set[str] = set()  # kinds already warned about (once per run)
         frac = a.overlong.buffer_frac
         self.overlong_buffer = max(1, round(frac * task.max_new_tokens)) if frac > 0 else 0
         self.sampler = None
@@ -275,6 +281,15 @@ class GroupPG(OnlineRL):
             )
             used.update(todo)
         batch = self._assemble(rounds.kept, rounds.dropped, self.a.rollout_prompts)
+        if self.a.dynamic_sampling and rounds.n_kept == 0:
+            self.name_degenerate(
+                "no_group_kept",
+                f"iteration {it + 1}: dynamic sampling kept no group in {rounds.n} rounds (every"
+                " group's rewards were equal), so the batch is made of zero-advantage groups"
+                " and the update has no policy gradient. Fix: a reward that separates the"
+                " completions, more alg.max_sampling_rounds, or a warm start"
+                " (alg.warm_start.steps) so the policy's samples differ.",
+            )
         if self.sampler is not None:
             self._update_sampler(rounds.indices, torch.cat(rounds.stds))
         self.generated_tokens_total += rounds.tokens
@@ -506,6 +521,14 @@ class GroupPG(OnlineRL):
         # step per batch, nothing scored) from the update's own first forward (micro_loss)
         stats.update(self.kl_stats(b))
         stats.update(self.compute_advantages(b))
+        if not self.a.dynamic_sampling and bool((b.advantages == 0).all()):
+            self.name_degenerate(
+                "zero_advantage",
+                f"iteration {it + 1}: every advantage of the batch is 0 (each group's rewards"
+                " are equal), so the policy gradient is 0. Fix: a reward with a spread over a"
+                " prompt's samples, more samples per prompt, alg.dynamic_sampling=true or"
+                " alg.prompt_sampling=std_aware, or a warm start (alg.warm_start.steps).",
+            )
         t0 = time.perf_counter()
         stats.update(self.update(b))
         stats["time/update_s"] = time.perf_counter() - t0
@@ -515,6 +538,14 @@ class GroupPG(OnlineRL):
         if self.sampler is not None:
             stats.update(self.sampler.stats())
         self.finish_iteration(stats, len(b))
+
+    def name_degenerate(self, kind: str, msg: str) -> None:
+        """A degenerate batch named once per run and kind, on rank 0 (rft.degenerate: a
+        warning, or an error with strict=true)."""
+        if kind in self._degenerate_named or self.global_rank != 0:
+            return
+        self._degenerate_named.add(kind)
+        degenerate(msg, self.cfg, log)
 
     def completion_stats(self, b: Episodes) -> dict[str, float]:
         """Reward and completion-length statistics of the batch."""

@@ -67,6 +67,7 @@ from rft.core import (
 )
 from rft.core.normalize import RunningMoments, normalize_scores
 from rft.core.tis import logprob_gap_stats, tis_weights
+from rft.degenerate import degenerate
 from rft.diagnostics.reward_stats import rollout_reward_spread
 from rft.errors import ConfigError
 from rft.model.policy import PolicyLM, ValueHead
@@ -112,7 +113,25 @@ class PPO(OnlineRL):
     @classmethod
     def check_config(cls, cfg) -> None:
         super().check_config(cfg)
-        kl = cfg.alg.kl
+        a = cfg.alg
+        checks = [
+            (a.clip_range >= 0, f"alg.clip_range={a.clip_range}: must be ≥ 0 (GRUE: 0.2)."),
+            (
+                a.clip_range_vf is None or a.clip_range_vf >= 0,
+                f"alg.clip_range_vf={a.clip_range_vf}: must be ≥ 0, or null for no value clip.",
+            ),
+            (0 <= a.gamma <= 1, f"alg.gamma={a.gamma}: a discount must be in [0, 1]."),
+            (0 <= a.lam <= 1, f"alg.lam={a.lam}: GAE's λ must be in [0, 1]."),
+            (a.vf_coef >= 0, f"alg.vf_coef={a.vf_coef}: must be ≥ 0 (GRUE: 0.5)."),
+            (
+                a.kl_dominance_warn >= 0,
+                f"alg.kl_dominance_warn={a.kl_dominance_warn}: must be ≥ 0 (0 = never warn).",
+            ),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise ConfigError(msg)
+        kl = a.kl
         kind = choice(kl.kind)
         if kl.beta < 0:
             raise ConfigError(f"alg.kl.beta={kl.beta}: must be ≥ 0 (0 = no KL penalty).")
@@ -273,14 +292,14 @@ class PPO(OnlineRL):
         if self._kl_warned_at is not None and it - self._kl_warned_at < KL_WARN_EVERY:
             return
         self._kl_warned_at = it
-        log.warning(
-            "iteration %d: the KL penalty outweighs the reward's spread: std(score) / "
-            "(β · KL per sequence) = %.3g < alg.kl_dominance_warn=%g. The policy can drift from "
-            "the reference while the reward does not move. Fix: alg.score_norm=scale (divide "
-            "the score by its running std), or a smaller alg.kl.beta.",
-            it + 1,
-            ratio,
-            limit,
+        degenerate(
+            f"iteration {it + 1}: the KL penalty outweighs the reward's spread: std(score) / "
+            f"(β · KL per sequence) = {ratio:.3g} < alg.kl_dominance_warn={limit:g}. The policy "
+            "can drift from the reference while the reward does not move. Fix: "
+            "alg.score_norm=scale (divide the score by its running std), or a smaller "
+            "alg.kl.beta.",
+            self.cfg,
+            log,
         )
 
     def ppo_update(self, r: Rollout) -> dict[str, float]:

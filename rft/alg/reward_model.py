@@ -147,6 +147,10 @@ class _RewardModelModule(StepModule):
         super().check_config(cfg)
         if cfg.alg.eval_batch_size < 1:
             raise ConfigError(f"alg.eval_batch_size={cfg.alg.eval_batch_size}: must be ≥ 1.")
+        if cfg.alg.max_length < 1:
+            raise ConfigError(
+                f"alg.max_length={cfg.alg.max_length}: the backbone's input length must be ≥ 1."
+            )
 
     def __init__(self, cfg, task, policy, ref, reward_fn, run_dir):
         super().__init__(cfg, task, policy, ref, reward_fn, run_dir)

@@ -322,8 +322,7 @@ def save_evaluation(run_dir, prefix: str, step: int, metrics: dict, setup: dict,
     from rft.io import append_jsonl, write_json_atomic
 
     run_dir = Path(run_dir)
-    path = run_dir / "eval" / f"{prefix}_{step:05d}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = run_dir / "eval" / f"{prefix}_{step:05d}.json"  # atomic_path makes eval/
     record = {"metrics": metrics, "eval": setup, "per_prompt": res.per_prompt}
     write_json_atomic(path, {**record, "samples": res.samples}, indent=1)
     for s in res.samples:

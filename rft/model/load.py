@@ -14,6 +14,7 @@ Loaders:
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import logging
 import os
@@ -104,6 +105,39 @@ def _load_folder(folder: Path, auto_cls, key: str):
     return tok, model
 
 
+def _load_hf(model_cfg, auto_cls, kind: str):
+    """(tokenizer, model) of loader=hf. Whatever transformers raises about the folder or hub id
+    (missing, no network, not a model, an architecture it does not know or of the other kind,
+    a damaged file) is one ConfigError naming the key: the setting is what the user fixes."""
+    name = model_cfg.name_or_path
+    if Path(name).expanduser().is_dir():
+        check_model_folder(Path(name).expanduser())  # a truncated safetensors file, by name
+    tok_key = "model.tokenizer" if model_cfg.tokenizer else "model.name_or_path"
+    tok_src = model_cfg.tokenizer or name
+    with _naming(tok_key, tok_src, kind):
+        tok = AutoTokenizer.from_pretrained(tok_src)
+    with _naming("model.name_or_path", name, kind):
+        model = auto_cls.from_pretrained(name, dtype=torch.float32)
+    return tok, model
+
+
+@contextlib.contextmanager
+def _naming(key: str, value: str, kind: str):
+    try:
+        yield
+    except Exception as e:  # noqa: BLE001 - the setting is what is wrong: name it
+        if isinstance(e, OSError) or not Path(str(value)).expanduser().exists():
+            fix = (
+                "Without a network use a local folder, or model=smollm2_135m (ships in a package)."
+            )
+        else:
+            fix = (
+                f"Point it at a folder that save_pretrained wrote for a {kind} LM (a seq2seq "
+                "model such as T5 needs model.kind=seq2seq, a causal one model.kind=causal)."
+            )
+        raise ConfigError(f"{key}={value!r} could not be loaded: {_first_line(e)}. {fix}") from None
+
+
 def _smollm2_folder(cache_dir: str | None) -> Path:
     target = Path(cache_dir).expanduser() if cache_dir else cache_root() / "smollm2-135m"
     if (target / "config.json").is_file() and (target / "model.safetensors").is_file():
@@ -129,7 +163,9 @@ def _smollm2_folder(cache_dir: str | None) -> Path:
     config = type(gguf_model.config).from_dict(conf_dict)
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     model.load_state_dict(gguf_model.state_dict())
-    target.parent.mkdir(parents=True, exist_ok=True)
+    from rft.io import ensure_dir
+
+    ensure_dir(target.parent, "model.cache_dir" if cache_dir else "RFT_CACHE_DIR")
     # Write into a private folder and rename: concurrent sweep jobs may convert at once, and a
     # killed conversion must never leave a half-written cache behind.
     tmp = Path(tempfile.mkdtemp(prefix=".smollm2-", dir=target.parent))
@@ -155,16 +191,67 @@ def _drop_gguf_quantization_config(config_json: Path) -> None:
 
 
 def _tiny_tokenizer(folder: str | None) -> PreTrainedTokenizerBase:
-    folder = folder or str(ASSETS / "gpt2-tokenizer")
-    if (Path(folder) / "vocab.json").is_file() and (Path(folder) / "merges.txt").is_file():
-        # GPT2Tokenizer(vocab_file=..., merges_file=...) silently builds an EMPTY tokenizer in
-        # transformers 5: load from the folder instead.
-        return GPT2TokenizerFast.from_pretrained(folder)
-    return AutoTokenizer.from_pretrained(folder)
+    if folder is not None and not Path(folder).expanduser().is_dir():
+        raise ConfigError(
+            f"model.tiny.tokenizer={folder!r}: no such folder. Give a folder holding a "
+            "tokenizer (save_pretrained), or null for the GPT-2 files rft ships."
+        )
+    folder = str(Path(folder).expanduser()) if folder else str(ASSETS / "gpt2-tokenizer")
+    try:
+        if (Path(folder) / "vocab.json").is_file() and (Path(folder) / "merges.txt").is_file():
+            # GPT2Tokenizer(vocab_file=..., merges_file=...) silently builds an EMPTY tokenizer
+            # in transformers 5: load from the folder instead.
+            return GPT2TokenizerFast.from_pretrained(folder)
+        return AutoTokenizer.from_pretrained(folder)
+    except Exception as e:  # noqa: BLE001 - the folder is what is wrong: name it
+        raise DataError(
+            f"model.tiny.tokenizer={folder!r}: transformers cannot load a tokenizer from it "
+            f"({_first_line(e)}). Give a folder a tokenizer's save_pretrained wrote."
+        ) from None
+
+
+def _first_line(e: BaseException, n: int = 300) -> str:
+    """``Type: first line of the message`` of a library's exception, for one-line errors."""
+    first = (str(e).strip().splitlines() or [""])[0]
+    return f"{type(e).__name__}: {first[:n]}"
+
+
+def check_tiny(tiny_cfg, kind: str) -> None:
+    """A tiny model's shape, before transformers sees it (it rejects some shapes deep inside a
+    layer's constructor and accepts others, such as 0 layers, that cannot train)."""
+    for key in ("n_layer", "n_embd", "n_head"):
+        if tiny_cfg[key] < 1:
+            raise ConfigError(f"model.tiny.{key}={tiny_cfg[key]}: must be ≥ 1.")
+    if tiny_cfg.n_embd % tiny_cfg.n_head:
+        raise ConfigError(
+            f"model.tiny.n_embd={tiny_cfg.n_embd} is not divisible by model.tiny.n_head="
+            f"{tiny_cfg.n_head}: every attention head gets n_embd / n_head dimensions."
+        )
+    seq2seq = tiny_cfg.arch == "t5"
+    if tiny_cfg.arch in ("gpt2", "llama", "t5") and seq2seq != (kind == "seq2seq"):
+        raise ConfigError(
+            f"model.tiny.arch={tiny_cfg.arch} with model.kind={kind}: t5 is a seq2seq model, "
+            "gpt2 and llama are causal. Set model.kind="
+            f"{'seq2seq' if seq2seq else 'causal'} (model=tiny_t5 sets both)."
+        )
 
 
 def build_tiny(tiny_cfg, tok: PreTrainedTokenizerBase) -> PreTrainedModel:
-    """A random small model; identical for identical configs (fixed init seed)."""
+    """A random small model; identical for identical configs (fixed init seed). A shape
+    transformers rejects is one ConfigError naming model.tiny."""
+    try:
+        return _build_tiny(tiny_cfg, tok)
+    except ConfigError:
+        raise
+    except (ValueError, RuntimeError, AssertionError, TypeError) as e:
+        raise ConfigError(
+            f"model.tiny (arch={tiny_cfg.arch}, n_layer={tiny_cfg.n_layer}, n_embd="
+            f"{tiny_cfg.n_embd}, n_head={tiny_cfg.n_head}): transformers rejects this shape "
+            f"({_first_line(e)}). Change those settings."
+        ) from None
+
+
+def _build_tiny(tiny_cfg, tok: PreTrainedTokenizerBase) -> PreTrainedModel:
     vocab = len(tok)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(TINY_INIT_SEED)
@@ -223,6 +310,7 @@ def load_model(model_cfg) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
         tok = AutoTokenizer.from_pretrained(str(folder))
         model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32)
     elif loader == "tiny":
+        check_tiny(model_cfg.tiny, kind)
         tok = prepare_tokenizer(_tiny_tokenizer(model_cfg.tiny.tokenizer))
         model = build_tiny(model_cfg.tiny, tok)
     elif loader == "hf":
@@ -230,15 +318,7 @@ def load_model(model_cfg) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
             raise ConfigError(
                 "model.name_or_path is required with model.loader=hf (a hub id or a folder)."
             )
-        try:
-            tok = AutoTokenizer.from_pretrained(model_cfg.tokenizer or model_cfg.name_or_path)
-            model = auto_cls.from_pretrained(model_cfg.name_or_path, dtype=torch.float32)
-        except OSError as e:
-            raise ConfigError(
-                f"model.name_or_path={model_cfg.name_or_path!r} could not be loaded: {e.__class__.__name__}: "
-                f"{str(e).splitlines()[0]}. Without a network use a local folder, or "
-                "model=smollm2_135m (ships in a package)."
-            ) from None
+        tok, model = _load_hf(model_cfg, auto_cls, kind)
     else:  # pragma: no cover - the schema's enum rejects other values
         raise ConfigError(f"model.loader={loader!r}: choose hf, smollm2 or tiny.")
     tok = prepare_tokenizer(tok)

@@ -33,6 +33,8 @@ class CheckedReward:
         name: str = "reward",
         batch_size: int | None = None,
         key: str = "reward._target_",
+        cfg=None,
+        check_spread: bool = True,
     ):
         self.fn = fn
         self.name = name
@@ -40,6 +42,11 @@ class CheckedReward:
         self.key = key  # the config key that names fn, for error messages
         self.n_empty = 0  # empty (or whitespace-only) completions scored so far
         self.n_scored = 0
+        self.cfg = cfg  # the reward's config node: its root says strict (rft.degenerate)
+        # a batch in which every completion scores the same is named once (a weighted sum's
+        # terms are not checked one by one: a constant term is fine if the sum varies)
+        self.check_spread = check_spread
+        self.spread_warned = False
 
     def __call__(
         self, prompts: list[str], completions: list[str], references: list | None = None
@@ -53,9 +60,11 @@ class CheckedReward:
         if len(out) != len(completions):
             raise RewardError(
                 f"reward {self.name} returned {len(out)} values for {len(completions)} completions: "
-                "a reward must return exactly one float per completion, in order."
+                "a reward must return exactly one float per completion, in order. Fix the "
+                f"function named by {self.key}."
             )
-        scores = torch.as_tensor([float(v) for v in out], dtype=torch.float32)
+        scores = torch.as_tensor([self._number(v, i, completions) for i, v in enumerate(out)])
+        scores = scores.float()
         self._note_empty(completions, scores)
         bad = (~torch.isfinite(scores)).nonzero().flatten().tolist()
         if bad:
@@ -63,9 +72,47 @@ class CheckedReward:
             raise RewardError(
                 f"reward {self.name} returned {len(bad)} non-finite value(s) (NaN/inf) out of "
                 f"{len(scores)}; first at index {i} for completion {completions[i][:80]!r}. "
-                "Make the reward return a finite float for every completion (e.g. 0.0 for empty text)."
+                "Make the reward return a finite float for every completion (e.g. 0.0 for "
+                f"empty text): the function named by {self.key}."
             )
+        self._note_spread(scores)
         return scores
+
+    def _number(self, v, i: int, completions: list[str]) -> float:
+        """One returned value as a float: a real number (int, float, bool, a numpy scalar, a
+        one-element tensor); anything else (a string, None, a list) is a RewardError."""
+        import numbers
+
+        if isinstance(v, torch.Tensor) and v.numel() == 1:
+            v = v.item()
+        elif hasattr(v, "item") and getattr(v, "size", None) == 1:  # numpy scalar / 1-array
+            v = v.item()
+        if isinstance(v, numbers.Real):
+            return float(v)
+        raise RewardError(
+            f"reward {self.name} returned {type(v).__name__} {str(v)[:40]!r} at index {i} "
+            f"(completion {completions[i][:60]!r}): a reward returns one float per completion. "
+            f"Fix the function named by {self.key}."
+        )
+
+    def _note_spread(self, scores: torch.Tensor) -> None:
+        """Every completion of a batch scored alike: no advantage, no gradient (Razin et al.'s
+        vanishing gradient at its extreme). Named once; under strict=true an error."""
+        if not self.check_spread or self.spread_warned or len(scores) < 2:
+            return
+        if bool((scores == scores[0]).all()):
+            from rft.degenerate import degenerate
+
+            self.spread_warned = True
+            degenerate(
+                f"reward {self.name}: all {len(scores)} completions of a batch scored "
+                f"{float(scores[0]):.4g}, so their advantages (and the policy gradient) are 0."
+                f" A constant reward cannot train; check the function named by {self.key} (a "
+                "weighted sum's weights, a threshold every completion misses, the references "
+                "it compares with).",
+                self.cfg,
+                log,
+            )
 
     def _note_empty(self, completions: list[str], scores: torch.Tensor) -> None:
         """An empty completion gets whatever its reward gives it (a metric: 0 by definition), but
@@ -87,11 +134,11 @@ class CheckedReward:
 
     def _call(self, prompts, completions, references) -> list[float]:
         if not self.batch_size:
-            return list(_as_list(self._score(prompts, completions, references)))
+            return _as_list(self._score(prompts, completions, references), self.key)
         out: list[float] = []
         for s in range(0, len(prompts), self.batch_size):
             e = s + self.batch_size
-            out += list(_as_list(self._score(prompts[s:e], completions[s:e], references[s:e])))
+            out += _as_list(self._score(prompts[s:e], completions[s:e], references[s:e]), self.key)
         return out
 
     def _score(self, prompts, completions, references):
@@ -115,15 +162,19 @@ class CheckedReward:
             ) from None
 
 
-def _as_list(x) -> list:
+def _as_list(x, key: str = "reward._target_") -> list:
+    """The values a reward returned: a list, a tuple, a 1-D tensor or array (a tensor of shape
+    (n, 1) is flattened), any iterable."""
     if isinstance(x, torch.Tensor):
         return x.detach().float().flatten().tolist()
-    try:
-        return list(x)
-    except TypeError:
+    if hasattr(x, "ndim") and hasattr(x, "tolist") and x.ndim <= 2:  # numpy
+        return list(x.reshape(-1).tolist()) if x.ndim == 2 and x.shape[-1] == 1 else x.tolist()
+    if isinstance(x, (str, bytes, dict)) or not hasattr(x, "__iter__"):
         raise RewardError(
-            f"a reward returned {type(x).__name__}, expected a list of floats"
-        ) from None
+            f"a reward returned {type(x).__name__} {str(x)[:40]!r}, expected a list of floats"
+            f" (one per completion). Fix the function named by {key}."
+        )
+    return list(x)
 
 
 def make_callable(cfg: DictConfig | dict) -> RewardFn:
@@ -149,9 +200,11 @@ def make_callable(cfg: DictConfig | dict) -> RewardFn:
     return instantiate(cfg, _partial_=True, _recursive_=False)
 
 
-def build_reward(cfg: DictConfig | dict) -> CheckedReward:
+def build_reward(cfg: DictConfig | dict, check_spread: bool = True) -> CheckedReward:
+    """The reward a config names, wrapped in the checks every reward passes. ``check_spread``:
+    name a batch in which every completion scores alike (off for a weighted sum's terms)."""
     fn = make_callable(cfg)
     name = str((cfg.get("_target_") if hasattr(cfg, "get") else None) or fn).rsplit(".", 1)[-1]
     key = cfg._get_full_key("_target_") if hasattr(cfg, "_get_full_key") else ""
     key = f"{key or 'reward._target_'}={cfg.get('_target_')}"
-    return CheckedReward(fn, name=name, key=key)
+    return CheckedReward(fn, name=name, key=key, cfg=cfg, check_spread=check_spread)

@@ -2,7 +2,52 @@
 
 from __future__ import annotations
 
+import math
+
 from rft.errors import ConfigError
+
+
+def _weight(name: str, t) -> float:
+    raw = t.get("weight", 1.0)
+    try:
+        w = float(raw)
+    except (TypeError, ValueError):
+        w = math.nan
+    if not math.isfinite(w):
+        raise ConfigError(
+            f"reward.terms.{name}.weight={raw!r}: must be a finite number (the term's weight)."
+        )
+    return w
+
+
+def _same_reward(t) -> str:
+    """A term's reward config as text: two terms with the same text compute the same reward."""
+    from omegaconf import OmegaConf
+
+    r = t["reward"]
+    return str(OmegaConf.to_container(r) if OmegaConf.is_config(r) else r)
+
+
+def check_weights(terms: dict[str, tuple[float, str]]) -> None:
+    """A sum that is 0 whatever the completion cannot train: every weight 0, or terms of the
+    same reward whose weights cancel. Caught when the reward is built, before any model loads
+    (rft.degenerate names what only a rollout shows: a sum constant over a batch)."""
+    if all(w == 0 for w, _ in terms.values()):
+        raise ConfigError(
+            f"reward.terms: every weight is 0 ({', '.join(terms)}), so the reward is 0 for every"
+            " completion and nothing can be learned. Give at least one term a non-zero weight."
+        )
+    by_reward: dict[str, list[str]] = {}
+    for name, (_, text) in terms.items():
+        by_reward.setdefault(text, []).append(name)
+    nonzero = [names for names in by_reward.values() if sum(terms[n][0] for n in names) != 0]
+    if not nonzero:
+        groups = "; ".join(" + ".join(names) for names in by_reward.values() if len(names) > 1)
+        raise ConfigError(
+            f"reward.terms: the weights of terms with the same reward cancel ({groups}: their "
+            "weights sum to 0), so the sum is 0 for every completion. Change the weights or "
+            "drop those terms."
+        )
 
 
 class WeightedSum:
@@ -11,11 +56,17 @@ class WeightedSum:
 
         if not terms:
             raise ConfigError("reward.terms is empty: add at least one {weight, reward} entry.")
-        self.terms = []
         for name, t in terms.items():
-            if "reward" not in t:
+            if not hasattr(t, "get") or "reward" not in t:
                 raise ConfigError(f"reward.terms.{name} needs a `reward:` config with a _target_.")
-            self.terms.append((name, float(t.get("weight", 1.0)), build_reward(t["reward"])))
+        weights = {name: (_weight(name, t), _same_reward(t)) for name, t in terms.items()}
+        check_weights(weights)
+        # each term's own spread is not checked: a term constant over a batch is fine when the
+        # sum varies (CheckedReward checks the sum)
+        self.terms = [
+            (name, weights[name][0], build_reward(t["reward"], check_spread=False))
+            for name, t in terms.items()
+        ]
 
     def __call__(self, prompts, completions, references=None) -> list[float]:
         total = None

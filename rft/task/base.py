@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from rft.config import choice
-from rft.errors import DataError
+from rft.errors import ConfigError, DataError
 
 
 @dataclass
@@ -25,6 +27,39 @@ class Example:
         return list(self.references) if self.references else self.reference
 
 
+@contextlib.contextmanager
+def reading(path) -> Iterator[None]:
+    """What can go wrong while a data file is read, as one DataError naming the file: bytes
+    that are not UTF-8, a truncated or non-gzip ``.gz``, a CSV the csv module rejects, a path
+    that is a folder or cannot be read."""
+    import csv
+    import gzip
+    import zlib
+
+    try:
+        yield
+    except DataError:
+        raise
+    except UnicodeDecodeError as e:
+        raise DataError(
+            f"{path}: not UTF-8 text (byte {e.start}: {e.reason}). Save the file as UTF-8."
+        ) from None
+    except (gzip.BadGzipFile, EOFError, zlib.error) as e:
+        raise DataError(
+            f"{path}: not a complete gzip file ({type(e).__name__}: {e}). Copy it again, or "
+            "give the uncompressed file (a name without .gz)."
+        ) from None
+    except csv.Error as e:
+        raise DataError(
+            f"{path}: the csv reader rejects it ({e}). Check the quoting and delimiters, or "
+            "convert the file to JSONL (task.format=jsonl)."
+        ) from None
+    except OSError as e:
+        raise DataError(
+            f"{path}: cannot be read ({e.strerror or e}). Give a readable file."
+        ) from None
+
+
 def read_jsonl_objects(path) -> list[tuple[int, dict]]:
     """(line number, object) for every non-empty line of a JSONL file (``.gz`` read as gzip);
     a line that is not one JSON object is a DataError naming the file and line."""
@@ -35,7 +70,7 @@ def read_jsonl_objects(path) -> list[tuple[int, dict]]:
     path = Path(path)
     opener = gzip.open if path.suffix == ".gz" else open
     rows: list[tuple[int, dict]] = []
-    with opener(path, "rt", encoding="utf-8") as f:
+    with reading(path), opener(path, "rt", encoding="utf-8") as f:
         for i, line in enumerate(f, 1):
             if not line.strip():
                 continue
@@ -69,6 +104,27 @@ def load_hub_dataset(hub_id: str, folder: str):
         ) from None
 
 
+def check_lengths(cfg) -> None:
+    """The token budgets every task has; each failure names the key and the fix."""
+    if cfg.prompt_max_tokens < 1:
+        raise ConfigError(f"task.prompt_max_tokens={cfg.prompt_max_tokens}: must be ≥ 1.")
+    if cfg.max_new_tokens < 1:
+        raise ConfigError(f"task.max_new_tokens={cfg.max_new_tokens}: must be ≥ 1.")
+    if not 0 <= cfg.min_new_tokens <= cfg.max_new_tokens:
+        raise ConfigError(
+            f"task.min_new_tokens={cfg.min_new_tokens}: must be in [0, task.max_new_tokens ="
+            f" {cfg.max_new_tokens}]."
+        )
+    for key in ("n_eval_prompts", "n_test_prompts"):
+        if cfg.get(key) is not None and cfg[key] < -1:
+            raise ConfigError(f"task.{key}={cfg[key]}: must be ≥ 1, or -1 for all.")
+
+
+def check_seed(cfg, key: str = "split_seed") -> None:
+    if cfg[key] < 0:
+        raise ConfigError(f"task.{key}={cfg[key]}: a seed must be ≥ 0 (numpy's generators).")
+
+
 class Task:
     """Base class: subclasses fill ``train``, ``val`` and ``test`` in ``__init__``."""
 
@@ -76,6 +132,7 @@ class Task:
 
     def __init__(self, cfg):
         self.cfg = cfg
+        check_lengths(cfg)
         self.prompt_max_tokens = cfg.prompt_max_tokens
         # which end of a long prompt encode_prompts cuts (rft.config.TaskConfig.prompt_truncation)
         self.prompt_truncation = choice(cfg.get("prompt_truncation", "left"))

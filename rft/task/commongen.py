@@ -52,7 +52,7 @@ from pathlib import Path
 
 from rft.config import choice
 from rft.errors import ConfigError, DataError
-from rft.task.base import Example, Task, load_hub_dataset, read_jsonl_objects
+from rft.task.base import Example, Task, load_hub_dataset, read_jsonl_objects, reading
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +121,8 @@ def _lines(path: Path) -> list[str]:
     """The lines of a text file; the formatter writes no newline after the last one. Split on
     ``\\n`` only (str.splitlines would also split on the rare separators inside a sentence and
     misalign the parallel files)."""
-    text = path.read_text(encoding="utf-8")
+    with reading(path):
+        text = path.read_text(encoding="utf-8")
     lines = [x.rstrip("\r") for x in text.split("\n")]
     return lines[:-1] if lines and lines[-1] == "" else lines
 

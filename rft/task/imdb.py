@@ -23,7 +23,7 @@ import numpy as np
 
 from rft.config import choice
 from rft.errors import ConfigError, DataError
-from rft.task.base import Example, Task, load_hub_dataset, read_jsonl_objects
+from rft.task.base import Example, Task, check_seed, load_hub_dataset, read_jsonl_objects
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,27 @@ def find_imdb_dir(data_dir: str | None) -> Path | None:
 
 
 def _read_jsonl_gz(path: Path) -> list[dict]:
-    return [row for _, row in read_jsonl_objects(path)]
+    """The reviews of one IMDB file, each checked: a ``text`` string and a 0/1 ``label``."""
+    rows = []
+    for i, row in read_jsonl_objects(path):
+        text, label = row.get("text"), row.get("label")
+        if not isinstance(text, str):
+            raise DataError(
+                f"{path}:{i}: needs a 'text' string (the review), got "
+                f"{'no text field' if 'text' not in row else type(text).__name__}. "
+                'Each line must be {"text": ..., "label": 0 or 1}.'
+            )
+        if len(text.split()) < 2:
+            raise DataError(
+                f"{path}:{i}: the review has {len(text.split())} word(s); its first half is the"
+                " prompt, so it needs at least 2. Drop the row."
+            )
+        if label not in (0, 1):
+            raise DataError(
+                f"{path}:{i}: 'label' must be 0 (negative) or 1 (positive), got {label!r}."
+            )
+        rows.append(row)
+    return rows
 
 
 def _load_hub(hub_id: str) -> tuple[list[dict], list[dict]]:
@@ -63,6 +83,10 @@ class ImdbTask(Task):
 
         cfg = OmegaConf.create(cfg) if isinstance(cfg, dict) else cfg
         super().__init__(cfg)
+        check_seed(cfg)
+        for key in ("n_train", "n_val", "n_test"):
+            if cfg[key] < 1:
+                raise ConfigError(f"task.{key}={cfg[key]}: must be ≥ 1 (a number of reviews).")
         source = choice(cfg.source)
         data_dir = cfg.data_dir or os.environ.get("RFT_DATA_DIR")
         folder = find_imdb_dir(data_dir)

@@ -19,7 +19,7 @@ import numpy as np
 
 from rft.config import choice
 from rft.errors import ConfigError, DataError
-from rft.task.base import Example, Task, read_jsonl_objects
+from rft.task.base import Example, Task, check_seed, read_jsonl_objects, reading
 
 
 def _format(path: Path, fmt: str) -> str:
@@ -43,8 +43,9 @@ def read_rows(
     key that named the file, for the error message)."""
     path = Path(path).expanduser()
     if not path.is_file():
+        what = "a folder, not a file" if path.is_dir() else "file not found"
         raise DataError(
-            f"{key}={str(path)!r}: file not found. Give the path of a JSONL or CSV "
+            f"{key}={str(path)!r}: {what}. Give the path of a JSONL or CSV "
             "file (relative paths are relative to the directory you run from)."
         )
     fmt = _format(path, fmt)
@@ -52,9 +53,17 @@ def read_rows(
     if fmt == "jsonl":
         rows = read_jsonl_objects(path)
     else:
-        with open(path, newline="", encoding="utf-8") as f:
+        with reading(path), open(path, newline="", encoding="utf-8") as f:
             delim = "\t" if path.suffix == ".tsv" else ","
-            for i, row in enumerate(csv.DictReader(f, delimiter=delim), 2):  # line 1 is the header
+            reader = csv.DictReader(f, delimiter=delim)
+            for row in reader:
+                i = reader.line_num  # the row's (last) line; line 1 is the header
+                extra = row.pop(None, None)  # more fields than the header names
+                if extra is not None:
+                    raise DataError(
+                        f"{path}:{i}: {len(row) + len(extra)} fields, but the header names "
+                        f"{len(row)} ({sorted(row)}). Quote fields that hold the delimiter."
+                    )
                 rows.append((i, row))
     return rows
 
@@ -79,6 +88,11 @@ def parse_examples(
         if not isinstance(prompt, str):
             raise DataError(
                 f"{path}:{i}: {prompt_key!r} must be a string, got {type(prompt).__name__}."
+            )
+        if not prompt.strip():
+            raise DataError(
+                f"{path}:{i}: {prompt_key!r} is empty: the policy needs a prompt to continue."
+                " Fill it or drop the row."
             )
         ref = row.get(reference_key) if reference_key else None
         if ref is not None and not isinstance(ref, str):
@@ -150,6 +164,7 @@ class JsonlTask(Task):
 
         cfg = OmegaConf.create(cfg)
         super().__init__(cfg)
+        check_seed(cfg)
         fmt = choice(cfg.format)
         chosen_key, rejected_key = cfg.get("chosen_key"), cfg.get("rejected_key")
         if bool(chosen_key) != bool(rejected_key):

@@ -148,52 +148,65 @@ def test_one_step_per_batch_skips_the_old_logprob_pass_exactly(prompts_file, tmp
     assert flags == [True, True]
 
 
-def test_dynamic_sampling_fills_the_batch_with_groups_that_have_a_spread(
-    prompts_file, tmp_path, monkeypatch
+@pytest.mark.parametrize("max_rounds", [8, 1])
+def test_dynamic_sampling_keeps_exactly_the_groups_that_have_a_spread(
+    prompts_file, tmp_path, monkeypatch, max_rounds
 ):
+    """Every generation round's groups are recorded as they come out of the generator. The
+    batch the advantages are computed on must be, in order, the groups with a non-zero reward
+    std of round 1, 2, ..., then (when the rounds ran out first) the dropped ones, cut at
+    rollout_prompts groups; the rounds stop at the first round that fills the batch, or at
+    max_sampling_rounds. Half the prompts score a constant, so the filter has groups to drop
+    (checked: without it they would be in the batch)."""
     from rft.alg.group import GroupPG
 
-    seen = []
-    orig = GroupPG.compute_advantages
+    rounds: dict[int, list[torch.Tensor]] = {}
+    batches: list[torch.Tensor] = []
+    orig_gen, orig_adv = GroupPG.generate_groups, GroupPG.compute_advantages
 
-    def spy(self, b):
-        seen.append(b.scores.view(-1, self.G).clone())
-        return orig(self, b)
+    def generate_groups(self, indices):
+        b, dt = orig_gen(self, indices)
+        rounds.setdefault(self.current_epoch, []).append(b.scores.view(-1, self.G).clone())
+        return b, dt
 
-    monkeypatch.setattr(GroupPG, "compute_advantages", spy)
+    def compute_advantages(self, b):
+        batches.append(b.scores.view(-1, self.G).clone())
+        return orig_adv(self, b)
+
+    monkeypatch.setattr(GroupPG, "generate_groups", generate_groups)
+    monkeypatch.setattr(GroupPG, "compute_advantages", compute_advantages)
     cfg = group_cfg(
         prompts_file,
         "dapo",
         "reward._target_=tests.alg.test_group.half_constant_reward",
         "~reward.target_words",
-        "alg.max_sampling_rounds=8",
+        f"alg.max_sampling_rounds={max_rounds}",
         "alg.samples_per_prompt=4",
         "alg.minibatch_size=16",
+        "alg.overlong.buffer_frac=0",  # the scores the filter sees are the reward's own
     )
     train(cfg, run_dir=tmp_path / "r")
     rows = [r for r in history(tmp_path / "r") if "loss/policy" in r]
-    assert len(seen) == 2
-    for scores, row in zip(seen, rows):
-        assert scores.shape == (4, 4)  # the batch is full
-        # the even-numbered prompts (half of them) were dropped, so every kept group varies
-        # unless the length reward happened to tie within a group
-        assert row["rollout/sampling_rounds"] >= 2
-        assert row["rollout/generated_tokens"] > 4 * 4 * 8 - 1  # more than one round's tokens
-        assert (scores != 0.5).any(dim=1).all()
-    # without the filter the constant groups stay in the batch
-    seen.clear()
-    cfg = group_cfg(
-        prompts_file,
-        "grpo",
-        "reward._target_=tests.alg.test_group.half_constant_reward",
-        "~reward.target_words",
-        "alg.samples_per_prompt=4",
-        "alg.minibatch_size=16",
-    )
-    train(cfg, run_dir=tmp_path / "plain")
-    rows = [r for r in history(tmp_path / "plain") if "loss/policy" in r]
-    assert all(r["rollout/sampling_rounds"] == 1 for r in rows)
-    assert any((s == 0.5).all(dim=1).any() for s in seen)
+    assert len(batches) == len(rows) == 2
+    for it, (batch, row) in enumerate(zip(batches, rows)):
+        kept, dropped, n_rounds = [], [], 0
+        for scores in rounds[it]:
+            n_rounds += 1
+            spread = scores.std(dim=1, unbiased=False) > 0
+            kept += list(scores[spread])
+            dropped += list(scores[~spread])
+            if len(kept) >= 4 or n_rounds == max_rounds:
+                break
+        assert len(rounds[it]) == n_rounds == row["rollout/sampling_rounds"]
+        torch.testing.assert_close(batch, torch.stack((kept + dropped)[:4]), rtol=0, atol=0)
+        drawn = sum(len(s) for s in rounds[it])
+        assert row["group/kept_share"] == pytest.approx(len(kept) / drawn)
+        # the premise: the first round drew groups without a spread, which the filter dropped
+        assert (rounds[it][0].std(dim=1) == 0).any()
+    if max_rounds == 8:
+        assert all((b.std(dim=1, unbiased=False) > 0).all() for b in batches)
+    else:  # one round: the batch is that round's groups, those with a spread first
+        assert any((b.std(dim=1) == 0).any() for b in batches)
 
 
 def spread_reward(prompts, completions, references=None) -> list[float]:
