@@ -170,7 +170,9 @@ def cached(
         store.lease(key) if publish and store.reuse and world == 1 else contextlib.nullcontext(True)
     )
     with lease as mine:
-        if not mine:  # another job published it while this one waited
+        # another job published it while this one waited (mine=False), or between this one's
+        # lookup and its taking the lease: read it rather than compute it again
+        if store.reuse and world == 1 and (not mine or store.get(key, touch=False)):
             hit = _read(store, key, load, what)
             if hit is not None:
                 return hit
