@@ -105,6 +105,14 @@ def time_update(policy, task, prompts: list[str], completions: list[str]) -> tup
     return u / len(prompts), s / len(prompts)
 
 
+def calibrate(policy, task, prompts: list[str], generation) -> Calibration:
+    """One generation batch of ``prompts`` (a few of the task's prompts: 4 cost a few seconds
+    on SmolLM2 with a CPU), then one update and one scoring pass on its completions."""
+    generate_s, texts = time_generation(policy, task, prompts, generation)
+    update_s, score_s = time_update(policy, task, prompts, texts)
+    return Calibration(generate_s=generate_s, update_s=update_s, score_s=score_s)
+
+
 # ---------------------------------------------------------------------------------- counts
 @dataclass(frozen=True)
 class Workload:
@@ -210,7 +218,7 @@ class Plan:
         for p in self.phases:
             t += p.seconds
             est = f"reused from {p.reused_from}" if p.reused_from else f"~{duration(p.seconds)}"
-            lines.append(f"  {p.name:<12} {p.work:<58} {est}  (ends +{duration(t)})")
+            lines.append(f"  {p.name:<12} {p.work:<46} {est}  (ends +{duration(t)})")
         lines.append(
             f"  {'first signal':<12} +{duration(self.first_signal_s)}: {self.first_signal}"
         )
