@@ -5,8 +5,9 @@
     folder, reused = cached_policy(store, warm_start_key(...), dest, train=lambda d: ...)
     value, reused = cached_tensor(store, result_key("dpo/ref_logps", cfg, ...), compute)
 
-Each returns the result and a ``Reuse`` record (None when it was computed here), which the run
-logs and writes to metrics.json (``reuse_metrics``). Behaviour, by the run's store.* knobs:
+Each returns the result and a ``Reuse`` record (None when it was computed here); the store
+also collects every record of the run in ``store.reused``, which the run writes to metrics.json
+(``reuse_metrics(store.reused)``). Behaviour, by the run's store.* knobs:
 
 - ``store.reuse=true``: a verified entry with the same key is read instead of computing; a
   corrupt one is ignored (and replaced once recomputed); a miss is logged with the components in
@@ -137,6 +138,7 @@ def _read(store: ResultStore, key: Key, load: Callable[[Path], Any], what: str):
         store.remove(entry)
         return None
     reuse = Reuse.of(what, entry)
+    store.reused.append(reuse)
     log.info("store: %s", reuse.describe())
     return value, reuse
 

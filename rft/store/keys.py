@@ -30,6 +30,10 @@ and then its own components:
     model       the resolved model block (LoRA, gradient checkpointing, dtype, ...)
     seed        the training seed (data subset, batch order, dropout)
 
+``offline_rewards_key`` (the configured reward's scores of offline pairs, rft.task.offline)
+    reward      the reward's identity (as in evaluation_key)
+    pairs       the exact texts of the pairs (prompt, continuation, references), in order
+
 ``result_key(kind, cfg, **parts)`` builds any other key (π_ref log-probs, offline rewards,
 V_ref) from the environment and the parts its caller names.
 """
@@ -152,4 +156,11 @@ def warm_start_key(cfg, task, policy, settings) -> Key:
         task=task_decoding(task),
         model=model,
         seed=cfg.seed,
+    )
+
+
+def offline_rewards_key(cfg, pairs) -> Key:
+    """The key of the reward scores of offline ``pairs`` (rft.task.offline.score_pairs)."""
+    return result_key(
+        "offline_rewards", cfg, reward=reward_parts(cfg.reward), pairs=examples_fingerprint(pairs)
     )

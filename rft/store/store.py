@@ -236,6 +236,7 @@ class ResultStore:
         self.root = Path(root).expanduser()
         self.reuse, self.publish, self.wait = reuse, publish, wait
         self.origin = origin
+        self.reused: list = []  # rft.store.cached.Reuse records of this run's hits, in order
         base = self.root / LAYOUT
         self.entries_dir, self.tmp_dir, self.locks_dir = (
             base / "entries",

@@ -20,6 +20,8 @@ has them, else the pair's own continuation (so a metric reward compares it with 
 Scores computed here are cached in ``<cache_dir>/rewards-<hash>.pt``; the hash covers the
 reward config and the exact pair texts, so a rerun, a resume or another job of a sweep that
 points at the same folder reads them back instead of scoring again. Every write is atomic.
+Given the run's result store (``store=``, rft.store), they are cached there instead, under
+``offline_rewards_key`` (the reward's identity, the pair texts and the run environment).
 """
 
 from __future__ import annotations
@@ -180,14 +182,40 @@ def given_rewards(pairs: list[Example], where: str) -> torch.Tensor | None:
 
 
 def score_pairs(
-    pairs: list[Example], reward_fn: Callable, reward_id: str, cache_dir: Path, batch_size: int = 32
+    pairs: list[Example],
+    reward_fn: Callable,
+    reward_id: str,
+    cache_dir: Path,
+    batch_size: int = 32,
+    *,
+    store=None,
+    cfg=None,
 ) -> torch.Tensor:
-    """R(x, y) for each pair, (N,) float32; cached under a hash of (reward_id, pair texts)."""
+    """R(x, y) for each pair, (N,) float32; cached under a hash of (reward_id, pair texts) in
+    ``cache_dir``, or, given a result store (rft.store) and the run's ``cfg``, in the store
+    under ``offline_rewards_key(cfg, pairs)`` (then ``cache_dir`` is not used)."""
+    if store is not None:
+        from rft.store import cached_tensor
+        from rft.store.keys import offline_rewards_key
+
+        rewards, _ = cached_tensor(
+            store,
+            offline_rewards_key(cfg, pairs),
+            lambda: _score(pairs, reward_fn, batch_size),
+            what="offline_rewards",
+        )
+        return rewards
     path = Path(cache_dir) / f"rewards-{stable_hash(reward_id, texts_hash(pairs))}.pt"
     cached = load_cached(path)
     if cached is not None and len(cached["rewards"]) == len(pairs):
         log.info("offline data: %d rewards read from %s", len(pairs), path)
         return cached["rewards"]
+    rewards = _score(pairs, reward_fn, batch_size)
+    torch_save_atomic({"rewards": rewards, "reward_id": reward_id}, path)
+    return rewards
+
+
+def _score(pairs: list[Example], reward_fn: Callable, batch_size: int) -> torch.Tensor:
     log.info("offline data: scoring %d pairs with the configured reward", len(pairs))
     scores = []
     for s in batch_starts(len(pairs), batch_size, "scoring pairs"):
@@ -197,9 +225,7 @@ def score_pairs(
         scores.append(
             torch.as_tensor(reward_fn([e.prompt for e in chunk], conts, refs), dtype=torch.float32)
         )
-    rewards = torch.cat(scores)
-    torch_save_atomic({"rewards": rewards, "reward_id": reward_id}, path)
-    return rewards
+    return torch.cat(scores)
 
 
 def load_offline_data(
@@ -213,9 +239,12 @@ def load_offline_data(
     cache_dir: Path,
     batch_size: int = 32,
     data: dict | None = None,
+    store=None,
+    cfg=None,
 ) -> tuple[list[Example], torch.Tensor]:
     """The offline pairs and their rewards (N,): carried by the data, else scored (cached).
-    ``data`` = {path, prompt_key, completion_keys} reads the rows from a file (file_rows)."""
+    ``data`` = {path, prompt_key, completion_keys} reads the rows from a file (file_rows).
+    ``store``, ``cfg``: the run's result store and config (score_pairs caches there)."""
     rows = file_rows(data["path"], data["prompt_key"], data["completion_keys"]) if data else None
     pairs = build_pairs(task, tokenizer, task.max_new_tokens, n_pairs, seed, rows=rows)
     if data:
@@ -224,7 +253,9 @@ def load_offline_data(
         where = f"task={task.name}" + (f" ({task.cfg.path})" if "path" in task.cfg else "")
     rewards = given_rewards(pairs, where)
     if rewards is None:
-        rewards = score_pairs(pairs, reward_fn, reward_id, cache_dir, batch_size)
+        rewards = score_pairs(
+            pairs, reward_fn, reward_id, cache_dir, batch_size, store=store, cfg=cfg
+        )
     if len(rewards) and not math.isfinite(float(rewards.sum())):  # a custom scorer slipped through
         raise DataError(f"{where}: the offline rewards contain NaN/inf; check the reward function.")
     return pairs, rewards

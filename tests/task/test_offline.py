@@ -94,6 +94,27 @@ def test_scores_are_cached_by_reward_and_texts(tmp_path, tok):
     assert reward.calls == 5 and len(list(tmp_path.glob("rewards-*.pt"))) == 3
 
 
+def test_scores_are_shared_through_the_result_store(tmp_path, tok):
+    from rft.store import ResultStore
+    from tests.conftest import compose_cfg
+
+    cfg = compose_cfg("alg=a_lol", "reward=sentiment_vader")
+    pairs = build_pairs(
+        make_task("jsonl", [Example(f"p{i}", f"one two {i}") for i in range(5)]), tok, 5
+    )
+    reward = CountingReward()
+    store = ResultStore(tmp_path / "store", origin="run_a")
+    first = score_pairs(pairs, reward, "r", tmp_path / "a", 2, store=store, cfg=cfg)
+    other_run = ResultStore(tmp_path / "store", origin="run_b")  # another job, its own cache_dir
+    again = score_pairs(pairs, reward, "r", tmp_path / "b", 2, store=other_run, cfg=cfg)
+    assert reward.calls == 3 and torch.equal(again, first) and again.dtype == torch.float32
+    assert [r.what for r in other_run.reused] == ["offline_rewards"]
+    assert other_run.reused[0].origin == "run_a" and not (tmp_path / "a").exists()
+    cfg.reward.include_prompt = True  # another reward setting: scored again
+    score_pairs(pairs, reward, "r", tmp_path / "a", 2, store=other_run, cfg=cfg)
+    assert reward.calls == 6
+
+
 def test_data_rewards_are_used_and_checked(tmp_path, tok):
     reward = CountingReward()
     good = make_task("jsonl", [Example("a", "b", reward=0.5), Example("c", "d", reward=1.0)])
