@@ -113,6 +113,31 @@ def calibrate(policy, task, prompts: list[str], generation) -> Calibration:
     return Calibration(generate_s=generate_s, update_s=update_s, score_s=score_s)
 
 
+def plan_run(
+    cfg,
+    task,
+    policy,
+    *,
+    run_dir=None,
+    store=None,
+    reused: dict[str, str] | None = None,
+    n_pairs: int = 0,
+    n_prompts: int = 4,
+) -> Plan:
+    """The plan of the run ``cfg`` describes, calibrated on ``policy`` (the initial policy) with
+    ``n_prompts`` of the task's test prompts, on the configured device and precision.
+    ``reused``: phases the store will serve (see ``estimate``); ``n_pairs``: training pairs of
+    a step-based run with max_steps = -1."""
+    from rft.device import hardware_device
+
+    test, val = task.eval_examples("test"), task.eval_examples("val")
+    prompts = [e.prompt for e in test[:n_prompts]]
+    with hardware_device(cfg, policy):
+        c = calibrate(policy, task, prompts, cfg.eval.generation)
+    w = workload_from_cfg(cfg, len(test), len(val), n_pairs=n_pairs)
+    return estimate(w, c, reused=reused, run_dir=run_dir, store=store)
+
+
 # ---------------------------------------------------------------------------------- counts
 @dataclass(frozen=True)
 class Workload:

@@ -13,6 +13,7 @@ from rft.plan import (
     calibrate,
     duration,
     estimate,
+    plan_run,
     time_generation,
     time_update,
     workload_from_cfg,
@@ -117,3 +118,18 @@ def test_calibration_leaves_the_policy_and_the_rng_as_they_were():
     c = calibrate(policy, task, ["the film was"], cfg.eval.generation)
     assert c.generate_s > 0 and c.update_s > 0 and c.score_s > 0
     assert weights_fingerprint(policy) == before
+
+
+def test_plan_run_on_a_tiny_model_and_task(prompts_file):
+    from rft.errors import instantiate
+    from rft.train import load_policy
+    from tests.conftest import PPO_SMALL, tiny_overrides
+
+    cfg = compose_cfg(*tiny_overrides(prompts_file, *PPO_SMALL))
+    task = instantiate(cfg.task, _convert_="none")
+    policy = load_policy(cfg.model)
+    before = weights_fingerprint(policy)
+    plan = plan_run(cfg, task, policy, run_dir="outputs/x", reused={"test_init": "outputs/y"})
+    assert [p.name for p in plan.phases] == ["test_init", "training", "test"]
+    assert plan.phases[0].seconds == 0 and plan.phases[1].seconds > 0
+    assert plan.episodes == 2 * 4 and weights_fingerprint(policy) == before
