@@ -115,6 +115,7 @@ def link_or_copy_tree(src: Path, dst: Path) -> None:
     """Fill ``dst`` with ``src``'s files: hard links where the filesystem allows (no second copy
     of a 0.5 GB policy; entries are never modified in place), else copies."""
     src, dst = Path(src), Path(dst)
+    dst.mkdir(parents=True, exist_ok=True)
     for p in sorted(src.rglob("*")):
         target = dst / p.relative_to(src)
         if p.is_dir():

@@ -120,6 +120,7 @@ def test_cached_tensor_reads_back_bit_identical_tensors(tmp_path):
         "logps": torch.randn(5, 2, dtype=torch.float64),
         "scores": torch.tensor([0.1, float("nan")], dtype=torch.bfloat16),
         "stats": {"mse": 0.125, "epochs": [1, 2]},
+        "texts": ["a sampled completion", ""],  # DPO's sampled pairs
     }
     compute = Counter(value)
     cached_tensor(ResultStore(tmp_path), KEY, compute, what="ref_logps")
@@ -128,7 +129,7 @@ def test_cached_tensor_reads_back_bit_identical_tensors(tmp_path):
     for name in ("logps", "scores"):
         assert got[name].dtype == value[name].dtype
         assert torch.equal(got[name].view(torch.uint8), value[name].view(torch.uint8))
-    assert got["stats"] == value["stats"]
+    assert got["stats"] == value["stats"] and got["texts"] == value["texts"]
 
 
 def test_cached_policy_links_the_trained_folder_into_each_run(tmp_path):
