@@ -423,13 +423,22 @@ class ResultStore:
         (it holds the lock, or does not wait), False when another process published it while
         this one waited (read it with ``get``). See the module docstring."""
         wait = self.wait if wait is None else wait
-        self.locks_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.locks_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:  # a read-only store: compute without a lock
+            log.warning("store: no lock for %s (%s); computing it here", key.describe(), e)
+            yield True
+            return
         lock = self.locks_dir / f"{key.digest}.lock"
         waited_since, last_beat = time.monotonic(), None
         announced = False
         while True:
             try:
                 fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except PermissionError as e:
+                log.warning("store: no lock for %s (%s); computing it here", key.describe(), e)
+                yield True
+                return
             except FileExistsError:
                 if not wait:
                     yield True

@@ -223,3 +223,15 @@ def test_another_eval_seed_recomputes(tmp_path, tiny_eval):
     (res, setup), reused = evaluate(cfg)
     assert reused is None and calls == [cfg.eval.seed - 1, cfg.eval.seed]
     assert setup["seed"] == cfg.eval.seed
+
+
+def test_a_store_it_cannot_write_is_read_and_never_fails_the_run(tmp_path, caplog):
+    store = ResultStore(tmp_path / "s")
+    cached(store, KEY, Counter("shared"), what="w", **text_io())
+    team = ResultStore(tmp_path / "s")  # as a read-only store: no lock, no staging folder
+    (tmp_path / "file").write_text("")
+    team.locks_dir = team.tmp_dir = tmp_path / "file" / "sub"
+    assert cached(team, KEY, Counter("x"), what="w", **text_io())[0] == "shared"
+    other = Key("scores", {"texts": "xxh3:other"})
+    assert cached(team, other, Counter("mine"), what="w", **text_io()) == ("mine", None)
+    assert "no lock for" in caplog.text and "computed but not published" in caplog.text
