@@ -474,13 +474,15 @@ class ResultStore:
             with os.fdopen(fd, "w") as f:
                 json.dump({**self._origin(), "since": time.time()}, f)
             stop = threading.Event()
-            beat = threading.Thread(target=_heartbeat, args=(lock, stop, stale_s / 4), daemon=True)
-            beat.start()
+            beater = threading.Thread(
+                target=_heartbeat, args=(lock, stop, stale_s / 4), daemon=True
+            )
+            beater.start()
             try:
                 yield True
             finally:
                 stop.set()
-                beat.join()
+                beater.join()
                 with contextlib.suppress(FileNotFoundError):
                     lock.unlink()
             return
