@@ -17,6 +17,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
         "rft.explain",
         "every knob of a composed config: value, help, the file that set it",
     ),
+    "cache": ("rft.store.cli", "the result store: ls | show | verify | prune"),
 }
 
 

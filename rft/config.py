@@ -473,6 +473,36 @@ class RolloutConfig:
     vllm: VLLMConfig = block(VLLMConfig, "the vLLM engine (rollout.backend=vllm)")
 
 
+class StoreCodeMatch(str, Enum):
+    source = "source"  # rft's version and a hash of its source files: any edit of rft misses
+    version = "version"  # rft's version only
+
+
+@dataclass
+class StoreConfig:
+    """The result store (rft/store, ``rft cache``): evaluations of an unchanged policy, SFT warm
+    starts and reference scores, reused by every run whose key (everything that determines the
+    result) matches."""
+
+    path: str | None = knob(
+        None,
+        "the store's folder, shared by a sweep's jobs and across sweeps (put it on the shared"
+        " filesystem under SLURM); null: $RFT_STORE_DIR, else $RFT_CACHE_DIR/store, else"
+        " ~/.cache/rft/store",
+    )
+    reuse: bool = knob(True, "read results published with the same key (false: recompute all)")
+    publish: bool = knob(True, "publish this run's results for later runs")
+    wait: bool = knob(
+        True,
+        "when another job is computing the same result: wait for it (true) or compute it too",
+    )
+    match_code: StoreCodeMatch = knob(
+        StoreCodeMatch.source,
+        "what of rft's own code a key holds: source (version + a hash of its .py files: any edit"
+        " misses) | version (only rft.__version__: for edits you know change no result)",
+    )
+
+
 class Mode(str, Enum):
     train = "train"
     extract = "extract"  # sample K completions per prompt, save the reward matrix and its stats
@@ -500,6 +530,7 @@ class Config:
     checkpoint: CheckpointConfig = block(CheckpointConfig, "checkpoints")
     diag: DiagConfig = block(DiagConfig, "vanishing-gradient diagnostics")
     rollout: RolloutConfig = block(RolloutConfig, "the generation backend (hf | vllm)")
+    store: StoreConfig = block(StoreConfig, "the result store shared across runs (rft cache)")
     experiment_name: str = knob(
         "${task.name}_${alg.name}", "names the run folder outputs/<experiment_name>/<time>/"
     )
@@ -508,6 +539,11 @@ class Config:
         "a run that cannot learn (a reward with no spread, dynamic sampling keeping no group, a"
         " KL penalty outweighing the reward; rft/degenerate.py) stops with an error instead of"
         " a warning: for sweeps",
+    )
+    plan: bool = knob(
+        True,
+        "print the run's plan at start: its phases and a time estimate from one short"
+        " calibration batch (rft/plan.py), what the result store will serve, where results go",
     )
 
 

@@ -43,7 +43,7 @@ REPLICATE_KEYS = ("seed",)
 # Keys that change how a run is executed or logged, never what it learns: they do not split
 # settings in the comparison (e.g. eval.before_training=true on one job of a family only).
 RUN_ONLY_KEYS = ("eval.before_training", "hardware.torch_threads", "resume", "experiment_name")
-RUN_ONLY_PREFIXES = ("logger", "checkpoint.", "hydra.")
+RUN_ONLY_PREFIXES = ("logger", "checkpoint.", "hydra.", "store.")
 RUN_ONLY_SUFFIXES = ("cache_dir",)  # where results are cached, e.g. alg.cache_dir
 
 

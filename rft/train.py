@@ -21,6 +21,7 @@ from pathlib import Path
 import lightning as L
 import torch
 from hydra.utils import get_class
+from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from rft.alg.base import RFTModule
@@ -45,6 +46,8 @@ from rft.model.lora import check_lora_config
 from rft.plots import plot_curves
 from rft.reward import build_reward
 from rft.rollout.backend import with_rollout_backend
+from rft.store.cached import cached_policy, open_store, reuse_metrics
+from rft.store.keys import evaluation_key, warm_start_key
 
 log = logging.getLogger("rft")
 
@@ -231,10 +234,12 @@ def drop_rows_after_checkpoint(run_dir: Path, ckpt: Path) -> None:
 
 
 # ---------------------------------------------------------------------------------- phases
-def warm_start(cfg: DictConfig, task, reward_fn, run_dir: Path) -> str | None:
+def warm_start(cfg: DictConfig, task, reward_fn, run_dir: Path, store=None) -> str | None:
     """The SFT warm-start phase of an RL run; returns the folder of its policy (or None).
 
-    Its output lives in ``<run>/warm_start/``; a resumed run reuses a finished warm start."""
+    Its output lives in ``<run>/warm_start/``; a resumed run reuses a finished warm start, and
+    with a result store (rft.store) any run's warm start of the same initial policy, budget,
+    data and seed (``warm_start_key``)."""
     ws = cfg.alg.get("warm_start")
     if ws is None or ws.steps <= 0:
         return None
@@ -246,20 +251,23 @@ def warm_start(cfg: DictConfig, task, reward_fn, run_dir: Path) -> str | None:
         log.info("Warm start already done: %s", done)
         return str(done)
     ws_dir.mkdir(parents=True, exist_ok=True)
-    log.info("Warm start: %d SFT steps on %.1f%% of the SFT pairs", ws.steps, 100 * ws.data_frac)
     policy = load_trained_policy(cfg.model, seed=cfg.seed, precision=cfg.hardware.precision)
     settings = SFTSettings.for_warm_start(cfg.alg)
-    module = SFT(cfg, task, policy, None, reward_fn, ws_dir, settings=settings)
-    ws_cfg = OmegaConf.merge(cfg, {"checkpoint": {"save_policy": False}})
-    own_ckpt = ws_dir / "checkpoints" / "state.ckpt"
-    run_module(
-        ws_cfg,
-        module,
-        ws_dir,
-        own_ckpt if own_ckpt.is_file() else None,
-        desc="warm start",
-    )
-    module.export_policy(done)
+
+    def train_sft(dest: Path) -> None:
+        log.info(
+            "Warm start: %d SFT steps on %.1f%% of the SFT pairs", ws.steps, 100 * ws.data_frac
+        )
+        module = SFT(cfg, task, policy, None, reward_fn, ws_dir, settings=settings)
+        ws_cfg = OmegaConf.merge(cfg, {"checkpoint": {"save_policy": False}})
+        own_ckpt = ws_dir / "checkpoints" / "state.ckpt"
+        run_module(ws_cfg, module, ws_dir, own_ckpt if own_ckpt.is_file() else None, "warm start")
+        module.export_policy(dest)
+
+    if store is None:
+        train_sft(done)
+    else:  # the key is of the initial policy: before SFT changes its weights
+        cached_policy(store, warm_start_key(cfg, task, policy, settings), done, train_sft)
     return str(done)
 
 
@@ -300,6 +308,8 @@ def _run(cfg: DictConfig, run_dir: str | Path | None) -> dict[str, float]:
         eval_before=cfg.eval.before_training,
     )
     metrics = final_metrics(trainer, module, run_dir)
+    if module.store is not None:  # what this run reused, and from where
+        metrics.update(reuse_metrics(module.store.reused))
     if trainer.is_global_zero:  # under DDP every rank has the same metrics: one writer
         write_outputs(cfg, run_dir, metrics)
     for lg in loggers:
@@ -314,20 +324,41 @@ def build_module(cfg: DictConfig, run_dir: Path) -> tuple[RFTModule, list]:
     task = instantiate(cfg.task, _convert_="none")
     log.info("Task %s: %r", cfg.task.name, task)
     reward_fn = build_reward(cfg.reward)
+    store = open_store(cfg, run_dir)  # results shared across runs (None: store.reuse/publish off)
     module_cls = algorithm_class(cfg)
     policy = ref = None  # a module that trains a model of its own (rft.alg.reward_model)
     if module_cls.uses_policy:
-        init = warm_start(cfg, task, reward_fn, run_dir)
+        init = warm_start(cfg, task, reward_fn, run_dir, store)
         policy = load_trained_policy(
             cfg.model, init_from=init, seed=cfg.seed, precision=cfg.hardware.precision
         )
         ref = reference_policy(
             policy, torch.bfloat16 if str(cfg.hardware.precision).startswith("bf16") else None
         )
+        if cfg.plan:
+            log_plan(cfg, task, policy, ref, run_dir, store)
         policy = with_rollout_backend(policy, cfg)  # after π_ref is copied: only the policy's
     module = module_cls(cfg, task, policy, ref, reward_fn, run_dir)
+    module.store = store
     loggers = make_loggers(cfg, run_dir, run_name=f"{cfg.experiment_name}-s{cfg.seed}")
     return module, loggers
+
+
+def log_plan(cfg: DictConfig, task, policy, ref, run_dir: Path, store) -> None:
+    """The run's plan on rank 0: its phases with a time estimate from one short calibration
+    (rft.plan), what the store will serve, and where the results go."""
+    if rank_zero_only.rank != 0:
+        return
+    from rft.plan import plan_run
+
+    reused = {r.what: r.origin for r in store.reused} if store is not None else {}
+    if store is not None and cfg.eval.before_training:
+        entry = store.get(evaluation_key(cfg, task, policy, ref, "test"), touch=False)
+        if entry is not None:
+            reused["test_init"] = entry.origin.get("run") or "the store"
+    root = store.root if store is not None else None
+    plan = plan_run(cfg, task, policy, run_dir=run_dir, store=root, reused=reused)
+    log.info("%s", plan.format(f"Plan of {cfg.experiment_name}", now=time.time()))
 
 
 def final_metrics(trainer: L.Trainer, module: RFTModule, run_dir: Path) -> dict[str, float]:

@@ -26,6 +26,13 @@ torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)
+def private_store(tmp_path, monkeypatch):
+    """Each test's runs share a result store of their own (rft.store), never the user's
+    ~/.cache/rft/store: a test sees exactly the reuse it sets up."""
+    monkeypatch.setenv("RFT_STORE_DIR", str(tmp_path / "store"))
+
+
+@pytest.fixture(autouse=True)
 def one_thread():
     """Every test on one torch thread, and a test that changes it (hardware.torch_threads)
     does not leak its setting into the next."""

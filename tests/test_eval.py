@@ -334,7 +334,10 @@ def test_mode_evaluate_equals_a_training_runs_initial_evaluation(tmp_path):
         if o != "hardware=cpu_fp32"
     ]
     trained = train(compose_cfg(*over), run_dir=tmp_path / "train")
-    only = train(compose_cfg(*over, "mode=evaluate"), run_dir=tmp_path / "eval_only")
+    # recomputed (store.reuse=false): the store would otherwise serve the training run's
+    only = train(
+        compose_cfg(*over, "mode=evaluate", "store.reuse=false"), run_dir=tmp_path / "eval_only"
+    )
     want = {
         k.replace("test_init/", "test/"): v
         for k, v in trained.items()
@@ -346,6 +349,11 @@ def test_mode_evaluate_equals_a_training_runs_initial_evaluation(tmp_path):
     assert a["per_prompt"] == b["per_prompt"] and a["eval"] == b["eval"]
     assert not (tmp_path / "eval_only" / "checkpoints").exists()
     assert json.loads((tmp_path / "eval_only" / "metrics.json").read_text()) == only
+    # with reuse on, it is the training run's test_init, read from the store
+    again = train(compose_cfg(*over, "mode=evaluate"), run_dir=tmp_path / "again")
+    assert again == want
+    saved = json.loads((tmp_path / "again" / "metrics.json").read_text())
+    assert str(tmp_path / "train") in saved["reused/test"]
 
 
 @pytest.mark.parametrize("side", ["left", "right"])

@@ -130,6 +130,7 @@ def test_run_only_keys_do_not_split_settings(tmp_path):
         )
     assert not is_setting_key("eval.before_training") and not is_setting_key("seed")
     assert not is_setting_key("alg.cache_dir")
+    assert not is_setting_key("store.path") and not is_setting_key("store.reuse")
     assert is_setting_key("alg") and is_setting_key("alg.lr")
     jobs = load_sweep(sweep)
     table = comparison_table(jobs, ["alg", "seed", "eval.before_training"])

@@ -22,13 +22,14 @@ on disk, see below):
      is kept; then A = R - V_ref(x) for every train pair;
   3. sampling probabilities and the step budget.
 
-Caches (``alg.cache_dir``, default ``<run>/offline``; atomic writes, keyed by hashes):
-  rewards-<h>.pt     h = (reward config, pair texts)
-  value_ref-<h>.pt   h = (π_ref weights fingerprint, reward config, val prompts, alg.value,
-                          prompt/continuation lengths, seed, precision)
-  advantages-<h>.pt  h = (the value_ref key, pair texts, rewards)
-A rerun or a resume reads them back and calls neither the reward nor π_ref; the jobs of a sweep
-share them when they share ``alg.cache_dir`` (conf/experiment/imdb_alol_family.yaml does).
+Results shared across runs (the run's result store, rft.store: ``store.*``), keyed by what
+determines them (and the run environment: precision, threads, versions, ...):
+  offline_rewards    the reward's identity, the pair texts
+  alol/value_ref     π_ref's weights, the reward, the val prompts, alg.value, the task's
+                     lengths, the seed (the fitted head, its stats and per-epoch history)
+  alol/advantages    the value_ref key, the pairs, their rewards (V_ref(x) of every pair)
+A rerun, a resume, or any job of a sweep on the same data reads them back and calls neither
+the reward nor π_ref; with store.reuse=false they are computed again.
 
 With a reward column in the data (task.reward_key), V_ref is still fitted on the CONFIGURED
 reward's scores of π_ref's samples: the two must be on the same scale (compare reward/data_mean
@@ -78,12 +79,9 @@ Deviations from the paper / reference code (abaheti95/LoL-RL), on purpose:
 
 from __future__ import annotations
 
-import hashlib
 import inspect
 import logging
-import struct
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -109,14 +107,24 @@ from rft.core import (
 )
 from rft.device import hardware_device
 from rft.errors import ConfigError, DataError
-from rft.io import ensure_dir, torch_save_atomic, write_json_atomic
+from rft.io import write_json_atomic
 from rft.rng import (
     value_fit_seed,
     value_head_init_seed,
     value_sample_seed,
 )
 from rft.rollout.prompts import encode_continuations, encode_prompts
-from rft.task.offline import load_cached, load_offline_data, stable_hash, texts_hash
+from rft.store.cached import cached_tensor
+from rft.store.fingerprint import (
+    examples_fingerprint,
+    policy_parts,
+    reward_parts,
+    strings_fingerprint,
+    weights_fingerprint,
+)
+from rft.store.key import Key
+from rft.store.keys import result_key, task_decoding
+from rft.task.offline import load_offline_data
 
 log = logging.getLogger(__name__)
 
@@ -124,23 +132,6 @@ REWARD_WEIGHTED = ("wbc", "r_gold", "r_lol")
 
 
 # ---------------------------------------------------------------------------------- helpers
-def weights_fingerprint(module: torch.nn.Module) -> str:
-    """A cheap hash of a model's weights (per-tensor sum and absolute sum, in float64)."""
-    h = hashlib.sha256()
-    with torch.no_grad():
-        for name, t in module.state_dict().items():
-            if t.is_floating_point():
-                h.update(name.encode())
-                h.update(
-                    struct.pack(
-                        "dd",
-                        t.sum(dtype=torch.float64).item(),
-                        t.abs().sum(dtype=torch.float64).item(),
-                    )
-                )
-    return h.hexdigest()[:16]
-
-
 # ---------------------------------------------------------------------------------- module
 class ALoL(StepModule):
     @classmethod
@@ -199,26 +190,21 @@ class ALoL(StepModule):
         self.loss_params = set(inspect.signature(self.loss_fn).parameters)
         self.needs_ref_logp = "ref_logp" in self.loss_params
         self.uses_advantage = "advantage" in self.loss_params
-        cache = Path(a.cache_dir).expanduser() if a.cache_dir else self.run_dir / "offline"
-        self.cache_dir = ensure_dir(cache, "alg.cache_dir")
         self.reward_id = OmegaConf.to_yaml(cfg.reward, resolve=True)
         self.max_grad_norm = a.max_grad_norm
 
     def prepare(self) -> None:
         """The offline data, scored; V_ref and the advantages (A-LoL variants); sampling
-        probabilities and the step budget; offline_summary.json. Cached on disk (module
-        docstring); run once, before the trainer is built (it needs the budget)."""
+        probabilities and the step budget; offline_summary.json. Shared through the result store
+        (module docstring); run once, before the trainer is built (it needs the budget)."""
         a, c = self.a, self.cfg
         t0 = time.perf_counter()
-        self.ref_fingerprint = weights_fingerprint(self.ref) if self.uses_advantage else ""
         self.pairs, self.rewards = load_offline_data(
             self.task,
             self.policy.tokenizer,
             self.reward_fn,
-            self.reward_id,
             n_pairs=a.n_train_pairs,
             seed=c.seed,
-            cache_dir=self.cache_dir,
             batch_size=a.score_batch_size,
             data=(
                 None
@@ -229,6 +215,8 @@ class ALoL(StepModule):
                     "completion_keys": list(a.data_completion_keys),
                 }
             ),
+            store=self.store,
+            cfg=c,
         )
         self.advantages = None
         if self.uses_advantage:
@@ -248,38 +236,33 @@ class ALoL(StepModule):
         self._write_summary()
 
     # ------------------------------------------------------------------ V_ref and advantages
-    def _value_key(self, val_prompts: list[str]) -> str:
-        c, t = self.cfg, self.task
-        return stable_hash(
-            "value_ref",
-            self.ref_fingerprint,
-            self.reward_id,
-            val_prompts,
-            OmegaConf.to_yaml(self.a.value, resolve=True),
-            t.prompt_max_tokens,
-            t.max_new_tokens,
-            t.min_new_tokens,
-            c.seed,
-            str(c.hardware.precision),
-            # only where it is not the default, so the keys of existing caches stay valid
-            *([t.prompt_truncation] if t.prompt_truncation != "left" else []),
+    def _value_key(self, val_prompts: list[str]) -> Key:
+        """What V_ref depends on (module docstring)."""
+        return result_key(
+            "alol/value_ref",
+            self.cfg,
+            reference=policy_parts(self.ref),
+            reward=reward_parts(self.cfg.reward),
+            prompts=strings_fingerprint(val_prompts),
+            value=self.a.value,
+            task=task_decoding(self.task),
+            seed=self.cfg.seed,
         )
 
     def compute_advantages(self, device) -> Tensor:
-        """A = R - V_ref(x) for every train pair, (N,); read from the cache when present."""
+        """A = R - V_ref(x) for every train pair, (N,); read from the store when it holds them."""
         v = self.a.value
         val = self.task.val if v.n_prompts < 0 else self.task.val[: v.n_prompts]
         value_key = self._value_key([e.prompt for e in val])
-        rewards_hash = hashlib.sha256(self.rewards.numpy().tobytes()).hexdigest()[:16]
-        path = (
-            self.cache_dir
-            / f"advantages-{stable_hash(value_key, texts_hash(self.pairs), rewards_hash)}.pt"
+        key = result_key(
+            "alol/advantages",
+            self.cfg,
+            value_ref=value_key.digest,
+            pairs=examples_fingerprint(self.pairs),
+            rewards=weights_fingerprint({"rewards": self.rewards}),
         )
-        cached = load_cached(path)
-        if cached is not None and len(cached["values"]) == len(self.pairs):
-            log.info("A-LoL: %d advantages read from %s", len(self.pairs), path)
-            values, vstats = cached["values"], cached["value_stats"]
-        else:
+
+        def compute() -> dict:
             head, vstats = self.fit_value_ref(val, value_key, device)
             log.info("A-LoL: V_ref(x) for %d train pairs", len(self.pairs))
             values = predict_values(
@@ -291,15 +274,10 @@ class ALoL(StepModule):
                 device,
                 truncation=self.task.prompt_truncation,
             )
-            torch_save_atomic(
-                {
-                    "values": values,
-                    "rewards": self.rewards,
-                    "advantages": self.rewards - values,
-                    "value_stats": vstats,
-                },
-                path,
-            )
+            return {"values": values, "value_stats": vstats}
+
+        out, _ = cached_tensor(self.store, key, compute, what="advantages")
+        values, vstats = out["values"], out["value_stats"]
         adv = self.rewards - values
         self.stats.update({f"value/{k}": float(x) for k, x in vstats.items()})
         self.stats["value/mean"] = values.mean().item()
@@ -314,27 +292,25 @@ class ALoL(StepModule):
         )
         return adv
 
-    def fit_value_ref(self, val, value_key: str, device) -> tuple[PromptValueHead, dict]:
-        """V_ref trained on π_ref's samples for the val prompts, or read from the cache."""
-        head = self._new_value_head()
-        path = self.cache_dir / f"value_ref-{value_key}.pt"
-        cached = load_cached(path)
-        if cached is not None:
-            log.info("A-LoL: V_ref read from %s", path)
-            head.load_state_dict(cached["state_dict"])
-            return head.eval(), cached["stats"]
+    def fit_value_ref(self, val, value_key: Key, device) -> tuple[PromptValueHead, dict]:
+        """V_ref trained on π_ref's samples for the val prompts, or read from the store."""
         if not val:
             raise DataError(
                 f"task={self.task.name}: the val split is empty, but V_ref(x) is trained on "
                 "π_ref's samples for val prompts. Give val prompts (task.val_path / "
                 "task.val_fraction)."
             )
-        targets, prompt_idx = self._value_targets(val, device)
-        stats, history = self._train_value_head(head, val, targets, prompt_idx, device)
-        torch_save_atomic(
-            {"state_dict": head.state_dict(), "stats": stats, "history": history}, path
-        )
-        return head, stats
+
+        def compute() -> dict:
+            head = self._new_value_head()
+            targets, prompt_idx = self._value_targets(val, device)
+            stats, history = self._train_value_head(head, val, targets, prompt_idx, device)
+            return {"state_dict": head.state_dict(), "stats": stats, "history": history}
+
+        fitted, _ = cached_tensor(self.store, value_key, compute, what="value_ref")
+        head = self._new_value_head()
+        head.load_state_dict(fitted["state_dict"])
+        return head.eval(), fitted["stats"]
 
     def _new_value_head(self) -> PromptValueHead:
         """An untrained V_ref head, initialised from its own seeded stream."""
@@ -492,12 +468,11 @@ class ALoL(StepModule):
         )
 
     def _write_summary(self) -> None:
-        self.cache_dir.mkdir(parents=True, exist_ok=True)
         summary = {
             "alg": self.a.name,
             "loss": self.loss_name,
             "sampling": self.sampling,
-            "cache_dir": str(self.cache_dir),
+            "store": str(self.store.root) if self.store is not None else None,
             **self.stats,
         }
         write_json_atomic(self.run_dir / "offline_summary.json", summary)

@@ -31,6 +31,8 @@ from rft.model.lora import (
 )
 from rft.model.policy import PolicyLM
 from rft.optim import adamw
+from rft.store.cached import cached_evaluation
+from rft.store.keys import evaluation_key
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +94,9 @@ class RFTModule(L.LightningModule):
     """The optimizer-step budget of a step-based module (with steps_per_block)."""
     max_grad_norm: float | None = None
     """Gradient-norm clip of ``optimizer_step_clipped``; None or 0: no clipping."""
+    store = None
+    """The run's result store (rft.store; set by rft.train): test evaluations of a policy it
+    has seen with the same settings are read from it instead of computed."""
     has_unused_parameters: bool = False
     """Whether an iteration may train only part of the parameters (DDP's unused-parameter
     search, see rft.train.resolve_strategy)."""
@@ -242,9 +247,15 @@ class RFTModule(L.LightningModule):
         ``eval/<prefix>_<step>.json`` keeps the per-prompt rewards that paired comparisons
         (``rft report``) read."""
         prefix = prefix or split
-        res, setup = evaluate_split(
-            self.cfg, self.task, self.policy, self.ref, self.reward_fn, split
-        )
+
+        def compute():
+            return evaluate_split(self.cfg, self.task, self.policy, self.ref, self.reward_fn, split)
+
+        if self.store is not None and split == "test":  # the same policy, prompts, seed: reuse
+            key = evaluation_key(self.cfg, self.task, self.policy, self.ref, split)
+            (res, setup), _ = cached_evaluation(self.store, key, compute, what=prefix)
+        else:
+            res, setup = compute()
         metrics = {f"{prefix}/{name}": v for name, v in res.metrics.items()}
         step = self.current_epoch if step is None else step
         self.record(metrics, step=step)

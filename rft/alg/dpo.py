@@ -15,13 +15,13 @@ Before training (``prepare()``, which train() calls once before fit):
      ``alg.reference_free``): training then runs only the policy;
   3. the step budget: ``alg.max_steps`` (or ``dataset_epochs · ceil(N / batch_size)`` when -1).
 
-Caches (``alg.cache_dir``, default ``<run>/preference``; atomic writes, keyed by hashes):
-  pairs-<h>.pt      h = (sampling policy's weights fingerprint, reward config, prompts,
-                         samples_per_prompt, generation, prompt/continuation lengths, seed,
-                         precision)
-  ref_logps-<h>.pt  h = (π_ref's weights fingerprint, pair texts, prompt/continuation lengths,
-                         precision)
-A rerun or a resume reads them back and runs neither the sampler, the reward nor π_ref.
+Results shared across runs (the run's result store, rft.store: ``store.*``), keyed by what
+determines them (and the run environment: precision, threads, versions, ...):
+  dpo/pairs      the sampling policy's weights, the reward, the prompts, samples_per_prompt,
+                 the generation settings, the task's lengths, the seed (texts and scores)
+  dpo/ref_logps  π_ref's weights, the pair texts, the task's lengths
+A rerun, a resume or another job on the same pairs reads them back and runs neither the
+sampler, the reward nor π_ref; with store.reuse=false they are computed again.
 The pairs themselves go to ``<run>/preference_pairs.jsonl`` (prompt, chosen, rejected and, when
 sampled, reward_chosen / reward_rejected): the A-LoL family learns from the same samples with
 ``alg.data_path=<it> alg.data_completion_keys=[chosen]``.
@@ -45,25 +45,25 @@ import json
 import logging
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
 from omegaconf import OmegaConf
 from torch import Tensor
 
-from rft.alg.alol import weights_fingerprint
 from rft.alg.steps import StepModule, base_steps
 from rft.config import choice
 from rft.core import logprobs_from_logits, sequence_logprob
 from rft.core.dpo import preference_loss, preference_rewards
 from rft.device import hardware_device
 from rft.errors import ConfigError, DataError
-from rft.io import ensure_dir, torch_save_atomic, write_json_atomic, write_text_atomic
+from rft.io import write_json_atomic, write_text_atomic
 from rft.progress import batch_starts
 from rft.rng import offline_pairs_rng, preference_sample_seed
 from rft.rollout.prompts import encode_continuations, encode_prompts
-from rft.task.offline import load_cached, stable_hash
+from rft.store.cached import cached_tensor
+from rft.store.fingerprint import policy_parts, reward_parts, strings_fingerprint
+from rft.store.keys import result_key, task_decoding
 
 log = logging.getLogger(__name__)
 
@@ -74,11 +74,6 @@ class PreferencePair:
     chosen: str
     rejected: str
     meta: dict = field(default_factory=dict)
-
-
-def pairs_hash(pairs: list[PreferencePair]) -> str:
-    """A short hash of the pair texts (what π_ref's log-probs depend on)."""
-    return stable_hash([(p.prompt, p.chosen, p.rejected) for p in pairs])
 
 
 def sequence_logps(lm, prompts: list[str], conts: list[str], task, device) -> tuple[Tensor, Tensor]:
@@ -144,8 +139,6 @@ class DPO(StepModule):
                 f"alg={a.name}: the frozen reference policy is missing; it is needed unless "
                 "alg.reference_free=true."
             )
-        cache = Path(a.cache_dir).expanduser() if a.cache_dir else self.run_dir / "preference"
-        self.cache_dir = ensure_dir(cache, "alg.cache_dir")
         self.reward_id = OmegaConf.to_yaml(cfg.reward, resolve=True)
         self.max_grad_norm = a.max_grad_norm
         self.ref_logps: Tensor | None = None  # (N, 2): chosen, rejected
@@ -172,7 +165,6 @@ class DPO(StepModule):
             "%s: %d optimizer steps over %d pairs", self.a.name, self.max_steps, len(self.pairs)
         )
         self.stats["time/preference_prep_s"] = time.perf_counter() - t0
-        self.cache_dir.mkdir(parents=True, exist_ok=True)
         self._write_pairs()
         write_json_atomic(
             self.run_dir / "preference_summary.json",
@@ -214,7 +206,7 @@ class DPO(StepModule):
         ]
 
     def _sampling_policy(self):
-        """(the policy that samples the pairs, its weights fingerprint)."""
+        """The policy that samples the pairs."""
         folder = self.a.pairs.policy
         if folder:
             from rft.model.build import load_policy
@@ -224,36 +216,32 @@ class DPO(StepModule):
             lm.eval()
         else:  # the initial policy: π_ref is its frozen copy (the policy where there is none)
             lm = self.ref if self.ref is not None else self.policy
-        return lm, weights_fingerprint(lm)
+        return lm
 
     def sampled_pairs(self) -> list[PreferencePair]:
         c, t, p = self.cfg, self.task, self.a.pairs
         examples = self._subset(list(self.task.train))
         prompts = [e.prompt for e in examples]
-        lm, fingerprint = self._sampling_policy()
-        key = stable_hash(
-            "pairs",
-            fingerprint,
-            self.reward_id,
-            prompts,
-            p.samples_per_prompt,
-            OmegaConf.to_yaml(p.generation, resolve=True),
-            t.prompt_max_tokens,
-            choice(t.prompt_truncation),
-            t.max_new_tokens,
-            t.min_new_tokens,
-            c.seed,
-            str(c.hardware.precision),
+        lm = self._sampling_policy()
+        key = result_key(
+            "dpo/pairs",
+            c,
+            sampler=policy_parts(lm),
+            reward=reward_parts(c.reward),
+            prompts=strings_fingerprint(prompts),
+            samples_per_prompt=p.samples_per_prompt,
+            generation=p.generation,
+            task=task_decoding(t),
+            seed=c.seed,
         )
-        path = self.cache_dir / f"pairs-{key}.pt"
-        cached = load_cached(path)
-        if cached is not None:
-            log.info("DPO: %d sampled completions read from %s", len(cached["texts"]), path)
-            texts, scores = cached["texts"], cached["scores"]
-        else:
+
+        def compute() -> dict:
             with hardware_device(c, lm) as device:
                 texts, scores = self._sample_and_score(lm, examples, device)
-            torch_save_atomic({"texts": texts, "scores": scores}, path)
+            return {"texts": texts, "scores": scores}
+
+        sampled, _ = cached_tensor(self.store, key, compute, what="preference_pairs")
+        texts, scores = sampled["texts"], sampled["scores"]
         return self._rank(prompts, texts, scores)
 
     def _sample_and_score(self, lm, examples, device) -> tuple[list[str], Tensor]:
@@ -349,20 +337,18 @@ class DPO(StepModule):
     def reference_logps(self) -> Tensor:
         """π_ref's (log π_ref(y_w|x), log π_ref(y_l|x)) for every pair, (N, 2); cached."""
         c, t = self.cfg, self.task
-        key = stable_hash(
-            "ref_logps",
-            weights_fingerprint(self.ref),
-            pairs_hash(self.pairs),
-            t.prompt_max_tokens,
-            choice(t.prompt_truncation),
-            t.max_new_tokens,
-            str(c.hardware.precision),
+        key = result_key(
+            "dpo/ref_logps",
+            c,
+            reference=policy_parts(self.ref),
+            pairs=strings_fingerprint([[p.prompt, p.chosen, p.rejected] for p in self.pairs]),
+            task=task_decoding(t),
         )
-        path = self.cache_dir / f"ref_logps-{key}.pt"
-        cached = load_cached(path)
-        if cached is not None and cached["logps"].shape == (len(self.pairs), 2):
-            log.info("DPO: π_ref log-probs of %d pairs read from %s", len(self.pairs), path)
-            return cached["logps"]
+        logps, _ = cached_tensor(self.store, key, self._reference_logps, what="ref_logps")
+        return logps
+
+    def _reference_logps(self) -> Tensor:
+        c, t = self.cfg, self.task
         out = []
         bs = max(1, self.a.score_batch_size // 2)  # pairs per batch: 2 sequences each
         with hardware_device(c, self.ref) as device, torch.no_grad():
@@ -376,9 +362,7 @@ class DPO(StepModule):
                     device,
                 )
                 out.append(logp.float().cpu().view(2, len(chunk)).T)
-        logps = torch.cat(out)
-        torch_save_atomic({"logps": logps}, path)
-        return logps
+        return torch.cat(out)
 
     # ------------------------------------------------------------------ loss
     def training_step(self, batch, batch_idx):

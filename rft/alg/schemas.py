@@ -683,6 +683,10 @@ RENAMED: dict[str, str] = {
     "alg.kl.init_beta": "alg.kl.beta (the adaptive controllers start from it)",
     "alg.beta": "alg.kl.beta (DPO's β: the weight of the KL to π_ref)",
     "alg.beta_kl": "alg.kl.beta (a_lol_kl's weight of the KL term)",
+    "alg.cache_dir": (
+        "store.path (the A-LoL family's and DPO's rewards, V_ref, pairs and π_ref log-probs are"
+        " shared across runs through the result store; `rft cache ls` lists them)"
+    ),
 }
 
 

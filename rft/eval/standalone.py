@@ -26,6 +26,8 @@ from rft.io import write_json_atomic
 from rft.model.build import frozen_copy, load_policy
 from rft.reward import build_reward
 from rft.rollout.backend import with_rollout_backend
+from rft.store.cached import cached_evaluation, open_store, reuse_metrics
+from rft.store.keys import evaluation_key
 
 log = logging.getLogger("rft")
 
@@ -40,11 +42,19 @@ def evaluate_only(cfg, run_dir: Path) -> dict[str, float]:
     ref = frozen_copy(policy, torch.bfloat16 if bf16 else None)
     policy = with_rollout_backend(policy, cfg)  # rollout.backend=vllm samples the policy
     policy.eval()
+    store = open_store(cfg, run_dir)  # a training run's test_init of this policy is the same
     with hardware_device(cfg, torch.nn.ModuleList([policy, ref])):
-        res, setup = evaluate_split(cfg, task, policy, ref, reward_fn, "test")
+        key = evaluation_key(cfg, task, policy, ref, "test") if store is not None else None
+        (res, setup), _ = cached_evaluation(
+            store,
+            key,
+            lambda: evaluate_split(cfg, task, policy, ref, reward_fn, "test"),
+            what="test",
+        )
     metrics = {f"test/{k}": v for k, v in res.metrics.items()}
     save_evaluation(run_dir, "test", 0, metrics, setup, res)
-    write_json_atomic(run_dir / "metrics.json", metrics, indent=1, sort_keys=True)
+    reused = reuse_metrics(store.reused) if store is not None else {}
+    write_json_atomic(run_dir / "metrics.json", {**metrics, **reused}, indent=1, sort_keys=True)
     log.info(
         "Evaluated: test/reward_mean=%.4f ± %.4f (%d prompts × %d) | run folder: %s",
         metrics["test/reward_mean"],

@@ -17,59 +17,28 @@
 A pair's reward gets the pair's ``reward_references``: the task's grouped references where it
 has them, else the pair's own continuation (so a metric reward compares it with itself).
 
-Scores computed here are cached in ``<cache_dir>/rewards-<hash>.pt``; the hash covers the
-reward config and the exact pair texts, so a rerun, a resume or another job of a sweep that
-points at the same folder reads them back instead of scoring again. Every write is atomic.
+Scores computed here are shared through the run's result store (``store=``, rft.store), under
+``offline_rewards_key`` (the reward's identity, the exact pair texts and the run environment):
+a rerun, a resume or another job of a sweep reads them back instead of scoring again.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import math
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
 from rft.errors import ConfigError, DataError
-from rft.io import torch_save_atomic
 from rft.progress import batch_starts
 from rft.rng import offline_pairs_rng
 from rft.task.base import Example, Task
 from rft.task.jsonl import read_rows
 
 log = logging.getLogger(__name__)
-
-
-# ------------------------------------------------------------------------------ cache helpers
-def stable_hash(*parts: Any) -> str:
-    """A short sha256 of JSON-serialisable parts (dict keys sorted)."""
-    blob = json.dumps(parts, sort_keys=True, default=str).encode()
-    return hashlib.sha256(blob).hexdigest()[:16]
-
-
-def texts_hash(pairs: list[Example]) -> str:
-    h = hashlib.sha256()
-    for e in pairs:
-        h.update(e.prompt.encode() + b"\x00" + (e.reference or "").encode() + b"\x01")
-        if e.references:  # hashed only when present: the keys of existing caches stay valid
-            h.update(b"\x02" + "\x00".join(e.references).encode() + b"\x03")
-    return h.hexdigest()[:16]
-
-
-def load_cached(path: Path) -> Any | None:
-    """The cached object, or None if absent or unreadable (then it is recomputed)."""
-    if not path.is_file():
-        return None
-    try:
-        return torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:  # noqa: BLE001 - a broken cache file is recomputed, never fatal
-        log.warning("ignoring unreadable cache file %s (%s)", path, e)
-        return None
 
 
 # ------------------------------------------------------------------------------------- pairs
@@ -180,14 +149,25 @@ def given_rewards(pairs: list[Example], where: str) -> torch.Tensor | None:
 
 
 def score_pairs(
-    pairs: list[Example], reward_fn: Callable, reward_id: str, cache_dir: Path, batch_size: int = 32
+    pairs: list[Example], reward_fn: Callable, batch_size: int = 32, *, store=None, cfg=None
 ) -> torch.Tensor:
-    """R(x, y) for each pair, (N,) float32; cached under a hash of (reward_id, pair texts)."""
-    path = Path(cache_dir) / f"rewards-{stable_hash(reward_id, texts_hash(pairs))}.pt"
-    cached = load_cached(path)
-    if cached is not None and len(cached["rewards"]) == len(pairs):
-        log.info("offline data: %d rewards read from %s", len(pairs), path)
-        return cached["rewards"]
+    """R(x, y) for each pair, (N,) float32; given a result store (rft.store) and the run's
+    ``cfg``, read from it or published to it under ``offline_rewards_key(cfg, pairs)``."""
+    if store is None:
+        return _score(pairs, reward_fn, batch_size)
+    from rft.store import cached_tensor
+    from rft.store.keys import offline_rewards_key
+
+    rewards, _ = cached_tensor(
+        store,
+        offline_rewards_key(cfg, pairs),
+        lambda: _score(pairs, reward_fn, batch_size),
+        what="offline_rewards",
+    )
+    return rewards
+
+
+def _score(pairs: list[Example], reward_fn: Callable, batch_size: int) -> torch.Tensor:
     log.info("offline data: scoring %d pairs with the configured reward", len(pairs))
     scores = []
     for s in batch_starts(len(pairs), batch_size, "scoring pairs"):
@@ -197,25 +177,24 @@ def score_pairs(
         scores.append(
             torch.as_tensor(reward_fn([e.prompt for e in chunk], conts, refs), dtype=torch.float32)
         )
-    rewards = torch.cat(scores)
-    torch_save_atomic({"rewards": rewards, "reward_id": reward_id}, path)
-    return rewards
+    return torch.cat(scores)
 
 
 def load_offline_data(
     task: Task,
     tokenizer,
     reward_fn: Callable,
-    reward_id: str,
     *,
     n_pairs: int,
     seed: int,
-    cache_dir: Path,
     batch_size: int = 32,
     data: dict | None = None,
+    store=None,
+    cfg=None,
 ) -> tuple[list[Example], torch.Tensor]:
     """The offline pairs and their rewards (N,): carried by the data, else scored (cached).
-    ``data`` = {path, prompt_key, completion_keys} reads the rows from a file (file_rows)."""
+    ``data`` = {path, prompt_key, completion_keys} reads the rows from a file (file_rows).
+    ``store``, ``cfg``: the run's result store and config (score_pairs caches there)."""
     rows = file_rows(data["path"], data["prompt_key"], data["completion_keys"]) if data else None
     pairs = build_pairs(task, tokenizer, task.max_new_tokens, n_pairs, seed, rows=rows)
     if data:
@@ -224,7 +203,7 @@ def load_offline_data(
         where = f"task={task.name}" + (f" ({task.cfg.path})" if "path" in task.cfg else "")
     rewards = given_rewards(pairs, where)
     if rewards is None:
-        rewards = score_pairs(pairs, reward_fn, reward_id, cache_dir, batch_size)
+        rewards = score_pairs(pairs, reward_fn, batch_size, store=store, cfg=cfg)
     if len(rewards) and not math.isfinite(float(rewards.sum())):  # a custom scorer slipped through
         raise DataError(f"{where}: the offline rewards contain NaN/inf; check the reward function.")
     return pairs, rewards

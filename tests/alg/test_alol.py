@@ -23,6 +23,7 @@ from rft.model.build import frozen_copy, load_policy
 from rft.model.load import load_model
 from rft.reward import build_reward
 from rft.rollout.prompts import encode_continuations, encode_prompts
+from rft.store.cached import open_store
 from rft.train import train, validate
 from tests.alg.conftest import alol_overrides, write_pairs
 from tests.conftest import compose_cfg
@@ -49,6 +50,7 @@ def build_module(cfg, run_dir, reward_fn=None):
     ref = frozen_copy(policy)
     ref.model.forward = Counting(ref.model.forward)
     module = ALoL(cfg, task, policy, ref, reward_fn, run_dir)
+    module.store = open_store(cfg, run_dir)  # the test's own result store (tests/conftest.py)
     module.prepare()
     return module, reward_fn, ref.model.forward
 
@@ -135,9 +137,9 @@ def test_advantages_are_cached_and_reused(tmp_path):
     cfg = compose_cfg(*alol_overrides(data, "a_lol"))
     first, reward1, ref_fwd1 = build_module(cfg, tmp_path / "run")
     assert reward1.calls > 0 and ref_fwd1.calls > 0
-    names = sorted(p.name.split("-")[0] for p in (tmp_path / "run" / "offline").glob("*.pt"))
-    assert names == ["advantages", "rewards", "value_ref"]
-    second, reward2, ref_fwd2 = build_module(cfg, tmp_path / "run")  # a rerun / resume
+    kinds = sorted(e.kind for e in first.store.entries())
+    assert kinds == ["alol/advantages", "alol/value_ref", "offline_rewards"]
+    second, reward2, ref_fwd2 = build_module(cfg, tmp_path / "run2")  # a rerun, another job
     assert reward2.calls == 0 and ref_fwd2.calls == 0
     assert torch.equal(first.advantages, second.advantages) and first.stats == {
         **second.stats,
@@ -147,6 +149,10 @@ def test_advantages_are_cached_and_reused(tmp_path):
     cfg2 = compose_cfg(*alol_overrides(data, "a_lol", "alg.value.epochs=1"))
     _, reward3, ref_fwd3 = build_module(cfg2, tmp_path / "run")
     assert ref_fwd3.calls > 0 and reward3.calls == 1  # one batch: π_ref's val samples only
+    # with reuse off, everything is computed again
+    cfg3 = compose_cfg(*alol_overrides(data, "a_lol", "store.reuse=false"))
+    _, reward4, ref_fwd4 = build_module(cfg3, tmp_path / "run")
+    assert reward4.calls > 1 and ref_fwd4.calls > 0
 
 
 def test_budget_scales_with_the_positive_share(tmp_path):
@@ -229,11 +235,11 @@ def test_variant_trains_two_steps_and_changes_the_policy(alg, variant_setup, tmp
     # that batch (at step 1 π_θ = π_ref, so ρ = 1; step 2 separates the ratio variants). Catches
     # a variant mapped to another loss (every variant -> nll: wbc's loss is then mean NLL, not
     # mean R · NLL), a dropped weight, R or A misaligned with the batch, a wrong clip or β_kl.
-    data, cache, before, reward_of = variant_setup  # one cache: V_ref is fitted once
+    data, cache, before, reward_of = variant_setup  # one store: V_ref is fitted once
     # ε = 0.02: after one step ρ is outside [0.98, 1.02] for these pairs, so clipping is active
     clip = [] if alg == "a_lol_kl" else ["alg.clip_eps=0.02"]  # a_lol_kl: no clipping
     cfg = compose_cfg(
-        *alol_overrides(data, alg, "task.reward_key=reward", f"alg.cache_dir={cache}", *clip)
+        *alol_overrides(data, alg, "task.reward_key=reward", f"store.path={cache}", *clip)
     )
     a, seen, original_step = cfg.alg, [], ALoL.training_step
 

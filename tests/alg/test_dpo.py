@@ -22,6 +22,7 @@ from rft.errors import ConfigError, DataError
 from rft.model.build import frozen_copy, load_policy
 from rft.model.load import load_model
 from rft.reward import build_reward
+from rft.store.cached import open_store
 from rft.train import train, validate
 from tests.conftest import (
     LENGTH_REWARD,
@@ -95,6 +96,7 @@ def build_module(cfg, run_dir, reward_fn=None):
     ref = frozen_copy(policy)
     ref.model.forward = Counting(ref.model.forward)
     module = DPO(cfg, task, policy, ref, reward_fn, run_dir)
+    module.store = open_store(cfg, run_dir)  # the test's own result store (tests/conftest.py)
     module.prepare()
     return module, reward_fn, ref.model.forward
 
@@ -168,9 +170,7 @@ def test_reference_logps_are_computed_once_and_reused(tmp_path):
     first, _, ref_fwd1 = build_module(cfg, tmp_path / "run")
     # one π_ref forward per batch of score_batch_size / 2 = 4 pairs: ceil(17 / 4) = 5
     assert ref_fwd1.calls == 5 and first.ref_logps.shape == (17, 2)
-    assert [p.name.split("-")[0] for p in (tmp_path / "run" / "preference").glob("*.pt")] == [
-        "ref_logps"
-    ]
+    assert [e.kind for e in first.store.entries()] == ["dpo/ref_logps"]
     # the cached numbers are π_ref's own, pair by pair
     p = first.pairs[3]
     with torch.no_grad():
@@ -178,8 +178,9 @@ def test_reference_logps_are_computed_once_and_reused(tmp_path):
             first.ref, [p.prompt] * 2, [p.chosen, p.rejected], first.task, torch.device("cpu")
         )
     torch.testing.assert_close(first.ref_logps[3], want, rtol=1e-5, atol=1e-5)
-    second, _, ref_fwd2 = build_module(cfg, tmp_path / "run")  # a rerun / resume
+    second, _, ref_fwd2 = build_module(cfg, tmp_path / "run2")  # a rerun, another job
     assert ref_fwd2.calls == 0 and torch.equal(first.ref_logps, second.ref_logps)
+    assert [r.what for r in second.store.reused] == ["ref_logps"]
     # what π_ref's log-probs depend on changes the key: computed again
     cfg2 = compose_cfg(*dpo_overrides(data, "dpo", "task.max_new_tokens=3"))
     _, _, ref_fwd3 = build_module(cfg2, tmp_path / "run")
@@ -236,8 +237,7 @@ def test_sampled_pairs_are_ranked_by_the_reward_and_cached(tmp_path):
     scored.clear()
     again, _, _ = build_module(cfg, tmp_path / "run", reward_fn=reward)
     assert scored == [] and [p.chosen for p in again.pairs] == [p.chosen for p in module.pairs]
-    names = sorted(p.name.split("-")[0] for p in (tmp_path / "run" / "preference").glob("*.pt"))
-    assert names == ["pairs", "ref_logps"]
+    assert sorted(e.kind for e in again.store.entries()) == ["dpo/pairs", "dpo/ref_logps"]
     # another seed samples other completions: a new key
     build_module(
         compose_cfg(*dpo_overrides(data, "dpo", *over, "seed=1")),

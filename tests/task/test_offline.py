@@ -78,26 +78,53 @@ def test_subset_is_seeded_and_nested(tok):
     assert len(build_pairs(task, tok, 5, n_pairs=-1)) == 20
 
 
-def test_scores_are_cached_by_reward_and_texts(tmp_path, tok):
+def test_scores_are_kept_by_reward_and_texts(tmp_path, tok):
+    from rft.store import ResultStore
+    from tests.conftest import compose_cfg
+
+    cfg = compose_cfg("alg=a_lol", "reward=sentiment_vader")
+    pairs = build_pairs(
+        make_task("jsonl", [Example(f"p{i}", f"one two {i}") for i in range(5)]), tok, 5
+    )
+    reward, store = CountingReward(), ResultStore(tmp_path / "store")
+    first = score_pairs(pairs, reward, 2, store=store, cfg=cfg)
+    assert reward.calls == 3 and first.shape == (5,) and first.dtype == torch.float32
+    assert torch.equal(score_pairs(pairs, reward, store=store, cfg=cfg), first)
+    assert reward.calls == 3
+    cfg.reward.include_prompt = True  # another reward config
+    score_pairs(pairs, reward, 8, store=store, cfg=cfg)
+    assert reward.calls == 4
+    score_pairs(pairs[:4], reward, 8, store=store, cfg=cfg)  # other pairs
+    assert reward.calls == 5 and len(store.entries("offline_rewards")) == 3
+    score_pairs(pairs, reward, 8)  # no store: scored, kept nowhere
+    assert reward.calls == 6
+
+
+def test_scores_are_shared_through_the_result_store(tmp_path, tok):
+    from rft.store import ResultStore
+    from tests.conftest import compose_cfg
+
+    cfg = compose_cfg("alg=a_lol", "reward=sentiment_vader")
     pairs = build_pairs(
         make_task("jsonl", [Example(f"p{i}", f"one two {i}") for i in range(5)]), tok, 5
     )
     reward = CountingReward()
-    first = score_pairs(pairs, reward, "reward: A", tmp_path, batch_size=2)
-    assert reward.calls == 3 and first.shape == (5,) and first.dtype == torch.float32
-    assert (
-        torch.equal(score_pairs(pairs, reward, "reward: A", tmp_path), first) and reward.calls == 3
-    )
-    score_pairs(pairs, reward, "reward: B", tmp_path, batch_size=8)  # another reward config
-    assert reward.calls == 4
-    score_pairs(pairs[:4], reward, "reward: A", tmp_path, batch_size=8)  # other pairs
-    assert reward.calls == 5 and len(list(tmp_path.glob("rewards-*.pt"))) == 3
+    store = ResultStore(tmp_path / "store", origin="run_a")
+    first = score_pairs(pairs, reward, 2, store=store, cfg=cfg)
+    other_run = ResultStore(tmp_path / "store", origin="run_b")  # another job
+    again = score_pairs(pairs, reward, 2, store=other_run, cfg=cfg)
+    assert reward.calls == 3 and torch.equal(again, first) and again.dtype == torch.float32
+    assert [r.what for r in other_run.reused] == ["offline_rewards"]
+    assert other_run.reused[0].origin == "run_a"
+    cfg.reward.include_prompt = True  # another reward setting: scored again
+    score_pairs(pairs, reward, 2, store=other_run, cfg=cfg)
+    assert reward.calls == 6
 
 
 def test_data_rewards_are_used_and_checked(tmp_path, tok):
     reward = CountingReward()
     good = make_task("jsonl", [Example("a", "b", reward=0.5), Example("c", "d", reward=1.0)])
-    _, r = load_offline_data(good, tok, reward, "r", n_pairs=-1, seed=0, cache_dir=tmp_path)
+    _, r = load_offline_data(good, tok, reward, n_pairs=-1, seed=0)
     assert r.tolist() == [0.5, 1.0] and reward.calls == 0
     mixed = make_task("jsonl", [Example("a", "b", reward=0.5), Example("c", "d")])
     with pytest.raises(DataError, match="1 of 2 train pairs carry a reward"):
@@ -118,7 +145,7 @@ def test_a_nan_from_the_reward_function_is_an_error(tmp_path, tok):
     pairs = build_pairs(make_task("jsonl", [Example("a", "b"), Example("c", "d")]), tok, 5)
     bad = CheckedReward(lambda p, c, r: [0.1, float("nan")], name="flaky")
     with pytest.raises(RewardError, match="1 non-finite"):
-        score_pairs(pairs, bad, "flaky", tmp_path)
+        score_pairs(pairs, bad)
 
 
 def test_no_completions_is_an_error_and_missing_ones_are_counted(tok, caplog):
@@ -156,7 +183,5 @@ def test_jsonl_reward_column(tmp_path, tok):
         n_eval_prompts=1,
         n_test_prompts=1,
     )
-    pairs, rewards = load_offline_data(
-        task, tok, CountingReward(), "r", n_pairs=-1, seed=0, cache_dir=tmp_path
-    )
+    pairs, rewards = load_offline_data(task, tok, CountingReward(), n_pairs=-1, seed=0)
     assert rewards.tolist() == pytest.approx([int(p.prompt[1:]) / 10 for p in pairs])
