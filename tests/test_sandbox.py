@@ -72,10 +72,10 @@ def test_failures_are_reported_by_kind(program, status):
 
 
 def test_an_infinite_loop_is_stopped_by_the_cpu_limit():
-    t0 = time.monotonic()
-    r = sandbox.run("while True:\n    pass", FAST)
+    # a generous wall clock: the CPU limit must end it first even on a busy machine
+    limits = sandbox.Limits(cpu_s=1, wall_s=15.0)
+    r = sandbox.run("while True:\n    pass", limits)
     assert r.status == "cpu_limit", (r.status, r.stderr[-300:])
-    assert time.monotonic() - t0 < FAST.wall_s + 2
 
 
 def test_a_sleeping_program_is_stopped_by_the_wall_clock():

@@ -410,7 +410,8 @@ class ReasoningGymReward(Verifier):
             got = []
             for ex in runs:
                 one = parse(ex, 1)
-                got.append(one[0] if one else [0.0, ex.status])
+                # a run that ended without printing its scores failed, whatever its exit status
+                got.append(one[0] if one else [0.0, "no_result" if ex.ok else ex.status])
         out = {}
         for (i, *_), (score, status) in zip(items, got):
             self.status_counts[status] = self.status_counts.get(status, 0) + 1
