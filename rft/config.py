@@ -1371,17 +1371,19 @@ class ReasoningGymTaskConfig(AnswerTaskConfig):
         "rft.task.reasoning_gym.ReasoningGymTask", "the Task class this option builds"
     )
     name: str = knob("reasoning_gym", "task name (run folders: outputs/<task>_<alg>/)")
-    generators: dict[str, Any] = block(
-        lambda: {
-            "chain_sum": {
+    generators: list[Any] = block(
+        lambda: [
+            {
+                "name": "chain_sum",
                 "weight": 1.0,
                 "min_terms": 2,
                 "max_terms": 3,
                 "min_digits": 1,
                 "max_digits": 2,
             }
-        },
-        "generator name -> {weight, <its difficulty knobs>} (reasoning-gym config fields)",
+        ],
+        "the mixture: a list of {name, weight, <the generator's difficulty knobs>}"
+        " (reasoning-gym config fields)",
     )
     seed: int = knob(
         0, "first seed: train uses [seed, seed+n_train), then val, then test (disjoint ranges)"

@@ -1,11 +1,13 @@
 """Procedural reasoning problems from the ``reasoning-gym`` package (no download; its
 generators are code): ``task=reasoning_gym`` (docs/verifiable-and-remote.md §A1).
 
-``task.generators`` names one or more generators, each with a ``weight`` and the generator's
-own difficulty knobs (its config dataclass fields, e.g. chain_sum's ``min_terms`` /
-``max_terms`` / ``min_digits`` / ``max_digits``)::
+``task.generators`` lists one or more generators, each ``{name, weight, <knobs>}`` with the
+generator's own difficulty knobs (its config dataclass fields, e.g. chain_sum's ``min_terms``
+/ ``max_terms`` / ``min_digits`` / ``max_digits``). A list, so that an override replaces the
+mixture (``task.generators.0.max_terms=4`` changes one knob); the same generator may appear
+twice with two difficulties::
 
-    task.generators={chain_sum:{weight:2,max_terms:3},leg_counting:{weight:1,max_animals:3}}
+    task.generators='[{name:chain_sum,weight:2,max_terms:3},{name:leg_counting,max_animals:3}]'
 
 Splits from disjoint seed ranges. reasoning-gym generates item i of a dataset seeded s with
 ``random.Random(s + i)``, so item i+1 of seed s IS item i of seed s+1 (§A1's pitfall: seeds 42
@@ -45,51 +47,57 @@ log = logging.getLogger(__name__)
 SPLITS = ("train", "val", "test")
 
 
-def parse_generators(generators) -> dict[str, tuple[float, dict]]:
-    """{name: (weight, difficulty knobs)} from ``task.generators``, checked against
-    reasoning-gym's registry; every problem names its key."""
+def parse_generators(generators) -> list[tuple[str, float, dict, str]]:
+    """[(name, weight, difficulty knobs, config key)] from ``task.generators`` (a list of
+    ``{name, weight, <knobs>}``), checked against reasoning-gym's registry; every problem
+    names its key (``task.generators.<i>...``)."""
     from reasoning_gym.factory import DATASETS
 
-    gens = dict(generators or {})
+    gens = list(generators or [])
     if not gens:
         raise ConfigError(
             "task.generators is empty: name at least one reasoning-gym generator, e.g. "
-            "task.generators={chain_sum:{weight:1}}."
+            "task.generators=[{name:chain_sum}]."
         )
-    out = {}
-    for name, spec in gens.items():
-        key = f"task.generators.{name}"
+    out = []
+    for i, spec in enumerate(gens):
+        key = f"task.generators.{i}"
+        if not isinstance(spec, dict) or not spec.get("name"):
+            raise ConfigError(
+                f"{key}={spec!r}: each entry is {{name: <generator>, weight: <w>, <its knobs>}}, "
+                "e.g. {name:chain_sum,weight:1,max_terms:3}."
+            )
+        spec = dict(spec)
+        name = str(spec.pop("name"))
         if name not in DATASETS:
-            close = difflib.get_close_matches(str(name), list(DATASETS), n=3)
+            close = difflib.get_close_matches(name, list(DATASETS), n=3)
             hint = f" Did you mean {close}?" if close else ""
             raise ConfigError(
-                f"{key}: reasoning-gym has no generator {name!r}.{hint} "
+                f"{key}.name={name!r}: reasoning-gym has no such generator.{hint} "
                 f"(reasoning_gym.factory.DATASETS lists all {len(DATASETS)}.)"
             )
-        spec = dict(spec or {})
         weight = spec.pop("weight", 1.0)
         try:
             weight = float(weight)
         except (TypeError, ValueError):
             raise ConfigError(f"{key}.weight={weight!r}: must be a number > 0.") from None
         if not weight > 0:
-            raise ConfigError(f"{key}.weight={weight}: must be > 0 (drop the generator instead).")
+            raise ConfigError(f"{key}.weight={weight}: must be > 0 (drop the entry instead).")
         for fixed in ("seed", "size"):
             if fixed in spec:
                 raise ConfigError(
                     f"{key}.{fixed}: set by the task (seed ranges from task.seed, sizes from "
                     "task.n_train / n_val / n_test); remove it."
                 )
-        out[str(name)] = (weight, spec)
+        out.append((name, weight, spec, key))
     return out
 
 
-def make_dataset(name: str, knobs: dict, seed: int, size: int):
+def make_dataset(name: str, knobs: dict, seed: int, size: int, key: str):
     """reasoning_gym.create_dataset(name, seed, size, **knobs); a bad knob is a ConfigError
-    naming ``task.generators.<name>.<knob>``."""
+    naming ``<key>.<knob>``."""
     import reasoning_gym
 
-    key = f"task.generators.{name}"
     try:
         return reasoning_gym.create_dataset(name, seed=seed, size=size, **knobs)
     except TypeError as e:
@@ -102,11 +110,13 @@ def make_dataset(name: str, knobs: dict, seed: int, size: int):
                 f"{key}.{m.group(1)}: not a setting of the {name} generator (its settings: "
                 f"{[f for f in fields if f not in ('seed', 'size')]})."
             ) from None
-        raise ConfigError(f"{key}: reasoning-gym refused the settings {knobs}: {e}") from None
+        raise ConfigError(
+            f"{key}: reasoning-gym refused the {name} settings {knobs}: {e}"
+        ) from None
     except (AssertionError, ValueError) as e:
         raise ConfigError(
-            f"{key}: reasoning-gym refused the settings {knobs}: {e or type(e).__name__}. "
-            "Check the ranges (min ≤ max, positive sizes)."
+            f"{key}: reasoning-gym refused the {name} settings {knobs}: "
+            f"{e or type(e).__name__}. Check the ranges (min ≤ max, positive sizes)."
         ) from None
 
 
@@ -142,8 +152,7 @@ class ReasoningGymTask(VerifiableTask):
             if n < 1:
                 raise ConfigError(f"task.n_{split}={n}: must be ≥ 1.")
         self.sft_mode = choice(cfg.sft_target)
-        names = list(gens)
-        p = np.array([gens[g][0] for g in names])
+        p = np.array([g[1] for g in gens])
         p = p / p.sum()
         start = int(cfg.seed)
         self.seed_ranges: dict[str, tuple[int, int]] = {}
@@ -151,10 +160,15 @@ class ReasoningGymTask(VerifiableTask):
         for s_idx, split in enumerate(SPLITS):
             n = int(sizes[split])
             self.seed_ranges[split] = (start, start + n)
-            pick = np.random.default_rng([int(cfg.seed), s_idx]).choice(len(names), size=n, p=p)
-            datasets = {g: make_dataset(g, gens[g][1], start, n) for g in {names[i] for i in pick}}
+            pick = np.random.default_rng([int(cfg.seed), s_idx]).choice(len(gens), size=n, p=p)
+            # one dataset per mixture entry, seeded with the split's start: item j is
+            # reasoning-gym's Random(start + j) item of the entry item j was drawn for
+            datasets = {
+                gi: make_dataset(gens[gi][0], gens[gi][2], start, n, gens[gi][3])
+                for gi in sorted(set(pick.tolist()))
+            }
             splits[split] = [
-                self._example(datasets[names[gi]][j], names[gi], start + j)
+                self._example(datasets[gi][j], gens[gi][0], start + j)
                 for j, gi in enumerate(pick.tolist())
             ]
             start += n
@@ -166,7 +180,7 @@ class ReasoningGymTask(VerifiableTask):
                 self.dropped[split] = len(splits[split]) - len(kept)
                 if not kept:
                     raise DataError(
-                        f"task.generators {names}: every {split} question also occurs among the "
+                        f"task.generators {[g[0] for g in gens]}: every {split} question also occurs among the "
                         f"{len(splits['train'])} train questions: the problem space is too "
                         "small. Raise the difficulty knobs (more terms or digits) or lower "
                         "task.n_train, or set task.drop_train_overlap=false."
