@@ -27,3 +27,27 @@ def chat_tokenizer(folder: Path) -> Path:
 
 def build(task: str, *overrides: str):
     return instantiate(compose_cfg(f"task={task}", "model=tiny", *overrides).task, _convert_="none")
+
+
+ANSWER_WORDS = ["<eos>", "<answer>", "</answer>", *[str(d) for d in range(10)], "so", "is", "the"]
+
+
+def answer_tokenizer(folder: Path) -> Path:
+    """A word-level tokenizer over the answer tags, the digits and three filler words (as
+    tests/learning/words.py builds its own): a random tiny policy over it gives an answer in
+    the <answer> format about one time in ten, so the format and correctness rewards are
+    dense enough to learn from in a few iterations. Unknown prompt words map to <eos>."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    core = Tokenizer(
+        models.WordLevel({w: i for i, w in enumerate(ANSWER_WORDS)}, unk_token="<eos>")
+    )
+    core.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    core.decoder = decoders.WordPiece(prefix="##")  # joins words with single spaces
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=core, eos_token="<eos>", pad_token="<eos>", bos_token="<eos>"
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    tok.save_pretrained(folder)
+    return folder
