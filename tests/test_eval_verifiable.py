@@ -165,3 +165,14 @@ def test_report_pairs_two_evaluations_on_pass_at_1():
     d = np.array([0.5, 0.5, 0.0])
     assert p.diff == pytest.approx(d.mean())
     assert p.se == pytest.approx(d.std(ddof=1) / math.sqrt(3))
+
+
+def test_an_evaluation_leaves_no_reward_stats_for_the_next_rollout():
+    from rft.reward import build_reward
+
+    cfg, policy, ref = models()
+    reward = build_reward({"_target_": "rft.reward.verify.AnswerFormatReward"})
+    evaluate_policy(policy, ref, reward, examples(2), **eval_kwargs(cfg))
+    assert reward.pop_stats() == {}
+    reward(["p"], ["<answer>1</answer>"], [None])  # a rollout's scoring after it
+    assert reward.pop_stats() == {"reward/unparsable_share": 0.0, "reward/correct_share": 1.0}

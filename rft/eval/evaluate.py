@@ -11,6 +11,10 @@ per-prompt difference is a paired comparison. A batch holds ``batch_size`` seque
 ``max(1, batch_size // K)`` prompts; with K = 1 batches are exactly those of the earlier
 one-sample evaluation, so its numbers are unchanged.
 
+A verifiable task (``task.verifiable``, rft/task/verifiable.py) also has each completion
+checked by its own verifier: pass@1, pass@k, maj@k and the format-error share
+(rft/eval/verifiable.py) join the metrics, the per-prompt lists and the sample table.
+
 Under DDP (a process group is initialised) each rank evaluates its own contiguous share of the
 prompts, whole batches each, and the per-example records are gathered so that every rank
 computes the same metrics over the whole split. Rank 0 uses the same seed and batches as a
@@ -137,6 +141,9 @@ def evaluate_shard(
     rep_prompts = [p for p in prompts for _ in range(k)]
     refs = [e.reward_references for e in examples for _ in range(k)]
     rec.rewards = reward_fn(rep_prompts, rec.texts, refs).tolist()
+    # the reward's own statistics (rft/reward/base.py) of these completions are not a training
+    # iteration's: drop them here, so the next rollout's pop_stats() sees only its own
+    getattr(reward_fn, "pop_stats", dict)()
     if verifier is not None:
         verdicts = verifier.verdicts(rep_prompts, rec.texts, refs)
         rec.correct = [bool(v.correct) for v in verdicts]
