@@ -37,8 +37,8 @@ def pass_at_k(n: int, c: int, k: int) -> float:
 
     n = 5, c = 2, k = 2: 1 - C(3, 2)/C(5, 2) = 1 - 3/10 = 0.7.
 
-    >>> pass_at_k(5, 2, 2), pass_at_k(5, 2, 1), pass_at_k(5, 4, 2), pass_at_k(5, 0, 3)
-    (0.7, 0.4, 1.0, 0.0)
+    >>> [round(pass_at_k(5, c, k), 12) for c, k in [(2, 2), (2, 1), (4, 2), (0, 3)]]
+    [0.7, 0.4, 1.0, 0.0]
     """
     if not 0 <= c <= n or not 1 <= k <= n:
         raise ValueError(f"pass@k needs 0 ≤ c ≤ n and 1 ≤ k ≤ n, got n={n}, c={c}, k={k}")
