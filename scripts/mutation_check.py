@@ -394,8 +394,8 @@ MUTATIONS = [
     Mutation(
         "unsafe_scorer_run_in_the_trainer",  # countdown's parse_expr on model text, in-process
         "rft/reward/verify.py",
-        "if safe or found[i] is None:",
-        "if True:",
+        "            if safe:\n",
+        "            if True:\n",
         (
             "tests/reward/test_verify.py::test_countdown_answers_are_scored_in_the_sandbox_never_here",
         ),

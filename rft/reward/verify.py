@@ -213,11 +213,21 @@ class MathVerifyReward(Verifier):
         super().__init__()
         self.format = _check_format(format, "reward.format", (*answers.FORMATS, "any"))
         self.timeout_s = int(timeout_s)
+        self._warned_thread = False
         import math_verify  # noqa: F401  (fail at build time when it is missing)
 
     def _timeouts(self) -> int | None:
-        # math-verify's timeouts use SIGALRM, which only the main thread may set (§A2)
-        return self.timeout_s if threading.current_thread() is threading.main_thread() else None
+        # math-verify's timeouts use SIGALRM, which only the main thread may set (§A2); rft
+        # scores on the main thread, a caller that does not loses the timeouts, and is told
+        if threading.current_thread() is threading.main_thread():
+            return self.timeout_s
+        if not self._warned_thread:
+            self._warned_thread = True
+            log.warning(
+                "reward=math_verify called off the main thread: math-verify's timeouts need "
+                "SIGALRM, so answers are parsed without one (a pathological answer can hang)."
+            )
+        return None
 
     @functools.lru_cache(maxsize=4096)  # noqa: B019 (one reward per run; golds repeat)
     def _gold(self, gold: str, timeout: int | None):
@@ -363,8 +373,13 @@ class ReasoningGymReward(Verifier):
             name = entry["metadata"]["source_dataset"]
             fn, safe = default_scorer(name)
             found[i] = answers.extract(c, self.format)
-            if safe or found[i] is None:  # no model text reaches an unsafe scorer's eval
+            if safe:
                 scores[i] = float(fn(found[i], entry))
+            elif found[i] is None:  # no model text: the scorer's own floor, in this process
+                try:
+                    scores[i] = float(fn(None, entry))
+                except Exception:  # noqa: BLE001 - a scorer that does not expect None
+                    scores[i] = 0.0
             else:
                 sandboxed.append((i, name, found[i], entry))
         for i, score in self._score_sandboxed(sandboxed).items():
