@@ -409,10 +409,22 @@ class ReasoningGymReward(Verifier):
                 got = json.loads(line[len(token) :])
             except ValueError:
                 return None
-            return got if isinstance(got, list) and len(got) == n else None
+            ok = isinstance(got, list) and len(got) == n
+            ok = ok and all(
+                isinstance(x, list) and len(x) == 2 and isinstance(x[0], (int, float)) for x in got
+            )
+            return got if ok else None
 
+        self._check_interpreter(sandbox.isolation(self.limits.uid))
         paths = site_paths()
         whole = sandbox.run(_SCORER_PROGRAM, self.limits, stdin=payload(items), sys_path=paths)
+        if "ModuleNotFoundError" in whole.stderr or "ImportError" in whole.stderr:
+            raise RewardError(
+                "reward=reasoning_gym: the sandbox cannot import reasoning-gym from "
+                f"{paths} ({whole.stderr.strip().splitlines()[-1][:200]}). Its scorers that "
+                "evaluate answers must run there; make those folders readable for the sandbox's "
+                "uid (reward.sandbox.uid) or use generators whose scorers run in the trainer."
+            )
         got = parse(whole, len(items))
         if got is None:  # one answer broke the run: score each on its own
             runs = sandbox.run_many(
@@ -432,6 +444,19 @@ class ReasoningGymReward(Verifier):
             self.status_counts[status] = self.status_counts.get(status, 0) + 1
             out[i] = float(score)
         return out
+
+    @staticmethod
+    def _check_interpreter(iso) -> None:
+        """The sandbox imports this interpreter's packages: its Python must be the same
+        major.minor, or every sandboxed answer would silently score 0."""
+        if tuple(iso.python_version) != tuple(sys.version_info[:2]):
+            raise RewardError(
+                f"reward=reasoning_gym: the sandbox runs {iso.python} (Python "
+                f"{iso.python_version[0]}.{iso.python_version[1]}), which cannot import this "
+                f"Python {sys.version_info[0]}.{sys.version_info[1]}'s reasoning-gym. Make this "
+                "interpreter executable for the sandbox's uid (reward.sandbox.uid), or install "
+                "a matching python3 on PATH."
+            )
 
     def pop_stats(self) -> dict[str, float]:
         out = super().pop_stats()

@@ -245,3 +245,16 @@ def test_no_stray_files_from_sandboxed_scoring():
     ReasoningGymReward("tag")(P, [f"<answer>{e['answer']}</answer>"], [Gold(e["answer"], e)])
     assert {p for p in Path("/tmp").glob("rft-sandbox-*")} <= before
     assert os.path.exists("/tmp")
+
+
+def test_a_sandbox_python_that_cannot_import_the_scorers_is_an_error_not_zeros(monkeypatch):
+    from dataclasses import replace
+
+    from rft import sandbox
+
+    iso = sandbox.isolation()
+    other = replace(iso, python_version=(iso.python_version[0], iso.python_version[1] + 1))
+    monkeypatch.setattr(sandbox, "isolation", lambda uid=sandbox.NOBODY: other)
+    e = rg_entry("countdown", seed=1)
+    with pytest.raises(RewardError, match="cannot import this Python"):
+        ReasoningGymReward("tag")(P, [f"<answer>{e['answer']}</answer>"], [Gold(e["answer"], e)])
