@@ -296,10 +296,18 @@ def _killpg(pgid: int) -> None:
         pass
 
 
-def _wait_unreaped(pid: int, timeout: float) -> bool:
-    """Wait until ``pid`` exits or ``timeout`` passes, WITHOUT reaping it: while it is a
+def _wait_unreaped(proc: subprocess.Popen, timeout: float) -> bool:
+    """Wait until the process exits or ``timeout`` passes, WITHOUT reaping it: while it is a
     zombie its pid (= the process group id) cannot be reused, so the group kill that follows
-    cannot hit an unrelated process. True if it exited."""
+    cannot hit an unrelated process. True if it exited. (Where os.waitid is missing, the
+    process is reaped here and the group kill that follows is best effort.)"""
+    pid = proc.pid
+    if not hasattr(os, "waitid"):
+        try:
+            proc.wait(timeout)
+            return True
+        except subprocess.TimeoutExpired:
+            return False
     deadline = time.monotonic() + timeout
     delay = 0.002
     while True:
@@ -402,7 +410,7 @@ def _execute(
             except OSError as e:
                 return Execution("sandbox_error", None, "", f"{type(e).__name__}: {e}")
             try:
-                finished = _wait_unreaped(proc.pid, limits.wall_s)
+                finished = _wait_unreaped(proc, limits.wall_s)
             finally:
                 _killpg(proc.pid)  # the whole group, finished or not
                 rc = proc.wait()
