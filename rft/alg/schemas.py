@@ -329,6 +329,7 @@ class KLEstimator(str, Enum):
 class PromptSampling(str, Enum):
     uniform = "uniform"  # every train prompt equally likely (the same draw as alg=ppo)
     std_aware = "std_aware"  # p ∝ max(estimated reward std, floor) (Razin et al.: gradient ∝ std)
+    learnability = "learnability"  # p ∝ max(p̂(1-p̂), floor): the pass-rate variance (Foster et al.)
 
 
 @dataclass
@@ -433,9 +434,15 @@ class GroupConfig(OnlineConfig):
     )
     overlong: OverlongConfig = block(OverlongConfig, "DAPO's overlong reward shaping")
     prompt_sampling: PromptSampling = knob(
-        PromptSampling.uniform, "uniform | std_aware (p ∝ estimated reward std, with a floor)"
+        PromptSampling.uniform,
+        "uniform | std_aware (p ∝ estimated reward std, with a floor) | learnability (p ∝"
+        " estimated p(1-p), the pass-rate variance of Foster et al. 2025; std² for 0/1 rewards)",
     )
-    std_sampler: StdSamplerConfig = block(StdSamplerConfig, "prompt_sampling=std_aware")
+    std_sampler: StdSamplerConfig = block(
+        StdSamplerConfig,
+        "prompt_sampling=std_aware | learnability (floor and prior on the statistic's scale:"
+        " a std, or a variance ≤ 0.25)",
+    )
 
 
 # ----------------------------------------------------------------- offline RL (A-LoL family)

@@ -11,6 +11,10 @@ per-prompt difference is a paired comparison. A batch holds ``batch_size`` seque
 ``max(1, batch_size // K)`` prompts; with K = 1 batches are exactly those of the earlier
 one-sample evaluation, so its numbers are unchanged.
 
+A verifiable task (``task.verifiable``, rft/task/verifiable.py) also has each completion
+checked by its own verifier: pass@1, pass@k, maj@k and the format-error share
+(rft/eval/verifiable.py) join the metrics, the per-prompt lists and the sample table.
+
 Under DDP (a process group is initialised) each rank evaluates its own contiguous share of the
 prompts, whole batches each, and the per-example records are gathered so that every rank
 computes the same metrics over the whole split. Rank 0 uses the same seed and batches as a
@@ -54,6 +58,10 @@ class EvalRecords:
     lengths: list[int] = field(default_factory=list)  # completion tokens
     nll: list[float] = field(default_factory=list)  # -log π_ref(y|x) summed; empty without π_ref
     k: int = 1  # samples per prompt
+    # a verifiable task's check (rft.eval.verifiable): each sample correct or not, and the
+    # answer found in it (None: none in the asked format); empty for other tasks
+    correct: list[bool] = field(default_factory=list)
+    answers: list[str | None] = field(default_factory=list)
 
     @property
     def n_prompts(self) -> int:
@@ -66,6 +74,8 @@ class EvalRecords:
         self.rewards += other.rewards
         self.lengths += other.lengths
         self.nll += other.nll
+        self.correct += other.correct
+        self.answers += other.answers
 
 
 def prompts_per_batch(batch_size: int, k: int) -> int:
@@ -97,9 +107,11 @@ def evaluate_shard(
     samples_per_prompt: int = 1,
     progress: bool = False,
     prompt_truncation: str = "left",
+    verifier=None,
 ) -> EvalRecords:
     """Generate K completions per example, score them under the reference and reward them, in
-    this process. ``batch_size`` counts sequences (see ``prompts_per_batch``)."""
+    this process; with a ``verifier`` (a verifiable task's check) also record which are
+    correct. ``batch_size`` counts sequences (see ``prompts_per_batch``)."""
     k = samples_per_prompt
     rec = EvalRecords(k=k)
     if not examples:
@@ -129,6 +141,13 @@ def evaluate_shard(
     rep_prompts = [p for p in prompts for _ in range(k)]
     refs = [e.reward_references for e in examples for _ in range(k)]
     rec.rewards = reward_fn(rep_prompts, rec.texts, refs).tolist()
+    # the reward's own statistics (rft/reward/base.py) of these completions are not a training
+    # iteration's: drop them here, so the next rollout's pop_stats() sees only its own
+    getattr(reward_fn, "pop_stats", dict)()
+    if verifier is not None:
+        verdicts = verifier.verdicts(rep_prompts, rec.texts, refs)
+        rec.correct = [bool(v.correct) for v in verdicts]
+        rec.answers = [v.answer for v in verdicts]
     return rec
 
 
@@ -216,6 +235,8 @@ def evaluate_policy(
     n_samples: int = 16,
     progress: bool = False,
     metrics: list[str] | tuple = (),
+    verifier=None,
+    pass_k: list[int] | tuple = (1,),
     **decoding,
 ) -> EvalResult:
     """Evaluate ``policy`` on ``examples``. metrics: reward_mean, reward_std, perplexity,
@@ -223,7 +244,8 @@ def evaluate_policy(
     samples_per_prompt; samples: the first ``n_samples`` (prompt, completion, reward);
     per_prompt: prompt ids and their K rewards. ``metrics``: text metrics (rft.eval.text) added
     to all three, each with its standard error where it has per-completion scores.
-    ``decoding``: prompt_max_tokens,
+    ``verifier``: a verifiable task's check; adds pass@1, pass@k for ``pass_k``, maj@k and
+    the format-error share (rft.eval.verifiable) the same three ways. ``decoding``: prompt_max_tokens,
     max_new_tokens, min_new_tokens, generation (see ``evaluate_shard``)."""
     if samples_per_prompt < 1:
         raise ValueError(f"samples_per_prompt={samples_per_prompt}: must be ≥ 1")
@@ -239,6 +261,7 @@ def evaluate_policy(
         seed=seed + rank,
         samples_per_prompt=samples_per_prompt,
         progress=progress and rank == 0,
+        verifier=verifier,
         **decoding,
     )
     rec = gather_records(rec, world_size)
@@ -247,6 +270,24 @@ def evaluate_policy(
     split_metrics = aggregate(rec)
     for key, v in tm.metrics.items():  # distinct-n: keep the evaluation's own (with its SE)
         split_metrics.setdefault(key, v)
+    ver_per_prompt = {}
+    if verifier is not None:
+        from rft.eval.verifiable import verifiable_metrics
+
+        vm, ver_per_prompt = verifiable_metrics(
+            rec.correct, rec.answers, k, pass_k, getattr(verifier, "votable", True)
+        )
+        split_metrics.update(vm)
+    samples = sample_rows(examples, rec, k, n_samples, tm.per_sample)
+    pp = per_prompt(rec, examples)
+    if tm.per_prompt or ver_per_prompt:
+        pp["metrics"] = {**tm.per_prompt, **ver_per_prompt}
+    return EvalResult(split_metrics, samples, pp, tm.unavailable)
+
+
+def sample_rows(examples, rec, k: int, n_samples: int, per_sample: dict) -> list[dict]:
+    """The first ``n_samples`` completions as samples.jsonl rows: prompt, completion, reward,
+    references, each text metric's score and, for verifiable tasks, the check's verdict."""
     samples = []
     for i, (e, c, r) in enumerate(
         zip([e for e in examples for _ in range(k)], rec.texts, rec.rewards)
@@ -256,12 +297,11 @@ def evaluate_policy(
         row = {"prompt": e.prompt, "completion": c, "reward": r, "reference": e.reference}
         if e.references:
             row["references"] = list(e.references)
-        row.update({key: v[i] for key, v in tm.per_sample.items()})
+        row.update({key: v[i] for key, v in per_sample.items()})
+        if rec.correct:
+            row.update(correct=float(rec.correct[i]), answer=rec.answers[i])
         samples.append(row)
-    pp = per_prompt(rec, examples)
-    if tm.per_prompt:
-        pp["metrics"] = tm.per_prompt
-    return EvalResult(split_metrics, samples, pp, tm.unavailable)
+    return samples
 
 
 # ------------------------------------------------------------------ a run's evaluation
@@ -291,6 +331,7 @@ def evaluate_split(cfg, task, policy, ref, reward_fn, split: str) -> tuple[EvalR
     the result and the evaluation's setup (what a paired comparison must match)."""
     ev = cfg.eval
     k = ev.samples_per_prompt if split == "test" else ev.val_samples_per_prompt
+    verifier = task.verifier() if getattr(task, "verifiable", False) else None
     res = evaluate_policy(
         policy,
         ref if ev.perplexity else None,
@@ -307,8 +348,12 @@ def evaluate_split(cfg, task, policy, ref, reward_fn, split: str) -> tuple[EvalR
         n_samples=ev.n_samples_table,
         progress=True,
         metrics=list(task.cfg.get("metrics") or []) if hasattr(task.cfg, "get") else [],
+        verifier=verifier,
+        pass_k=list(getattr(task, "pass_k", (1,))),
     )
     setup = {"split": split, "seed": ev.seed, "samples_per_prompt": k}
+    if verifier is not None:
+        setup["verifier"] = verifier.name
     if res.unavailable:
         setup["unavailable_metrics"] = res.unavailable
         for name, why in res.unavailable.items():

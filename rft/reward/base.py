@@ -1,4 +1,13 @@
-"""Build a reward from its config and check what it returns."""
+"""Build a reward from its config and check what it returns.
+
+Extra statistics. A reward may expose numbers about the batches it scored (a verifier's share
+of unparsable answers, a code reward's timeouts) by defining ``pop_stats() -> dict[str,
+float]``: the values over the completions scored since its previous call, keys without a
+prefix (``unparsable_share``). ``CheckedReward.pop_stats()`` returns them under ``reward/``
+(``reward/unparsable_share``), and ``{}`` for a reward without the method, so a training loop
+can add ``reward_fn.pop_stats()`` to every iteration's row whatever the reward is.
+``WeightedSum`` passes its terms' on as ``reward/<term>/<key>``.
+"""
 
 from __future__ import annotations
 
@@ -113,6 +122,14 @@ class CheckedReward:
                 self.cfg,
                 log,
             )
+
+    def pop_stats(self) -> dict[str, float]:
+        """The wrapped reward's statistics since the last call, as ``reward/<key>`` (see the
+        module docstring); ``{}`` when it exposes none."""
+        pop = getattr(self.fn, "pop_stats", None)
+        if pop is None:
+            return {}
+        return {f"reward/{k}": float(v) for k, v in pop().items()}
 
     def _note_empty(self, completions: list[str], scores: torch.Tensor) -> None:
         """An empty completion gets whatever its reward gives it (a metric: 0 by definition), but

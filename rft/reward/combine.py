@@ -74,3 +74,11 @@ class WeightedSum:
             s = w * fn(prompts, completions, references)
             total = s if total is None else total + s
         return total.tolist()
+
+    def pop_stats(self) -> dict[str, float]:
+        """Each term's statistics as ``<term>/<key>`` (rft/reward/base.py)."""
+        out = {}
+        for name, _, fn in self.terms:
+            for key, v in fn.pop_stats().items():
+                out[f"{name}/{key.removeprefix('reward/')}"] = v
+        return out

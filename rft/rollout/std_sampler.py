@@ -10,6 +10,18 @@ prompt's std changes as the policy does, and a prompt that is never drawn is nev
 DAPO's dynamic sampling (§9) spends generation on such prompts and then discards them; this
 sampler avoids generating them in the first place, at the price of trusting stale estimates.
 
+``statistic="learnability"`` weighs by p(1 - p) instead, p the prompt's pass rate under the
+policy: the Bernoulli variance of success, the "learnability" of Foster et al. 2025 ("Learning
+to Reason at the Frontier of Learnability", arXiv 2502.12272; docs/verifiable-and-remote.md
+§A5), which SPEED-RL's SNR bound (≤ 4N·p(1-p)) and VCRL's normalised variance also rank by. It
+is 0 for a prompt always or never solved and peaks at p = 1/2. Its observation per group is
+p̂(1 - p̂) with p̂ the share of passes when the caller gives pass rates, else the group's reward
+std squared, which IS p̂(1 - p̂) for rewards in {0, 1} with the population std the training loop
+computes (for other rewards it is the reward variance, VCRL's statistic). So the std mode
+weighs by std and this one by variance: the same ranking, with p(1-p) concentrating the draw
+more strongly on the prompts at the frontier. ``floor``, ``prior`` and the estimates are on the
+statistic's own scale (a variance is at most 0.25 for binary rewards).
+
 Pure numpy: no torch, no config objects. Randomness comes only from the ``rng`` passed to
 ``draw`` (``rft.rng.std_sampler_rng``), so a draw is a function of (state, rng) and a resumed
 run that restores ``state_dict`` draws what the uninterrupted one drew.
@@ -34,6 +46,9 @@ class StdAwareSampler:
 
     Args:
         n_prompts: the size of the train split; indices are 0..n_prompts-1.
+        statistic: what a prompt's weight estimates: ``"std"`` its reward std (Razin et al.)
+            or ``"learnability"`` p(1-p), its pass-rate variance (Foster et al.; see the
+            module docstring).
         floor: every weight is max(estimate, floor); must be > 0, or a prompt observed once
             with std 0 could never be drawn (and re-measured) again.
         prior: the estimate used for a never-seen prompt. None: the mean estimate of the seen
@@ -44,9 +59,18 @@ class StdAwareSampler:
             but the policy moves, so too much keeps a solved prompt's old high std around.
     """
 
+    STATISTICS = ("std", "learnability")
+
     def __init__(
-        self, n_prompts: int, floor: float, prior: float | None = None, momentum: float = 0.0
+        self,
+        n_prompts: int,
+        floor: float,
+        prior: float | None = None,
+        momentum: float = 0.0,
+        statistic: str = "std",
     ):
+        if statistic not in self.STATISTICS:
+            raise ValueError(f"statistic={statistic!r}: choose one of {list(self.STATISTICS)}")
         if int(n_prompts) != n_prompts or n_prompts < 1:
             raise ValueError(f"n_prompts={n_prompts}: need a positive number of train prompts")
         if not (np.isfinite(floor) and floor > 0):
@@ -64,6 +88,7 @@ class StdAwareSampler:
                 f"std_sampler.momentum={momentum}: must be in [0, 1) (1 would freeze every"
                 " estimate at its first observation)"
             )
+        self.statistic = statistic
         self.n_prompts = int(n_prompts)
         self.floor = float(floor)
         self.prior = None if prior is None else float(prior)
@@ -124,10 +149,19 @@ class StdAwareSampler:
         return top[np.argsort(-keys[top], kind="stable")].astype(np.int64)
 
     # ------------------------------------------------------------------------------ updates
-    def update(self, indices: Sequence[int], stds: Sequence[float]) -> None:
+    def update(
+        self,
+        indices: Sequence[int],
+        stds: Sequence[float],
+        pass_rates: Sequence[float] | None = None,
+    ) -> None:
         """estimate ← momentum·old + (1-momentum)·observed (the observed value itself for a
         never-seen prompt). A prompt listed twice is updated twice, in order (as if its two
-        groups had arrived one after the other)."""
+        groups had arrived one after the other).
+
+        The observation is the group's reward std (statistic "std"), or for "learnability"
+        p̂(1 - p̂) with p̂ = ``pass_rates`` (each group's share of passes, in [0, 1]) when given,
+        else std² (= p̂(1 - p̂) for {0, 1} rewards and the population std)."""
         idx = np.asarray(indices, dtype=np.int64).reshape(-1)
         obs = np.asarray(stds, dtype=np.float64).reshape(-1)
         if idx.shape != obs.shape:
@@ -140,17 +174,36 @@ class StdAwareSampler:
                 f"update got stds that are not finite and >= 0: {obs[bad][:5].tolist()} (a group"
                 " of one sample has no unbiased std: use G >= 2)"
             )
+        if self.statistic == "learnability":
+            obs = self._learnability(obs, pass_rates)
+        elif pass_rates is not None:
+            raise ValueError(
+                "pass_rates are for statistic='learnability'; this sampler weighs by std"
+            )
         m = self.momentum
         for i, s in zip(idx.tolist(), obs.tolist()):  # ≤ one batch of prompts
             self.estimates[i] = m * self.estimates[i] + (1 - m) * s if self.seen[i] else s
             self.seen[i] = True
+
+    @staticmethod
+    def _learnability(stds: np.ndarray, pass_rates: Sequence[float] | None) -> np.ndarray:
+        """p̂(1 - p̂) per group: from the pass rates when given, else std²."""
+        if pass_rates is None:
+            return np.square(stds)
+        p = np.asarray(pass_rates, dtype=np.float64).reshape(-1)
+        if p.shape != stds.shape:
+            raise ValueError(f"update got {stds.size} stds and {p.size} pass rates")
+        if not np.all(np.isfinite(p) & (p >= 0) & (p <= 1)):
+            raise ValueError(f"pass rates must be in [0, 1], got {p[:5].tolist()}")
+        return p * (1 - p)
 
     # ------------------------------------------------------------------------------ logging
     def stats(self) -> dict[str, float]:
         """Scalars for the training log.
 
         sampler/seen_share: share of train prompts with an estimate.
-        sampler/std_estimate_mean: mean estimate over the seen prompts (0.0 while none is).
+        sampler/std_estimate_mean (statistic "std") or sampler/learnability_estimate_mean
+            ("learnability"): mean estimate over the seen prompts (0.0 while none is).
         sampler/floored_share: share of the seen prompts whose estimate is at or below the
             floor (drawn only at the floor rate: believed solved or unsolvable).
         sampler/effective_prompts: 1/Σp², the number of equally likely prompts with the same
@@ -161,7 +214,7 @@ class StdAwareSampler:
         seen = self.estimates[self.seen]
         return {
             "sampler/seen_share": float(self.seen.mean()),
-            "sampler/std_estimate_mean": float(seen.mean()) if seen.size else 0.0,
+            f"sampler/{self.statistic}_estimate_mean": float(seen.mean()) if seen.size else 0.0,
             "sampler/floored_share": float((seen <= self.floor).mean()) if seen.size else 0.0,
             "sampler/effective_prompts": float(1.0 / np.square(p).sum()),
             "sampler/p_max_over_uniform": float(p.max() * self.n_prompts),
@@ -172,6 +225,7 @@ class StdAwareSampler:
         """Plain lists and floats (a Lightning checkpoint stores it as it is)."""
         return {
             "n_prompts": self.n_prompts,
+            "statistic": self.statistic,
             "estimates": self.estimates.tolist(),
             "seen": self.seen.tolist(),
         }
@@ -184,6 +238,12 @@ class StdAwareSampler:
                 f"sampler state is for {d['n_prompts']} train prompts, this run has"
                 f" {self.n_prompts}: the train set changed since the checkpoint"
             )
+        saved = d.get("statistic", "std")  # states saved before the option weighed by std
+        if saved != self.statistic:
+            raise ValueError(
+                f"sampler state estimates {saved!r}, this sampler weighs by {self.statistic!r}:"
+                " the estimates are on another scale. Resume with the same prompt sampling."
+            )
         self.estimates = np.asarray(d["estimates"], dtype=np.float64).copy()
         self.seen = np.asarray(d["seen"], dtype=bool).copy()
 
@@ -193,14 +253,15 @@ class StdAwareSampler:
         train prompts it sampled to their std over K; returns how many.
 
         The std is the population std (ddof=0), the same plug-in estimate the extraction's own
-        summary uses (``per_prompt_stats``). Rows map to train indices through the
+        summary uses (``per_prompt_stats``); statistic "learnability" takes its square
+        (p̂(1 - p̂) for {0, 1} rewards). Rows map to train indices through the
         ``prompt_indices.json`` the extraction writes next to rewards.npy (split, split size
         and the index of each row); an extraction made before that file existed, on another
         split or on another train set is refused with the fix, never guessed at."""
         R, index_file = read_reward_matrix(Path(path).expanduser())
         idx = read_extract_index(index_file, R.shape[0], self.n_prompts)
         std = R.astype(np.float64).std(axis=1, ddof=0)
-        self.estimates[idx] = std
+        self.estimates[idx] = np.square(std) if self.statistic == "learnability" else std
         self.seen[idx] = True
         return int(idx.size)
 

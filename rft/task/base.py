@@ -89,13 +89,14 @@ def read_jsonl_objects(path) -> list[tuple[int, dict]]:
     return rows
 
 
-def load_hub_dataset(hub_id: str, folder: str):
-    """``datasets.load_dataset(hub_id)``; any failure (no network, no such dataset) becomes one
-    DataError that points at a local copy (``folder``: the data folder's name, e.g. imdb)."""
+def load_hub_dataset(hub_id: str, folder: str, name: str | None = None):
+    """``datasets.load_dataset(hub_id, name)``; any failure (no network, no such dataset)
+    becomes one DataError that points at a local copy (``folder``: the data folder's name,
+    e.g. imdb)."""
     try:
         import datasets
 
-        return datasets.load_dataset(hub_id)
+        return datasets.load_dataset(hub_id, name) if name else datasets.load_dataset(hub_id)
     except Exception as e:  # noqa: BLE001 - any hub failure ends in the same advice
         raise DataError(
             f"task.source=hub: could not load the dataset {hub_id!r} from the hub "

@@ -399,3 +399,27 @@ def test_std_sampler_starts_from_an_extraction(prompts_file, tmp_path):
     n_train = 40 - round(40 * 0.1) - round(40 * 0.1)  # tiny_overrides' val/test cuts
     # 10 seeded by the extraction, + up to 4 observed in the first batch
     assert 10 / n_train <= row["sampler/seen_share"] <= 14 / n_train + 1e-9
+
+
+def test_learnability_sampling_weighs_prompts_by_their_pass_rate_variance(
+    prompts_file, tmp_path, monkeypatch
+):
+    """alg.prompt_sampling=learnability builds the sampler on p(1-p): each group it observes
+    enters as its reward std squared (p̂(1-p̂) for 0/1 rewards), and the run logs its estimate."""
+    from rft.rollout.std_sampler import StdAwareSampler
+
+    fed, orig_update = [], StdAwareSampler.update
+
+    def spy(self, idx, stds, *args, **kwargs):
+        fed.append((self.statistic, list(stds)))
+        return orig_update(self, idx, stds, *args, **kwargs)
+
+    monkeypatch.setattr(StdAwareSampler, "update", spy)
+    cfg = group_cfg(
+        prompts_file, "grpo", "alg.prompt_sampling=learnability", "alg.std_sampler.floor=0.01"
+    )
+    train(cfg, run_dir=tmp_path / "run")
+    assert fed and all(stat == "learnability" for stat, _ in fed)
+    rows = [r for r in history(tmp_path / "run") if "sampler/seen_share" in r]
+    assert rows and all("sampler/learnability_estimate_mean" in r for r in rows)
+    assert "sampler/std_estimate_mean" not in rows[0]

@@ -248,3 +248,73 @@ def test_extract_records_the_train_index_of_each_row(prompts_file, tmp_path):
     s = StdAwareSampler(len(task.train), 0.02)
     assert s.seed_from_extract(tmp_path / "ex") == 5
     np.testing.assert_allclose(s.estimates[meta["indices"]], [r["std"] for r in rows], rtol=1e-6)
+
+
+# ----------------------------------------------------------- statistic="learnability": p(1-p)
+def test_learnability_weighs_by_pass_rate_variance_by_hand():
+    """Binary rewards, G = 4: pass rates 0, 1/4, 1/2, 1 give p(1-p) = 0, 3/16, 1/4, 0; the
+    population std of the same groups is sqrt(p(1-p)), so std² gives the same estimates."""
+    rates = [0.0, 0.25, 0.5, 1.0]
+    groups = [[1.0] * int(4 * p) + [0.0] * (4 - int(4 * p)) for p in rates]
+    stds = [float(np.std(g)) for g in groups]  # ddof=0, as the training loop computes
+    by_rate = StdAwareSampler(4, 0.01, statistic="learnability")
+    by_rate.update(range(4), stds, pass_rates=rates)
+    by_std = StdAwareSampler(4, 0.01, statistic="learnability")
+    by_std.update(range(4), stds)
+    expected = [0.0, 3 / 16, 1 / 4, 0.0]
+    np.testing.assert_allclose(by_rate.estimates, expected, atol=1e-12)
+    np.testing.assert_allclose(by_std.estimates, expected, atol=1e-12)
+    w = np.maximum(expected, 0.01)
+    np.testing.assert_allclose(by_rate.probabilities(), w / w.sum(), rtol=1e-12)
+    # p(1-p) concentrates the draw on the frontier more than the std does
+    std_mode = seeded(stds, 0.01)
+    assert by_rate.probabilities()[2] > std_mode.probabilities()[2]
+
+
+def test_learnability_with_pass_rates_ignores_a_format_bonus_in_the_std():
+    """With a reward of correct + 0.1·format, the std mixes both; the pass rates give p(1-p)
+    of the correctness alone."""
+    s = StdAwareSampler(2, 0.01, statistic="learnability")
+    s.update([0, 1], [0.3, 0.05], pass_rates=[0.5, 0.0])
+    np.testing.assert_allclose(s.estimates, [0.25, 0.0])
+    assert s.stats()["sampler/learnability_estimate_mean"] == pytest.approx(0.125)
+
+
+def test_learnability_momentum_and_extract_seed_use_the_variance(tmp_path):
+    s = StdAwareSampler(3, 0.01, momentum=0.5, statistic="learnability")
+    s.update([0], [0.5])  # 0.25
+    s.update([0], [0.0])  # 0.5·0.25 + 0.5·0
+    assert s.estimates[0] == pytest.approx(0.125)
+    R = np.array([[1, 0, 1, 0], [1, 1, 1, 1]], dtype=float)
+    np.save(tmp_path / "rewards.npy", R)
+    (tmp_path / EXTRACT_INDEX_FILE).write_text(
+        json.dumps({"split": "train", "split_size": 3, "indices": [1, 2]})
+    )
+    s.seed_from_extract(tmp_path)
+    np.testing.assert_allclose(s.estimates[1:], [0.25, 0.0])
+
+
+def test_learnability_state_does_not_load_into_a_std_sampler():
+    s = StdAwareSampler(3, 0.01, statistic="learnability")
+    s.update([0], [0.5])
+    with pytest.raises(ValueError, match="estimates 'learnability', this sampler weighs by 'std'"):
+        StdAwareSampler(3, 0.01).load_state_dict(s.state_dict())
+    restored = StdAwareSampler(3, 0.01, statistic="learnability")
+    restored.load_state_dict(s.state_dict())
+    assert restored.estimates[0] == 0.25
+    old = {k: v for k, v in StdAwareSampler(3, 0.01).state_dict().items() if k != "statistic"}
+    StdAwareSampler(3, 0.01).load_state_dict(old)  # a state saved before the option: std
+
+
+@pytest.mark.parametrize(
+    "kw,update,message",
+    [
+        ({"statistic": "variance"}, None, "statistic='variance': choose one of"),
+        ({}, ([0], [0.1], [0.5]), "pass_rates are for statistic='learnability'"),
+        ({"statistic": "learnability"}, ([0], [0.1], [1.5]), r"pass rates must be in \[0, 1\]"),
+    ],
+)
+def test_learnability_bad_inputs(kw, update, message):
+    with pytest.raises(ValueError, match=message):
+        s = StdAwareSampler(2, 0.01, **kw)
+        s.update(*update)

@@ -1,0 +1,503 @@
+"""The experiments of issue #26 on verifiable rewards (SmolLM2-135M-Instruct on a CPU):
+
+    python scripts/verifiable_experiments.py pick OUT                  # 1. choose the difficulty
+    python scripts/verifiable_experiments.py vanishing OUT --task NAME # 2. GRPO vs SFT → GRPO
+    python scripts/verifiable_experiments.py remedies OUT --task NAME  # 3. samplers side by side
+    python scripts/verifiable_experiments.py humaneval OUT             # 4. HumanEval pass@1/10
+    python scripts/verifiable_experiments.py <any> OUT --smoke         # the same on a tiny model
+
+Every run composes ``experiment=rg_grpo`` (or ``humaneval_eval``) plus the overrides below and
+runs in this process (``rft.train.train``), one after another; a finished run (metrics.json and
+the same settings) is reused when the script runs again. Each command writes OUT/<command>.md
+(the table, with the exact settings) and OUT/<command>.json; ``remedies`` also a plot.
+
+1. ``pick``: ``mode=extract`` on the train split for each candidate task (``CANDIDATES``: a
+   reasoning-gym generator at a difficulty, and the reward that checks it), K = G samples per
+   prompt with the binary reward: the pass rates' spread and the zero-std share. Choose a
+   candidate whose pass rates span 0 to 1 with more than half of the prompts at zero std.
+2. ``vanishing`` (Razin et al., docs/algorithms.md §5): the zero-std share of the initial
+   policy and of an SFT policy (``alg=sft`` on ``--sft-frac`` of the train prompts' solutions
+   for ``--sft-steps`` steps), then GRPO from each for the same generated-token budget, per
+   seed: test pass@1 before and after (with SE, paired over prompts) and the zero-std share of
+   the drawn groups per iteration.
+3. ``remedies``: GRPO at the same token budget with uniform prompts, DAPO's dynamic sampling
+   (the filter alone, on GRPO), the std-aware sampler and the p(1-p) (learnability) sampler:
+   generated tokens to a val pass@1 target, pass@1 at the budget, the zero-std share per
+   iteration (plot). ``learnability`` needs ``alg.prompt_sampling=learnability`` wired in
+   GroupConfig / rft/alg/group.py; until then it is skipped with that message.
+4. ``humaneval``: ``experiment=humaneval_eval`` (pass@1 and pass@10, n = 10), then a short
+   GRPO run on HumanEval with the sandboxed reward: time/reward_s over time/iteration_s.
+
+Budgets are generated tokens: a run stops after the iteration that reaches ``--budget``
+(scripts/std_sampler_experiment.py's patch of GroupPG), so dynamic sampling, which generates
+more per iteration, runs fewer iterations. The learning curve is val pass@1 every
+``--eval-every`` iterations, starting from the initial policy's test pass@1 (same
+distribution, other prompts); the headline numbers are the final test evaluation's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # run as `python scripts/...`: make rft and scripts importable
+    sys.path.insert(0, str(REPO))
+
+from scripts.std_sampler_experiment import (  # noqa: E402
+    compose_cfg,
+    mean_se,
+    reward_at,
+    stop_at_budget,
+    tokens_to_target,
+)
+
+# The alg knobs this script sets, in one place (the algorithm schemas are being renamed).
+ALG = {
+    "iterations": "alg.n_iterations",
+    "prompts": "alg.rollout_prompts",
+    "G": "alg.samples_per_prompt",
+    "minibatch": "alg.minibatch_size",
+    "lr": "alg.lr",
+    "eval_every": "alg.eval_every",
+    "prompt_sampling": "alg.prompt_sampling",
+    "dynamic_sampling": "alg.dynamic_sampling",
+    "sft_steps": "alg.max_steps",
+    "sft_frac": "alg.data_frac",
+}
+
+# name -> overrides of experiment=rg_grpo: a generator at a difficulty and its check
+CANDIDATES = {
+    "chain_sum_2t_1-2d": [
+        "task.generators=[{name:chain_sum,min_terms:2,max_terms:2,min_digits:1,max_digits:2}]"
+    ],
+    "chain_sum_2t_2d": [
+        "task.generators=[{name:chain_sum,min_terms:2,max_terms:2,min_digits:2,max_digits:2}]"
+    ],
+    "chain_sum_3t_1-2d": [
+        "task.generators=[{name:chain_sum,min_terms:3,max_terms:3,min_digits:1,max_digits:2}]"
+    ],
+    "basic_arith_2t_1d": [
+        "task.generators=[{name:basic_arithmetic,min_terms:2,max_terms:2,min_digits:1,"
+        "max_digits:1,allow_parentheses:false,allow_negation:false}]"
+    ],
+    "leg_counting_1-2": ["task.generators=[{name:leg_counting,min_animals:1,max_animals:2}]"],
+    # the same problems, any number in the reply counts (math-verify's own search): no tag needed
+    "chain_sum_2t_1-2d_any": [
+        "task.generators=[{name:chain_sum,min_terms:2,max_terms:2,min_digits:1,max_digits:2}]",
+        "reward=math_verify",
+        "reward.format=any",
+    ],
+}
+
+SMOKE = [
+    "model=tiny",
+    "task.n_train=64",
+    "task.n_val=8",
+    "task.n_test=8",
+    "task.n_eval_prompts=8",
+    "task.n_test_prompts=8",
+    "task.max_new_tokens=8",
+    "task.drop_train_overlap=false",
+    "eval.samples_per_prompt=2",
+    "eval.val_samples_per_prompt=2",
+    "task.pass_k=[1,2]",
+    "diag.k_samples=4",
+    "logger=none",
+    "hardware=cpu_fp32",
+]
+
+
+# ------------------------------------------------------------------------------ runs
+def run(out: Path, name: str, overrides: list[str], settings: dict) -> Path:
+    """Train ``overrides`` into OUT/runs/<name> unless a finished run with the same settings is
+    there; returns the run folder."""
+    from rft.train import train
+
+    run_dir = out / "runs" / name
+    stamp = run_dir / "settings.json"
+    settings = {**settings, "overrides": overrides}
+    if (run_dir / "metrics.json").is_file() and stamp.is_file():
+        if json.loads(stamp.read_text()) == settings:
+            return run_dir
+    t0 = time.perf_counter()
+    train(compose_cfg(*overrides), run_dir=run_dir)
+    stamp.write_text(json.dumps(settings))
+    print(f"  {name}: {time.perf_counter() - t0:.0f}s", flush=True)
+    return run_dir
+
+
+def base(args, experiment: str = "rg_grpo") -> list[str]:
+    return [
+        f"experiment={experiment}",
+        f"hardware.torch_threads={args.threads}",
+        *(SMOKE if args.smoke else []),
+        *args.override,
+    ]
+
+
+def grpo(args, seed: int, *extra: str) -> list[str]:
+    return [
+        *base(args),
+        f"seed={seed}",
+        f"{ALG['prompts']}={args.prompts}",
+        f"{ALG['G']}={args.G}",
+        f"{ALG['minibatch']}={args.prompts * args.G}",
+        f"{ALG['lr']}={args.lr}",
+        f"{ALG['eval_every']}={args.eval_every}",
+        f"{ALG['iterations']}={args.max_iterations}",
+        "checkpoint.every_n_iterations=1000",
+        *extra,
+    ]
+
+
+def task_overrides(args) -> list[str]:
+    if args.task not in CANDIDATES:
+        raise SystemExit(f"--task {args.task!r}: choose one of {list(CANDIDATES)}")
+    return CANDIDATES[args.task]
+
+
+def extraction_stats(run_dir: Path) -> dict:
+    """Pass-rate spread of a mode=extract run (binary rewards: pass = reward 1)."""
+    R = np.load(run_dir / "rewards.npy")
+    p = (R >= 1.0).mean(1)
+    return {
+        "n_prompts": int(R.shape[0]),
+        "k": int(R.shape[1]),
+        "pass_rate_mean": float(p.mean()),
+        "zero_std_share": float((R.std(1) == 0).mean()),
+        "all_fail_share": float((p == 0).mean()),
+        "all_pass_share": float((p == 1).mean()),
+        "pass_rate_quantiles": [float(q) for q in np.quantile(p, [0.1, 0.25, 0.5, 0.75, 0.9])],
+    }
+
+
+def history(run_dir: Path) -> list[dict]:
+    return [json.loads(x) for x in (run_dir / "history.jsonl").read_text().splitlines()]
+
+
+def metrics(run_dir: Path) -> dict:
+    return json.loads((run_dir / "metrics.json").read_text())
+
+
+def paired_pass1(run_dir: Path) -> tuple[float, float]:
+    """Final minus initial test pass@1 of one run, paired over prompts (rft report's pairing)."""
+    from rft.report import paired
+
+    ev = run_dir / "eval"
+    init = json.loads(sorted(ev.glob("test_init_*.json"))[-1].read_text())["per_prompt"]
+    final = json.loads(sorted(ev.glob("test_0*.json"))[-1].read_text())["per_prompt"]
+    p = paired(final, init, "pass@1")
+    return (p.diff, p.se) if p else (math.nan, math.nan)
+
+
+def curve(run_dir: Path) -> dict:
+    """Per-iteration token totals and zero-std shares, and (tokens, pass@1) points: the initial
+    test evaluation at 0, then every val evaluation, then the final test evaluation."""
+    rows = history(run_dir)
+    tokens = {0: 0.0}
+    its = [r for r in rows if "rollout/generated_tokens_total" in r]
+    for r in its:
+        tokens[r["iteration"]] = r["rollout/generated_tokens_total"]
+    points = []
+    for r in rows:
+        for key in ("test_init/pass@1", "val/pass@1", "test/pass@1"):
+            if key in r:
+                points.append((tokens.get(r["iteration"], tokens[max(tokens)]), r[key]))
+    return {
+        "tokens": [r["rollout/generated_tokens_total"] for r in its],
+        "zero_std_share": [r["group/zero_std_share"] for r in its],
+        "reward_time_share": [
+            r["time/reward_s"] / r["time/iteration_s"] for r in its if r.get("time/iteration_s")
+        ],
+        "curve": sorted(points),
+    }
+
+
+def fmt(ms, digits: int = 3) -> str:
+    m, se = ms
+    if m is None or math.isnan(m):
+        return "—"
+    return f"{m:.{digits}f} ± {se:.{digits}f}" if not math.isnan(se) else f"{m:.{digits}f}"
+
+
+def write(out: Path, command: str, args, table: str, data: dict) -> None:
+    settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+    head = f"# {command}\n\n```\n{' '.join(sys.argv)}\n```\n\n"
+    (out / f"{command}.md").write_text(head + table + "\n")
+    (out / f"{command}.json").write_text(json.dumps({"settings": settings, **data}, indent=1))
+    print(table)
+    print(f"wrote {out / f'{command}.md'}")
+
+
+# ------------------------------------------------------------------------------ commands
+def cmd_pick(args) -> None:
+    rows, data = [], {}
+    for name, over in CANDIDATES.items():
+        if args.only and name not in args.only:
+            continue
+        extra = ["mode=extract", f"diag.n_prompts={args.n_prompts}", f"diag.k_samples={args.G}"]
+        d = run(args.out, f"pick_{name}", [*base(args), *over, *extra], {"cmd": "pick"})
+        s = extraction_stats(d)
+        data[name] = s
+        q = ", ".join(f"{x:.2f}" for x in s["pass_rate_quantiles"])
+        rows.append(
+            f"| {name} | {s['pass_rate_mean']:.3f} | {s['zero_std_share']:.2f} |"
+            f" {s['all_fail_share']:.2f} | {s['all_pass_share']:.2f} | {q} | {s['n_prompts']}×{s['k']} |"
+        )
+    table = (
+        "| candidate | mean pass rate | zero-std share | all fail | all pass |"
+        " pass-rate p10, p25, p50, p75, p90 | prompts × K |\n|---|---|---|---|---|---|---|\n"
+        + "\n".join(rows)
+    )
+    write(args.out, "pick", args, table, {"candidates": data})
+
+
+def cmd_vanishing(args) -> None:
+    task = task_overrides(args)
+    ex = ["mode=extract", f"diag.n_prompts={args.n_prompts}", f"diag.k_samples={args.G}"]
+    before = run(args.out, "extract_init", [*base(args), *task, *ex], {"cmd": "vanishing"})
+    # alg=sft cannot compose with experiment=rg_grpo (it sets GRPO knobs): the same task,
+    # model and reward by hand, the task's lengths read from the experiment
+    exp = compose_cfg(*base(args), *task)
+    sft_base = [
+        f"task={exp.task.name}",
+        f"model={exp.model.name}",
+        "reward=reasoning_gym_pass",
+        f"task.max_new_tokens={exp.task.max_new_tokens}",
+        f"hardware.torch_threads={args.threads}",
+        *(SMOKE if args.smoke else []),
+        *args.override,
+    ]
+    sft = run(
+        args.out,
+        "sft",
+        [
+            *sft_base,
+            *task,
+            "alg=sft",
+            f"{ALG['sft_steps']}={args.sft_steps}",
+            f"{ALG['sft_frac']}={args.sft_frac}",
+            f"{ALG['eval_every']}=0",
+            "eval.before_training=false",
+        ],
+        {"cmd": "vanishing"},
+    )
+    after = run(
+        args.out,
+        "extract_sft",
+        [*base(args), *task, *ex, f"model.init_from={sft}"],
+        {"cmd": "vanishing"},
+    )
+    stop_at_budget(args.budget)
+    arms = {"grpo_from_init": [], "grpo_after_sft": [f"model.init_from={sft}"]}
+    results: dict = {"extract": {"init": extraction_stats(before), "sft": extraction_stats(after)}}
+    rows = []
+    for arm, extra in arms.items():
+        per_seed = {}
+        for seed in args.seeds:
+            d = run(
+                args.out, f"{arm}_s{seed}", grpo(args, seed, *task, *extra), {"cmd": "vanishing"}
+            )
+            m, c = metrics(d), curve(d)
+            per_seed[seed] = {
+                "pass1_init": (m["test_init/pass@1"], m["test_init/pass@1_se"]),
+                "pass1_final": (m["test/pass@1"], m["test/pass@1_se"]),
+                "gain_paired": paired_pass1(d),
+                "zero_std_share_mean": float(np.mean(c["zero_std_share"])),
+                "tokens": c["tokens"][-1],
+                "iterations": len(c["tokens"]),
+            }
+            s = per_seed[seed]
+            rows.append(
+                f"| {arm} | {seed} | {fmt(s['pass1_init'])} | {fmt(s['pass1_final'])} |"
+                f" {fmt(s['gain_paired'])} | {s['zero_std_share_mean']:.2f} | {s['tokens']:.0f} |"
+            )
+        results[arm] = per_seed
+    e = results["extract"]
+    table = (
+        f"Extraction on {e['init']['n_prompts']} train prompts × K = {e['init']['k']}: zero-std "
+        f"share {e['init']['zero_std_share']:.2f} (initial policy) → "
+        f"{e['sft']['zero_std_share']:.2f} (after SFT, {args.sft_steps} steps on "
+        f"{args.sft_frac:.0%} of the train solutions); mean pass rate "
+        f"{e['init']['pass_rate_mean']:.3f} → {e['sft']['pass_rate_mean']:.3f}.\n\n"
+        "| arm | seed | test pass@1 before | test pass@1 after | paired gain | zero-std share"
+        " (mean over its.) | tokens generated |\n|---|---|---|---|---|---|---|\n" + "\n".join(rows)
+    )
+    write(args.out, "vanishing", args, table, results)
+
+
+REMEDIES = {
+    "uniform": [f"{ALG['prompt_sampling']}=uniform"],
+    "dapo_filter": [f"{ALG['prompt_sampling']}=uniform", f"{ALG['dynamic_sampling']}=true"],
+    "std_aware": [f"{ALG['prompt_sampling']}=std_aware"],
+    "learnability": [f"{ALG['prompt_sampling']}=learnability"],
+}
+
+
+def cmd_remedies(args) -> None:
+    task = task_overrides(args)
+    stop_at_budget(args.budget)
+    runs: dict = {}
+    for method in args.methods:
+        over = REMEDIES[method]
+        try:
+            compose_cfg(*grpo(args, 0, *task, *over))
+        except Exception as e:  # noqa: BLE001 - an option not wired yet (learnability)
+            print(f"  {method}: skipped, the config does not take it yet ({type(e).__name__})")
+            continue
+        for seed in args.seeds:
+            d = run(
+                args.out, f"{method}_s{seed}", grpo(args, seed, *task, *over), {"cmd": "remedies"}
+            )
+            m = metrics(d)
+            runs.setdefault(method, {})[seed] = {
+                **curve(d),
+                "test_pass1": (m["test/pass@1"], m["test/pass@1_se"]),
+            }
+    rows = []
+    summary = {}
+    for method, by_seed in runs.items():
+        ttt = [tokens_to_target(r["curve"], args.target) for r in by_seed.values()]
+        reached = [t for t in ttt if t is not None]
+        at = [reward_at(r["curve"], args.budget) for r in by_seed.values()]
+        final = [r["test_pass1"][0] for r in by_seed.values()]
+        zero = [float(np.mean(r["zero_std_share"])) for r in by_seed.values()]
+        summary[method] = {
+            "tokens_to_target": ttt,
+            "pass1_at_budget": mean_se(at),
+            "test_pass1": mean_se(final),
+            "zero_std_share": mean_se(zero),
+        }
+        rows.append(
+            f"| {method} | {fmt(mean_se(reached), 0)} | {len(reached)}/{len(ttt)} |"
+            f" {fmt(mean_se(at))} | {fmt(mean_se(final))} | {fmt(mean_se(zero), 2)} |"
+        )
+    table = (
+        f"Mean ± SE over seeds {args.seeds}; budget {args.budget} generated tokens.\n\n"
+        f"| sampling | tokens to val pass@1 {args.target} | reached | val pass@1 at budget |"
+        " test pass@1 | zero-std share |\n|---|---|---|---|---|---|\n" + "\n".join(rows)
+    )
+    write(args.out, "remedies", args, table, {"summary": summary, "runs": runs})
+    plot_remedies(runs, args, args.out / "remedies.png")
+
+
+def plot_remedies(runs: dict, args, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    colors = dict(zip(REMEDIES, ["tab:gray", "tab:orange", "tab:blue", "tab:green"]))
+    for method, by_seed in runs.items():
+        for i, r in enumerate(by_seed.values()):
+            t, y = zip(*r["curve"])
+            lab = method if i == 0 else None
+            ax1.plot(t, y, color=colors[method], alpha=0.8, label=lab)
+            ax2.plot(r["tokens"], r["zero_std_share"], color=colors[method], marker=".", label=lab)
+    ax1.axhline(args.target, color="k", lw=0.8, ls="--", label=f"target {args.target}")
+    ax1.set(xlabel="generated tokens", ylabel="pass@1 (val; 0: initial test)")
+    ax2.set(xlabel="generated tokens", ylabel="group/zero_std_share")
+    ax1.set_title("pass@1 vs generated tokens (one line per seed)")
+    ax2.set_title("zero-std share of the drawn groups per iteration")
+    for ax in (ax1, ax2):
+        ax.axvline(args.budget, color="k", lw=0.5)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def cmd_humaneval(args) -> None:
+    from rft.sandbox import isolation
+
+    ev_over = [*base(args, "humaneval_eval")]
+    if args.smoke:
+        ev_over = [o for o in ev_over if not o.startswith("task.")] + [
+            "task.n_problems=4",
+            "task.max_new_tokens=16",
+            "eval.samples_per_prompt=10",
+        ]
+    d = run(args.out, "humaneval_eval", ev_over, {"cmd": "humaneval"})
+    m = metrics(d)
+    train_over = [
+        *[o for o in ev_over if o != "mode=evaluate"],
+        "mode=train",
+        "alg=grpo",
+        f"{ALG['prompts']}={args.prompts}",
+        f"{ALG['G']}={args.G}",
+        f"{ALG['minibatch']}={args.prompts * args.G}",
+        f"{ALG['iterations']}={args.iterations}",
+        f"{ALG['eval_every']}=0",
+        "eval.before_training=false",
+        "eval.samples_per_prompt=1",
+        "task.n_test_prompts=8",
+        "checkpoint.every_n_iterations=1000",
+    ]
+    t = run(args.out, "humaneval_grpo", train_over, {"cmd": "humaneval"})
+    rows = [r for r in history(t) if "time/iteration_s" in r]
+    share = [r["time/reward_s"] / r["time/iteration_s"] for r in rows]
+    data = {
+        "pass@1": (m["test/pass@1"], m["test/pass@1_se"]),
+        "pass@10": (m.get("test/pass@10"), m.get("test/pass@10_se")),
+        "format_error_share": (m["test/format_error_share"], m["test/format_error_share_se"]),
+        "reward_time_share": mean_se(share),
+        "reward_s": mean_se([r["time/reward_s"] for r in rows]),
+        "iteration_s": mean_se([r["time/iteration_s"] for r in rows]),
+        "isolation": isolation().describe(),
+    }
+    table = (
+        f"| problems × n | pass@1 | pass@10 | no code / syntax error | reward time / iteration"
+        f" ({len(rows)} GRPO its., {args.prompts} × G = {args.G}) |\n|---|---|---|---|---|\n"
+        f"| {m['test/n_prompts']} × {m['test/samples_per_prompt']} | {fmt(data['pass@1'])} |"
+        f" {fmt(data['pass@10'])} | {fmt(data['format_error_share'])} |"
+        f" {fmt(data['reward_time_share'], 2)} ({fmt(data['reward_s'], 1)} s of"
+        f" {fmt(data['iteration_s'], 1)} s) |\n\n{data['isolation']}"
+    )
+    write(args.out, "humaneval", args, table, data)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("command", choices=["pick", "vanishing", "remedies", "humaneval"])
+    ap.add_argument("out", type=Path, help="folder for the runs, the tables and the plots")
+    ap.add_argument("--task", default="chain_sum_2t_1-2d", help=f"one of {list(CANDIDATES)}")
+    ap.add_argument("--only", nargs="*", default=[], help="pick: these candidates only")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    ap.add_argument("--budget", type=int, default=131072, help="generated tokens per GRPO run")
+    ap.add_argument("--target", type=float, default=0.3, help="remedies: val pass@1 to reach")
+    ap.add_argument("--methods", nargs="+", default=list(REMEDIES), choices=list(REMEDIES))
+    ap.add_argument("--prompts", type=int, default=8, help="prompts per GRPO batch")
+    ap.add_argument("--G", type=int, default=8, help="samples per prompt (and extraction K)")
+    ap.add_argument("--lr", type=float, default=1e-6)
+    ap.add_argument("--eval-every", type=int, default=5, help="iterations between val evals")
+    ap.add_argument("--n-prompts", type=int, default=128, help="extraction: train prompts")
+    ap.add_argument("--sft-steps", type=int, default=30)
+    ap.add_argument("--sft-frac", type=float, default=0.01, help="of the train solutions")
+    ap.add_argument("--iterations", type=int, default=3, help="humaneval: GRPO iterations timed")
+    ap.add_argument("--threads", type=int, default=2, help="hardware.torch_threads")
+    ap.add_argument("--smoke", action="store_true", help="tiny model, tiny sizes: check the driver")
+    ap.add_argument("--override", nargs="*", default=[], help="more Hydra overrides for every run")
+    args = ap.parse_args(argv)
+    if args.smoke:
+        args.budget, args.n_prompts, args.G, args.prompts = 256, 8, 4, 4
+        args.eval_every, args.iterations, args.threads = 2, 1, 1
+    # an upper bound (every completion ≥ 1 token): the budget stops a run first
+    args.max_iterations = math.ceil(args.budget / (args.prompts * args.G)) + 1
+    args.out.mkdir(parents=True, exist_ok=True)
+    {
+        "pick": cmd_pick,
+        "vanishing": cmd_vanishing,
+        "remedies": cmd_remedies,
+        "humaneval": cmd_humaneval,
+    }[args.command](args)
+
+
+if __name__ == "__main__":
+    main()
