@@ -84,7 +84,13 @@ class TaskConfig:
     metrics: list[str] = block(
         list,
         "text metrics every evaluation computes against the task's references (rft/metrics:"
-        " meteor, rouge, bleu, cider, spice, bertscore, coverage, diversity); [] = none",
+        " meteor, rouge, bleu, cider, spice, bertscore, coverage, diversity, ter, chrf,"
+        " rouge_l_max, parent_totto, bleu_totto, intent_accuracy, bleurt); [] = none",
+    )
+    metric_options: dict[str, Any] = block(
+        dict,
+        "options of task.metrics by name (rft.metrics OPTIONS), e.g. {sacrebleu_tokenize: intl}"
+        " (GRUE IWSLT / DailyDialog); {} = each metric's defaults",
     )
 
 
@@ -202,6 +208,145 @@ class CommongenTaskConfig(TaskConfig):
     )
     max_new_tokens: int = knob(20, "sentence length cap in tokens (GRUE CommonGen: 20)")
     min_new_tokens: int = knob(5, "minimum sentence length in tokens (GRUE CommonGen: 5)")
+
+
+# ---------------------------------------------------------- task: the other GRUE tasks
+# rft/task/{cnn_dailymail,totto,narrative_qa,iwslt2017,daily_dialog}.py, each built as RL4LMs'
+# data pool builds it (docs/grue-tasks.md §1); conf/task/<name>.yaml picks these schemas.
+@dataclass
+class HubTaskConfig(TaskConfig):
+    """What the hub-backed GRUE tasks share: a local copy of the hub's files or the hub itself."""
+
+    data_dir: str | None = knob(
+        None,
+        "folder holding the hub dataset's data files (or its parent, with them in <task>/);"
+        " conf/task/<task>.yaml reads $RFT_DATA_DIR",
+    )
+    source: DataSource = knob(
+        DataSource.auto, "auto: the local copy if data_dir holds one, else the hub | local | hub"
+    )
+
+
+@dataclass
+class CnnDailymailTaskConfig(HubTaskConfig):
+    """CNN/DailyMail summarisation as GRUE builds it (docs/grue-tasks.md §1.1)."""
+
+    _target_: str = knob(
+        "rft.task.cnn_dailymail.CnnDailymailTask", "the Task class this option builds"
+    )
+    name: str = knob("cnn_dailymail", "task name (run folders: outputs/<task>_<alg>/)")
+    hub_id: str = knob("abisee/cnn_dailymail", "hub dataset (RL4LMs: cnn_dailymail)")
+    hub_config: str = knob("3.0.0", "its configuration (RL4LMs: 3.0.0, the non-anonymised one)")
+    prompt_prefix: str = knob("Summarize: ", "text before the article (GRUE: 'Summarize: ')")
+    prompt_suffix: str = knob("", "text after the article (GRUE: none)")
+    prompt_max_tokens: int = knob(512, "prompt length cap in tokens (GRUE CNN/DM: 512)")
+    prompt_truncation: TruncationSide = knob(
+        TruncationSide.right, "which end of a long article is cut (GRUE CNN/DM: right)"
+    )
+    max_new_tokens: int = knob(100, "summary length cap in tokens (GRUE CNN/DM: 100)")
+    min_new_tokens: int = knob(50, "minimum summary length (GRUE CNN/DM: min_length 50)")
+
+
+class TottoRepresentation(str, Enum):
+    subtable = "subtable"  # the highlighted cells with their headers (every GRUE config)
+    fulltable = "fulltable"  # every cell, the highlighted ones marked
+
+
+@dataclass
+class TottoTaskConfig(HubTaskConfig):
+    """ToTTo table-to-text as GRUE builds it (docs/grue-tasks.md §1.2)."""
+
+    _target_: str = knob("rft.task.totto.TottoTask", "the Task class this option builds")
+    name: str = knob("totto", "task name (run folders: outputs/<task>_<alg>/)")
+    hub_id: str = knob("google-research-datasets/totto", "hub dataset (RL4LMs: totto)")
+    representation: TottoRepresentation = knob(
+        TottoRepresentation.subtable,
+        "subtable: the highlighted cells with their headers (GRUE) | fulltable: every cell",
+    )
+    prompt_max_tokens: int = knob(512, "prompt length cap in tokens (GRUE ToTTo: 512)")
+    prompt_truncation: TruncationSide = knob(
+        TruncationSide.left, "which end of a long prompt is cut (GRUE ToTTo sets none: left)"
+    )
+    max_new_tokens: int = knob(50, "sentence length cap in tokens (GRUE ToTTo: 50)")
+    min_new_tokens: int = knob(10, "minimum sentence length (GRUE ToTTo: min_length 10)")
+
+
+@dataclass
+class NarrativeQaTaskConfig(HubTaskConfig):
+    """NarrativeQA (summaries) as GRUE builds it from UnifiedQA's TSVs (docs/grue-tasks.md §1.3)."""
+
+    _target_: str = knob("rft.task.narrative_qa.NarrativeQaTask", "the Task class this option builds")
+    name: str = knob("narrative_qa", "task name (run folders: outputs/<task>_<alg>/)")
+    hub_url: str = knob(
+        "https://storage.googleapis.com/unifiedqa/data/narrativeqa",
+        "where source=hub downloads {train,dev,test}.tsv from (RL4LMs: UnifiedQA's copy)",
+    )
+    cache_dir: str | None = knob(
+        None, "where source=hub keeps the downloaded TSVs (null: ~/.cache/rft/narrative_qa)"
+    )
+    prompt_max_tokens: int = knob(512, "prompt length cap in tokens (GRUE NarrativeQA: 512)")
+    prompt_truncation: TruncationSide = knob(
+        TruncationSide.right, "which end of a long prompt is cut (GRUE NarrativeQA: right)"
+    )
+    max_new_tokens: int = knob(
+        19,
+        "answer length cap: GRUE's PPO/NLPO configs set none, so HF's max_length 20 applies,"
+        " the decoder start included (its +SFT configs: 50)",
+    )
+    min_new_tokens: int = knob(0, "minimum answer length (GRUE NarrativeQA: none)")
+
+
+@dataclass
+class Iwslt2017TaskConfig(HubTaskConfig):
+    """IWSLT2017 English to German as GRUE builds it (docs/grue-tasks.md §1.4)."""
+
+    _target_: str = knob("rft.task.iwslt2017.Iwslt2017Task", "the Task class this option builds")
+    name: str = knob("iwslt2017", "task name (run folders: outputs/<task>_<alg>/)")
+    hub_id: str = knob("IWSLT/iwslt2017", "hub dataset (RL4LMs: iwslt2017)")
+    hub_config: str = knob("iwslt2017-de-en", "its configuration (RL4LMs: iwslt2017-de-en)")
+    source_language: str = knob("en", "the translation's source side (GRUE: en)")
+    target_language: str = knob("de", "the translation's target side (GRUE: de)")
+    prompt_prefix: str = knob(
+        "translate English to German: ", "text before the source sentence (GRUE, T5's prefix)"
+    )
+    prompt_suffix: str = knob("", "text after the source sentence (GRUE: none)")
+    prompt_max_tokens: int = knob(128, "prompt length cap in tokens (GRUE IWSLT: 128)")
+    prompt_truncation: TruncationSide = knob(
+        TruncationSide.right, "which end of a long prompt is cut (GRUE IWSLT: right)"
+    )
+    max_new_tokens: int = knob(128, "translation length cap in tokens (GRUE IWSLT: 128)")
+    min_new_tokens: int = knob(0, "minimum translation length (GRUE IWSLT: none)")
+
+
+@dataclass
+class DailyDialogTaskConfig(HubTaskConfig):
+    """DailyDialog next-utterance generation as GRUE builds it (docs/grue-tasks.md §1.5)."""
+
+    _target_: str = knob("rft.task.daily_dialog.DailyDialogTask", "the Task class this option builds")
+    name: str = knob("daily_dialog", "task name (run folders: outputs/<task>_<alg>/)")
+    hub_id: str = knob(
+        "li2017dailydialog/daily_dialog",
+        "hub dataset (RL4LMs: daily_dialog; a loading script that datasets >= 4 no longer runs:"
+        " use a local copy of its files there)",
+    )
+    context_size: int = knob(5, "utterances of context before each target (GRUE: 5)")
+    prompt_max_tokens: int = knob(128, "prompt length cap in tokens (GRUE DailyDialog: 128)")
+    prompt_truncation: TruncationSide = knob(
+        TruncationSide.left, "which end of a long context is cut (GRUE: left, the latest kept)"
+    )
+    max_new_tokens: int = knob(20, "reply length cap in tokens (GRUE DailyDialog: 20)")
+    min_new_tokens: int = knob(2, "minimum reply length (GRUE DailyDialog: min_length 2)")
+
+
+for _name, _node in {
+    "cnn_dailymail_schema": CnnDailymailTaskConfig,
+    "totto_schema": TottoTaskConfig,
+    "narrative_qa_schema": NarrativeQaTaskConfig,
+    "iwslt2017_schema": Iwslt2017TaskConfig,
+    "daily_dialog_schema": DailyDialogTaskConfig,
+}.items():
+    ConfigStore.instance().store(group="task", name=_name, node=_node)
+del _name, _node
 
 
 # -------------------------------------------------------------------------------------- model
