@@ -275,7 +275,9 @@ class TottoTaskConfig(HubTaskConfig):
 class NarrativeQaTaskConfig(HubTaskConfig):
     """NarrativeQA (summaries) as GRUE builds it from UnifiedQA's TSVs (docs/grue-tasks.md §1.3)."""
 
-    _target_: str = knob("rft.task.narrative_qa.NarrativeQaTask", "the Task class this option builds")
+    _target_: str = knob(
+        "rft.task.narrative_qa.NarrativeQaTask", "the Task class this option builds"
+    )
     name: str = knob("narrative_qa", "task name (run folders: outputs/<task>_<alg>/)")
     hub_url: str = knob(
         "https://storage.googleapis.com/unifiedqa/data/narrativeqa",
@@ -322,7 +324,9 @@ class Iwslt2017TaskConfig(HubTaskConfig):
 class DailyDialogTaskConfig(HubTaskConfig):
     """DailyDialog next-utterance generation as GRUE builds it (docs/grue-tasks.md §1.5)."""
 
-    _target_: str = knob("rft.task.daily_dialog.DailyDialogTask", "the Task class this option builds")
+    _target_: str = knob(
+        "rft.task.daily_dialog.DailyDialogTask", "the Task class this option builds"
+    )
     name: str = knob("daily_dialog", "task name (run folders: outputs/<task>_<alg>/)")
     hub_id: str = knob(
         "li2017dailydialog/daily_dialog",
@@ -1100,6 +1104,94 @@ class CoverageRewardConfig(TextgenRewardConfig):
     """RLGF's concept coverage: share of the prompt's concepts (Porter stems) in the output."""
 
     _target_: str = knob("rft.reward.textgen.CoverageReward", "the reward class")
+
+
+class SacreBleuTokenize(str, Enum):
+    t13a = "13a"  # sacreBLEU's default (RL4LMs' sacre_bleu without a setting; ml-rlgrad ToTTo)
+    intl = "intl"  # GRUE IWSLT and DailyDialog; ml-rlgrad IWSLT
+
+
+@dataclass
+class SacreBleuRewardConfig(TextgenRewardConfig):
+    """RL4LMs' sacre_bleu reward: corpus BLEU / 100 of one completion (exp smoothing)."""
+
+    _target_: str = knob("rft.reward.textgen.SacreBleuReward", "the reward class")
+    tokenize: SacreBleuTokenize = knob(
+        SacreBleuTokenize.t13a, "sacreBLEU tokenizer: 13a | intl (GRUE IWSLT / DailyDialog)"
+    )
+
+
+@dataclass
+class TerRewardConfig(TextgenRewardConfig):
+    """RL4LMs' ter reward (GRUE IWSLT): 1 - TER / 100, case-insensitive."""
+
+    _target_: str = knob("rft.reward.textgen.TerReward", "the reward class")
+
+
+@dataclass
+class ChrfRewardConfig(TextgenRewardConfig):
+    """RL4LMs' chrf reward: chrF / 100 (char 6-grams, β 2)."""
+
+    _target_: str = knob("rft.reward.textgen.ChrfReward", "the reward class")
+
+
+@dataclass
+class RougeLMaxRewardConfig(TextgenRewardConfig):
+    """RL4LMs' rouge_l_max reward (GRUE NarrativeQA): py-rouge ROUGE-L F, max over references."""
+
+    _target_: str = knob("rft.reward.textgen.RougeLMaxReward", "the reward class")
+
+
+@dataclass
+class ParentRewardConfig(TextgenRewardConfig):
+    """RL4LMs' parent reward: ToTTo PARENT F of one completion (task=totto)."""
+
+    _target_: str = knob("rft.reward.textgen.ParentReward", "the reward class")
+
+
+@dataclass
+class IntentAccuracyRewardConfig(TextgenRewardConfig):
+    """RL4LMs' intent_accuracy reward (GRUE DailyDialog): intent_coeff · 1[intent correct] +
+    auto_coeff · METEOR; the intent classifier is a hub model (task=daily_dialog)."""
+
+    _target_: str = knob("rft.reward.textgen.IntentAccuracyReward", "the reward class")
+    intent_coeff: float = knob(
+        0.75, "weight of 1[intent correct] (GRUE PPO / NLPO: 0.75; PPO+SFT 0.5; NLPO+SFT 0.25)"
+    )
+    auto_coeff: float = knob(
+        0.25, "weight of METEOR (GRUE PPO / NLPO: 0.25; PPO+SFT 0.5; NLPO+SFT 0.75)"
+    )
+    model: str | None = knob(
+        None,
+        "intent classifier hub id or folder; null: rajkumarrrk/roberta-daily-dialog-intent-classifier",
+    )
+    batch_size: int = knob(32, "texts per classifier forward pass")
+    device: str | None = knob(None, "null: cuda if available, else cpu")
+    wordnet_dir: str | None = knob(None, "nltk data folder with WordNet for METEOR (see meteor)")
+
+
+@dataclass
+class BleurtRewardConfig(TextgenRewardConfig):
+    """RL4LMs' bleurt reward: BLEURT of one completion (bleurt-pytorch + a ported checkpoint)."""
+
+    _target_: str = knob("rft.reward.textgen.BleurtReward", "the reward class")
+    checkpoint: str | None = knob(
+        None, "ported BLEURT checkpoint, hub id or folder; null: lucadiliello/bleurt-base-128"
+    )
+    batch_size: int = knob(32, "pairs per forward pass")
+    device: str | None = knob(None, "null: cuda if available, else cpu")
+
+
+for _name, _node in {
+    "sacrebleu_schema": SacreBleuRewardConfig,
+    "ter_schema": TerRewardConfig,
+    "chrf_schema": ChrfRewardConfig,
+    "rouge_l_max_schema": RougeLMaxRewardConfig,
+    "parent_schema": ParentRewardConfig,
+    "intent_accuracy_schema": IntentAccuracyRewardConfig,
+    "bleurt_schema": BleurtRewardConfig,
+}.items():
+    ConfigStore.instance().store(group="reward", name=_name, node=_node)
 
 
 for _name, _node in {
