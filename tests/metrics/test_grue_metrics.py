@@ -15,8 +15,8 @@ import pytest
 import sacrebleu as sb
 
 from rft.errors import DataError
-from rft.metrics import compute_metrics
 from rft.metrics import bleurt as bleurt_mod
+from rft.metrics import compute_metrics
 from rft.metrics import intent as intent_mod
 from rft.metrics.bleu import sacrebleu, segment_sacrebleu
 from rft.metrics.chrf import chrf, segment_chrf

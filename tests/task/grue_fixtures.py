@@ -238,3 +238,10 @@ def hub_dialog_rows(dialogs) -> list[dict]:
         line = "".join(f"{t} __eou__ " for t in turns) + "\n"
         rows.append({"dialog": line.split("__eou__")[:-1], "act": acts, "emotion": emotions})
     return rows
+
+
+def columns_of(row: dict) -> list[dict]:
+    """A ToTTo row's sentence annotations as a list of dicts."""
+    from rft.task.files import columns
+
+    return columns(row["sentence_annotations"])
