@@ -369,7 +369,7 @@ class ModelKind(str, Enum):
 class TinyModelConfig:
     """A random model built in code (loader=tiny), for tests and debugging."""
 
-    arch: str = knob("gpt2", "gpt2 | llama | t5 (t5 also needs model.kind=seq2seq)")
+    arch: str = knob("gpt2", "gpt2 | llama | t5 | bart (t5, bart also need model.kind=seq2seq)")
     n_layer: int = knob(2, "transformer layers")
     n_embd: int = knob(64, "hidden size")
     n_head: int = knob(2, "attention heads")
