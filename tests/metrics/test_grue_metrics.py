@@ -350,3 +350,33 @@ def test_bleurt_scores_pairs_and_keeps_the_best_reference(monkeypatch):
     out = bleurt_mod.bleurt(["a b c", "x"], [["a", "a b"], ["y"]], batch_size=2)
     assert out == [2.0, 0.0] and not math.isinf(out[1])
     bleurt_mod.scorer.cache_clear()
+
+
+def test_evaluation_text_metrics_pass_meta_and_the_tasks_options():
+    """rft.eval.text.text_metrics (what every evaluation calls): ToTTo's metrics get each
+    example's table, DailyDialog's intent its gold intent, and task.metric_options reach
+    rft.metrics (sacrebleu_tokenize)."""
+    from rft.eval.text import text_metrics
+    from rft.task.base import Example
+
+    raws = totto_tables()
+    examples = [
+        Example(
+            "p",
+            references=[a["final_sentence"] for a in r["sentence_annotations"]],
+            meta={"raw_table": r},
+        )
+        for r in raws
+    ]
+    texts = ["Jane Doe played the lead in 2005.", "", "Foo FC had 30 apps."]
+    tm = text_metrics(["parent_totto"], examples, texts, 1)
+    assert tm.metrics["parent_overall_f"] == pytest.approx(
+        totto_parent(texts, raws)["corpus"]["parent_overall_f"]
+    )
+    de = [Example("p", references=["„Hallo“ sagte er."])]
+    intl = text_metrics(["bleu"], de, ["„Hallo“, sagte er."], 1, {"sacrebleu_tokenize": "intl"})
+    t13a = text_metrics(["bleu"], de, ["„Hallo“, sagte er."], 1)
+    assert intl.metrics["sacrebleu"] == pytest.approx(
+        sacrebleu(["„Hallo“, sagte er."], [["„Hallo“ sagte er."]], "intl")
+    )
+    assert intl.metrics["sacrebleu"] != t13a.metrics["sacrebleu"]
