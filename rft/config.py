@@ -84,7 +84,13 @@ class TaskConfig:
     metrics: list[str] = block(
         list,
         "text metrics every evaluation computes against the task's references (rft/metrics:"
-        " meteor, rouge, bleu, cider, spice, bertscore, coverage, diversity); [] = none",
+        " meteor, rouge, bleu, cider, spice, bertscore, coverage, diversity, ter, chrf,"
+        " rouge_l_max, parent_totto, bleu_totto, intent_accuracy, bleurt); [] = none",
+    )
+    metric_options: dict[str, Any] = block(
+        dict,
+        "options of task.metrics by name (rft.metrics OPTIONS), e.g. {sacrebleu_tokenize: intl}"
+        " (GRUE IWSLT / DailyDialog); {} = each metric's defaults",
     )
 
 
@@ -204,6 +210,149 @@ class CommongenTaskConfig(TaskConfig):
     min_new_tokens: int = knob(5, "minimum sentence length in tokens (GRUE CommonGen: 5)")
 
 
+# ---------------------------------------------------------- task: the other GRUE tasks
+# rft/task/{cnn_dailymail,totto,narrative_qa,iwslt2017,daily_dialog}.py, each built as RL4LMs'
+# data pool builds it (docs/grue-tasks.md §1); conf/task/<name>.yaml picks these schemas.
+@dataclass
+class HubTaskConfig(TaskConfig):
+    """What the hub-backed GRUE tasks share: a local copy of the hub's files or the hub itself."""
+
+    data_dir: str | None = knob(
+        None,
+        "folder holding the hub dataset's data files (or its parent, with them in <task>/);"
+        " conf/task/<task>.yaml reads $RFT_DATA_DIR",
+    )
+    source: DataSource = knob(
+        DataSource.auto, "auto: the local copy if data_dir holds one, else the hub | local | hub"
+    )
+
+
+@dataclass
+class CnnDailymailTaskConfig(HubTaskConfig):
+    """CNN/DailyMail summarisation as GRUE builds it (docs/grue-tasks.md §1.1)."""
+
+    _target_: str = knob(
+        "rft.task.cnn_dailymail.CnnDailymailTask", "the Task class this option builds"
+    )
+    name: str = knob("cnn_dailymail", "task name (run folders: outputs/<task>_<alg>/)")
+    hub_id: str = knob("abisee/cnn_dailymail", "hub dataset (RL4LMs: cnn_dailymail)")
+    hub_config: str = knob("3.0.0", "its configuration (RL4LMs: 3.0.0, the non-anonymised one)")
+    prompt_prefix: str = knob("Summarize: ", "text before the article (GRUE: 'Summarize: ')")
+    prompt_suffix: str = knob("", "text after the article (GRUE: none)")
+    prompt_max_tokens: int = knob(512, "prompt length cap in tokens (GRUE CNN/DM: 512)")
+    prompt_truncation: TruncationSide = knob(
+        TruncationSide.right, "which end of a long article is cut (GRUE CNN/DM: right)"
+    )
+    max_new_tokens: int = knob(100, "summary length cap in tokens (GRUE CNN/DM: 100)")
+    min_new_tokens: int = knob(50, "minimum summary length (GRUE CNN/DM: min_length 50)")
+
+
+class TottoRepresentation(str, Enum):
+    subtable = "subtable"  # the highlighted cells with their headers (every GRUE config)
+    fulltable = "fulltable"  # every cell, the highlighted ones marked
+
+
+@dataclass
+class TottoTaskConfig(HubTaskConfig):
+    """ToTTo table-to-text as GRUE builds it (docs/grue-tasks.md §1.2)."""
+
+    _target_: str = knob("rft.task.totto.TottoTask", "the Task class this option builds")
+    name: str = knob("totto", "task name (run folders: outputs/<task>_<alg>/)")
+    hub_id: str = knob("google-research-datasets/totto", "hub dataset (RL4LMs: totto)")
+    representation: TottoRepresentation = knob(
+        TottoRepresentation.subtable,
+        "subtable: the highlighted cells with their headers (GRUE) | fulltable: every cell",
+    )
+    prompt_max_tokens: int = knob(512, "prompt length cap in tokens (GRUE ToTTo: 512)")
+    prompt_truncation: TruncationSide = knob(
+        TruncationSide.left, "which end of a long prompt is cut (GRUE ToTTo sets none: left)"
+    )
+    max_new_tokens: int = knob(50, "sentence length cap in tokens (GRUE ToTTo: 50)")
+    min_new_tokens: int = knob(10, "minimum sentence length (GRUE ToTTo: min_length 10)")
+
+
+@dataclass
+class NarrativeQaTaskConfig(HubTaskConfig):
+    """NarrativeQA (summaries) as GRUE builds it from UnifiedQA's TSVs (docs/grue-tasks.md §1.3)."""
+
+    _target_: str = knob(
+        "rft.task.narrative_qa.NarrativeQaTask", "the Task class this option builds"
+    )
+    name: str = knob("narrative_qa", "task name (run folders: outputs/<task>_<alg>/)")
+    hub_url: str = knob(
+        "https://storage.googleapis.com/unifiedqa/data/narrativeqa",
+        "where source=hub downloads {train,dev,test}.tsv from (RL4LMs: UnifiedQA's copy)",
+    )
+    cache_dir: str | None = knob(
+        None, "where source=hub keeps the downloaded TSVs (null: ~/.cache/rft/narrative_qa)"
+    )
+    prompt_max_tokens: int = knob(512, "prompt length cap in tokens (GRUE NarrativeQA: 512)")
+    prompt_truncation: TruncationSide = knob(
+        TruncationSide.right, "which end of a long prompt is cut (GRUE NarrativeQA: right)"
+    )
+    max_new_tokens: int = knob(
+        19,
+        "answer length cap: GRUE's PPO/NLPO configs set none, so HF's max_length 20 applies,"
+        " the decoder start included (its +SFT configs: 50)",
+    )
+    min_new_tokens: int = knob(0, "minimum answer length (GRUE NarrativeQA: none)")
+
+
+@dataclass
+class Iwslt2017TaskConfig(HubTaskConfig):
+    """IWSLT2017 English to German as GRUE builds it (docs/grue-tasks.md §1.4)."""
+
+    _target_: str = knob("rft.task.iwslt2017.Iwslt2017Task", "the Task class this option builds")
+    name: str = knob("iwslt2017", "task name (run folders: outputs/<task>_<alg>/)")
+    hub_id: str = knob("IWSLT/iwslt2017", "hub dataset (RL4LMs: iwslt2017)")
+    hub_config: str = knob("iwslt2017-de-en", "its configuration (RL4LMs: iwslt2017-de-en)")
+    source_language: str = knob("en", "the translation's source side (GRUE: en)")
+    target_language: str = knob("de", "the translation's target side (GRUE: de)")
+    prompt_prefix: str = knob(
+        "translate English to German: ", "text before the source sentence (GRUE, T5's prefix)"
+    )
+    prompt_suffix: str = knob("", "text after the source sentence (GRUE: none)")
+    prompt_max_tokens: int = knob(128, "prompt length cap in tokens (GRUE IWSLT: 128)")
+    prompt_truncation: TruncationSide = knob(
+        TruncationSide.right, "which end of a long prompt is cut (GRUE IWSLT: right)"
+    )
+    max_new_tokens: int = knob(128, "translation length cap in tokens (GRUE IWSLT: 128)")
+    min_new_tokens: int = knob(0, "minimum translation length (GRUE IWSLT: none)")
+
+
+@dataclass
+class DailyDialogTaskConfig(HubTaskConfig):
+    """DailyDialog next-utterance generation as GRUE builds it (docs/grue-tasks.md §1.5)."""
+
+    _target_: str = knob(
+        "rft.task.daily_dialog.DailyDialogTask", "the Task class this option builds"
+    )
+    name: str = knob("daily_dialog", "task name (run folders: outputs/<task>_<alg>/)")
+    hub_id: str = knob(
+        "li2017dailydialog/daily_dialog",
+        "hub dataset (RL4LMs: daily_dialog; a loading script that datasets >= 4 no longer runs:"
+        " use a local copy of its files there)",
+    )
+    context_size: int = knob(5, "utterances of context before each target (GRUE: 5)")
+    prompt_max_tokens: int = knob(128, "prompt length cap in tokens (GRUE DailyDialog: 128)")
+    prompt_truncation: TruncationSide = knob(
+        TruncationSide.left, "which end of a long context is cut (GRUE: left, the latest kept)"
+    )
+    max_new_tokens: int = knob(20, "reply length cap in tokens (GRUE DailyDialog: 20)")
+    min_new_tokens: int = knob(2, "minimum reply length (GRUE DailyDialog: min_length 2)")
+
+
+for _name, _node in {
+    "cnn_dailymail_schema": CnnDailymailTaskConfig,
+    "totto_schema": TottoTaskConfig,
+    "narrative_qa_schema": NarrativeQaTaskConfig,
+    "iwslt2017_schema": Iwslt2017TaskConfig,
+    "daily_dialog_schema": DailyDialogTaskConfig,
+}.items():
+    ConfigStore.instance().store(group="task", name=_name, node=_node)
+del _name, _node
+
+
 # -------------------------------------------------------------------------------------- model
 class ModelLoader(str, Enum):
     hf = "hf"  # from_pretrained(name_or_path): a hub id or a local folder
@@ -220,7 +369,7 @@ class ModelKind(str, Enum):
 class TinyModelConfig:
     """A random model built in code (loader=tiny), for tests and debugging."""
 
-    arch: str = knob("gpt2", "gpt2 | llama | t5 (t5 also needs model.kind=seq2seq)")
+    arch: str = knob("gpt2", "gpt2 | llama | t5 | bart (t5, bart also need model.kind=seq2seq)")
     n_layer: int = knob(2, "transformer layers")
     n_embd: int = knob(64, "hidden size")
     n_head: int = knob(2, "attention heads")
@@ -695,6 +844,94 @@ class CoverageRewardConfig(TextgenRewardConfig):
     """RLGF's concept coverage: share of the prompt's concepts (Porter stems) in the output."""
 
     _target_: str = knob("rft.reward.textgen.CoverageReward", "the reward class")
+
+
+class SacreBleuTokenize(str, Enum):
+    t13a = "13a"  # sacreBLEU's default (RL4LMs' sacre_bleu without a setting; ml-rlgrad ToTTo)
+    intl = "intl"  # GRUE IWSLT and DailyDialog; ml-rlgrad IWSLT
+
+
+@dataclass
+class SacreBleuRewardConfig(TextgenRewardConfig):
+    """RL4LMs' sacre_bleu reward: corpus BLEU / 100 of one completion (exp smoothing)."""
+
+    _target_: str = knob("rft.reward.textgen.SacreBleuReward", "the reward class")
+    tokenize: SacreBleuTokenize = knob(
+        SacreBleuTokenize.t13a, "sacreBLEU tokenizer: 13a | intl (GRUE IWSLT / DailyDialog)"
+    )
+
+
+@dataclass
+class TerRewardConfig(TextgenRewardConfig):
+    """RL4LMs' ter reward (GRUE IWSLT): 1 - TER / 100, case-insensitive."""
+
+    _target_: str = knob("rft.reward.textgen.TerReward", "the reward class")
+
+
+@dataclass
+class ChrfRewardConfig(TextgenRewardConfig):
+    """RL4LMs' chrf reward: chrF / 100 (char 6-grams, β 2)."""
+
+    _target_: str = knob("rft.reward.textgen.ChrfReward", "the reward class")
+
+
+@dataclass
+class RougeLMaxRewardConfig(TextgenRewardConfig):
+    """RL4LMs' rouge_l_max reward (GRUE NarrativeQA): py-rouge ROUGE-L F, max over references."""
+
+    _target_: str = knob("rft.reward.textgen.RougeLMaxReward", "the reward class")
+
+
+@dataclass
+class ParentRewardConfig(TextgenRewardConfig):
+    """RL4LMs' parent reward: ToTTo PARENT F of one completion (task=totto)."""
+
+    _target_: str = knob("rft.reward.textgen.ParentReward", "the reward class")
+
+
+@dataclass
+class IntentAccuracyRewardConfig(TextgenRewardConfig):
+    """RL4LMs' intent_accuracy reward (GRUE DailyDialog): intent_coeff · 1[intent correct] +
+    auto_coeff · METEOR; the intent classifier is a hub model (task=daily_dialog)."""
+
+    _target_: str = knob("rft.reward.textgen.IntentAccuracyReward", "the reward class")
+    intent_coeff: float = knob(
+        0.75, "weight of 1[intent correct] (GRUE PPO / NLPO: 0.75; PPO+SFT 0.5; NLPO+SFT 0.25)"
+    )
+    auto_coeff: float = knob(
+        0.25, "weight of METEOR (GRUE PPO / NLPO: 0.25; PPO+SFT 0.5; NLPO+SFT 0.75)"
+    )
+    model: str | None = knob(
+        None,
+        "intent classifier hub id or folder; null: rajkumarrrk/roberta-daily-dialog-intent-classifier",
+    )
+    batch_size: int = knob(32, "texts per classifier forward pass")
+    device: str | None = knob(None, "null: cuda if available, else cpu")
+    wordnet_dir: str | None = knob(None, "nltk data folder with WordNet for METEOR (see meteor)")
+
+
+@dataclass
+class BleurtRewardConfig(TextgenRewardConfig):
+    """RL4LMs' bleurt reward: BLEURT of one completion (bleurt-pytorch + a ported checkpoint)."""
+
+    _target_: str = knob("rft.reward.textgen.BleurtReward", "the reward class")
+    checkpoint: str | None = knob(
+        None, "ported BLEURT checkpoint, hub id or folder; null: lucadiliello/bleurt-base-128"
+    )
+    batch_size: int = knob(32, "pairs per forward pass")
+    device: str | None = knob(None, "null: cuda if available, else cpu")
+
+
+for _name, _node in {
+    "sacrebleu_schema": SacreBleuRewardConfig,
+    "ter_schema": TerRewardConfig,
+    "chrf_schema": ChrfRewardConfig,
+    "rouge_l_max_schema": RougeLMaxRewardConfig,
+    "parent_schema": ParentRewardConfig,
+    "intent_accuracy_schema": IntentAccuracyRewardConfig,
+    "bleurt_schema": BleurtRewardConfig,
+}.items():
+    ConfigStore.instance().store(group="reward", name=_name, node=_node)
 
 
 for _name, _node in {

@@ -45,6 +45,8 @@ class Mutation:
 
 
 NLPO = "tests/alg/test_nlpo.py"
+GRUE_TASKS = "tests/task/test_grue_tasks.py"
+GRUE_METRICS = "tests/metrics/test_grue_metrics.py"
 LORA = "tests/test_lora.py"
 GW = "tests/learning/test_group_wiring.py"
 EACH = f"{GW}::test_each_options_knobs_reach_the_advantages_and_the_loss"
@@ -608,6 +610,48 @@ MUTATIONS = [
         (
             "tests/rollout/test_std_sampler.py::test_learnability_weighs_by_pass_rate_variance_by_hand",
         ),
+    ),
+    Mutation(
+        "parent_lambda_fixed_at_half",
+        "rft/metrics/parent.py",
+        "1.0 - sum(lcs_length(v, reference) / len(v) for v in entries) / len(entries)",
+        "0.5",
+        (f"{GRUE_METRICS}::test_parent_reference_vector",),
+    ),
+    Mutation(
+        "rouge_l_max_without_the_weight_factor_exponent",
+        "rft/metrics/rouge_l_max.py",
+        "WEIGHT_FACTOR = 1.2",
+        "WEIGHT_FACTOR = 1.0",
+        (f"{GRUE_METRICS}::test_rouge_l_max_by_hand",),
+    ),
+    Mutation(
+        "ter_reward_is_ter_not_one_minus_ter",
+        "rft/reward/textgen.py",
+        "return [1.0 - t for t in segment_ter(completions, references)]",
+        "return segment_ter(completions, references)",
+        ("tests/reward/test_grue_rewards.py::test_reward_equals_its_metric_per_completion",),
+    ),
+    Mutation(
+        "totto_prompt_without_the_titled_copy",
+        "rft/task/totto.py",
+        "return linearize_subtable(sub) + linearize_subtable(sub, page, section)",
+        "return linearize_subtable(sub, page, section)",
+        (f"{GRUE_TASKS}::test_totto_linearisation_with_highlighted_cells_and_headers",),
+    ),
+    Mutation(
+        "daily_dialog_context_one_turn_short",
+        "rft/task/daily_dialog.py",
+        "prompt = EOU.join(context[-context_size:])",
+        "prompt = EOU.join(context[-context_size + 1 :])",
+        (f"{GRUE_TASKS}::test_daily_dialog_context_window_from_the_release_files",),
+    ),
+    Mutation(
+        "intent_label_not_shifted",
+        "rft/metrics/intent.py",
+        "gold = [int(i) - 1 for i in intents[s : s + batch_size]]",
+        "gold = [int(i) for i in intents[s : s + batch_size]]",
+        (f"{GRUE_METRICS}::test_intent_accuracy_glue",),
     ),
 ]
 

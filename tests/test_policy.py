@@ -195,3 +195,27 @@ def test_generate_caches_autocast_casts_for_the_call_only(monkeypatch):
         fresh, _ = sample(cache=False)  # the new weights, cast afresh at every step
     assert not torch.equal(after.ids, cached.ids)
     assert torch.equal(after.ids, fresh.ids)  # not the casts of the weights before the update
+
+
+class WrappingTokenizer:
+    """BART's scheme: a text is ``<s> text </s>`` (bos 0, pad 1, eos 2, words from 10)."""
+
+    bos_token_id, pad_token_id, eos_token_id = 0, 1, 2
+
+    def __call__(self, text, add_special_tokens=True):
+        bare = [10 + i for i, _ in enumerate(text.split())]
+        return {"input_ids": [0, *bare, 2] if add_special_tokens else bare}
+
+
+def test_a_bart_style_encoder_reads_each_prompt_between_bos_and_eos():
+    from rft.model.policy import PolicyLM
+
+    policy = PolicyLM(torch.nn.Linear(1, 1), WrappingTokenizer(), kind="seq2seq")
+    assert (policy.encoder_bos, policy.encoder_eos) == (True, True)
+    ids = torch.tensor([[1, 1, 5, 6], [7, 8, 9, 4]])  # left-padded
+    mask = torch.tensor([[0, 0, 1, 1], [1, 1, 1, 1]])
+    enc_ids, enc_mask = policy.encoder_inputs(ids, mask)
+    assert enc_ids.tolist() == [[1, 1, 0, 5, 6, 2], [0, 7, 8, 9, 4, 2]]
+    assert enc_mask.tolist() == [[0, 0, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1]]
+    causal = PolicyLM(torch.nn.Linear(1, 1), WrappingTokenizer(), kind="causal")
+    assert causal.encoder_inputs(ids, mask)[0] is ids  # a causal prompt stays as it is

@@ -237,6 +237,7 @@ def evaluate_policy(
     metrics: list[str] | tuple = (),
     verifier=None,
     pass_k: list[int] | tuple = (1,),
+    metric_options: dict | None = None,
     **decoding,
 ) -> EvalResult:
     """Evaluate ``policy`` on ``examples``. metrics: reward_mean, reward_std, perplexity,
@@ -266,7 +267,7 @@ def evaluate_policy(
     )
     rec = gather_records(rec, world_size)
     k = samples_per_prompt
-    tm = text_metrics(list(metrics), examples, rec.texts, k)
+    tm = text_metrics(list(metrics), examples, rec.texts, k, metric_options)
     split_metrics = aggregate(rec)
     for key, v in tm.metrics.items():  # distinct-n: keep the evaluation's own (with its SE)
         split_metrics.setdefault(key, v)
@@ -350,6 +351,9 @@ def evaluate_split(cfg, task, policy, ref, reward_fn, split: str) -> tuple[EvalR
         metrics=list(task.cfg.get("metrics") or []) if hasattr(task.cfg, "get") else [],
         verifier=verifier,
         pass_k=list(getattr(task, "pass_k", (1,))),
+        metric_options=dict(task.cfg.get("metric_options") or {})
+        if hasattr(task.cfg, "get")
+        else {},
     )
     setup = {"split": split, "seed": ev.seed, "samples_per_prompt": k}
     if verifier is not None:
@@ -357,8 +361,13 @@ def evaluate_split(cfg, task, policy, ref, reward_fn, split: str) -> tuple[EvalR
     if res.unavailable:
         setup["unavailable_metrics"] = res.unavailable
         for name, why in res.unavailable.items():
-            log.warning("task.metrics: %s is not computed: %s", name, why)
+            if name not in _WARNED_UNAVAILABLE:  # said once per process, recorded every time
+                _WARNED_UNAVAILABLE.add(name)
+                log.warning("task.metrics: %s is not computed: %s", name, why)
     return res, setup
+
+
+_WARNED_UNAVAILABLE: set[str] = set()
 
 
 def save_evaluation(run_dir, prefix: str, step: int, metrics: dict, setup: dict, res) -> Path:

@@ -12,8 +12,10 @@ is scored against all of its prompt's references (``Example.references``, else i
 - A corpus-only statistic (BLEU-4, sacreBLEU, vocabulary size, entropy, MSTTR) has no
   per-completion score: no standard error is given (``_se`` absent) rather than a wrong one.
   distinct-1/2 keep the leave-one-prompt-out jackknife error the evaluation already computes.
-- Unavailable metrics (SPICE here) are listed in ``unavailable`` with the reason; they never
-  become a 0.
+- Unavailable metrics (SPICE here; the DailyDialog intent classifier and BLEURT without their
+  hub models) are listed in ``unavailable`` with the reason; they never become a 0.
+- ``Example.meta`` goes to the metrics that read it (ToTTo's raw table, the gold intent) and the
+  task's ``metric_options`` (e.g. ``sacrebleu_tokenize: intl``) to rft.metrics.
 """
 
 from __future__ import annotations
@@ -44,9 +46,10 @@ def references_of(e: Example) -> list[str]:
 
 
 def text_metrics(
-    names: list[str], examples: list[Example], texts: list[str], k: int
+    names: list[str], examples: list[Example], texts: list[str], k: int, options: dict | None = None
 ) -> TextMetrics:
-    """Score ``texts`` (n·K, prompt-major, K per example) with the metrics ``names``."""
+    """Score ``texts`` (n·K, prompt-major, K per example) with the metrics ``names``;
+    ``options``: the task's ``metric_options`` (rft.metrics OPTIONS)."""
     out = TextMetrics()
     if not names or not examples:
         return out
@@ -62,6 +65,8 @@ def text_metrics(
         list(texts),
         [references_of(e) for e in rep],
         concepts=concepts if all(c is not None for c in concepts) else None,
+        meta=[e.meta for e in rep],
+        **dict(options or {}),
     )
     for key, value in scores.corpus.items():
         out.metrics[key] = float(value)

@@ -10,8 +10,16 @@ summed length r of each example's SHORTEST reference: BP = 1 if c > r else exp(1
 A sentence-level value (``sentence_nmt_bleu``, RL4LMs' BLEU reward) is the same formula on a
 corpus of one, and is 0 whenever the completion shares no 4-gram with a reference.
 
-``sacrebleu``: ``sacrebleu.corpus_bleu`` with its defaults (13a tokenization, closest-reference
-length, no smoothing at corpus level), divided by 100 as RL4LMs does, so both keys are in [0, 1].
+``sacrebleu``: ``sacrebleu.corpus_bleu`` as HF's ``sacrebleu`` script calls it for RL4LMs'
+``sacre_bleu`` metric (exp smoothing, no effective order, case kept, ``tokenize``: 13a unless the
+task says otherwise, GRUE IWSLT and DailyDialog: intl), divided by 100 as RL4LMs does, so both keys
+are in [0, 1]. Examples with fewer references than others leave a gap (None) in that reference
+stream, which sacreBLEU skips; HF's script refuses such input (ml-rlgrad averages groups of equal
+reference counts instead).
+
+``segment_sacrebleu`` is RL4LMs' ``sacre_bleu`` reward: the same corpus BLEU of one completion
+alone (so exp smoothing and no effective order: not ``sacrebleu.sentence_bleu``, whose default is
+effective order).
 """
 
 from __future__ import annotations
@@ -72,11 +80,30 @@ def _ref_streams(references: Sequence[Sequence[str]]) -> list[list[str | None]]:
     return [[r[j] if j < len(r) else None for r in references] for j in range(k)]
 
 
-def sacrebleu(completions: Sequence[str], references: Sequence[Sequence[str]]) -> float:
-    """sacreBLEU corpus BLEU / 100."""
+def sacrebleu(
+    completions: Sequence[str], references: Sequence[Sequence[str]], tokenize: str = "13a"
+) -> float:
+    """sacreBLEU corpus BLEU / 100, RL4LMs' settings (module docstring)."""
     import sacrebleu as sb
 
-    return float(sb.corpus_bleu(list(completions), _ref_streams(references)).score) / 100.0
+    bleu = sb.corpus_bleu(
+        list(completions),
+        _ref_streams(references),
+        smooth_method="exp",
+        smooth_value=None,
+        force=False,
+        lowercase=False,
+        tokenize=tokenize,
+        use_effective_order=False,
+    )
+    return float(bleu.score) / 100.0
+
+
+def segment_sacrebleu(
+    completions: Sequence[str], references: Sequence[Sequence[str]], tokenize: str = "13a"
+) -> list[float]:
+    """``sacrebleu`` of each completion alone against its references (RL4LMs' reward)."""
+    return [sacrebleu([h], [list(r)], tokenize) for h, r in zip(completions, references)]
 
 
 def sentence_sacrebleu(

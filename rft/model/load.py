@@ -10,6 +10,14 @@ Loaders:
 - ``tiny``: a random model built from a config with a real tokenizer (tests, debug).
 
 ``model.init_from`` overrides all of these with an earlier run's ``policy/`` folder.
+
+BART-family seq2seq models (``model=bart``, ``model=tiny_bart``; docs/grue-tasks.md §4) go
+through ``prepare_seq2seq``: the decoder starts from ``config.decoder_start_token_id`` (BART:
+``</s>``, id 2, RL4LMs' ``context_start_token`` for BART), and the checkpoint's generation
+defaults (bart-base fine-tunes: forced ``<s>`` first, forced ``</s>`` last, no repeated 3-grams,
+4 beams) are dropped, so that rollouts sample from the policy's own distribution, the one its
+log-probs are trained on (RL4LMs samples with them on but trains on the raw logits). The
+``<s>`` BART emits after ``</s>`` is therefore an ordinary sampled token, not a fixed prefix.
 """
 
 from __future__ import annotations
@@ -27,6 +35,9 @@ from transformers import (
     AutoModelForCausalLM,
     AutoModelForSeq2SeqLM,
     AutoTokenizer,
+    BartConfig,
+    BartForConditionalGeneration,
+    GenerationConfig,
     GPT2Config,
     GPT2LMHeadModel,
     GPT2TokenizerFast,
@@ -294,7 +305,61 @@ def _build_tiny(tiny_cfg, tok: PreTrainedTokenizerBase) -> PreTrainedModel:
                 decoder_start_token_id=tok.pad_token_id,
             )
             return T5ForConditionalGeneration(conf)
-    raise ConfigError(f"model.tiny.arch={tiny_cfg.arch!r}: choose gpt2, llama or t5.")
+        if tiny_cfg.arch == "bart":
+            conf = BartConfig(
+                vocab_size=vocab,
+                d_model=tiny_cfg.n_embd,
+                encoder_layers=tiny_cfg.n_layer,
+                decoder_layers=tiny_cfg.n_layer,
+                encoder_attention_heads=tiny_cfg.n_head,
+                decoder_attention_heads=tiny_cfg.n_head,
+                encoder_ffn_dim=2 * tiny_cfg.n_embd,
+                decoder_ffn_dim=2 * tiny_cfg.n_embd,
+                max_position_embeddings=512,
+                pad_token_id=tok.pad_token_id,
+                bos_token_id=tok.bos_token_id,
+                eos_token_id=tok.eos_token_id,
+                decoder_start_token_id=tok.eos_token_id,  # BART starts its decoder from </s>
+                forced_bos_token_id=None,
+                forced_eos_token_id=None,
+            )
+            return BartForConditionalGeneration(conf)
+    raise ConfigError(f"model.tiny.arch={tiny_cfg.arch!r}: choose gpt2, llama, t5 or bart.")
+
+
+def _shift_right_from_start(self, labels: torch.Tensor) -> torch.Tensor:
+    """[decoder_start, y_0 .. y_{T-2}]: the decoder inputs of ``labels`` (T5's ``_shift_right``
+    for models that have none, e.g. BART)."""
+    from transformers.models.bart.modeling_bart import shift_tokens_right
+
+    c = self.config
+    return shift_tokens_right(labels, c.pad_token_id, c.decoder_start_token_id)
+
+
+def prepare_seq2seq(model: PreTrainedModel) -> PreTrainedModel:
+    """A BART-family model (no ``_shift_right``) as rft's seq2seq policy uses it (module
+    docstring): decoder inputs shifted from ``decoder_start_token_id``, neutral generation
+    defaults. T5-family models are returned unchanged."""
+    if hasattr(model, "_shift_right"):
+        return model
+    c = model.config
+    if c.decoder_start_token_id is None:
+        raise ConfigError(
+            f"the seq2seq model {c.model_type!r} has no decoder_start_token_id in its config: set "
+            "it in the model's config.json (BART: 2, its </s>)."
+        )
+    import types
+
+    model._shift_right = types.MethodType(_shift_right_from_start, model)
+    model.generation_config = GenerationConfig(
+        decoder_start_token_id=c.decoder_start_token_id,
+        bos_token_id=c.bos_token_id,
+        eos_token_id=c.eos_token_id,
+        pad_token_id=c.pad_token_id,
+        num_beams=1,
+        no_repeat_ngram_size=0,
+    )
+    return model
 
 
 def load_model(model_cfg) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
@@ -322,6 +387,8 @@ def load_model(model_cfg) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     else:  # pragma: no cover - the schema's enum rejects other values
         raise ConfigError(f"model.loader={loader!r}: choose hf, smollm2 or tiny.")
     tok = prepare_tokenizer(tok)
+    if kind == "seq2seq":
+        prepare_seq2seq(model)
     if model_cfg.disable_dropout:
         disable_dropout(model)
     if model_cfg.gradient_checkpointing:

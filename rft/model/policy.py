@@ -13,16 +13,17 @@ shifted positions and its log-probs would not match the ones seen while sampling
 
 Seq2seq models (T5) read the prompt with the encoder and the completion with the decoder:
 
-    encoder = [ prompt (left-padded to P) | EOS ]     (EOS only where the tokenizer adds one)
+    encoder = [ pad | BOS | prompt | EOS ]     (the BOS / EOS the tokenizer itself adds)
     decoder = [ decoder_start | completion[:-1] ]     logits for completion token t at t
 
 Prompts are encoded without special tokens (a causal prompt must end where its completion
-starts), but T5 was pretrained and finetuned (GRUE's CommonGen checkpoints included) on inputs
-that end with ``</s>``, which its tokenizer appends: ``encoder_inputs`` adds that column for
-every forward pass, generation and prompt-state read, so scoring and sampling see the same
-input. Left padding puts every row's last token in the last column, so one column does it. A
-tokenizer that adds nothing (GPT-2's, the tests' word tokenizer) or also a BOS (BART's) gets no
-EOS: only T5's "append EOS" scheme is reproduced.
+starts), but seq2seq models were pretrained and finetuned on inputs wrapped the way their
+tokenizer wraps a text: T5 (GRUE's CommonGen checkpoints included) on ``text </s>``, BART on
+``<s> text </s>`` (RL4LMs tokenizes BART's prompts with them). ``encoder_inputs`` adds those
+special tokens for every forward pass, generation and prompt-state read, so scoring and
+sampling see the same input: the EOS as one column (left padding puts every row's last token in
+the last column), the BOS just after each row's padding. A tokenizer that adds nothing (GPT-2's,
+the tests' word tokenizer) gets nothing.
 """
 
 from __future__ import annotations
@@ -34,12 +35,17 @@ from rft.model import attention
 from rft.model.generate import Completions, Generator, HFGenerator
 
 
-def appends_eos(tokenizer) -> bool:
-    """Whether ``tokenizer``'s special tokens are exactly one EOS appended to the text (T5)."""
-    if tokenizer.eos_token_id is None:
-        return False
+def special_wrapping(tokenizer) -> tuple[bool, bool]:
+    """(a BOS before, an EOS after): how ``tokenizer`` wraps a text with its special tokens
+    (T5: (False, True); BART: (True, True)); (False, False) for any other scheme."""
+    bos, eos = tokenizer.bos_token_id, tokenizer.eos_token_id
     bare = tokenizer("a b", add_special_tokens=False)["input_ids"]
-    return tokenizer("a b")["input_ids"] == [*bare, tokenizer.eos_token_id]
+    full = tokenizer("a b")["input_ids"]
+    if eos is not None and full == [*bare, eos]:
+        return False, True
+    if bos is not None and eos is not None and full == [bos, *bare, eos]:
+        return True, True
+    return False, False
 
 
 class PolicyLM(nn.Module):
@@ -54,19 +60,25 @@ class PolicyLM(nn.Module):
         self.tokenizer = tokenizer
         self.kind = kind
         self.is_seq2seq = kind == "seq2seq"
-        self.encoder_eos = self.is_seq2seq and appends_eos(tokenizer)
+        wrap = special_wrapping(tokenizer) if self.is_seq2seq else (False, False)
+        self.encoder_bos, self.encoder_eos = wrap
 
     def encoder_inputs(
         self, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """What a seq2seq encoder reads: the left-padded prompts (B, P), then an EOS column
-        where the tokenizer appends one (module docstring); causal models get them unchanged."""
-        if not self.encoder_eos:
-            return prompt_ids, prompt_mask
-        eos = torch.full_like(prompt_ids[:, :1], self.tokenizer.eos_token_id)
-        return torch.cat([prompt_ids, eos], 1), torch.cat(
-            [prompt_mask, torch.ones_like(prompt_mask[:, :1])], 1
-        )
+        """What a seq2seq encoder reads: the left-padded prompts (B, P) wrapped in the special
+        tokens the tokenizer adds (module docstring); causal models get them unchanged."""
+        ids, mask = prompt_ids, prompt_mask
+        if self.encoder_bos:  # one column more on the left; each row's BOS before its text
+            ids = torch.cat([torch.full_like(ids[:, :1], self.tokenizer.pad_token_id), ids], 1)
+            mask = torch.cat([torch.zeros_like(mask[:, :1]), mask], 1)
+            first = ids.shape[1] - mask.sum(-1, keepdim=True) - 1  # (B, 1): just before the text
+            ids = ids.scatter(1, first, self.tokenizer.bos_token_id)
+            mask = mask.scatter(1, first, 1)
+        if self.encoder_eos:
+            eos = torch.full_like(ids[:, :1], self.tokenizer.eos_token_id)
+            ids, mask = torch.cat([ids, eos], 1), torch.cat([mask, torch.ones_like(mask[:, :1])], 1)
+        return ids, mask
 
     @property
     def hidden_size(self) -> int:

@@ -1,5 +1,7 @@
 """Rewards from text-generation metrics against the prompt's references (docs/algorithms.md §12):
-``reward=meteor | rouge | bleu | cider | spider | bertscore | coverage``.
+``reward=meteor | rouge | bleu | cider | spider | bertscore | coverage``, and the other GRUE
+tasks' ``sacrebleu | ter | chrf | rouge_l_max | parent | intent_accuracy | bleurt``
+(docs/grue-tasks.md §2; the last three read ``Example.meta`` or a hub model, see each class).
 
 Each is a class built from its config (rft/config.py, the text-generation reward schemas) and
 called once per batch, ``fn(prompts, completions, references) -> one float per completion``,
@@ -89,10 +91,13 @@ def repeat_penalties(
 
 class MetricReward:
     """Shared by the metric rewards: the references check, the optional repeat penalty and one
-    ``score`` call per batch."""
+    ``score`` call per batch. A reward that also reads each example's ``meta`` (``needs_meta``:
+    the key it reads) gets it as ``score(..., meta=[dict, ...])``, taken from the references
+    (rft.task.base.ReferenceList carries it)."""
 
     name = "metric"
     needs_references = True
+    needs_meta: str | None = None
 
     def __init__(self, repeat_penalty: bool = False, prompt_prefix: str = PREFIX):
         self.repeat_penalty = bool(repeat_penalty)
@@ -101,7 +106,8 @@ class MetricReward:
     def __call__(self, prompts, completions, references=None) -> list[float]:
         prompts, completions = list(prompts), ["" if c is None else str(c) for c in completions]
         refs = self.references(prompts, references) if self.needs_references else None
-        scores = [float(s) for s in self.score(prompts, completions, refs)]
+        extra = {"meta": self.metas(prompts, references)} if self.needs_meta else {}
+        scores = [float(s) for s in self.score(prompts, completions, refs, **extra)]
         if self.repeat_penalty:
             pen = repeat_penalties(prompts, completions, self.prompt_prefix)
             scores = [s + p for s, p in zip(scores, pen)]
@@ -122,6 +128,23 @@ class MetricReward:
                 )
             out.append([str(r) for r in refs])
         return out
+
+    def metas(self, prompts: list[str], references) -> list[dict]:
+        """Each prompt's ``Example.meta``, which must hold ``needs_meta``."""
+        references = [None] * len(prompts) if references is None else list(references)
+        out = []
+        for i, refs in enumerate(references):
+            meta = getattr(refs, "meta", None)
+            if not meta or self.needs_meta not in meta:
+                raise RewardError(
+                    f"reward={self.name} reads each prompt's {self.needs_meta!r} (Example.meta), "
+                    f"but prompt {i} ({prompts[i][:80]!r}) comes without it. Use the task it is "
+                    f"made for ({self.task_hint})."
+                )
+            out.append(meta)
+        return out
+
+    task_hint = ""
 
     def score(self, prompts: list[str], completions: list[str], references) -> list[float]:
         raise NotImplementedError
@@ -313,3 +336,179 @@ class CoverageReward(MetricReward):
 
         concepts = [concept_string(p, self.prompt_prefix).split() for p in prompts]
         return coverage(completions, concepts)
+
+
+# ------------------------------------------------------ the other GRUE tasks' rewards (§2)
+class SacreBleuReward(MetricReward):
+    """RL4LMs' ``sacre_bleu`` reward: sacreBLEU corpus BLEU / 100 of the completion alone (exp
+    smoothing, no effective order), ``tokenize`` 13a or intl (the vanishing-gradient paper's
+    IWSLT runs: intl; its ToTTo runs: 13a).
+
+    >>> r = SacreBleuReward()
+    >>> [round(x, 6) for x in r(["p"], ["the cat sat on the mat"], [["the cat sat on the mat"]])]
+    [1.0]
+    """
+
+    name = "sacrebleu"
+    TOKENIZERS = ("13a", "intl", "none", "zh", "char", "ja-mecab", "ko-mecab", "spm", "flores101")
+
+    def __init__(self, tokenize: str = "13a", **kw):
+        super().__init__(**kw)
+        self.tokenize = _choice(tokenize, self.TOKENIZERS, "reward.tokenize")
+
+    def score(self, prompts, completions, references):
+        from rft.metrics.bleu import segment_sacrebleu
+
+        return segment_sacrebleu(completions, references, self.tokenize)
+
+
+class TerReward(MetricReward):
+    """RL4LMs' ``ter`` reward (GRUE IWSLT): 1 - TER / 100 of the completion alone against its
+    references, case-insensitive; negative when the edits outnumber the reference's words.
+
+    >>> TerReward()(["p"], ["the cat sat"], [["the cat sat on the mat"]])  # 3 edits / 6 words
+    [0.5]
+    """
+
+    name = "ter"
+
+    def score(self, prompts, completions, references):
+        from rft.metrics.ter import segment_ter
+
+        return [1.0 - t for t in segment_ter(completions, references)]
+
+
+class ChrfReward(MetricReward):
+    """RL4LMs' ``chrf`` reward: chrF / 100 of the completion alone (unused by GRUE)."""
+
+    name = "chrf"
+
+    def score(self, prompts, completions, references):
+        from rft.metrics.chrf import segment_chrf
+
+        return segment_chrf(completions, references)
+
+
+class RougeLMaxReward(MetricReward):
+    """RL4LMs' ``rouge_l_max`` reward (GRUE NarrativeQA): py-rouge's ROUGE-L F with GRUE's
+    arguments, the best over the references (rft.metrics.rouge_l_max). The stemming table is
+    checked when the reward is built."""
+
+    name = "rouge_l_max"
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        from rft.metrics.rouge_l_max import stem_table
+
+        stem_table()
+
+    def score(self, prompts, completions, references):
+        from rft.metrics.rouge_l_max import rouge_l_max
+
+        return rouge_l_max(completions, references)
+
+
+class ParentReward(MetricReward):
+    """RL4LMs' ``parent`` reward: the PARENT F of the completion against its ToTTo table and
+    references (rft.metrics.totto), read from ``Example.meta["raw_table"]`` (task=totto)."""
+
+    name = "parent"
+    needs_references = False
+    needs_meta = "raw_table"
+    task_hint = "task=totto"
+
+    def score(self, prompts, completions, references, meta):
+        from rft.metrics.totto import totto_parent
+
+        res = totto_parent(completions, [m["raw_table"] for m in meta])
+        return res["per_example"]["parent_overall_f"]
+
+
+class IntentAccuracyReward(MetricReward):
+    """RL4LMs' ``intent_accuracy`` reward (GRUE DailyDialog): intent_coeff · 1[the classifier
+    finds the gold intent] + auto_coeff · METEOR against the reference (rft.metrics.intent;
+    ``Example.meta["intent"]``, task=daily_dialog). RL4LMs' METEOR term for the k-th finished
+    episode of a batch is the mean METEOR of episodes 1..k (its list grows inside the loop); rft
+    uses each completion's own METEOR, and says so once. The classifier (hub id or folder) and
+    WordNet are loaded when the reward is built: without them it cannot train, and says why."""
+
+    name = "intent_accuracy"
+    needs_meta = "intent"
+    task_hint = "task=daily_dialog"
+
+    def __init__(
+        self,
+        intent_coeff: float = 0.75,
+        auto_coeff: float = 0.25,
+        model: str | None = None,
+        batch_size: int = 32,
+        device: str | None = None,
+        wordnet_dir: str | None = None,
+        **kw,
+    ):
+        super().__init__(**kw)
+        from rft.metrics import wordnet
+        from rft.metrics.base import MetricUnavailable
+        from rft.metrics.intent import MODEL, classifier
+
+        self.intent_coeff, self.auto_coeff = float(intent_coeff), float(auto_coeff)
+        self.model, self.batch_size, self.device = model or MODEL, int(batch_size), device
+        self.wordnet_dir = wordnet_dir
+        loaded = classifier(self.model, device)
+        if isinstance(loaded, MetricUnavailable):
+            raise ConfigError(f"reward=intent_accuracy: {loaded} (key: reward.model)")
+        if self.auto_coeff:
+            wordnet.load(wordnet_dir)
+        if "intent_accuracy" not in _warned:
+            _warned.add("intent_accuracy")
+            log.info(
+                "reward=intent_accuracy: the METEOR term is each completion's own METEOR, not "
+                "RL4LMs' running mean over the finished episodes of a batch."
+            )
+
+    def score(self, prompts, completions, references, meta):
+        from rft.metrics.intent import intent_accuracy
+        from rft.metrics.meteor import meteor
+
+        hits = intent_accuracy(
+            prompts,
+            completions,
+            [m["intent"][0] for m in meta],
+            model=self.model,
+            batch_size=self.batch_size,
+            device=self.device,
+        )
+        auto = (
+            meteor(completions, references, self.wordnet_dir)
+            if self.auto_coeff
+            else [0.0] * len(hits)
+        )
+        return [self.intent_coeff * h + self.auto_coeff * a for h, a in zip(hits, auto)]
+
+
+class BleurtReward(MetricReward):
+    """RL4LMs' ``bleurt`` reward: the BLEURT score of the completion, best over its references
+    (rft.metrics.bleurt); the package and checkpoint are loaded when the reward is built."""
+
+    name = "bleurt"
+
+    def __init__(
+        self, checkpoint: str | None = None, batch_size: int = 32, device: str | None = None, **kw
+    ):
+        super().__init__(**kw)
+        from rft.metrics.base import MetricUnavailable
+        from rft.metrics.bleurt import CHECKPOINT, scorer
+
+        self.checkpoint, self.batch_size, self.device = (
+            checkpoint or CHECKPOINT,
+            int(batch_size),
+            device,
+        )
+        loaded = scorer(self.checkpoint, device)
+        if isinstance(loaded, MetricUnavailable):
+            raise ConfigError(f"reward=bleurt: {loaded} (key: reward.checkpoint)")
+
+    def score(self, prompts, completions, references):
+        from rft.metrics.bleurt import bleurt
+
+        return bleurt(completions, references, self.checkpoint, self.batch_size, self.device)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from rft.config import choice
 from rft.errors import ConfigError, DataError
@@ -23,8 +24,23 @@ class Example:
     @property
     def reward_references(self):
         """What a reward gets as this prompt's references: the list of all of them where the task
-        has several, else the single ``reference`` (a string or None)."""
-        return list(self.references) if self.references else self.reference
+        has several (a ``ReferenceList``, which also carries the example's ``meta``), else the
+        single ``reference`` (a string or None)."""
+        return ReferenceList(self.references, self.meta) if self.references else self.reference
+
+
+class ReferenceList(list):
+    """A prompt's references as a plain list of strings that also carries the example's
+    ``meta`` (``.meta``): rewards are called ``fn(prompts, completions, references)``, and the
+    few that need more than the references (PARENT reads the ToTTo table, the DailyDialog
+    intent reward the gold intent) find it here. Everything else sees an ordinary list."""
+
+    def __init__(self, references=(), meta: dict | None = None):
+        super().__init__(references)
+        self.meta = dict(meta or {})
+
+    def __reduce__(self):  # pickle / deepcopy keep the meta
+        return (ReferenceList, (list(self), self.meta))
 
 
 @contextlib.contextmanager
@@ -89,19 +105,29 @@ def read_jsonl_objects(path) -> list[tuple[int, dict]]:
     return rows
 
 
-def load_hub_dataset(hub_id: str, folder: str, name: str | None = None):
-    """``datasets.load_dataset(hub_id, name)``; any failure (no network, no such dataset)
-    becomes one DataError that points at a local copy (``folder``: the data folder's name,
-    e.g. imdb)."""
+def load_hub_dataset(
+    hub_id: str, folder: str, name: str | None = None, files: str = "", looked_in: str = ""
+):
+    """``datasets.load_dataset(hub_id[, name])``; any failure (no network, no such dataset, a
+    script dataset that this ``datasets`` no longer runs) becomes one DataError that points at a
+    local copy (``folder``: the data folder's name, e.g. imdb; ``files``: what it must hold;
+    ``looked_in``: where a local copy was already looked for, if anywhere)."""
     try:
         import datasets
 
-        return datasets.load_dataset(hub_id, name) if name else datasets.load_dataset(hub_id)
+        return (
+            datasets.load_dataset(hub_id) if name is None else datasets.load_dataset(hub_id, name)
+        )
     except Exception as e:  # noqa: BLE001 - any hub failure ends in the same advice
+        shown = f"{hub_id!r}" + (f" ({name!r})" if name else "")
+        first = (str(e).strip().splitlines() or [""])[0][:200]
+        where = f" No local copy in {looked_in}." if looked_in else ""
+        holding = f", holding {files}" if files else ""
         raise DataError(
-            f"task.source=hub: could not load the dataset {hub_id!r} from the hub "
-            f"({e.__class__.__name__}). Without a network, point rft at a local copy: "
-            f"RFT_DATA_DIR=<folder holding {folder}/> or task.data_dir=<the {folder} folder>."
+            f"task.source=hub: could not load the dataset {shown} from the hub "
+            f"({e.__class__.__name__}: {first}).{where} Without a network, point rft at a local "
+            f"copy: RFT_DATA_DIR=<folder holding {folder}/> or task.data_dir=<the {folder} "
+            f"folder>{holding}."
         ) from None
 
 
@@ -124,6 +150,32 @@ def check_lengths(cfg) -> None:
 def check_seed(cfg, key: str = "split_seed") -> None:
     if cfg[key] < 0:
         raise ConfigError(f"task.{key}={cfg[key]}: a seed must be ≥ 0 (numpy's generators).")
+
+
+def data_folder(cfg, folder: str, found) -> tuple[Path | None, str]:
+    """Where a hub-backed task reads its data: (the local folder, "") or (None, where a local copy
+    was looked for) for the hub. ``task.source=local`` needs the folder; ``auto`` takes it when
+    ``task.data_dir`` (or $RFT_DATA_DIR) holds it, itself or as its ``folder/`` subfolder, and
+    the hub otherwise; ``found(path)`` says whether a path holds the task's files."""
+    import os
+
+    source = choice(cfg.source)
+    data_dir = cfg.data_dir or os.environ.get("RFT_DATA_DIR")
+    candidates = (
+        [Path(data_dir).expanduser() / folder, Path(data_dir).expanduser()] if data_dir else []
+    )
+    hit = next((c for c in candidates if c.is_dir() and found(c)), None)
+    if hit is not None and source != "hub":
+        return hit, ""
+    looked_in = " or ".join(str(c) for c in candidates)
+    if source == "local":
+        raise DataError(
+            f"task.source=local: no {folder} files in {looked_in}. Set RFT_DATA_DIR to the "
+            f"folder holding {folder}/ or task.data_dir to the {folder} folder."
+            if data_dir
+            else "task.source=local but no data folder is set: set RFT_DATA_DIR or task.data_dir."
+        )
+    return None, looked_in
 
 
 class Task:

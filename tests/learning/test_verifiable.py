@@ -16,8 +16,7 @@ import pytest
 
 from rft.alg.group import GroupPG
 from rft.train import train
-from tests.conftest import compose_cfg, run_killed_then_resumed
-from tests.conftest import history
+from tests.conftest import compose_cfg, history, run_killed_then_resumed
 from tests.task.verifiable_helpers import answer_tokenizer
 
 
