@@ -250,22 +250,8 @@ def evaluate_policy(
     max_new_tokens, min_new_tokens, generation (see ``evaluate_shard``)."""
     if samples_per_prompt < 1:
         raise ValueError(f"samples_per_prompt={samples_per_prompt}: must be ≥ 1")
-    rank, world_size = process_group()
-    step = prompts_per_batch(batch_size, samples_per_prompt)
-    lo, hi = shard_bounds(len(examples), step, rank, world_size)
-    rec = evaluate_shard(
-        policy,
-        ref,
-        reward_fn,
-        examples[lo:hi],
-        batch_size=batch_size,
-        seed=seed + rank,
-        samples_per_prompt=samples_per_prompt,
-        progress=progress and rank == 0,
-        verifier=verifier,
-        **decoding,
-    )
-    rec = gather_records(rec, world_size)
+    kw = dict(batch_size=batch_size, samples_per_prompt=samples_per_prompt, verifier=verifier)
+    rec = evaluate_all_ranks(policy, ref, reward_fn, examples, seed, progress, **kw, **decoding)
     k = samples_per_prompt
     tm = text_metrics(list(metrics), examples, rec.texts, k, metric_options)
     split_metrics = aggregate(rec)
@@ -284,6 +270,24 @@ def evaluate_policy(
     if tm.per_prompt or ver_per_prompt:
         pp["metrics"] = {**tm.per_prompt, **ver_per_prompt}
     return EvalResult(split_metrics, samples, pp, tm.unavailable)
+
+
+def evaluate_all_ranks(policy, ref, reward_fn, examples, seed: int, progress: bool, **kw):
+    """Each DDP rank evaluates its shard of ``examples`` (seed + rank); every rank gets all the
+    records, in example order (one process: the whole split)."""
+    rank, world_size = process_group()
+    step = prompts_per_batch(kw["batch_size"], kw["samples_per_prompt"])
+    lo, hi = shard_bounds(len(examples), step, rank, world_size)
+    rec = evaluate_shard(
+        policy,
+        ref,
+        reward_fn,
+        examples[lo:hi],
+        seed=seed + rank,
+        progress=progress and rank == 0,
+        **kw,
+    )
+    return gather_records(rec, world_size)
 
 
 def sample_rows(examples, rec, k: int, n_samples: int, per_sample: dict) -> list[dict]:

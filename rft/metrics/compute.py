@@ -5,6 +5,7 @@ metric's module)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from rft.errors import ConfigError, DataError
 from rft.metrics.base import MetricScores, MetricUnavailable, reference_lists
@@ -172,100 +173,166 @@ def _check_meta(name: str, meta) -> None:
         )
 
 
+@dataclass
+class _Inputs:
+    """What one metric call reads."""
+
+    prompts: list
+    completions: list
+    refs: list
+    concepts: list | None
+    options: dict
+    meta: list | None
+
+
 def _compute_one(name, out, prompts, completions, refs, concepts, options, meta=None) -> None:
-    if name == "spice":
-        out.unavailable["spice"] = SPICE_UNAVAILABLE
-    elif name == "meteor":
-        from rft.metrics.meteor import meteor
+    _COMPUTE[name](out, _Inputs(prompts, completions, refs, concepts, options, meta))
 
-        out.add("meteor", meteor(completions, refs, options.get("wordnet_dir")))
-    elif name == "rouge":
-        from rft.metrics.rouge import rouge
 
-        for key, scores in rouge(completions, refs).items():
-            out.add(key, scores)
-    elif name == "bleu":
-        from rft.metrics.bleu import nmt_bleu, sacrebleu
+def _spice(out, x: _Inputs) -> None:
+    out.unavailable["spice"] = SPICE_UNAVAILABLE
 
-        out.add("bleu4", corpus=nmt_bleu(completions, refs))
-        tokenize = options.get("sacrebleu_tokenize", "13a")
-        out.add("sacrebleu", corpus=sacrebleu(completions, refs, tokenize))
-    elif name == "cider":
-        from rft.metrics.cider import CiderIdf, cider_d
 
-        groups = options.get("cider_idf_references")
-        out.add("cider", cider_d(completions, refs, CiderIdf(groups) if groups else None))
-    elif name == "bertscore":
-        from rft.metrics.bertscore import NUM_LAYERS, bertscore_f1
+def _meteor(out, x: _Inputs) -> None:
+    from rft.metrics.meteor import meteor
 
-        f1 = bertscore_f1(
-            completions,
-            refs,
-            model=options.get("bertscore_model"),
-            num_layers=options.get("bertscore_num_layers", NUM_LAYERS),
-            batch_size=options.get("bertscore_batch_size", 64),
-            device=options.get("bertscore_device"),
+    out.add("meteor", meteor(x.completions, x.refs, x.options.get("wordnet_dir")))
+
+
+def _rouge(out, x: _Inputs) -> None:
+    from rft.metrics.rouge import rouge
+
+    for key, scores in rouge(x.completions, x.refs).items():
+        out.add(key, scores)
+
+
+def _bleu(out, x: _Inputs) -> None:
+    from rft.metrics.bleu import nmt_bleu, sacrebleu
+
+    out.add("bleu4", corpus=nmt_bleu(x.completions, x.refs))
+    tokenize = x.options.get("sacrebleu_tokenize", "13a")
+    out.add("sacrebleu", corpus=sacrebleu(x.completions, x.refs, tokenize))
+
+
+def _cider(out, x: _Inputs) -> None:
+    from rft.metrics.cider import CiderIdf, cider_d
+
+    groups = x.options.get("cider_idf_references")
+    out.add("cider", cider_d(x.completions, x.refs, CiderIdf(groups) if groups else None))
+
+
+def _bertscore(out, x: _Inputs) -> None:
+    from rft.metrics.bertscore import NUM_LAYERS, bertscore_f1
+
+    o = x.options
+    f1 = bertscore_f1(
+        x.completions,
+        x.refs,
+        model=o.get("bertscore_model"),
+        num_layers=o.get("bertscore_num_layers", NUM_LAYERS),
+        batch_size=o.get("bertscore_batch_size", 64),
+        device=o.get("bertscore_device"),
+    )
+    out.add("bertscore", f1)
+
+
+def _coverage(out, x: _Inputs) -> None:
+    from rft.metrics.coverage import coverage
+
+    if x.concepts is None or any(c is None for c in x.concepts):
+        raise DataError(
+            "coverage needs each example's concepts (Example.meta['concepts']), but none "
+            "were given: use a task that provides them (task=commongen) or drop coverage."
         )
-        out.add("bertscore", f1)
-    elif name == "coverage":
-        from rft.metrics.coverage import coverage
+    out.add("coverage", coverage(x.completions, x.concepts))
 
-        if concepts is None or any(c is None for c in concepts):
-            raise DataError(
-                "coverage needs each example's concepts (Example.meta['concepts']), but none "
-                "were given: use a task that provides them (task=commongen) or drop coverage."
-            )
-        out.add("coverage", coverage(completions, concepts))
-    elif name == "diversity":
-        from rft.metrics.diversity import MSTTR_WINDOW, diversity
 
-        d = diversity(completions, options.get("msttr_window", MSTTR_WINDOW))
-        out.corpus.update(d.corpus)
-        out.per_example.update(d.per_example)
-        out.unavailable.update(d.unavailable)
-    elif name == "ter":
-        from rft.metrics.ter import ter
+def _diversity(out, x: _Inputs) -> None:
+    from rft.metrics.diversity import MSTTR_WINDOW, diversity
 
-        out.add("ter", corpus=ter(completions, refs))
-    elif name == "chrf":
-        from rft.metrics.chrf import chrf
+    d = diversity(x.completions, x.options.get("msttr_window", MSTTR_WINDOW))
+    out.corpus.update(d.corpus)
+    out.per_example.update(d.per_example)
+    out.unavailable.update(d.unavailable)
 
-        out.add("chrf", corpus=chrf(completions, refs))
-    elif name == "rouge_l_max":
-        from rft.metrics.rouge_l_max import rouge_l_max
 
-        out.add("rouge_l_max", rouge_l_max(completions, refs))
-    elif name == "parent_totto":
-        from rft.metrics.totto import totto_parent
+def _ter(out, x: _Inputs) -> None:
+    from rft.metrics.ter import ter
 
-        res = totto_parent(completions, [m["raw_table"] for m in meta])
-        for key, value in res["corpus"].items():
-            out.add(key, res["per_example"].get(key), corpus=value)
-    elif name == "bleu_totto":
-        from rft.metrics.totto import totto_bleu
+    out.add("ter", corpus=ter(x.completions, x.refs))
 
-        for key, value in totto_bleu(completions, [m["raw_table"] for m in meta]).items():
-            out.add(key, corpus=value)
-    elif name == "intent_accuracy":
-        from rft.metrics.intent import MODEL, intent_accuracy
 
-        scores = intent_accuracy(
-            prompts,
-            completions,
-            [m["intent"][0] for m in meta],
-            model=options.get("intent_model", MODEL),
-            batch_size=options.get("intent_batch_size", 32),
-            device=options.get("intent_device"),
-        )
-        out.add("intent_accuracy", scores)
-    elif name == "bleurt":
-        from rft.metrics.bleurt import CHECKPOINT, bleurt
+def _chrf(out, x: _Inputs) -> None:
+    from rft.metrics.chrf import chrf
 
-        scores = bleurt(
-            completions,
-            refs,
-            checkpoint=options.get("bleurt_checkpoint", CHECKPOINT),
-            batch_size=options.get("bleurt_batch_size", 32),
-            device=options.get("bleurt_device"),
-        )
-        out.add("bleurt", scores)
+    out.add("chrf", corpus=chrf(x.completions, x.refs))
+
+
+def _rouge_l_max(out, x: _Inputs) -> None:
+    from rft.metrics.rouge_l_max import rouge_l_max
+
+    out.add("rouge_l_max", rouge_l_max(x.completions, x.refs))
+
+
+def _parent_totto(out, x: _Inputs) -> None:
+    from rft.metrics.totto import totto_parent
+
+    res = totto_parent(x.completions, [m["raw_table"] for m in x.meta])
+    for key, value in res["corpus"].items():
+        out.add(key, res["per_example"].get(key), corpus=value)
+
+
+def _bleu_totto(out, x: _Inputs) -> None:
+    from rft.metrics.totto import totto_bleu
+
+    for key, value in totto_bleu(x.completions, [m["raw_table"] for m in x.meta]).items():
+        out.add(key, corpus=value)
+
+
+def _intent_accuracy(out, x: _Inputs) -> None:
+    from rft.metrics.intent import MODEL, intent_accuracy
+
+    o = x.options
+    scores = intent_accuracy(
+        x.prompts,
+        x.completions,
+        [m["intent"][0] for m in x.meta],
+        model=o.get("intent_model", MODEL),
+        batch_size=o.get("intent_batch_size", 32),
+        device=o.get("intent_device"),
+    )
+    out.add("intent_accuracy", scores)
+
+
+def _bleurt(out, x: _Inputs) -> None:
+    from rft.metrics.bleurt import CHECKPOINT, bleurt
+
+    o = x.options
+    scores = bleurt(
+        x.completions,
+        x.refs,
+        checkpoint=o.get("bleurt_checkpoint", CHECKPOINT),
+        batch_size=o.get("bleurt_batch_size", 32),
+        device=o.get("bleurt_device"),
+    )
+    out.add("bleurt", scores)
+
+
+# How each name of METRICS is computed (a new metric: its function here, its keys in KEYS).
+_COMPUTE = {
+    "spice": _spice,
+    "meteor": _meteor,
+    "rouge": _rouge,
+    "bleu": _bleu,
+    "cider": _cider,
+    "bertscore": _bertscore,
+    "coverage": _coverage,
+    "diversity": _diversity,
+    "ter": _ter,
+    "chrf": _chrf,
+    "rouge_l_max": _rouge_l_max,
+    "parent_totto": _parent_totto,
+    "bleu_totto": _bleu_totto,
+    "intent_accuracy": _intent_accuracy,
+    "bleurt": _bleurt,
+}

@@ -263,68 +263,78 @@ def build_tiny(tiny_cfg, tok: PreTrainedTokenizerBase) -> PreTrainedModel:
 
 
 def _build_tiny(tiny_cfg, tok: PreTrainedTokenizerBase) -> PreTrainedModel:
-    vocab = len(tok)
+    if tiny_cfg.arch not in TINY_ARCHS:
+        raise ConfigError(f"model.tiny.arch={tiny_cfg.arch!r}: choose gpt2, llama, t5 or bart.")
+    config, model_cls = TINY_ARCHS[tiny_cfg.arch](tiny_cfg, tok, len(tok))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(TINY_INIT_SEED)
-        if tiny_cfg.arch == "gpt2":
-            conf = GPT2Config(
-                vocab_size=vocab,
-                n_positions=512,
-                n_embd=tiny_cfg.n_embd,
-                n_layer=tiny_cfg.n_layer,
-                n_head=tiny_cfg.n_head,
-                bos_token_id=tok.bos_token_id,
-                eos_token_id=tok.eos_token_id,
-            )
-            return GPT2LMHeadModel(conf)
-        if tiny_cfg.arch == "llama":
-            conf = LlamaConfig(
-                vocab_size=vocab,
-                hidden_size=tiny_cfg.n_embd,
-                intermediate_size=2 * tiny_cfg.n_embd,
-                num_hidden_layers=tiny_cfg.n_layer,
-                num_attention_heads=tiny_cfg.n_head,
-                num_key_value_heads=tiny_cfg.n_head,
-                max_position_embeddings=512,
-                bos_token_id=tok.bos_token_id,
-                eos_token_id=tok.eos_token_id,
-                pad_token_id=tok.pad_token_id,
-                tie_word_embeddings=True,
-            )
-            return LlamaForCausalLM(conf)
-        if tiny_cfg.arch == "t5":
-            conf = T5Config(
-                vocab_size=vocab,
-                d_model=tiny_cfg.n_embd,
-                d_kv=tiny_cfg.n_embd // tiny_cfg.n_head,
-                d_ff=2 * tiny_cfg.n_embd,
-                num_layers=tiny_cfg.n_layer,
-                num_heads=tiny_cfg.n_head,
-                pad_token_id=tok.pad_token_id,
-                eos_token_id=tok.eos_token_id,
-                decoder_start_token_id=tok.pad_token_id,
-            )
-            return T5ForConditionalGeneration(conf)
-        if tiny_cfg.arch == "bart":
-            conf = BartConfig(
-                vocab_size=vocab,
-                d_model=tiny_cfg.n_embd,
-                encoder_layers=tiny_cfg.n_layer,
-                decoder_layers=tiny_cfg.n_layer,
-                encoder_attention_heads=tiny_cfg.n_head,
-                decoder_attention_heads=tiny_cfg.n_head,
-                encoder_ffn_dim=2 * tiny_cfg.n_embd,
-                decoder_ffn_dim=2 * tiny_cfg.n_embd,
-                max_position_embeddings=512,
-                pad_token_id=tok.pad_token_id,
-                bos_token_id=tok.bos_token_id,
-                eos_token_id=tok.eos_token_id,
-                decoder_start_token_id=tok.eos_token_id,  # BART starts its decoder from </s>
-                forced_bos_token_id=None,
-                forced_eos_token_id=None,
-            )
-            return BartForConditionalGeneration(conf)
-    raise ConfigError(f"model.tiny.arch={tiny_cfg.arch!r}: choose gpt2, llama, t5 or bart.")
+        return model_cls(config)
+
+
+def _tiny_gpt2(c, tok, vocab: int):
+    return GPT2Config(
+        vocab_size=vocab,
+        n_positions=512,
+        n_embd=c.n_embd,
+        n_layer=c.n_layer,
+        n_head=c.n_head,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+    ), GPT2LMHeadModel
+
+
+def _tiny_llama(c, tok, vocab: int):
+    return LlamaConfig(
+        vocab_size=vocab,
+        hidden_size=c.n_embd,
+        intermediate_size=2 * c.n_embd,
+        num_hidden_layers=c.n_layer,
+        num_attention_heads=c.n_head,
+        num_key_value_heads=c.n_head,
+        max_position_embeddings=512,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+        tie_word_embeddings=True,
+    ), LlamaForCausalLM
+
+
+def _tiny_t5(c, tok, vocab: int):
+    return T5Config(
+        vocab_size=vocab,
+        d_model=c.n_embd,
+        d_kv=c.n_embd // c.n_head,
+        d_ff=2 * c.n_embd,
+        num_layers=c.n_layer,
+        num_heads=c.n_head,
+        pad_token_id=tok.pad_token_id,
+        eos_token_id=tok.eos_token_id,
+        decoder_start_token_id=tok.pad_token_id,
+    ), T5ForConditionalGeneration
+
+
+def _tiny_bart(c, tok, vocab: int):
+    return BartConfig(
+        vocab_size=vocab,
+        d_model=c.n_embd,
+        encoder_layers=c.n_layer,
+        decoder_layers=c.n_layer,
+        encoder_attention_heads=c.n_head,
+        decoder_attention_heads=c.n_head,
+        encoder_ffn_dim=2 * c.n_embd,
+        decoder_ffn_dim=2 * c.n_embd,
+        max_position_embeddings=512,
+        pad_token_id=tok.pad_token_id,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        decoder_start_token_id=tok.eos_token_id,  # BART starts its decoder from </s>
+        forced_bos_token_id=None,
+        forced_eos_token_id=None,
+    ), BartForConditionalGeneration
+
+
+# model.tiny.arch -> (config, model class) of a random model with the tokenizer's vocabulary
+TINY_ARCHS = {"gpt2": _tiny_gpt2, "llama": _tiny_llama, "t5": _tiny_t5, "bart": _tiny_bart}
 
 
 def _shift_right_from_start(self, labels: torch.Tensor) -> torch.Tensor:
