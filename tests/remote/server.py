@@ -209,3 +209,47 @@ class FakeServer:
             h.wfile.write(raw)
         except OSError:  # the client timed out and left
             pass
+
+
+def model_generator(lm) -> Callable[[dict, bool], dict]:
+    """Answers from a local PolicyLM (a tiny random model): the prompt (text, or token ids) is
+    continued by ``lm.generate``, greedily at temperature 0, else sampled under the request's
+    seed; one request at a time. Returns the text, the generated ids and why it ended."""
+    import torch
+
+    from rft.config import GenerationConfig
+
+    lock = threading.Lock()
+    tok = lm.tokenizer
+
+    def generate(body: dict, chat: bool) -> dict:
+        assert not chat, "model_generator serves /completions"
+        prompt = body["prompt"]
+        ids = (
+            prompt
+            if isinstance(prompt, list)
+            else tok(prompt, add_special_tokens=False)["input_ids"]
+        )
+        t = float(body.get("temperature", 1.0))
+        gen = GenerationConfig(
+            do_sample=t > 0,
+            top_k=int(body.get("top_k", 0)),
+            top_p=float(body.get("top_p", 1.0)),
+            temperature=t if t > 0 else 1.0,
+        )
+        p = torch.tensor([ids], dtype=torch.long)
+        with lock, torch.random.fork_rng():
+            torch.manual_seed(int(body.get("seed") or 0))
+            c = lm.generate(
+                p, torch.ones_like(p), body["max_tokens"], body.get("min_tokens", 0), gen
+            )
+        out = c.ids[0][c.mask[0].bool()].tolist()
+        stopped = bool(out) and out[-1] == tok.eos_token_id
+        return {
+            "text": tok.decode(out, skip_special_tokens=True),
+            "token_ids": out,
+            "finish_reason": "stop" if stopped else "length",
+            "completion_tokens": len(out),
+        }
+
+    return generate
