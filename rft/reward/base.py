@@ -67,6 +67,13 @@ class CheckedReward:
             )
         return scores
 
+    def pop_stats(self) -> dict[str, float]:
+        """What the reward reports about itself since the previous call, for the history (a
+        remote reward's requests, tokens, retries, latency: ``remote/<name>/...``); {} for a
+        reward without a ``pop_stats`` of its own."""
+        pop = getattr(self.fn, "pop_stats", None)
+        return dict(pop()) if callable(pop) else {}
+
     def _note_empty(self, completions: list[str], scores: torch.Tensor) -> None:
         """An empty completion gets whatever its reward gives it (a metric: 0 by definition), but
         never silently: the first batch that holds one is logged with the score it got, and

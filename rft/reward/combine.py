@@ -23,3 +23,10 @@ class WeightedSum:
             s = w * fn(prompts, completions, references)
             total = s if total is None else total + s
         return total.tolist()
+
+    def pop_stats(self) -> dict[str, float]:
+        """The stats of every term that reports any (a remote term: ``remote/...``)."""
+        out: dict[str, float] = {}
+        for _, _, fn in self.terms:
+            out.update(fn.pop_stats())
+        return out
