@@ -46,6 +46,7 @@ class Mutation:
 
 NLPO = "tests/alg/test_nlpo.py"
 LORA = "tests/test_lora.py"
+REMOTE = "tests/remote"
 
 MUTATIONS = [
     Mutation(
@@ -365,6 +366,38 @@ MUTATIONS = [
         "return log_ratio.clamp(max=20.0).exp().clamp(max=cap)",
         "return log_ratio.clamp(max=20.0).exp()",
         ("tests/core/test_tis.py::test_tis_weights_by_hand",),
+    ),
+    # remote models (rft/remote, rft/reward/{remote,judge}.py)
+    Mutation(
+        "remote_ignores_retry_after",  # always the exponential backoff
+        "rft/remote/client.py",
+        "asked = retry_after_s(headers)",
+        "asked = None",
+        (
+            f"{REMOTE}/test_client.py::test_retry_after_is_honoured",
+            f"{REMOTE}/test_client.py::test_a_long_retry_after_stops_at_once",
+        ),
+    ),
+    Mutation(
+        "remote_cache_key_without_seed",  # the K samples of a prompt collapse onto one answer
+        "rft/remote/client.py",
+        '{"url": url, "body": body, "seed": seed, "tag": self.cache_tag}',
+        '{"url": url, "body": body, "tag": self.cache_tag}',
+        (f"{REMOTE}/test_client.py::test_cache_second_run_sends_nothing",),
+    ),
+    Mutation(
+        "remote_guide_drops_eos",  # a guide that ended its text gives no EOS in policy tokens
+        "rft/remote/guide.py",
+        "            if a.stopped:\n                row.append(tok.eos_token_id)",
+        "            if False:\n                row.append(tok.eos_token_id)",
+        (f"{REMOTE}/test_guide.py::test_text_answers_are_re_encoded_with_the_policy_tokenizer",),
+    ),
+    Mutation(
+        "judge_score_not_normalized",
+        "rft/reward/judge.py",
+        "out.append((score - self.lo) / (self.hi - self.lo))",
+        "out.append(score)",
+        ("tests/reward/test_judge.py::test_scores_are_parsed_and_normalized",),
     ),
 ]
 
