@@ -35,6 +35,7 @@ milliseconds against that, and the retry, cap and cache rules above are rft's ow
 
 from __future__ import annotations
 
+import dataclasses
 import email.utils
 import http.client
 import json
@@ -162,6 +163,8 @@ class RemoteClient:
 
     def __init__(self, settings, name: str, prefix: str, reject_hint: str = ""):
         self.name, self.prefix, self.reject_hint = name, prefix, reject_hint
+        if dataclasses.is_dataclass(settings):  # a schema instance rather than its DictConfig
+            settings = dataclasses.asdict(settings)
         base = settings.get("base_url")
         if not base:
             raise ConfigError(
