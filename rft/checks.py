@@ -27,6 +27,7 @@ def preflight(cfg: DictConfig) -> None:
     from rft.rollout.backend import check_rollout_config
 
     check_rollout_config(cfg)  # rollout.backend=vllm: installed, and a setup it can serve
+    check_remote_guide_server(cfg)  # alg.guide.remote: consistent, up, serving its model
 
 
 # -------------------------------------------------------------------------------- every value
@@ -318,3 +319,22 @@ def check_model_folder(folder: Path) -> None:
     """Every safetensors file of a save_pretrained folder is complete."""
     for f in sorted(Path(folder).glob("*.safetensors")):
         check_safetensors(f)
+
+
+# -------------------------------------------------------------------------------- remote guide
+def check_remote_guide_server(cfg: DictConfig) -> None:
+    """A remote guide (``alg.guide.remote.base_url`` set) that contradicts the rest of
+    ``alg.guide``, is down, refuses the key or does not serve ``model`` fails here, before any
+    model loads. (A remote reward or judge checks its server when ``build_reward`` builds it,
+    which is also before any model loads.)"""
+    from rft.config import choice
+
+    if choice(cfg.get("mode") or "train") != "train":
+        return  # extract / evaluate never ask the guide
+    guide = OmegaConf.select(cfg, "alg.guide", default=None)
+    if guide is None or not OmegaConf.select(guide, "remote.base_url", default=None):
+        return
+    from rft.remote.client import RemoteClient
+
+    # its settings are the guided family's to check (GuidedPPO.check_config, rft.remote.guide)
+    RemoteClient(guide.remote, "guide", "alg.guide.remote").check_reachable("/models")

@@ -482,6 +482,204 @@ class WeightedSumRewardConfig:
     )
 
 
+# ----------------------------------------------------------------- remote models (rft/remote)
+# Servers rft calls over HTTP (README "Remote models"): RLGF's black-box guide behind an
+# OpenAI-compatible API (alg.guide.remote), a reward-model server (reward=remote) and an LLM
+# judge (reward=judge). Every one shares RemoteServerConfig: where it is, how its key is found,
+# and how hard rft tries. The key itself is never a config value: only where to read it.
+class RemoteEndpoint(str, Enum):
+    completions = "completions"  # POST {base_url}/completions: text in, its continuation out
+    chat = "chat"  # POST {base_url}/chat/completions: messages in, the assistant's text out
+
+
+class RemotePromptFormat(str, Enum):
+    text = "text"  # any server: the prompt (+ prefix) as text, the answer re-encoded
+    token_ids = "token_ids"  # vLLM serving the policy's tokenizer: ids in, ids out, exact
+
+
+@dataclass
+class RemoteServerConfig:
+    """An HTTP server rft calls: its address, its key's location, retries, caps and cache."""
+
+    base_url: str | None = knob(
+        None,
+        "the API root, e.g. http://127.0.0.1:8000/v1 (vllm serve) or https://api.openai.com/v1;"
+        " null: not used",
+    )
+    model: str | None = knob(
+        None, "the `model` each request names (vllm serve --served-model-name); null: not sent"
+    )
+    api_key_env: str | None = knob(
+        None,
+        "environment variable holding the API key, sent as `Authorization: Bearer`; the key is"
+        " never written to config.yaml, logs, checkpoints or caches. null (and no file): no key",
+    )
+    api_key_file: str | None = knob(
+        None, "file whose first line is the API key (instead of api_key_env)"
+    )
+    timeout_s: float = knob(
+        60.0, "per request: the connect and each read; a longer wait is a failed try (retried)"
+    )
+    max_concurrency: int = knob(8, "requests in flight at once")
+    max_retries: int = knob(
+        5,
+        "tries after the first on 408 / 409 / 429 / 5xx, timeouts and dropped connections;"
+        " then the run stops with one error",
+    )
+    backoff_s: float = knob(
+        0.5,
+        "wait before retry n: min(backoff_s · 2^n, backoff_max_s) · (1 - jitter · U), unless"
+        " the server sent Retry-After (openai-python: 0.5 s, 8 s, 0.25)",
+    )
+    backoff_max_s: float = knob(8.0, "cap of the exponential backoff")
+    jitter: float = knob(0.25, "random share taken off each backoff wait (0: exact waits)")
+    retry_after_max_s: float = knob(
+        60.0,
+        "the longest Retry-After / retry-after-ms honoured; a server asking for more (an"
+        " exhausted quota) stops the run at once",
+    )
+    max_requests: int = knob(
+        0, "cap on the HTTP requests of a run, retries included (cache hits are free); 0: none"
+    )
+    max_total_tokens: int = knob(
+        0, "cap on the prompt + completion tokens the server reports (`usage`) in a run; 0: none"
+    )
+    wait_ready_s: float = knob(
+        0.0,
+        "at start-up, keep polling an unreachable server this long (one still loading its"
+        " model); 0: one try",
+    )
+    cache_dir: str | None = knob(
+        None, "folder of cached answers, one file per request (see cache_tag); null: no cache"
+    )
+    cache_tag: str = knob(
+        "",
+        "part of every cache key: change it when another model answers behind the same"
+        " base_url and model name",
+    )
+
+
+@dataclass
+class RemoteGuideConfig(RemoteServerConfig):
+    """RLGF's black-box guide (rft/remote/guide.py): roll-ins complete the prompt, roll-outs
+    continue prompt + the policy's first k tokens; sampling follows alg.guide.generation."""
+
+    endpoint: RemoteEndpoint = knob(
+        RemoteEndpoint.completions,
+        "completions (continues text: RLGF's setting) | chat (prompt = the user turn, prefix ="
+        " a partial assistant turn: chat_prefill)",
+    )
+    prompt_format: RemotePromptFormat = knob(
+        RemotePromptFormat.text,
+        "text: the policy's prompt (+ prefix) as text, the answer re-encoded with the policy"
+        " tokenizer | token_ids: policy token ids both ways (completions on vLLM serving a"
+        " model with the policy's tokenizer)",
+    )
+    chat_prefill: bool = knob(
+        True,
+        "chat: send the prefix as a partial assistant turn the server continues (vLLM's"
+        " continue_final_message); false: a server without it (roll-outs after a prefix fail)",
+    )
+    system_prompt: str | None = knob(None, "chat: a system message before the prompt")
+    vllm_extras: bool = knob(
+        True,
+        "also send vLLM's fields (top_k, min_tokens, add_special_tokens=false); false for"
+        " servers that reject unknown fields (api.openai.com)",
+    )
+    send_seed: bool = knob(
+        True,
+        "send each request's seed (a seeded server answers reproducibly); the cache key holds"
+        " it either way, so the K samples of a prompt stay distinct",
+    )
+    cache_dir: str | None = knob(
+        "~/.cache/rft/remote_guide",
+        "folder of cached guide answers, shared by runs: a resumed or repeated run (same seed)"
+        " pays nothing twice; null: no cache",
+    )
+
+
+class RemoteRewardProtocol(str, Enum):
+    rft = "rft"  # {prompts, completions, references} -> {scores} (README "Remote models")
+    openrlhf = "openrlhf"  # OpenRLHF serve_rm: {query, prompts, labels} -> {rewards}
+
+
+@dataclass
+class RemoteRewardConfig(RemoteServerConfig):
+    """A reward-model server: batches of (prompt, completion, references) in, one score each."""
+
+    _target_: str = knob("rft.reward.remote.RemoteReward", "the reward class")
+    path: str = knob("/score", "the scoring route, appended to base_url")
+    protocol: RemoteRewardProtocol = knob(
+        RemoteRewardProtocol.rft,
+        "rft: POST {prompts, completions, references} -> {scores} | openrlhf: POST {query:"
+        " prompt + completion, prompts, labels} -> {rewards} (OpenRLHF's serve_rm)",
+    )
+    health_path: str = knob(
+        "/health", "route polled at start-up; any HTTP answer shows the server is up"
+    )
+    batch_size: int = knob(32, "rows per request")
+
+
+class UnparsablePolicy(str, Enum):
+    fail = "fail"  # stop the run, naming the answer
+    score = "score"  # give unparsable_score, warn, and count it (remote/judge/unparsable)
+
+
+DEFAULT_JUDGE_TEMPLATE = (
+    "You grade a text written in answer to a prompt.\n"
+    "Rubric: {rubric}\n\n"
+    "Prompt:\n{prompt}\n\n"
+    "Text:\n{completion}\n\n"
+    "Reply with one line `Score: N`, N an integer from {min_score} to {max_score}."
+)
+
+
+@dataclass
+class JudgeRewardConfig(RemoteServerConfig):
+    """An LLM judge behind an OpenAI-compatible API: a rubric prompt per completion, the score
+    parsed from its answer (rft/reward/judge.py)."""
+
+    _target_: str = knob("rft.reward.judge.JudgeReward", "the reward class")
+    endpoint: RemoteEndpoint = knob(
+        RemoteEndpoint.chat, "chat (the template is the user turn) | completions (raw text)"
+    )
+    rubric: str = knob(
+        "How well does the text answer or continue the prompt?", "what the judge grades"
+    )
+    template: str = knob(
+        DEFAULT_JUDGE_TEMPLATE,
+        "the judge's prompt; fields {rubric} {prompt} {completion} {reference} {references}"
+        " {min_score} {max_score} (literal braces doubled)",
+    )
+    system_prompt: str | None = knob(None, "chat: a system message before the template")
+    min_score: float = knob(0.0, "the lowest score the rubric allows")
+    max_score: float = knob(10.0, "the highest score the rubric allows")
+    score_pattern: str = knob(
+        r"(?i)score\s*[:=]\s*(-?\d+(?:\.\d+)?)",
+        "regex whose group 1 is the score (the last match counts); an answer that is only a"
+        " number also parses",
+    )
+    normalize: bool = knob(True, "reward = (score - min) / (max - min), in [0, 1]; false: raw")
+    on_unparsable: UnparsablePolicy = knob(
+        UnparsablePolicy.fail,
+        "an answer without a score in range: fail (stop, naming it) | score (unparsable_score,"
+        " with a warning, counted in remote/judge/unparsable)",
+    )
+    unparsable_score: float = knob(0.0, "on_unparsable=score: the reward such an answer gets")
+    max_tokens: int = knob(32, "the judge's answer length cap, in its tokens")
+    temperature: float = knob(0.0, "the judge's sampling temperature (0: greedy)")
+    seed: int | None = knob(0, "sent with every request (a seeded server: reproducible); null: not")
+    cache_dir: str | None = knob(
+        None,
+        "folder of cached verdicts (keyed by the whole request): a resumed run re-scores for"
+        " free; null: no cache",
+    )
+
+
+ConfigStore.instance().store(group="reward", name="remote_schema", node=RemoteRewardConfig)
+ConfigStore.instance().store(group="reward", name="judge_schema", node=JudgeRewardConfig)
+
+
 # ----------------------------------------------------------------------------------- hardware
 @dataclass
 class HardwareConfig:

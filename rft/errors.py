@@ -22,6 +22,12 @@ class DiskFullError(RFTError):
     checkpoint (intact: every save is atomic) and that the same command resumes from it."""
 
 
+class RemoteError(RFTError):
+    """A server rft calls over HTTP (a remote guide, reward model or judge: rft.remote) is
+    unreachable, kept failing after its retries, hit the run's request / token cap, or answered
+    something unusable: the message names the server, the request and what to do."""
+
+
 class UserCodeError(RFTError):
     """A callable the config names (a reward, a task, ...) raised: the message names it
     (module:qualname), gives its exception and the user's own frames, not rft's stack."""

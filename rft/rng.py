@@ -14,6 +14,7 @@ gets a new function here with a word or offset no other stream uses.
     schedule_rng            default_rng([seed, it, 4])                    guided LOLS coin
     prompt_batch_rng        default_rng([seed, it, rank])                 RL prompt batch
     dynamic_sampling_rng    default_rng([seed, it, 11, round, rank])      extra prompts (DAPO filter)
+    remote_request_seeds    default_rng([seed, it, 13, call])             remote guide requests
     step_batch_rng          default_rng([seed + rank, data_epoch])        SFT / offline permutations
     good_priority_rng       default_rng([seed + rank, 7, step])           offline weighted draws
     offline_pairs_rng       default_rng([seed, 3])                        offline pair subset
@@ -41,6 +42,7 @@ OFFLINE_PAIRS_WORD = 3
 DATA_SUBSET_WORD = 99
 PROBE_SEED_OFFSET = 1
 DYNAMIC_SAMPLING_WORD = 11
+REMOTE_REQUEST_WORD = 13
 VALUE_SAMPLE_OFFSET = 104_729
 PREFERENCE_SAMPLE_OFFSET = 7_727
 
@@ -81,6 +83,14 @@ def dynamic_sampling_rng(seed: int, iteration: int, rnd: int, rank: int) -> np.r
     """The extra prompts of dynamic-sampling round ``rnd`` (≥ 1) of one iteration on one rank
     (rft.alg.group: groups with no reward spread are replaced by fresh prompts)."""
     return np.random.default_rng([seed, iteration, DYNAMIC_SAMPLING_WORD, rnd, rank])
+
+
+def remote_request_seeds(seed: int, iteration: int, call: int, n: int) -> list[int]:
+    """The seeds of one iteration's n remote-guide requests (rft.remote.guide), one per row,
+    in [0, 2^31); ``call`` keeps roll-ins (0) and roll-outs (1) apart. Row i's seed does not
+    depend on n. A seeded server then answers a resumed run as it answered the first one."""
+    rng = np.random.default_rng([seed, iteration, REMOTE_REQUEST_WORD, call])
+    return [int(x) for x in rng.integers(0, 2**31, size=n)]
 
 
 # ------------------------------------------------------------------------------ step batches

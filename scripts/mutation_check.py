@@ -50,6 +50,7 @@ GRUE_METRICS = "tests/metrics/test_grue_metrics.py"
 LORA = "tests/test_lora.py"
 GW = "tests/learning/test_group_wiring.py"
 EACH = f"{GW}::test_each_options_knobs_reach_the_advantages_and_the_loss"
+REMOTE = "tests/remote"
 
 MUTATIONS = [
     Mutation(
@@ -469,14 +470,14 @@ MUTATIONS = [
     Mutation(
         "group_std_sampler_knobs_not_passed",  # floor, prior, momentum left at the defaults
         "rft/alg/group.py",
-        "self.sampler = StdAwareSampler(len(task.train), s.floor, s.prior, s.momentum)",
-        "self.sampler = StdAwareSampler(len(task.train), 0.02)",
+        "len(task.train), s.floor, s.prior, s.momentum, statistic=statistic",
+        "len(task.train), 0.02, statistic=statistic",
         (f"{GW}::test_std_aware_sampler_gets_the_configured_floor_prior_and_momentum",),
     ),
     Mutation(
         "group_prompt_sampling_ignored",  # std_aware runs the uniform draw
         "rft/alg/group.py",
-        'if choice(a.prompt_sampling) == "std_aware":',
+        'if mode != "uniform":  # std_aware: p ∝ std; learnability: p ∝ p(1-p)',
         "if False:",
         (f"{GW}::test_std_aware_sampler_gets_the_configured_floor_prior_and_momentum",),
     ),
@@ -652,6 +653,38 @@ MUTATIONS = [
         "gold = [int(i) - 1 for i in intents[s : s + batch_size]]",
         "gold = [int(i) for i in intents[s : s + batch_size]]",
         (f"{GRUE_METRICS}::test_intent_accuracy_glue",),
+    ),
+    # remote models (rft/remote, rft/reward/{remote,judge}.py)
+    Mutation(
+        "remote_ignores_retry_after",  # always the exponential backoff
+        "rft/remote/client.py",
+        "asked = retry_after_s(headers)",
+        "asked = None",
+        (
+            f"{REMOTE}/test_client.py::test_retry_after_is_honoured",
+            f"{REMOTE}/test_client.py::test_a_long_retry_after_stops_at_once",
+        ),
+    ),
+    Mutation(
+        "remote_cache_key_without_seed",  # the K samples of a prompt collapse onto one answer
+        "rft/remote/client.py",
+        '{"url": url, "body": body, "seed": seed, "tag": self.cache_tag}',
+        '{"url": url, "body": body, "tag": self.cache_tag}',
+        (f"{REMOTE}/test_client.py::test_cache_second_run_sends_nothing",),
+    ),
+    Mutation(
+        "remote_guide_drops_eos",  # a guide that ended its text gives no EOS in policy tokens
+        "rft/remote/guide.py",
+        "            if a.stopped:\n                row.append(tok.eos_token_id)",
+        "            if False:\n                row.append(tok.eos_token_id)",
+        (f"{REMOTE}/test_guide.py::test_text_answers_are_re_encoded_with_the_policy_tokenizer",),
+    ),
+    Mutation(
+        "judge_score_not_normalized",
+        "rft/reward/judge.py",
+        "out.append((score - self.lo) / (self.hi - self.lo))",
+        "out.append(score)",
+        ("tests/reward/test_judge.py::test_scores_are_parsed_and_normalized",),
     ),
 ]
 

@@ -80,6 +80,7 @@ from rft.diagnostics.reward_stats import rollout_reward_spread
 from rft.errors import ConfigError
 from rft.model.generate import Completions
 from rft.model.policy import PolicyLM, ValueHead
+from rft.remote.guide import check_remote_guide, remote_guide_policy
 from rft.rng import restart_generator, schedule_rng
 from rft.rollout.guide import (
     check_guide_config,
@@ -217,6 +218,7 @@ class GuidedPPO(PPO):
         if a.target_coef < 0:
             raise ConfigError(f"alg.target_coef={a.target_coef}: must be ≥ 0 (0 = off).")
         check_guide_config(a.guide, cfg.model)
+        check_remote_guide(a.guide)
 
     def __init__(self, cfg, task, policy: PolicyLM, ref: PolicyLM, reward_fn, run_dir):
         super().__init__(cfg, task, policy, ref, reward_fn, run_dir)
@@ -234,7 +236,13 @@ class GuidedPPO(PPO):
             )
         if a.target_coef > 0:
             task.sft_pairs()  # fails clearly when no train example carries a reference
-        self.guide = load_guide(a.guide, cfg.model, ref)  # frozen; may be `ref` itself
+        if a.guide.remote.base_url:  # a black-box guide behind an API: one more generator
+            T = task.max_new_tokens
+            self.guide = remote_guide_policy(
+                a.guide, policy.tokenizer, T, task.min_new_tokens, cfg.seed
+            )
+        else:
+            self.guide = load_guide(a.guide, cfg.model, ref)  # frozen; may be `ref` itself
         self.same_tokenizer = same_tokenizer(self.guide.tokenizer, policy.tokenizer)
         self.guide_value_head: ValueHead | None = None
         self.guide_value_model: PolicyLM | None = None
@@ -375,6 +383,7 @@ class GuidedPPO(PPO):
             "time/rollout_tokens_per_s": n_tokens / max(t2 - t0, 1e-9),
             **self.rollout_stats(r, rollins, rollin_scores),
             **self.policy.generation_stats(),  # time/weight_sync_s (rollout.backend=vllm)
+            **self.guide.generation_stats(),  # a remote guide's requests, tokens, latency
         }
         log.info(
             "iteration %d: %s (roll-in %s, roll-out %s, β=%.2f, %s critic): %.0f%% restarted, "

@@ -32,7 +32,7 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
-from rft.config import GenerationConfig, ModelConfig, block, knob
+from rft.config import GenerationConfig, ModelConfig, RemoteGuideConfig, block, knob
 from rft.errors import ConfigError
 
 
@@ -270,6 +270,11 @@ class GuideConfig:
     generation: GenerationConfig = block(
         lambda: GenerationConfig(do_sample=True, top_k=50, top_p=0.92),
         "the guide's own sampling for roll-ins and roll-outs (RLGF IMDB: top_k 50, top_p 0.92)",
+    )
+    remote: RemoteGuideConfig = block(
+        RemoteGuideConfig,
+        "a guide behind an OpenAI-compatible API instead of a local model, on when"
+        " remote.base_url is set (README 'Remote models'; rft/remote/guide.py)",
     )
 
 
@@ -537,11 +542,6 @@ class OfflineRLConfig(StepConfig):
     score_batch_size: int = knob(
         32, "sequences per batch when scoring rewards / V_ref / π_ref samples"
     )
-    cache_dir: str | None = knob(
-        None,
-        "cache of rewards, V_ref and advantages (keyed by a hash of their inputs); null:"
-        " <run>/offline; a shared folder lets a sweep's runs reuse them",
-    )
     value: ValueRefConfig = block(ValueRefConfig, "V_ref(x): the advantage's baseline")
 
 
@@ -607,11 +607,6 @@ class DPOConfig(StepConfig):
     )
     score_batch_size: int = knob(
         32, "sequences per batch when sampling / scoring pairs and computing π_ref's log-probs"
-    )
-    cache_dir: str | None = knob(
-        None,
-        "cache of sampled pairs and π_ref's log-probs (keyed by a hash of their inputs); null:"
-        " <run>/preference",
     )
     pairs: PreferencePairsConfig = block(PreferencePairsConfig, "the preference pairs")
 

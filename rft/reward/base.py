@@ -32,6 +32,10 @@ RewardFn = Callable[[list[str], list[str], list], Sequence[float]]
 
 log = logging.getLogger(__name__)
 
+NAMESPACED = ("remote/",)
+"""Prefixes of statistic keys a reward names in a namespace of their own (a remote reward's or
+judge's client accounting, rft.remote): they reach the history as named, not under reward/."""
+
 
 class CheckedReward:
     """Calls a reward function and validates its output: one finite float per completion."""
@@ -125,11 +129,14 @@ class CheckedReward:
 
     def pop_stats(self) -> dict[str, float]:
         """The wrapped reward's statistics since the last call, as ``reward/<key>`` (see the
-        module docstring); ``{}`` when it exposes none."""
+        module docstring), a remote reward's client accounting as it names it
+        (``remote/<name>/...``); ``{}`` when it exposes none."""
         pop = getattr(self.fn, "pop_stats", None)
-        if pop is None:
+        if not callable(pop):
             return {}
-        return {f"reward/{k}": float(v) for k, v in pop().items()}
+        return {
+            (k if k.startswith(NAMESPACED) else f"reward/{k}"): float(v) for k, v in pop().items()
+        }
 
     def _note_empty(self, completions: list[str], scores: torch.Tensor) -> None:
         """An empty completion gets whatever its reward gives it (a metric: 0 by definition), but

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 from rft.errors import ConfigError
+from rft.reward.base import NAMESPACED
 
 
 def _weight(name: str, t) -> float:
@@ -76,9 +77,11 @@ class WeightedSum:
         return total.tolist()
 
     def pop_stats(self) -> dict[str, float]:
-        """Each term's statistics as ``<term>/<key>`` (rft/reward/base.py)."""
+        """Each term's statistics as ``<term>/<key>`` (rft/reward/base.py); a remote term's
+        client accounting as it names it (``remote/<name>/...``)."""
         out = {}
         for name, _, fn in self.terms:
             for key, v in fn.pop_stats().items():
-                out[f"{name}/{key.removeprefix('reward/')}"] = v
+                namespaced = key.startswith(NAMESPACED)
+                out[key if namespaced else f"{name}/{key.removeprefix('reward/')}"] = v
         return out

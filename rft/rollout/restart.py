@@ -142,3 +142,13 @@ class ForcedPrefixProcessor(LogitsProcessor):
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         step = input_ids.shape[1] - self.start_len
         return force_logits(scores, step, self.forced.to(scores.device), self.k.to(scores.device))
+
+
+def forced_prefix_of(processors) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """(forced (B, K), k (B,)) when ``processors`` is exactly one guided-restart
+    ForcedPrefixProcessor, else None (how another generator, vLLM or a remote guide, learns a
+    guided restart's prefix)."""
+    procs = list(processors) if processors is not None else []
+    if len(procs) == 1 and isinstance(procs[0], ForcedPrefixProcessor):
+        return procs[0].forced, procs[0].k
+    return None

@@ -54,7 +54,7 @@ from torch.optim.optimizer import register_optimizer_step_post_hook
 from rft.errors import ConfigError, DataError
 from rft.model.generate import Completions, Generator, completion_mask
 from rft.model.policy import PolicyLM
-from rft.rollout.restart import ForcedPrefixProcessor
+from rft.rollout.restart import forced_prefix_of
 
 log = logging.getLogger(__name__)
 
@@ -102,15 +102,6 @@ def policy_weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 def base_model(model: torch.nn.Module) -> torch.nn.Module:
     """The transformers model under a peft wrapper (or the model itself)."""
     return model.get_base_model() if hasattr(model, "get_base_model") else model
-
-
-def forced_prefix_of(processors) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """(forced (B, K), k (B,)) when ``processors`` is exactly one guided-restart
-    ForcedPrefixProcessor (rft.rollout.restart), else None."""
-    procs = list(processors) if processors is not None else []
-    if len(procs) == 1 and isinstance(procs[0], ForcedPrefixProcessor):
-        return procs[0].forced, procs[0].k
-    return None
 
 
 def quiet_expected_vllm_warnings() -> None:

@@ -69,11 +69,11 @@ def test_an_os_error_on_a_path_a_setting_names_names_the_key(tmp_path):
     above it), whichever module raised it."""
     from rft.door import user_error
 
-    cfg = OmegaConf.create({"alg": {"cache_dir": str(tmp_path / "cache")}, "seed": 0})
+    cfg = OmegaConf.create({"store": {"path": str(tmp_path / "cache")}, "seed": 0})
     err = user_error(PermissionError(13, "Permission denied", str(tmp_path / "cache" / "x")), cfg)
     assert isinstance(err, ConfigError)
-    assert str(err).startswith(f"alg.cache_dir='{tmp_path / 'cache'}': {tmp_path / 'cache' / 'x'}")
-    assert "Point alg.cache_dir at a folder you can write to" in str(err)
+    assert str(err).startswith(f"store.path='{tmp_path / 'cache'}': {tmp_path / 'cache' / 'x'}")
+    assert "Point store.path at a folder you can write to" in str(err)
     # a path no setting names is not the user's to fix: it keeps its traceback
     assert user_error(PermissionError(13, "Permission denied", "/elsewhere"), cfg) is None
     assert user_error(RuntimeError("a bug"), cfg) is None
