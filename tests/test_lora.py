@@ -74,7 +74,9 @@ def history(run) -> list[dict]:
 
 
 def untimed(record: dict) -> dict:
-    return {k: v for k, v in record.items() if not k.startswith("time/")}
+    # reused/*: a later run whose final policy equals an earlier one's reads the test
+    # evaluation from the result store (the same numbers, plus where they came from)
+    return {k: v for k, v in record.items() if not k.startswith(("time/", "reused/"))}
 
 
 def checkpoint_state(run) -> dict[str, torch.Tensor]:
