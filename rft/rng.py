@@ -11,6 +11,7 @@ gets a new function here with a word or offset no other stream uses.
     rollout_seed            iteration_seed(seed, it)                      torch, one PPO iteration
     probe_seed              iteration_seed(seed + 1, it)                  torch, gradient probe
     restart_generator       iteration_seed(seed, it) + 5                  guided restarts, k
+    cg_init_generator       iteration_seed(seed, it) + 23                 TRPO's CG start x₀
     schedule_rng            default_rng([seed, it, 4])                    guided LOLS coin
     prompt_batch_rng        default_rng([seed, it, rank])                 RL prompt batch
     dynamic_sampling_rng    default_rng([seed, it, 11, round, rank])      extra prompts (DAPO filter)
@@ -37,6 +38,7 @@ import torch
 # Words appended to (seed, iteration) or (seed, step) to keep per-iteration streams apart.
 SCHEDULE_WORD = 4
 RESTART_OFFSET = 5
+CG_INIT_OFFSET = 23
 GOOD_PRIORITY_WORD = 7
 OFFLINE_PAIRS_WORD = 3
 DATA_SUBSET_WORD = 99
@@ -66,6 +68,11 @@ def probe_seed(seed: int, iteration: int) -> int:
 def restart_generator(seed: int, iteration: int) -> torch.Generator:
     """Guided PPO's restart flags and roll-in lengths k of one iteration."""
     return torch.Generator().manual_seed(iteration_seed(seed, iteration) + RESTART_OFFSET)
+
+
+def cg_init_generator(seed: int, iteration: int) -> torch.Generator:
+    """TRPO's conjugate-gradient start x₀ = 1e-4 · N(0, I) of one iteration (CPU generator)."""
+    return torch.Generator().manual_seed(iteration_seed(seed, iteration) + CG_INIT_OFFSET)
 
 
 def schedule_rng(seed: int, iteration: int) -> np.random.Generator:

@@ -105,8 +105,14 @@ Critic = tuple["PolicyLM | None", ValueHead]
 """(value LM, or None for a head on the policy's own trunk; value head)."""
 
 
-class PPO(OnlineRL):
-    supports_tis = True
+class ActorCritic(OnlineRL):
+    """What PPO, A2C and TRPO share, as RL4LMs runs all three through one wrapper: the rollout
+    (K completions per prompt), scoring (old log-probs and values under the policy, π_ref's
+    log-probs), the per-token KL-penalised reward with the adaptive β, GAE, the value head (or a
+    separate value LM), the KL controller's step and the iteration's record. A family writes
+    ``update(rollout)`` (its losses and optimizer steps) and its checks; ``training_step`` is
+    this class's."""
+
     rollout_cls: type[Rollout] = Rollout
     """The buffer collect_rollout fills (NLPO's adds its mask statistics)."""
 
@@ -115,14 +121,12 @@ class PPO(OnlineRL):
         super().check_config(cfg)
         a = cfg.alg
         checks = [
-            (a.clip_range >= 0, f"alg.clip_range={a.clip_range}: must be ≥ 0 (GRUE: 0.2)."),
-            (
-                a.clip_range_vf is None or a.clip_range_vf >= 0,
-                f"alg.clip_range_vf={a.clip_range_vf}: must be ≥ 0, or null for no value clip.",
-            ),
             (0 <= a.gamma <= 1, f"alg.gamma={a.gamma}: a discount must be in [0, 1]."),
             (0 <= a.lam <= 1, f"alg.lam={a.lam}: GAE's λ must be in [0, 1]."),
-            (a.vf_coef >= 0, f"alg.vf_coef={a.vf_coef}: must be ≥ 0 (GRUE: 0.5)."),
+            (
+                a.get("vf_coef", 0.0) >= 0,
+                f"alg.vf_coef={a.get('vf_coef')}: must be ≥ 0 (GRUE: 0.5).",
+            ),
             (
                 a.kl_dominance_warn >= 0,
                 f"alg.kl_dominance_warn={a.kl_dominance_warn}: must be ≥ 0 (0 = never warn).",
@@ -163,19 +167,25 @@ class PPO(OnlineRL):
             params += list(self.value_model.parameters())
         return params
 
-    def configure_optimizers(self):
-        # Value heads are fresh linear layers: they get their own learning rate
-        # (alg.value_head_lr), else they learn far slower than a short run needs.
+    def param_groups(self, params=None) -> list[dict]:
+        """The trained ``params`` (default: ``trainable_parameters``) in two groups: the rest at
+        alg.lr, the value heads at alg.value_head_lr. Value heads are fresh linear layers: at a
+        policy-sized lr they learn far slower than a short run needs."""
         heads = {id(p) for m in self.modules() if isinstance(m, ValueHead) for p in m.parameters()}
         # requires_grad: a LoRA policy (or value model) trains its adapters only
-        params = [p for p in self.trainable_parameters() if p.requires_grad]
+        params = [p for p in (params or self.trainable_parameters()) if p.requires_grad]
         head_lr = self.a.value_head_lr or self.a.lr
-        groups = [
+        return [
             {"params": [p for p in params if id(p) not in heads], "lr": self.a.lr},
             {"params": [p for p in params if id(p) in heads], "lr": head_lr},
         ]
+
+    def configure_optimizers(self):
         return adamw(
-            groups, lr=self.a.lr, weight_decay=self.a.weight_decay, fused=not self.lightning_clips
+            self.param_groups(),
+            lr=self.a.lr,
+            weight_decay=self.a.weight_decay,
+            fused=not self.lightning_clips,
         )
 
     # ------------------------------------------------------------------ model calls
@@ -302,50 +312,16 @@ class PPO(OnlineRL):
             log,
         )
 
-    def ppo_update(self, r: Rollout) -> dict[str, float]:
-        """update_epochs passes of minibatch PPO over the rollout buffer."""
-        a = self.a
-        sums: dict[str, float] = {}
-        n_mb = 0
-        for _ in range(a.update_epochs):
-            for idx in torch.randperm(len(r), device=r.ids.device).split(a.minibatch_size):
-                mb = r.index(idx)
-                logits, values = self.values_and_logits(mb)
-                # the entropy is differentiated only for an entropy bonus (ent_coef != 0)
-                logp, ent = logprobs_and_entropy(logits, mb.ids, entropy_grad=a.ent_coef != 0.0)
-                adv = masked_whiten(mb.advantages, mb.policy_mask)
-                if a.tis_cap and mb.sampler_logp is not None:
-                    # TIS: w · (clipped loss) = the clipped loss of w · A, as w ≥ 0 (core/tis.py)
-                    adv = adv * tis_weights(mb.old_logp, mb.sampler_logp, a.tis_cap)
-                pg_loss, pg_stats = ppo_policy_loss(
-                    logp, mb.old_logp, adv, mb.policy_mask, a.clip_range
-                )
-                vf_loss, vf_stats = ppo_value_loss(
-                    values, mb.old_values, mb.returns, mb.value_mask, a.clip_range_vf
-                )
-                entropy = masked_mean(ent, mb.policy_mask)
-                extra_loss, extra_stats = self.extra_loss(mb)
-                loss = pg_loss + a.vf_coef * vf_loss - a.ent_coef * entropy + extra_loss
-                self.optimizer_step_clipped(loss)
-                step = {
-                    "loss/total": loss,
-                    "loss/policy": pg_loss,
-                    "loss/value": vf_loss,
-                    "policy/entropy": entropy,
-                    "policy/clipfrac": pg_stats["clipfrac"],
-                    "policy/approx_kl": pg_stats["approx_kl"],
-                    "value/clipfrac": vf_stats["value_clipfrac"],
-                    **extra_stats,
-                }
-                for k, v in step.items():
-                    sums[k] = sums.get(k, 0.0) + float(v.detach())
-                n_mb += 1
-        return {k: v / n_mb for k, v in sums.items()}
+    # ------------------------------------------------------------------ the family's part
+    def update(self, r: Rollout) -> dict[str, float]:
+        """The family's updates on the scored rollout ``r`` (advantages and returns filled);
+        the stats to record."""
+        raise NotImplementedError
 
-    def extra_loss(self, mb: Rollout) -> tuple[torch.Tensor | float, dict[str, torch.Tensor]]:
-        """A term added to every minibatch loss, and its stats to log: none for PPO. (Guided PPO
-        adds RLGF's target regularization here.)"""
-        return 0.0, {}
+    @property
+    def update_passes(self) -> int:
+        """Passes over the rollout's tokens per iteration (``time/update_tokens_per_s``)."""
+        return self.a.update_epochs
 
     def training_step(self, batch, batch_idx):
         it = self.current_epoch
@@ -355,10 +331,10 @@ class PPO(OnlineRL):
         self.compute_advantages(r)
         t0 = time.perf_counter()
         stats.update(probe_stats)
-        stats.update(self.ppo_update(r))
+        stats.update(self.update(r))
         stats["time/update_s"] = t_update = time.perf_counter() - t0
         seq_tokens = (r.prompt_mask.sum() + r.mask.sum()).item()
-        stats["time/update_tokens_per_s"] = self.a.update_epochs * seq_tokens / max(t_update, 1e-9)
+        stats["time/update_tokens_per_s"] = self.update_passes * seq_tokens / max(t_update, 1e-9)
         stats.update(self.kl_step(r, it))
         stats.update(
             {
@@ -403,3 +379,70 @@ class PPO(OnlineRL):
             self.kl_ctl.load_state_dict(checkpoint["kl_controller"])
         if "score_moments" in checkpoint:
             self.score_moments.load_state_dict(checkpoint["score_moments"])
+
+
+class PPO(ActorCritic):
+    supports_tis = True
+
+    @classmethod
+    def check_config(cls, cfg) -> None:
+        super().check_config(cfg)
+        a = cfg.alg
+        checks = [
+            (a.clip_range >= 0, f"alg.clip_range={a.clip_range}: must be ≥ 0 (GRUE: 0.2)."),
+            (
+                a.clip_range_vf is None or a.clip_range_vf >= 0,
+                f"alg.clip_range_vf={a.clip_range_vf}: must be ≥ 0, or null for no value clip.",
+            ),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise ConfigError(msg)
+
+    def update(self, r: Rollout) -> dict[str, float]:
+        return self.ppo_update(r)
+
+    def ppo_update(self, r: Rollout) -> dict[str, float]:
+        """update_epochs passes of minibatch PPO over the rollout buffer."""
+        a = self.a
+        sums: dict[str, float] = {}
+        n_mb = 0
+        for _ in range(a.update_epochs):
+            for idx in torch.randperm(len(r), device=r.ids.device).split(a.minibatch_size):
+                mb = r.index(idx)
+                logits, values = self.values_and_logits(mb)
+                # the entropy is differentiated only for an entropy bonus (ent_coef != 0)
+                logp, ent = logprobs_and_entropy(logits, mb.ids, entropy_grad=a.ent_coef != 0.0)
+                adv = masked_whiten(mb.advantages, mb.policy_mask)
+                if a.tis_cap and mb.sampler_logp is not None:
+                    # TIS: w · (clipped loss) = the clipped loss of w · A, as w ≥ 0 (core/tis.py)
+                    adv = adv * tis_weights(mb.old_logp, mb.sampler_logp, a.tis_cap)
+                pg_loss, pg_stats = ppo_policy_loss(
+                    logp, mb.old_logp, adv, mb.policy_mask, a.clip_range
+                )
+                vf_loss, vf_stats = ppo_value_loss(
+                    values, mb.old_values, mb.returns, mb.value_mask, a.clip_range_vf
+                )
+                entropy = masked_mean(ent, mb.policy_mask)
+                extra_loss, extra_stats = self.extra_loss(mb)
+                loss = pg_loss + a.vf_coef * vf_loss - a.ent_coef * entropy + extra_loss
+                self.optimizer_step_clipped(loss)
+                step = {
+                    "loss/total": loss,
+                    "loss/policy": pg_loss,
+                    "loss/value": vf_loss,
+                    "policy/entropy": entropy,
+                    "policy/clipfrac": pg_stats["clipfrac"],
+                    "policy/approx_kl": pg_stats["approx_kl"],
+                    "value/clipfrac": vf_stats["value_clipfrac"],
+                    **extra_stats,
+                }
+                for k, v in step.items():
+                    sums[k] = sums.get(k, 0.0) + float(v.detach())
+                n_mb += 1
+        return {k: v / n_mb for k, v in sums.items()}
+
+    def extra_loss(self, mb: Rollout) -> tuple[torch.Tensor | float, dict[str, torch.Tensor]]:
+        """A term added to every minibatch loss, and its stats to log: none for PPO. (Guided PPO
+        adds RLGF's target regularization here.)"""
+        return 0.0, {}

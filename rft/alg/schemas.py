@@ -2,7 +2,8 @@
 
     AlgConfig                     what every algorithm has (target, name, optimiser)
     ├── OnlineConfig              sample → score → update, once per iteration
-    │   ├── PPOConfig ── NLPOConfig, GuidedPPOConfig
+    │   ├── ActorCriticConfig ── PPOConfig ── NLPOConfig, GuidedPPOConfig
+    │   │                     └─ A2CConfig, TRPOConfig
     │   └── GroupConfig
     └── StepConfig                a budget of optimizer steps over fixed data
         ├── SFTConfig, OfflineRLConfig, DPOConfig
@@ -148,27 +149,15 @@ class ScoreNorm(str, Enum):
 
 
 @dataclass
-class PPOConfig(OnlineConfig):
-    """PPO for LMs, RL4LMs style (docs/algorithms.md §1), sized for a 2-core CPU (~20 min on
-    SmolLM2-135M); experiment=grue_imdb_ppo sets the published GRUE numbers."""
+class ActorCriticConfig(OnlineConfig):
+    """What PPO, A2C and TRPO share (rft.alg.ppo.ActorCritic; RL4LMs runs all three through one
+    wrapper): the per-token KL-penalised reward and its β controller, GAE, the value function."""
 
-    name: str = knob("ppo", "algorithm name (logs, run folders)")
-    n_iterations: int = redefault(OnlineConfig, "n_iterations", 20, "GRUE: 50")
-    rollout_prompts: int = redefault(
-        OnlineConfig, "rollout_prompts", 32, "GRUE: 10 envs x 128 steps = 1280 episodes"
-    )
-    minibatch_size: int = redefault(OnlineConfig, "minibatch_size", 8, "GRUE: 64")
-    update_epochs: int = redefault(OnlineConfig, "update_epochs", 2, "PPO epochs; GRUE: 5")
-    lr: float = redefault(AlgConfig, "lr", 2e-5, "GRUE: 1e-6 with 40x more episodes per iteration")
-    max_grad_norm: float | None = redefault(AlgConfig, "max_grad_norm", 0.5, "GRUE: 0.5")
     gamma: float = knob(
         1.0,
         "discount γ (GRUE: 0.99); 1.0: over 48 tokens γ<1 adds a position trend to the returns",
     )
     lam: float = knob(0.95, "GAE λ (GRUE: 0.95)")
-    clip_range: float = knob(0.2, "policy ratio clip ε (GRUE: 0.2)")
-    clip_range_vf: float | None = knob(0.2, "value clip around the old values; null = no clipping")
-    vf_coef: float = knob(0.5, "weight of the value loss (GRUE: 0.5)")
     whiten_rewards: bool = knob(False, "whiten per-token rewards over the rollout before GAE")
     value_model: ValueModel = knob(
         ValueModel.shared, "shared (value head on the policy trunk) | separate (RL4LMs: LM copy)"
@@ -189,6 +178,131 @@ class PPOConfig(OnlineConfig):
         "warn when std(score) / (β · mean KL per sequence), logged as objective/score_to_kl,"
         " falls below this (the KL penalty then outweighs the reward's spread); at most once"
         " per 10 iterations; 0 = never",
+    )
+
+
+@dataclass
+class PPOConfig(ActorCriticConfig):
+    """PPO for LMs, RL4LMs style (docs/algorithms.md §1), sized for a 2-core CPU (~20 min on
+    SmolLM2-135M); experiment=grue_imdb_ppo sets the published GRUE numbers."""
+
+    name: str = knob("ppo", "algorithm name (logs, run folders)")
+    n_iterations: int = redefault(OnlineConfig, "n_iterations", 20, "GRUE: 50")
+    rollout_prompts: int = redefault(
+        OnlineConfig, "rollout_prompts", 32, "GRUE: 10 envs x 128 steps = 1280 episodes"
+    )
+    minibatch_size: int = redefault(OnlineConfig, "minibatch_size", 8, "GRUE: 64")
+    update_epochs: int = redefault(OnlineConfig, "update_epochs", 2, "PPO epochs; GRUE: 5")
+    lr: float = redefault(AlgConfig, "lr", 2e-5, "GRUE: 1e-6 with 40x more episodes per iteration")
+    max_grad_norm: float | None = redefault(AlgConfig, "max_grad_norm", 0.5, "GRUE: 0.5")
+    clip_range: float = knob(0.2, "policy ratio clip ε (GRUE: 0.2)")
+    clip_range_vf: float | None = knob(0.2, "value clip around the old values; null = no clipping")
+    vf_coef: float = knob(0.5, "weight of the value loss (GRUE: 0.5)")
+
+
+# ---------------------------------------------------------------------------------- A2C, TRPO
+class A2COptimizer(str, Enum):
+    rmsprop = "rmsprop"  # RL4LMs / SB3 A2C: RMSprop(alpha, eps)
+    adamw = "adamw"  # rft's usual optimizer (alg.weight_decay)
+
+
+@dataclass
+class A2CConfig(ActorCriticConfig):
+    """A2C as RL4LMs runs it (a copy of SB3's A2C; docs/algorithms.md §16): one gradient step
+    per iteration on the whole rollout, the same KL reward, β controller and GAE as PPO.
+    Sized like alg=ppo for a 2-core CPU; RL4LMs' IMDB config: lr 1e-6, 2 episodes of 48 tokens
+    per iteration, 100 iterations, KL 0.1 / target 0.5."""
+
+    name: str = knob("a2c", "algorithm name (logs, run folders)")
+    rollout_prompts: int = redefault(
+        OnlineConfig, "rollout_prompts", 32, "alg=ppo's rollout; RL4LMs IMDB: 2 episodes"
+    )
+    minibatch_size: int = knob(
+        8,
+        "episodes per forward/backward: A2C takes ONE optimizer step on the whole rollout"
+        " (RL4LMs), its gradient accumulated over these chunks (exact: the loss is a sum of"
+        " per-token terms over the rollout's token count)",
+    )
+    update_epochs: int = redefault(
+        OnlineConfig, "update_epochs", 1, "A2C: exactly 1 gradient step per rollout (RL4LMs)"
+    )
+    lr: float = redefault(
+        AlgConfig,
+        "lr",
+        2e-5,
+        "RL4LMs A2C: 7e-4, IMDB config 1e-6; rft: alg=ppo's lr (RMSprop's first steps are"
+        " ≈ 3-10x lr per weight, as its square average starts at 0)",
+    )
+    max_grad_norm: float | None = redefault(AlgConfig, "max_grad_norm", 0.5, "RL4LMs A2C: 0.5")
+    lam: float = redefault(ActorCriticConfig, "lam", 1.0, "RL4LMs A2C: 1.0")
+    vf_coef: float = knob(0.5, "weight of the (unclipped) value loss (RL4LMs A2C: 0.5)")
+    normalize_advantage: bool = knob(
+        False, "whiten the advantages over the rollout (RL4LMs A2C: False)"
+    )
+    optimizer: A2COptimizer = knob(
+        A2COptimizer.rmsprop,
+        "rmsprop (RL4LMs A2C: use_rms_prop=True) | adamw (alg.weight_decay, as alg=ppo)",
+    )
+    rms_alpha: float = knob(0.99, "RMSprop's square-average decay (RL4LMs A2C: 0.99)")
+    rms_eps: float = knob(1e-5, "RMSprop's ε (RL4LMs A2C: rms_prop_eps 1e-5)")
+
+
+@dataclass
+class TRPOConfig(ActorCriticConfig):
+    """TRPO as RL4LMs runs it (a copy of sb3-contrib's TRPO; docs/algorithms.md §16): a natural
+    gradient step (conjugate gradient on Fisher-vector products) with a KL-constrained
+    backtracking line search, then separate critic updates; the same KL reward, β controller
+    and GAE as PPO. RL4LMs runs it on one synthetic task only (no GRUE task); the defaults are
+    sb3-contrib's where they fit a 2-core CPU, and say so where not."""
+
+    name: str = knob("trpo", "algorithm name (logs, run folders)")
+    rollout_prompts: int = redefault(
+        OnlineConfig, "rollout_prompts", 32, "alg=ppo's rollout; sb3-contrib: 2048 steps"
+    )
+    minibatch_size: int = redefault(
+        OnlineConfig,
+        "minibatch_size",
+        8,
+        "critic minibatches, in episodes (sb3-contrib: batch_size 128 transitions)",
+    )
+    update_epochs: int = redefault(
+        OnlineConfig,
+        "update_epochs",
+        10,
+        "critic epochs: passes of value minibatches per rollout (sb3-contrib n_critic_updates:"
+        " 10); the actor takes one trust-region step",
+    )
+    micro_batch_size: int = knob(
+        8,
+        "episodes per forward of the actor's whole-rollout passes (the gradient, each"
+        " Fisher-vector product, the line search); exact: each is a sum of per-token terms",
+    )
+    lr: float = redefault(
+        AlgConfig,
+        "lr",
+        1e-5,
+        "the CRITIC's lr (the actor's step comes from max_kl); sb3-contrib: 1e-3, RL4LMs'"
+        " config: 1e-5 for its separate value LM",
+    )
+    max_grad_norm: float | None = redefault(
+        AlgConfig, "max_grad_norm", None, "critic steps; sb3-contrib TRPO: no clipping"
+    )
+    max_kl: float = knob(
+        0.01,
+        "trust region δ: a step is accepted only if mean KL(π_θ ‖ π_old) < max_kl (sb3-contrib"
+        " target_kl: 0.01; not alg.kl.target, which steers the KL-to-reference β)",
+    )
+    cg_max_steps: int = knob(15, "conjugate-gradient iterations at most (sb3-contrib: 15)")
+    cg_damping: float = knob(0.1, "damping added to the Fisher-vector products (sb3-contrib: 0.1)")
+    cg_residual_tol: float = knob(1e-10, "CG stops when ‖r‖² falls below this (sb3-contrib: 1e-10)")
+    line_search_shrink: float = knob(
+        0.8, "backtracking factor of the step (sb3-contrib line_search_shrinking_factor: 0.8)"
+    )
+    line_search_max_tries: int = knob(
+        10, "step sizes tried at most (sb3-contrib line_search_max_iter: 10)"
+    )
+    normalize_advantage: bool = knob(
+        True, "whiten the advantages over the rollout (sb3-contrib TRPO: True)"
     )
 
 
@@ -657,6 +771,8 @@ SCHEMAS: dict[str, type] = {
     "sft_schema": SFTConfig,
     "ppo_schema": PPOConfig,
     "nlpo_schema": NLPOConfig,
+    "a2c_schema": A2CConfig,
+    "trpo_schema": TRPOConfig,
     "guided_schema": GuidedPPOConfig,
     "group_schema": GroupConfig,
     "offline_schema": OfflineRLConfig,

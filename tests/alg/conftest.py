@@ -47,3 +47,40 @@ def alol_overrides(data: Path, alg: str, *extra: str) -> list[str]:
         *OFFLINE_SMALL,
         *extra,
     )
+
+
+# ------------------------------------------------------------------------------ A2C, TRPO
+def actor_critic_module(cls, alg: str, tmp_path: Path, *extra: str):
+    """A module of ``cls`` (rft.alg.ppo.ActorCritic family) on the tiny model, outside a
+    trainer: its optimizer is built here, and its backward is a plain ``loss.backward()``."""
+    from rft.model.build import frozen_copy, load_policy
+    from tests.conftest import compose_cfg
+
+    cfg = compose_cfg(*tiny_overrides(tmp_path / "unused.jsonl", f"alg={alg}", *extra))
+    policy = load_policy(cfg.model)
+    module = cls(cfg, None, policy, frozen_copy(policy), None, tmp_path)
+    opt = module.configure_optimizers()
+    module.optimizers = lambda: opt
+    module.manual_backward = lambda loss: loss.backward()
+    return module
+
+
+def fixed_rollout(module, n: int = 6, prompt_len: int = 4, length: int = 5, seed: int = 0):
+    """A scored rollout of random tokens (ragged completions, one left-padded prompt) with
+    random scores, its KL reward and GAE filled by the module, as its training_step would."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    vocab = module.policy.model.config.vocab_size
+    prompt_ids = torch.randint(0, vocab, (n, prompt_len), generator=g)
+    prompt_mask = torch.ones(n, prompt_len, dtype=torch.long)
+    prompt_mask[0, :2] = 0
+    ids = torch.randint(0, vocab, (n, length), generator=g)
+    lengths = torch.randint(1, length + 1, (n,), generator=g)
+    mask = (torch.arange(length)[None] < lengths[:, None]).long()
+    scores = torch.rand(n, generator=g)
+    r = module.rollout_cls(prompt_ids, prompt_mask, ids, mask, scores)
+    r.policy_mask = r.value_mask = r.mask
+    module.score_rollout(r)
+    module.compute_advantages(r)
+    return r
