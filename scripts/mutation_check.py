@@ -45,6 +45,9 @@ class Mutation:
 
 
 NLPO = "tests/alg/test_nlpo.py"
+A2C = "tests/alg/test_a2c.py"
+TRPO = "tests/alg/test_trpo.py"
+AC_LEARN = "test_a2c_and_trpo_learn_and_flipped_reward_unlearns"
 GRUE_TASKS = "tests/task/test_grue_tasks.py"
 GRUE_METRICS = "tests/metrics/test_grue_metrics.py"
 LORA = "tests/test_lora.py"
@@ -103,6 +106,38 @@ MUTATIONS = [
         "    pg_loss1 = -advantages * ratio\n    pg_loss2 = -advantages * ratio.clamp(",
         "    pg_loss1 = advantages * ratio\n    pg_loss2 = advantages * ratio.clamp(",
         ("tests/core/test_ppo.py", f"{LEARN}::test_ppo_learns_and_flipped_reward_unlearns"),
+    ),
+    # A2C and TRPO (rft/core/a2c.py, rft/core/trpo.py, rft/alg/a2c.py, rft/alg/trpo.py)
+    Mutation(
+        "a2c_advantage_sign_flipped",
+        "rft/core/a2c.py",
+        "policy = -masked_sum(advantages * logp, mask) / n",
+        "policy = masked_sum(advantages * logp, mask) / n",
+        (f"{A2C}::test_one_update_equals_a_naive_token_by_token_step", f"{LEARN}::{AC_LEARN}"),
+    ),
+    Mutation(
+        "a2c_chunks_averaged_on_their_own",  # each chunk its own token mean: not the batch step
+        "rft/alg/a2c.py",
+        "logp, values, ent, adv[idx], mb.returns, mb.mask, a.vf_coef, a.ent_coef, n_tokens",
+        "logp, values, ent, adv[idx], mb.returns, mb.mask, a.vf_coef, a.ent_coef, None",
+        (f"{A2C}::test_one_update_equals_a_naive_token_by_token_step",),
+    ),
+    Mutation(
+        "trpo_accepts_without_the_kl_check",
+        "rft/core/trpo.py",
+        "if kl < max_kl and surr > surrogate_old:",
+        "if surr > surrogate_old:",
+        (
+            "tests/core/test_trpo.py::test_line_search_backtracks_until_the_kl_is_inside_the_region",
+            f"{TRPO}::test_accepted_step_lies_inside_the_trust_region",
+        ),
+    ),
+    Mutation(
+        "trpo_rejected_step_not_restored",  # θ stays at the last (shrunk) try
+        "rft/alg/trpo.py",
+        "            self.sync_old_policy(old, params)\n",
+        "            pass\n",
+        (f"{TRPO}::test_a_step_that_does_not_improve_is_refused_and_the_critic_still_learns",),
     ),
     Mutation(
         "every_alol_variant_is_nll",

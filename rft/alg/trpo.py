@@ -11,7 +11,8 @@ One Lightning epoch = one iteration, on rft.alg.ppo.ActorCritic (steps 1-4 and 7
          gradient g at θ_old;
        - x ≈ H⁻¹ g by conjugate gradient (``cg_max_steps``, x₀ = 1e-4 · N(0, I) drawn from
          rft.rng.cg_init_generator(seed, iteration), so a resumed run draws the same), with
-         H v = ∇(∇D · v) + cg_damping · v, D = mean_t KL(π_θ ‖ π_old) exact over the vocabulary;
+         H v = ∇(∇D · v) + cg_damping · v, D = mean_t KL(π_θ ‖ π_old) exact over the vocabulary,
+         over a random ``fisher_fraction`` of the episodes (from the same stream);
        - β = sqrt(2 max_kl / xᵀHx); θ = θ_old + 0.8^i β x for the first i (of 10) with
          D(θ) < max_kl and L(θ) > L(θ_old), else θ stays θ_old;
   6. ``update_epochs`` (sb3-contrib n_critic_updates: 10) epochs of critic minibatches,
@@ -47,8 +48,14 @@ Deviations from RL4LMs, on purpose:
   (RL4LMs: a separate LM copy, ``alg.value_model=separate``), dropout off, the iteration's RNG
   seeded from (seed, iteration). With the shared trunk, the critic's epochs train the head on
   the trunk's features after the actor's step, computed once (no grad).
-- The CPU-sized defaults are alg=ppo's rollout (32 episodes) and γ = 1; sb3-contrib's are
-  2048 steps, γ 0.99.
+- The CPU-sized defaults are alg=ppo's rollout (32 episodes), γ = 1, at most 10 CG steps and
+  the Fisher-vector products on a quarter of the episodes (``fisher_fraction``; sb3-contrib:
+  2048 steps, γ 0.99, 15 CG steps, every transition). A product is a double backward through
+  the LM: on SmolLM2-135M it costs ≈ 12 forward passes of its episodes and ≈ 1 GB of memory
+  per episode, and 17 of them over the whole rollout would take half an hour per iteration on
+  a 2-core CPU. The TRPO paper (Schulman et al., 2015, §6) itself estimates the Fisher on a
+  subsample; the gradient g, the KL constraint and the line search still use every episode.
+  ``alg.fisher_fraction=1 alg.cg_max_steps=15`` is RL4LMs' setting.
 - Under DDP every sum (L, D, g, each H v, the token count) is all-reduced, so every rank takes
   the same step on the union of the ranks' rollouts.
 """
@@ -57,6 +64,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import math
 
 import torch
 from torch import Tensor
@@ -66,6 +74,7 @@ from rft.core import logprobs_and_entropy, logprobs_from_logits
 from rft.core.kl import approx_kl
 from rft.core.masked import masked_mean, masked_sum
 from rft.core.trpo import (
+    CGResult,
     backtracking_line_search,
     categorical_kl,
     conjugate_gradient,
@@ -118,6 +127,11 @@ class TRPO(ActorCritic):
                 f"alg.line_search_max_tries={a.line_search_max_tries}: must be ≥ 1 (RL4LMs: 10).",
             ),
             (a.micro_batch_size >= 1, f"alg.micro_batch_size={a.micro_batch_size}: must be ≥ 1."),
+            (
+                0 < a.fisher_fraction <= 1,
+                f"alg.fisher_fraction={a.fisher_fraction}: the share of episodes for the Fisher "
+                "products must be in (0, 1] (RL4LMs: 1.0).",
+            ),
             (
                 str(cfg.hardware.get("attention", "auto")) != "flash_attention_2",
                 "hardware.attention=flash_attention_2: TRPO differentiates the KL twice and "
@@ -200,15 +214,36 @@ class TRPO(ActorCritic):
 
         return kl
 
-    def fvp(self, chunks, n_tokens, params):
-        """v ↦ H v (flat), all ranks' chunks summed, damping added once."""
-        kls = [self.kl_chunk(c, n_tokens) for c, _ in chunks]
+    def fisher_rollout(self, r: Rollout, gen: torch.Generator) -> Rollout:
+        """The episodes whose KL defines the Fisher-vector products: all of them, or a random
+        ceil(fisher_fraction · N) (drawn from ``gen``, the iteration's CG stream)."""
+        k = max(1, math.ceil(self.a.fisher_fraction * len(r)))
+        if k >= len(r):
+            return r
+        idx = torch.randperm(len(r), generator=gen)[:k].sort().values
+        return r.index(idx.to(r.ids.device))
+
+    def fvp(self, r: Rollout, params):
+        """v ↦ H v (flat) of D over rollout ``r``'s tokens (all ranks' summed), chunked, with
+        the damping added once."""
+        n_tokens = self.all_sum(r.policy_mask.sum().float()).clamp(min=1)
+        idx = torch.arange(len(r), device=r.ids.device).split(self.a.micro_batch_size)
+        kls = [self.kl_chunk(r.index(i), n_tokens) for i in idx]
 
         def hv(v: Tensor) -> Tensor:
             prod = fisher_vector_product(kls, params, v, 0.0)
             return self.all_sum(prod) + self.a.cg_damping * v
 
         return hv
+
+    def natural_direction(self, r: Rollout, g: Tensor, params) -> tuple[CGResult, float]:
+        """x ≈ H⁻¹ g by CG from x₀ = 1e-4 · N(0, I) (the iteration's own stream, so a resumed
+        run draws the same), and xᵀ H x."""
+        gen = cg_init_generator(self.cfg.seed, self.current_epoch)
+        hv = self.fvp(self.fisher_rollout(r, gen), params)
+        x0 = 1e-4 * torch.randn(g.numel(), generator=gen)
+        cg = conjugate_gradient(hv, g, x0.to(g), self.a.cg_max_steps, self.a.cg_residual_tol)
+        return cg, torch.dot(cg.x, hv(cg.x)).item()
 
     @torch.no_grad()
     def evaluate_step(self, chunks, n_tokens) -> dict[str, float]:
@@ -250,12 +285,7 @@ class TRPO(ActorCritic):
         params, old = self.actor_parameters(), self.old_parameters()
         self.sync_old_policy(params, old)
         g, surr_old, entropy = self.surrogate_gradient(chunks, n_tokens, params)
-        hv = self.fvp(chunks, n_tokens, params)
-        x0 = 1e-4 * torch.randn(
-            g.numel(), generator=cg_init_generator(self.cfg.seed, self.current_epoch)
-        )
-        cg = conjugate_gradient(hv, g, x0.to(g), a.cg_max_steps, a.cg_residual_tol)
-        xhx = torch.dot(cg.x, hv(cg.x)).item()
+        cg, xhx = self.natural_direction(r, g, params)
         stats = {
             "policy/entropy": entropy,
             "trpo/surrogate_old": surr_old,

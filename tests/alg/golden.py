@@ -115,6 +115,14 @@ REWARD_MODELS = (
 CASES: dict[str, tuple[str, ...]] = {
     "ppo": PPO,
     "nlpo": (*PPO, "alg.target_update_iterations=2", "alg.min_tokens_to_keep=10"),
+    "a2c": (*ONLINE, "alg.minibatch_size=3"),
+    "trpo": (
+        *ONLINE,
+        "alg.update_epochs=2",
+        "alg.micro_batch_size=3",
+        "alg.cg_max_steps=5",
+        "alg.fisher_fraction=0.5",
+    ),
     "ppo_pp": (*PPO, "alg.restart_prob.ppo_pp=0.5"),
     "aggrevated": PPO,
     "lols": PPO,

@@ -155,7 +155,10 @@ def test_chunked_fisher_vector_product_and_gradient_equal_unchunked():
     torch.testing.assert_close(fisher_vector_product(chunks, params, v, 0.1), whole)
     # the surrogate's gradient likewise (a sum of per-row terms)
     g = torch.Generator().manual_seed(5)
-    y, adv = torch.randint(0, 4, (7,), generator=g), torch.randn(7, generator=g, dtype=torch.float64)
+    y, adv = (
+        torch.randint(0, 4, (7,), generator=g),
+        torch.randn(7, generator=g, dtype=torch.float64),
+    )
     mask = torch.ones(7, 1)
 
     def surr(rows):

@@ -83,6 +83,31 @@ def test_guided_learns_and_flipped_reward_unlearns(words, tmp_path, alg):
     assert flipped < INIT_GOOD - 0.12, flipped
 
 
+# ----------------------------------------------------------------------------- A2C, TRPO
+# Good share (seeds 0/1/2; flipped control in brackets), untrained ≈ 0.5, PPO_LEARN's rollouts:
+#   a2c, lr 1e-3, 6 iterations (6 optimizer steps)     0.754 0.805 0.816  [0.270 0.285 0.266]
+#     (lr 3e-3: 0.637 0.797 0.789 [0.488 0.160 0.172]: RMSprop's first steps are ≈ 10 × lr)
+#   trpo, max_kl 0.05, 10 iterations                    0.711 0.684 0.672  [0.273 0.328 0.359]
+#     (max_kl 0.01, 6 iterations: 0.559 0.613 0.590 [0.480 0.449 0.449]: too little KL budget)
+A2C_LEARN = (*PPO_LEARN, "alg.lr=1e-3")
+TRPO_LEARN = (
+    *PPO_LEARN,
+    "alg.n_iterations=10",
+    "alg.max_kl=0.05",
+    "alg.micro_batch_size=16",
+)
+
+
+@pytest.mark.parametrize(
+    "alg, extra, margin", [("a2c", A2C_LEARN, 0.15), ("trpo", TRPO_LEARN, 0.12)]
+)
+def test_a2c_and_trpo_learn_and_flipped_reward_unlearns(words, tmp_path, alg, extra, margin):
+    good = good_share_after(words, tmp_path, alg, *extra)
+    flipped = good_share_after(words, tmp_path, alg, *extra, flip=True)
+    assert good > INIT_GOOD + margin, good
+    assert flipped < INIT_GOOD - margin, flipped
+
+
 # ----------------------------------------------------------------------------- group family
 GROUP_LEARN = (
     "alg.n_iterations=6",
