@@ -38,7 +38,9 @@ Options (docs/algorithms.md §14):
   outweighs the reward's spread (the policy then drifts while the reward stays flat).
 
 Guide-policy variants (PPO++, AggreVaTeD, …) reuse ``collect_rollout`` / ``ppo_update`` and
-change only who generates which tokens and the loss masks in ``Rollout``.
+change only who generates which tokens and the loss masks in ``Rollout``. Steps 1-4 and 6 live
+in ``ActorCritic``, the base PPO shares with A2C and TRPO (rft/alg/a2c.py, rft/alg/trpo.py;
+docs/algorithms.md §16), which RL4LMs runs through the same wrapper; PPO adds step 5.
 """
 
 from __future__ import annotations

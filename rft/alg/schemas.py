@@ -299,9 +299,9 @@ class TRPOConfig(ActorCriticConfig):
     fisher_fraction: float = knob(
         0.25,
         "share of the rollout's episodes (a random subset per iteration) whose KL defines the"
-        " Fisher-vector products, as the TRPO paper suggests; the gradient and the line search"
-        " use every episode (RL4LMs: 1.0; CPU-sized: 0.25, each product costs ≈ 12 forward"
-        " passes of its episodes)",
+        " Fisher-vector products (Schulman et al. 2015 suggest a subsample); the gradient and"
+        " the line search use every episode (RL4LMs: 1.0; CPU-sized: 0.25, each product costs"
+        " ≈ 12 forward passes of its episodes)",
     )
     cg_damping: float = knob(0.1, "damping added to the Fisher-vector products (sb3-contrib: 0.1)")
     cg_residual_tol: float = knob(1e-10, "CG stops when ‖r‖² falls below this (sb3-contrib: 1e-10)")

@@ -53,7 +53,7 @@ Deviations from RL4LMs, on purpose:
   2048 steps, γ 0.99, 15 CG steps, every transition). A product is a double backward through
   the LM: on SmolLM2-135M it costs ≈ 12 forward passes of its episodes and ≈ 1 GB of memory
   per episode, and 17 of them over the whole rollout would take half an hour per iteration on
-  a 2-core CPU. The TRPO paper (Schulman et al., 2015, §6) itself estimates the Fisher on a
+  a 2-core CPU. Schulman et al. (2015) suggest estimating the Fisher-vector products on a
   subsample; the gradient g, the KL constraint and the line search still use every episode.
   ``alg.fisher_fraction=1 alg.cg_max_steps=15`` is RL4LMs' setting.
 - Under DDP every sum (L, D, g, each H v, the token count) is all-reduced, so every rank takes
