@@ -273,7 +273,7 @@ class TRPOConfig(ActorCriticConfig):
         " 10); the actor takes one trust-region step",
     )
     micro_batch_size: int = knob(
-        4,
+        2,
         "episodes per forward of the actor's whole-rollout passes (the gradient, each"
         " Fisher-vector product, the line search); exact: each is a sum of per-token terms."
         " A product's double backward holds ≈ 1 GB per episode of SmolLM2-135M (112 tokens)",

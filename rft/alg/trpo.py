@@ -196,7 +196,7 @@ class TRPO(ActorCritic):
             logp, h = logprobs_and_entropy(self.logits(self.policy, c), c.ids)
             s = surrogate(logp, c.old_logp, adv, c.policy_mask, n_tokens)
             gc = flat_grad(s, params)
-            g = gc if g is None else g + gc
+            g = gc if g is None else g.add_(gc)
             surr = surr + s.detach().cpu()
             ent = ent + (masked_sum(h, c.policy_mask) / n_tokens).cpu()
         g = self.all_sum(g)
@@ -231,8 +231,8 @@ class TRPO(ActorCritic):
         kls = [self.kl_chunk(r.index(i), n_tokens) for i in idx]
 
         def hv(v: Tensor) -> Tensor:
-            prod = fisher_vector_product(kls, params, v, 0.0)
-            return self.all_sum(prod) + self.a.cg_damping * v
+            prod = self.all_sum(fisher_vector_product(kls, params, v, 0.0))
+            return prod.add_(v, alpha=self.a.cg_damping)
 
         return hv
 
@@ -241,8 +241,8 @@ class TRPO(ActorCritic):
         run draws the same), and xᵀ H x."""
         gen = cg_init_generator(self.cfg.seed, self.current_epoch)
         hv = self.fvp(self.fisher_rollout(r, gen), params)
-        x0 = 1e-4 * torch.randn(g.numel(), generator=gen)
-        cg = conjugate_gradient(hv, g, x0.to(g), self.a.cg_max_steps, self.a.cg_residual_tol)
+        x0 = (1e-4 * torch.randn(g.numel(), generator=gen)).to(g)
+        cg = conjugate_gradient(hv, g, x0, self.a.cg_max_steps, self.a.cg_residual_tol)
         return cg, torch.dot(cg.x, hv(cg.x)).item()
 
     @torch.no_grad()

@@ -89,7 +89,7 @@ def fisher_vector_product(
     alive at a time). v: flat over ``params``; returns a flat vector."""
     hv = damping * v
     for kl in kl_chunks:
-        hv = hv + hessian_vector_product(kl(), params, v)
+        hv.add_(hessian_vector_product(kl(), params, v))
     return hv
 
 
@@ -112,22 +112,24 @@ def conjugate_gradient(
     stability when b is tiny), stop after ``max_steps`` products or once ‖r‖² < residual_tol.
     b, x0: flat vectors (n,)."""
     x = x0.clone()
+    del x0  # a temporary x₀ is freed here, not held for the whole solve
     r = b - matvec(x)
-    rs = torch.dot(r, r)
+    rs = torch.dot(r, r).item()
     if rs < residual_tol:
-        return CGResult(x, rs.item(), 0)
+        return CGResult(x, rs, 0)
     p = r.clone()
-    for i in range(max_steps):
+    for i in range(max_steps):  # in place: an LM's vectors are ~0.5 GB each
         Ap = matvec(p)
-        alpha = rs / torch.dot(p, Ap)
-        x += alpha * p
-        r -= alpha * Ap
-        new_rs = torch.dot(r, r)
+        alpha = rs / torch.dot(p, Ap).item()
+        x.add_(p, alpha=alpha)
+        r.sub_(Ap, alpha=alpha)
+        del Ap
+        new_rs = torch.dot(r, r).item()
         if i == max_steps - 1 or new_rs < residual_tol:
-            return CGResult(x, new_rs.item(), i + 1)
-        p = r + (new_rs / rs) * p
+            return CGResult(x, new_rs, i + 1)
+        p.mul_(new_rs / rs).add_(r)
         rs = new_rs
-    return CGResult(x, rs.item(), 0)  # max_steps = 0
+    return CGResult(x, rs, 0)  # max_steps = 0
 
 
 def max_step_size(xhx: float, max_kl: float) -> float:
