@@ -75,7 +75,7 @@ def hessian_vector_product(y: Tensor, params: Sequence[Tensor], v: Tensor) -> Te
     g = flat_grad(y, params, create_graph=True)
     if not g.requires_grad:  # y is linear (or constant) in params: H = 0
         return torch.zeros_like(v)
-    return flat_grad((g * v).sum(), params)
+    return flat_grad(torch.dot(g, v), params)
 
 
 def fisher_vector_product(
@@ -87,10 +87,14 @@ def fisher_vector_product(
     """Σ_c ∇(∇D_c · v) + damping · v: the Fisher-vector product of D = Σ_c D_c, each chunk's
     share of the KL built by its callable (a fresh forward pass, so only one chunk's graph is
     alive at a time). v: flat over ``params``; returns a flat vector."""
-    hv = damping * v
+    hv = None  # accumulated in place: each flat vector of an LM is ~0.5 GB
     for kl in kl_chunks:
-        hv.add_(hessian_vector_product(kl(), params, v))
-    return hv
+        h = hessian_vector_product(kl(), params, v)
+        hv = h if hv is None else hv.add_(h)
+        del h
+    if hv is None:
+        return damping * v
+    return hv.add_(v, alpha=damping)
 
 
 @dataclass
