@@ -75,11 +75,11 @@ from rft.core.kl import approx_kl
 from rft.core.masked import masked_mean, masked_sum
 from rft.core.trpo import (
     CGResult,
+    add_grad,
     backtracking_line_search,
     categorical_kl,
     conjugate_gradient,
     fisher_vector_product,
-    flat_grad,
     max_step_size,
     normalize_advantages,
     set_params,
@@ -191,12 +191,12 @@ class TRPO(ActorCritic):
 
     def surrogate_gradient(self, chunks, n_tokens, params) -> tuple[Tensor, float, float]:
         """g = ∇L at θ_old (flat), L(θ_old) and the mean entropy, over every chunk."""
-        g, surr, ent = None, torch.zeros(()), torch.zeros(())
+        g = torch.zeros(sum(p.numel() for p in params), device=n_tokens.device)
+        surr, ent = torch.zeros(()), torch.zeros(())
         for c, adv in chunks:
             logp, h = logprobs_and_entropy(self.logits(self.policy, c), c.ids)
             s = surrogate(logp, c.old_logp, adv, c.policy_mask, n_tokens)
-            gc = flat_grad(s, params)
-            g = gc if g is None else g.add_(gc)
+            add_grad(g, s, params)
             surr = surr + s.detach().cpu()
             ent = ent + (masked_sum(h, c.policy_mask) / n_tokens).cpu()
         g = self.all_sum(g)
