@@ -234,24 +234,34 @@ def drop_rows_after_checkpoint(run_dir: Path, ckpt: Path) -> None:
 
 
 # ---------------------------------------------------------------------------------- phases
-def warm_start(cfg: DictConfig, task, reward_fn, run_dir: Path, store=None) -> str | None:
-    """The SFT warm-start phase of an RL run; returns the folder of its policy (or None).
+def has_warm_start(cfg: DictConfig) -> bool:
+    ws = cfg.alg.get("warm_start")
+    return ws is not None and ws.steps > 0
+
+
+def warm_start_done(run_dir: Path) -> Path | None:
+    """The policy of this run's finished warm start (a resumed run), else None."""
+    done = run_dir / "warm_start" / "policy"
+    return done if (done / "config.json").is_file() else None
+
+
+def warm_start(cfg: DictConfig, task, reward_fn, run_dir: Path, policy, store=None) -> str | None:
+    """The SFT warm-start phase of an RL run on ``policy`` (the initial policy, as loaded: SFT
+    trains it in place); returns the folder of its policy (or None).
 
     Its output lives in ``<run>/warm_start/``; a resumed run reuses a finished warm start, and
     with a result store (rft.store) any run's warm start of the same initial policy, budget,
     data and seed (``warm_start_key``)."""
-    ws = cfg.alg.get("warm_start")
-    if ws is None or ws.steps <= 0:
+    if not has_warm_start(cfg):
         return None
     from rft.alg.sft import SFT, SFTSettings
 
-    ws_dir = run_dir / "warm_start"
+    ws, ws_dir = cfg.alg.warm_start, run_dir / "warm_start"
     done = ws_dir / "policy"
-    if (done / "config.json").is_file():
+    if warm_start_done(run_dir):
         log.info("Warm start already done: %s", done)
         return str(done)
     ws_dir.mkdir(parents=True, exist_ok=True)
-    policy = load_trained_policy(cfg.model, seed=cfg.seed, precision=cfg.hardware.precision)
     settings = SFTSettings.for_warm_start(cfg.alg)
 
     def train_sft(dest: Path) -> None:
@@ -328,14 +338,18 @@ def build_module(cfg: DictConfig, run_dir: Path) -> tuple[RFTModule, list]:
     module_cls = algorithm_class(cfg)
     policy = ref = None  # a module that trains a model of its own (rft.alg.reward_model)
     if module_cls.uses_policy:
-        init = warm_start(cfg, task, reward_fn, run_dir, store)
-        policy = load_trained_policy(
-            cfg.model, init_from=init, seed=cfg.seed, precision=cfg.hardware.precision
-        )
+        policy = load_trained_policy(cfg.model, seed=cfg.seed, precision=cfg.hardware.precision)
+        if cfg.plan and has_warm_start(cfg):  # before the SFT phase it announces
+            log_plan(cfg, task, policy, None, run_dir, store)
+        init = warm_start(cfg, task, reward_fn, run_dir, policy, store)
+        if init is not None:  # the warm-started weights
+            policy = load_trained_policy(
+                cfg.model, init_from=init, seed=cfg.seed, precision=cfg.hardware.precision
+            )
         ref = reference_policy(
             policy, torch.bfloat16 if str(cfg.hardware.precision).startswith("bf16") else None
         )
-        if cfg.plan:
+        if cfg.plan and not has_warm_start(cfg):
             log_plan(cfg, task, policy, ref, run_dir, store)
         policy = with_rollout_backend(policy, cfg)  # after π_ref is copied: only the policy's
     module = module_cls(cfg, task, policy, ref, reward_fn, run_dir)
@@ -346,13 +360,23 @@ def build_module(cfg: DictConfig, run_dir: Path) -> tuple[RFTModule, list]:
 
 def log_plan(cfg: DictConfig, task, policy, ref, run_dir: Path, store) -> None:
     """The run's plan on rank 0: its phases with a time estimate from one short calibration
-    (rft.plan), what the store will serve, and where the results go."""
+    (rft.plan), what the store will serve, and where the results go. ``policy``: the initial
+    policy, before any warm start (then ``ref`` is None: the initial evaluation's key needs the
+    warm-started weights, so the plan cannot tell whether the store holds it)."""
     if rank_zero_only.rank != 0:
         return
     from rft.plan import plan_run
 
     reused = {r.what: r.origin for r in store.reused} if store is not None else {}
-    if store is not None and cfg.eval.before_training:
+    if warm_start_done(run_dir):
+        reused["warm_start"] = "this run's folder (resumed)"
+    elif store is not None and has_warm_start(cfg):
+        from rft.alg.sft import SFTSettings
+
+        key = warm_start_key(cfg, task, policy, SFTSettings.for_warm_start(cfg.alg))
+        if (entry := store.get(key, touch=False)) is not None:
+            reused["warm_start"] = entry.origin.get("run") or "the store"
+    if store is not None and cfg.eval.before_training and ref is not None:
         entry = store.get(evaluation_key(cfg, task, policy, ref, "test"), touch=False)
         if entry is not None:
             reused["test_init"] = entry.origin.get("run") or "the store"

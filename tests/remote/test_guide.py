@@ -149,7 +149,11 @@ def test_chat_endpoint_sends_the_prefix_as_a_partial_assistant_turn(lm):
             srv.url, tok, endpoint="chat", system_prompt="Continue the review.", vllm_extras=False
         )
         g.roll_out(p_ids, p_mask, forced, k, iteration=0)
-        b0, b1 = (r["body"] for r in srv.posts("/chat/completions"))
+        # the rows' requests are in flight together: tell them apart by content, not order
+        b0, b1 = sorted(
+            (r["body"] for r in srv.posts("/chat/completions")),
+            key=lambda b: b["messages"][-1]["role"] != "assistant",
+        )
         off = guide(srv.url, tok, endpoint="chat", chat_prefill=False)
         off.roll_in(p_ids, p_mask, iteration=0)  # PPO++ needs no prefill
         with pytest.raises(RemoteError, match=r"chat_prefill=false cannot continue the policy's"):

@@ -43,3 +43,28 @@ def test_a_warm_start_of_the_same_budget_is_trained_once(prompts_file, tmp_path)
     # another budget is another warm start
     train(compose_cfg(*over, "alg.warm_start.steps=2"), run_dir=tmp_path / "d")
     assert "reused/warm_start" not in metrics(tmp_path / "d")
+
+
+def test_the_plan_comes_before_the_warm_start_it_announces(prompts_file, tmp_path, caplog):
+    """Time to first signal: the plan (with the SFT phase's estimate) is printed before the warm
+    start trains, and a later run's plan says the store will serve that warm start."""
+    import logging
+
+    ws = ("alg.warm_start.steps=2", "alg.warm_start.batch_size=4", "alg.warm_start.data_frac=0.5")
+    over = tiny_overrides(prompts_file, *PPO_SMALL, *ws, "plan=true")
+
+    def messages(run: str) -> list[str]:
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="rft"):
+            train(compose_cfg(*over), run_dir=tmp_path / run)
+        return [r.getMessage() for r in caplog.records]
+
+    first = messages("a")
+    plan = next(i for i, m in enumerate(first) if m.startswith("Plan of"))
+    sft = next(i for i, m in enumerate(first) if m.startswith("Warm start:"))
+    assert plan < sft
+    (line,) = [x for x in first[plan].splitlines() if x.strip().startswith("warm_start")]
+    assert "SFT 2 steps × 4 pairs" in line and "reused" not in line
+    again = next(m for m in messages("b") if m.startswith("Plan of"))
+    (line,) = [x for x in again.splitlines() if x.strip().startswith("warm_start")]
+    assert f"reused from {tmp_path / 'a'}" in line
