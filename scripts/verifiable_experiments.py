@@ -18,13 +18,18 @@ the same settings) is reused when the script runs again. Each command writes OUT
 2. ``vanishing`` (Razin et al., docs/algorithms.md §5): the zero-std share of the initial
    policy and of an SFT policy (``alg=sft`` on ``--sft-frac`` of the train prompts' solutions
    for ``--sft-steps`` steps), then GRPO from each for the same generated-token budget, per
-   seed: test pass@1 before and after (with SE, paired over prompts) and the zero-std share of
-   the drawn groups per iteration.
+   seed: test pass@1 before and after (with SE, paired over prompts), the two arms' final test
+   pass@1 paired over prompts (same seed, same evaluation) and the zero-std share of the drawn
+   groups per iteration. Its GRPO-from-init runs are ``remedies``' uniform runs (one folder).
 3. ``remedies``: GRPO at the same token budget with uniform prompts, DAPO's dynamic sampling
    (the filter alone, on GRPO), the std-aware sampler and the p(1-p) (learnability) sampler:
    generated tokens to a val pass@1 target, pass@1 at the budget, the zero-std share per
-   iteration (plot). ``learnability`` needs ``alg.prompt_sampling=learnability`` wired in
-   GroupConfig / rft/alg/group.py; until then it is skipped with that message.
+   iteration (plot). ``learnability`` is ``alg.prompt_sampling=learnability`` (rft/alg/group.py:
+   the std-aware sampler's bookkeeping with the weight p(1-p) of the running pass rate). With
+   ``--seed-samplers`` (the default) both samplers start from the initial policy's extraction
+   (``runs/extract_init``, the one ``vanishing`` measures): at a CPU's budget a run draws a few
+   dozen of the 2,000 train prompts, so unseeded samplers would draw almost uniformly. Each
+   method's final test pass@1 is paired over prompts with uniform's of the same seed.
 4. ``humaneval``: ``experiment=humaneval_eval`` (pass@1 and pass@10, n = 10), then a short
    GRPO run on HumanEval with the sandboxed reward: time/reward_s over time/iteration_s.
 
@@ -33,6 +38,11 @@ Budgets are generated tokens: a run stops after the iteration that reaches ``--b
 more per iteration, runs fewer iterations. The learning curve is val pass@1 every
 ``--eval-every`` iterations, starting from the initial policy's test pass@1 (same
 distribution, other prompts); the headline numbers are the final test evaluation's.
+
+Sizes: ``--test-prompts``/``--test-samples``/``--val-prompts`` shrink the evaluations (the
+experiment's 200 × 8 test samples take tens of minutes per run on one CPU core),
+``--he-problems``/``--he-max-new-tokens`` the HumanEval evaluation. Every command writes a
+table of its runs' wall and CPU seconds.
 """
 
 from __future__ import annotations
@@ -88,9 +98,21 @@ CANDIDATES = {
         "max_digits:1,allow_parentheses:false,allow_negation:false}]"
     ],
     "leg_counting_1-2": ["task.generators=[{name:leg_counting,min_animals:1,max_animals:2}]"],
-    # the same problems, any number in the reply counts (math-verify's own search): no tag needed
+    # the same problems checked by math-verify's own search of the whole reply ("final answer
+    # is", \\boxed{}, else the last number): SmolLM2-135M rarely writes the <answer> tag (7 of
+    # 256 replies on chain_sum_2t_1-2d), so the tag-format checks above score ~0 everywhere
     "chain_sum_2t_1-2d_any": [
         "task.generators=[{name:chain_sum,min_terms:2,max_terms:2,min_digits:1,max_digits:2}]",
+        "reward=math_verify",
+        "reward.format=any",
+    ],
+    "chain_sum_2t_1d_any": [
+        "task.generators=[{name:chain_sum,min_terms:2,max_terms:2,min_digits:1,max_digits:1}]",
+        "reward=math_verify",
+        "reward.format=any",
+    ],
+    "leg_counting_1_any": [
+        "task.generators=[{name:leg_counting,min_animals:1,max_animals:1}]",
         "reward=math_verify",
         "reward.format=any",
     ],
@@ -121,16 +143,36 @@ def run(out: Path, name: str, overrides: list[str], settings: dict) -> Path:
     from rft.train import train
 
     run_dir = out / "runs" / name
+    USED.append(run_dir)
     stamp = run_dir / "settings.json"
     settings = {**settings, "overrides": overrides}
     if (run_dir / "metrics.json").is_file() and stamp.is_file():
         if json.loads(stamp.read_text()) == settings:
             return run_dir
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     train(compose_cfg(*overrides), run_dir=run_dir)
     stamp.write_text(json.dumps(settings))
-    print(f"  {name}: {time.perf_counter() - t0:.0f}s", flush=True)
+    t = {"wall_s": time.perf_counter() - t0, "cpu_s": time.process_time() - c0}
+    (run_dir / "timing.json").write_text(json.dumps(t))
+    print(f"  {name}: {t['wall_s']:.0f}s wall, {t['cpu_s']:.0f}s CPU", flush=True)
     return run_dir
+
+
+USED: list[Path] = []  # the run folders a command used, for its timing table
+
+
+def timings() -> str:
+    """Wall and CPU seconds of each run the command used (as first computed: a reused run keeps
+    the timing of the process that made it)."""
+    rows = []
+    for d in dict.fromkeys(USED):
+        f = d / "timing.json"
+        if f.is_file():
+            t = json.loads(f.read_text())
+            rows.append(f"| {d.name} | {t['wall_s']:.0f} | {t['cpu_s']:.0f} |")
+    if not rows:
+        return ""
+    return "\n\n| run | wall s | CPU s |\n|---|---|---|\n" + "\n".join(rows)
 
 
 def base(args, experiment: str = "rg_grpo") -> list[str]:
@@ -138,8 +180,26 @@ def base(args, experiment: str = "rg_grpo") -> list[str]:
         f"experiment={experiment}",
         f"hardware.torch_threads={args.threads}",
         *(SMOKE if args.smoke else []),
+        *(eval_sizes(args) if experiment == "rg_grpo" else []),
         *args.override,
     ]
+
+
+def eval_sizes(args) -> list[str]:
+    """The evaluation's sizes where the command line sets them (else the experiment's: 200 test
+    prompts × 8 samples, 64 val prompts × 1): a CPU cannot afford those in every run."""
+    out = []
+    if args.test_prompts:
+        out.append(f"task.n_test_prompts={args.test_prompts}")
+    if args.test_samples:
+        k = args.test_samples
+        out += [
+            f"eval.samples_per_prompt={k}",
+            f"task.pass_k=[{','.join(map(str, sorted({1, k})))}]",
+        ]
+    if args.val_prompts:
+        out.append(f"task.n_eval_prompts={args.val_prompts}")
+    return out
 
 
 def grpo(args, seed: int, *extra: str) -> list[str]:
@@ -197,6 +257,25 @@ def paired_pass1(run_dir: Path) -> tuple[float, float]:
     return (p.diff, p.se) if p else (math.nan, math.nan)
 
 
+def paired_runs(a: Path, b: Path) -> tuple[float, float]:
+    """Run a's final test pass@1 minus run b's, paired over the test prompts: both runs of the
+    same seed, evaluated on the same prompts with the same evaluation seed."""
+    from rft.report import paired
+
+    def final(d: Path) -> dict:
+        return json.loads(sorted((d / "eval").glob("test_0*.json"))[-1].read_text())["per_prompt"]
+
+    p = paired(final(a), final(b), "pass@1")
+    return (p.diff, p.se) if p else (math.nan, math.nan)
+
+
+def extract_init(args, task: list[str]) -> Path:
+    """mode=extract of the initial policy on --n-prompts train prompts × K = G: the zero-std
+    share before training (vanishing) and the seed of the prompt samplers' estimates (remedies)."""
+    ex = ["mode=extract", f"diag.n_prompts={args.n_prompts}", f"diag.k_samples={args.G}"]
+    return run(args.out, "extract_init", [*base(args), *task, *ex], {"cmd": "extract"})
+
+
 def curve(run_dir: Path) -> dict:
     """Per-iteration token totals and zero-std shares, and (tokens, pass@1) points: the initial
     test evaluation at 0, then every val evaluation, then the final test evaluation."""
@@ -230,7 +309,7 @@ def fmt(ms, digits: int = 3) -> str:
 def write(out: Path, command: str, args, table: str, data: dict) -> None:
     settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
     head = f"# {command}\n\n```\n{' '.join(sys.argv)}\n```\n\n"
-    (out / f"{command}.md").write_text(head + table + "\n")
+    (out / f"{command}.md").write_text(head + table + timings() + "\n")
     (out / f"{command}.json").write_text(json.dumps({"settings": settings, **data}, indent=1))
     print(table)
     print(f"wrote {out / f'{command}.md'}")
@@ -262,7 +341,7 @@ def cmd_pick(args) -> None:
 def cmd_vanishing(args) -> None:
     task = task_overrides(args)
     ex = ["mode=extract", f"diag.n_prompts={args.n_prompts}", f"diag.k_samples={args.G}"]
-    before = run(args.out, "extract_init", [*base(args), *task, *ex], {"cmd": "vanishing"})
+    before = extract_init(args, task)
     # alg=sft cannot compose with experiment=rg_grpo (it sets GRPO knobs): the same task,
     # model and reward by hand, the task's lengths read from the experiment
     exp = compose_cfg(*base(args), *task)
@@ -303,7 +382,7 @@ def cmd_vanishing(args) -> None:
         per_seed = {}
         for seed in args.seeds:
             d = run(
-                args.out, f"{arm}_s{seed}", grpo(args, seed, *task, *extra), {"cmd": "vanishing"}
+                args.out, f"{RUN_OF[arm]}_s{seed}", grpo(args, seed, *task, *extra), {"cmd": "grpo"}
             )
             m, c = metrics(d), curve(d)
             per_seed[seed] = {
@@ -320,6 +399,24 @@ def cmd_vanishing(args) -> None:
                 f" {fmt(s['gain_paired'])} | {s['zero_std_share_mean']:.2f} | {s['tokens']:.0f} |"
             )
         results[arm] = per_seed
+    diffs = {}
+    for seed in args.seeds:
+        a, b = (
+            args.out / "runs" / f"{RUN_OF[arm]}_s{seed}"
+            for arm in ("grpo_after_sft", "grpo_from_init")
+        )
+        diffs[seed] = paired_runs(a, b)
+    results["after_sft_minus_from_init"] = diffs
+    rows.append("")
+    rows.append(
+        "Final test pass@1, GRPO after SFT minus GRPO from the initial model (same seed, same"
+        " test prompts and evaluation seed; paired over prompts): "
+        + "; ".join(f"seed {s}: {fmt(d)}" for s, d in diffs.items())
+        + f"; mean over seeds {fmt(mean_se([d[0] for d in diffs.values()]))}."
+    )
+    for arm in arms:
+        fin = [results[arm][s]["pass1_final"][0] for s in args.seeds]
+        rows.append(f"{arm}: final test pass@1 mean ± SE over seeds {fmt(mean_se(fin))}.")
     e = results["extract"]
     table = (
         f"Extraction on {e['init']['n_prompts']} train prompts × K = {e['init']['k']}: zero-std "
@@ -333,8 +430,12 @@ def cmd_vanishing(args) -> None:
     write(args.out, "vanishing", args, table, results)
 
 
+# vanishing's GRPO from the initial model IS remedies' uniform arm (same overrides, same folder:
+# the second command reuses the first's runs when both are given the same flags)
+RUN_OF = {"grpo_from_init": "uniform", "grpo_after_sft": "grpo_after_sft"}
+
 REMEDIES = {
-    "uniform": [f"{ALG['prompt_sampling']}=uniform"],
+    "uniform": [],  # alg.prompt_sampling=uniform is GRPO's default: the same runs as vanishing's
     "dapo_filter": [f"{ALG['prompt_sampling']}=uniform", f"{ALG['dynamic_sampling']}=true"],
     "std_aware": [f"{ALG['prompt_sampling']}=std_aware"],
     "learnability": [f"{ALG['prompt_sampling']}=learnability"],
@@ -343,23 +444,23 @@ REMEDIES = {
 
 def cmd_remedies(args) -> None:
     task = task_overrides(args)
+    seeded = []
+    if args.seed_samplers:
+        # the samplers' estimates start from the initial policy's extraction (its tokens are an
+        # up-front cost the table states), not from "never seen" for all but a few prompts
+        seeded = [f"alg.std_sampler.init_from={extract_init(args, task)}"]
     stop_at_budget(args.budget)
     runs: dict = {}
     for method in args.methods:
-        over = REMEDIES[method]
-        try:
-            compose_cfg(*grpo(args, 0, *task, *over))
-        except Exception as e:  # noqa: BLE001 - an option not wired yet (learnability)
-            print(f"  {method}: skipped, the config does not take it yet ({type(e).__name__})")
-            continue
+        over = REMEDIES[method] + (seeded if method in ("std_aware", "learnability") else [])
         for seed in args.seeds:
-            d = run(
-                args.out, f"{method}_s{seed}", grpo(args, seed, *task, *over), {"cmd": "remedies"}
-            )
+            d = run(args.out, f"{method}_s{seed}", grpo(args, seed, *task, *over), {"cmd": "grpo"})
             m = metrics(d)
             runs.setdefault(method, {})[seed] = {
                 **curve(d),
                 "test_pass1": (m["test/pass@1"], m["test/pass@1_se"]),
+                "test_init_pass1": (m["test_init/pass@1"], m["test_init/pass@1_se"]),
+                "run": str(d),
             }
     rows = []
     summary = {}
@@ -369,20 +470,42 @@ def cmd_remedies(args) -> None:
         at = [reward_at(r["curve"], args.budget) for r in by_seed.values()]
         final = [r["test_pass1"][0] for r in by_seed.values()]
         zero = [float(np.mean(r["zero_std_share"])) for r in by_seed.values()]
+        vs = {}
+        if "uniform" in runs:
+            for seed, r in by_seed.items():
+                if seed in runs["uniform"]:
+                    vs[seed] = paired_runs(Path(r["run"]), Path(runs["uniform"][seed]["run"]))
         summary[method] = {
             "tokens_to_target": ttt,
             "pass1_at_budget": mean_se(at),
             "test_pass1": mean_se(final),
+            "test_pass1_per_seed": {s: r["test_pass1"] for s, r in by_seed.items()},
+            "minus_uniform_per_seed": vs,
             "zero_std_share": mean_se(zero),
+            "zero_std_share_per_seed": dict(zip(by_seed, zero)),
+            "tokens": {s: r["tokens"][-1] for s, r in by_seed.items()},
+            "iterations": {s: len(r["tokens"]) for s, r in by_seed.items()},
         }
+        per_seed = "; ".join(f"{fmt(r['test_pass1'])}" for r in by_seed.values())
+        diff = "; ".join(fmt(d) for d in vs.values()) if method != "uniform" else "—"
         rows.append(
             f"| {method} | {fmt(mean_se(reached), 0)} | {len(reached)}/{len(ttt)} |"
-            f" {fmt(mean_se(at))} | {fmt(mean_se(final))} | {fmt(mean_se(zero), 2)} |"
+            f" {fmt(mean_se(at))} | {fmt(mean_se(final))} | {per_seed} | {diff} |"
+            f" {fmt(mean_se(zero), 2)} |"
         )
+    seeded_note = (
+        " std_aware and learnability start from the initial policy's extraction"
+        f" ({args.n_prompts} train prompts × K = {args.G}, runs/extract_init)."
+        if args.seed_samplers
+        else ""
+    )
     table = (
-        f"Mean ± SE over seeds {args.seeds}; budget {args.budget} generated tokens.\n\n"
-        f"| sampling | tokens to val pass@1 {args.target} | reached | val pass@1 at budget |"
-        " test pass@1 | zero-std share |\n|---|---|---|---|---|---|\n" + "\n".join(rows)
+        f"Mean ± SE over seeds {args.seeds}; budget {args.budget} generated tokens.{seeded_note}"
+        " Test pass@1 per seed: the final evaluation ± its SE over prompts; minus uniform: paired"
+        " over the same test prompts, same seed, one entry per seed.\n\n"
+        f"| sampling | tokens to val pass@1 {args.target} | reached | pass@1 at budget (curve) |"
+        " test pass@1 | test pass@1 per seed | minus uniform per seed | zero-std share |\n"
+        "|---|---|---|---|---|---|---|---|\n" + "\n".join(rows)
     )
     write(args.out, "remedies", args, table, {"summary": summary, "runs": runs})
     plot_remedies(runs, args, args.out / "remedies.png")
@@ -418,6 +541,10 @@ def cmd_humaneval(args) -> None:
     from rft.sandbox import isolation
 
     ev_over = [*base(args, "humaneval_eval")]
+    if args.he_problems:
+        ev_over.append(f"task.n_problems={args.he_problems}")
+    if args.he_max_new_tokens:
+        ev_over.append(f"task.max_new_tokens={args.he_max_new_tokens}")
     if args.smoke:
         ev_over = [o for o in ev_over if not o.startswith("task.")] + [
             "task.n_problems=4",
@@ -481,6 +608,17 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--sft-steps", type=int, default=30)
     ap.add_argument("--sft-frac", type=float, default=0.01, help="of the train solutions")
     ap.add_argument("--iterations", type=int, default=3, help="humaneval: GRPO iterations timed")
+    ap.add_argument("--test-prompts", type=int, help="task.n_test_prompts (rg_grpo: 200)")
+    ap.add_argument("--test-samples", type=int, help="eval.samples_per_prompt (rg_grpo: 8)")
+    ap.add_argument("--val-prompts", type=int, help="task.n_eval_prompts (reasoning_gym: 64)")
+    ap.add_argument(
+        "--seed-samplers",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="remedies: std_aware and learnability start from the initial extraction's estimates",
+    )
+    ap.add_argument("--he-problems", type=int, help="humaneval: task.n_problems (all 164)")
+    ap.add_argument("--he-max-new-tokens", type=int, help="humaneval: task.max_new_tokens (256)")
     ap.add_argument("--threads", type=int, default=2, help="hardware.torch_threads")
     ap.add_argument("--smoke", action="store_true", help="tiny model, tiny sizes: check the driver")
     ap.add_argument("--override", nargs="*", default=[], help="more Hydra overrides for every run")
