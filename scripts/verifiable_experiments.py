@@ -17,19 +17,22 @@ the same settings) is reused when the script runs again. Each command writes OUT
    candidate whose pass rates span 0 to 1 with more than half of the prompts at zero std.
 2. ``vanishing`` (Razin et al., docs/algorithms.md §5): the zero-std share of the initial
    policy and of an SFT policy (``alg=sft`` on ``--sft-frac`` of the train prompts' solutions
-   for ``--sft-steps`` steps), then GRPO from each for the same generated-token budget, per
-   seed: test pass@1 before and after (with SE, paired over prompts), the two arms' final test
-   pass@1 paired over prompts (same seed, same evaluation) and the zero-std share of the drawn
-   groups per iteration. Its GRPO-from-init runs are ``remedies``' uniform runs (one folder).
+   for ``--sft-steps`` steps), measured on the first ``--pool`` train problems, then GRPO from
+   each for the same generated-token budget on the full train split, per seed: test pass@1
+   before and after (with SE, paired over prompts), the two arms' final test pass@1 paired over
+   prompts (same seed, same evaluation) and the zero-std share of the drawn groups per
+   iteration.
 3. ``remedies``: GRPO at the same token budget with uniform prompts, DAPO's dynamic sampling
    (the filter alone, on GRPO), the std-aware sampler and the p(1-p) (learnability) sampler:
    generated tokens to a val pass@1 target, pass@1 at the budget, the zero-std share per
-   iteration (plot). ``learnability`` is ``alg.prompt_sampling=learnability`` (rft/alg/group.py:
-   the std-aware sampler's bookkeeping with the weight p(1-p) of the running pass rate). With
-   ``--seed-samplers`` (the default) both samplers start from the initial policy's extraction
-   (``runs/extract_init``, the one ``vanishing`` measures): at a CPU's budget a run draws a few
-   dozen of the 2,000 train prompts, so unseeded samplers would draw almost uniformly. Each
-   method's final test pass@1 is paired over prompts with uniform's of the same seed.
+   iteration (plot), each method's final test pass@1 paired over prompts with uniform's of the
+   same seed. ``learnability`` is ``alg.prompt_sampling=learnability`` (rft/alg/group.py: the
+   std-aware sampler's bookkeeping with the weight p(1-p) of the running pass rate). The train
+   split is the first ``--pool`` problems: at a CPU's budget a run draws a few dozen prompts,
+   so a sampler that learns online would meet almost every prompt once, and draw uniformly.
+   With ``--seed-samplers`` (the default) both samplers start from the initial policy's
+   extraction of the whole pool (``runs/extract_init``, the one ``vanishing`` measures): an
+   up-front cost in generated tokens, stated beside the table, shared by the seeds.
 4. ``humaneval``: ``experiment=humaneval_eval`` (pass@1 and pass@10, n = 10), then a short
    GRPO run on HumanEval with the sandboxed reward: time/reward_s over time/iteration_s.
 
@@ -106,8 +109,11 @@ CANDIDATES = {
         "reward=math_verify",
         "reward.format=any",
     ],
-    "chain_sum_2t_1d_any": [
-        "task.generators=[{name:chain_sum,min_terms:2,max_terms:2,min_digits:1,max_digits:1}]",
+    # the tag instruction's example (<answer>42</answer>) is copied: "42" is SmolLM2's most
+    # frequent wrong answer; this one asks for the number alone
+    "chain_sum_2t_1-2d_num": [
+        "task.generators=[{name:chain_sum,min_terms:2,max_terms:2,min_digits:1,max_digits:2}]",
+        "task.instruction='Reply with the final answer only: one number.'",
         "reward=math_verify",
         "reward.format=any",
     ],
@@ -269,11 +275,18 @@ def paired_runs(a: Path, b: Path) -> tuple[float, float]:
     return (p.diff, p.se) if p else (math.nan, math.nan)
 
 
-def extract_init(args, task: list[str]) -> Path:
-    """mode=extract of the initial policy on --n-prompts train prompts × K = G: the zero-std
-    share before training (vanishing) and the seed of the prompt samplers' estimates (remedies)."""
-    ex = ["mode=extract", f"diag.n_prompts={args.n_prompts}", f"diag.k_samples={args.G}"]
-    return run(args.out, "extract_init", [*base(args), *task, *ex], {"cmd": "extract"})
+def pool(args) -> list[str]:
+    """The first --pool train problems as the train split (reasoning-gym's item j is the same
+    problem whatever task.n_train is)."""
+    return [f"task.n_train={args.pool}"]
+
+
+def extract(args, task: list[str], name: str, *extra: str) -> Path:
+    """mode=extract on all --pool train problems (the first ones of the full train split) × K =
+    G samples: the zero-std share of a policy (vanishing) and, for the initial policy, the seed
+    of the prompt samplers' estimates on remedies' train pool, which is these problems."""
+    ex = ["mode=extract", "diag.n_prompts=-1", f"diag.k_samples={args.G}"]
+    return run(args.out, name, [*base(args), *task, *pool(args), *ex, *extra], {"cmd": "extract"})
 
 
 def curve(run_dir: Path) -> dict:
@@ -340,8 +353,7 @@ def cmd_pick(args) -> None:
 
 def cmd_vanishing(args) -> None:
     task = task_overrides(args)
-    ex = ["mode=extract", f"diag.n_prompts={args.n_prompts}", f"diag.k_samples={args.G}"]
-    before = extract_init(args, task)
+    before = extract(args, task, "extract_init")
     # alg=sft cannot compose with experiment=rg_grpo (it sets GRPO knobs): the same task,
     # model and reward by hand, the task's lengths read from the experiment
     exp = compose_cfg(*base(args), *task)
@@ -352,6 +364,7 @@ def cmd_vanishing(args) -> None:
         f"task.max_new_tokens={exp.task.max_new_tokens}",
         f"hardware.torch_threads={args.threads}",
         *(SMOKE if args.smoke else []),
+        *eval_sizes(args),
         *args.override,
     ]
     sft = run(
@@ -368,12 +381,7 @@ def cmd_vanishing(args) -> None:
         ],
         {"cmd": "vanishing"},
     )
-    after = run(
-        args.out,
-        "extract_sft",
-        [*base(args), *task, *ex, f"model.init_from={sft}"],
-        {"cmd": "vanishing"},
-    )
+    after = extract(args, task, "extract_sft", f"model.init_from={sft}")
     stop_at_budget(args.budget)
     arms = {"grpo_from_init": [], "grpo_after_sft": [f"model.init_from={sft}"]}
     results: dict = {"extract": {"init": extraction_stats(before), "sft": extraction_stats(after)}}
@@ -381,9 +389,7 @@ def cmd_vanishing(args) -> None:
     for arm, extra in arms.items():
         per_seed = {}
         for seed in args.seeds:
-            d = run(
-                args.out, f"{RUN_OF[arm]}_s{seed}", grpo(args, seed, *task, *extra), {"cmd": "grpo"}
-            )
+            d = run(args.out, f"{arm}_s{seed}", grpo(args, seed, *task, *extra), {"cmd": "grpo"})
             m, c = metrics(d), curve(d)
             per_seed[seed] = {
                 "pass1_init": (m["test_init/pass@1"], m["test_init/pass@1_se"]),
@@ -402,8 +408,7 @@ def cmd_vanishing(args) -> None:
     diffs = {}
     for seed in args.seeds:
         a, b = (
-            args.out / "runs" / f"{RUN_OF[arm]}_s{seed}"
-            for arm in ("grpo_after_sft", "grpo_from_init")
+            args.out / "runs" / f"{arm}_s{seed}" for arm in ("grpo_after_sft", "grpo_from_init")
         )
         diffs[seed] = paired_runs(a, b)
     results["after_sft_minus_from_init"] = diffs
@@ -430,12 +435,8 @@ def cmd_vanishing(args) -> None:
     write(args.out, "vanishing", args, table, results)
 
 
-# vanishing's GRPO from the initial model IS remedies' uniform arm (same overrides, same folder:
-# the second command reuses the first's runs when both are given the same flags)
-RUN_OF = {"grpo_from_init": "uniform", "grpo_after_sft": "grpo_after_sft"}
-
 REMEDIES = {
-    "uniform": [],  # alg.prompt_sampling=uniform is GRPO's default: the same runs as vanishing's
+    "uniform": [f"{ALG['prompt_sampling']}=uniform"],
     "dapo_filter": [f"{ALG['prompt_sampling']}=uniform", f"{ALG['dynamic_sampling']}=true"],
     "std_aware": [f"{ALG['prompt_sampling']}=std_aware"],
     "learnability": [f"{ALG['prompt_sampling']}=learnability"],
@@ -443,18 +444,23 @@ REMEDIES = {
 
 
 def cmd_remedies(args) -> None:
-    task = task_overrides(args)
+    # a train pool of the first --pool problems: at a CPU's budget a run draws a few dozen
+    # prompts, so a sampler can only prefer prompts it knows on a pool it has measured
+    task = [*task_overrides(args), *pool(args)]
     seeded = []
     if args.seed_samplers:
-        # the samplers' estimates start from the initial policy's extraction (its tokens are an
-        # up-front cost the table states), not from "never seen" for all but a few prompts
-        seeded = [f"alg.std_sampler.init_from={extract_init(args, task)}"]
+        # the samplers' estimates start from the initial policy's extraction of the whole pool
+        # (its tokens are an up-front cost the table states), not from "never seen"
+        seeded = [
+            f"alg.std_sampler.init_from={extract(args, task_overrides(args), 'extract_init')}"
+        ]
     stop_at_budget(args.budget)
     runs: dict = {}
     for method in args.methods:
         over = REMEDIES[method] + (seeded if method in ("std_aware", "learnability") else [])
         for seed in args.seeds:
-            d = run(args.out, f"{method}_s{seed}", grpo(args, seed, *task, *over), {"cmd": "grpo"})
+            name = f"{method}_pool{args.pool}_s{seed}"
+            d = run(args.out, name, grpo(args, seed, *task, *over), {"cmd": "grpo"})
             m = metrics(d)
             runs.setdefault(method, {})[seed] = {
                 **curve(d),
@@ -495,7 +501,7 @@ def cmd_remedies(args) -> None:
         )
     seeded_note = (
         " std_aware and learnability start from the initial policy's extraction"
-        f" ({args.n_prompts} train prompts × K = {args.G}, runs/extract_init)."
+        f" (all {args.pool} pool prompts × K = {args.G}, runs/extract_init)."
         if args.seed_samplers
         else ""
     )
@@ -604,7 +610,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--G", type=int, default=8, help="samples per prompt (and extraction K)")
     ap.add_argument("--lr", type=float, default=1e-6)
     ap.add_argument("--eval-every", type=int, default=5, help="iterations between val evals")
-    ap.add_argument("--n-prompts", type=int, default=128, help="extraction: train prompts")
+    ap.add_argument("--n-prompts", type=int, default=128, help="pick: train prompts extracted")
+    ap.add_argument(
+        "--pool",
+        type=int,
+        default=64,
+        help="vanishing/remedies: the extractions' train problems (the first N); remedies' train split",
+    )
     ap.add_argument("--sft-steps", type=int, default=30)
     ap.add_argument("--sft-frac", type=float, default=0.01, help="of the train solutions")
     ap.add_argument("--iterations", type=int, default=3, help="humaneval: GRPO iterations timed")
@@ -624,7 +636,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--override", nargs="*", default=[], help="more Hydra overrides for every run")
     args = ap.parse_args(argv)
     if args.smoke:
-        args.budget, args.n_prompts, args.G, args.prompts = 256, 8, 4, 4
+        args.budget, args.n_prompts, args.G, args.prompts, args.pool = 256, 8, 4, 4, 16
         args.eval_every, args.iterations, args.threads = 2, 1, 1
     # an upper bound (every completion ≥ 1 token): the budget stops a run first
     args.max_iterations = math.ceil(args.budget / (args.prompts * args.G)) + 1
