@@ -16,12 +16,13 @@ the same settings) is reused when the script runs again. Each command writes OUT
    prompt with the binary reward: the pass rates' spread and the zero-std share. Choose a
    candidate whose pass rates span 0 to 1 with more than half of the prompts at zero std.
 2. ``vanishing`` (Razin et al., docs/algorithms.md §5): the zero-std share of the initial
-   policy and of an SFT policy (``alg=sft`` on ``--sft-frac`` of the train prompts' solutions
-   for ``--sft-steps`` steps), measured on the first ``--pool`` train problems, then GRPO from
-   each for the same generated-token budget on the full train split, per seed: test pass@1
+   policy and of an SFT policy (``alg=sft`` on ``--sft-frac`` of a full train split's solutions
+   for ``--sft-steps`` steps; that split's seeds start at ``--sft-task-seed``, away from the
+   GRPO runs' val and test problems), measured on the first ``--pool`` train problems, then
+   GRPO from each on those problems for the same generated-token budget, per seed: test pass@1
    before and after (with SE, paired over prompts), the two arms' final test pass@1 paired over
    prompts (same seed, same evaluation) and the zero-std share of the drawn groups per
-   iteration.
+   iteration. Its GRPO-from-init runs are ``remedies``' uniform runs (one folder).
 3. ``remedies``: GRPO at the same token budget with uniform prompts, DAPO's dynamic sampling
    (the filter alone, on GRPO), the std-aware sampler and the p(1-p) (learnability) sampler:
    generated tokens to a val pass@1 target, pass@1 at the budget, the zero-std share per
@@ -51,6 +52,7 @@ table of its runs' wall and CPU seconds.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import math
 import sys
@@ -157,6 +159,7 @@ def run(out: Path, name: str, overrides: list[str], settings: dict) -> Path:
             return run_dir
     t0, c0 = time.perf_counter(), time.process_time()
     train(compose_cfg(*overrides), run_dir=run_dir)
+    gc.collect()  # the runs share this process: free the last one's models before the next
     stamp.write_text(json.dumps(settings))
     t = {"wall_s": time.perf_counter() - t0, "cpu_s": time.process_time() - c0}
     (run_dir / "timing.json").write_text(json.dumps(t))
@@ -215,6 +218,7 @@ def grpo(args, seed: int, *extra: str) -> list[str]:
         f"{ALG['prompts']}={args.prompts}",
         f"{ALG['G']}={args.G}",
         f"{ALG['minibatch']}={args.prompts * args.G}",
+        f"alg.micro_batch_size={args.micro_batch}",
         f"{ALG['lr']}={args.lr}",
         f"{ALG['eval_every']}={args.eval_every}",
         f"{ALG['iterations']}={args.max_iterations}",
@@ -373,23 +377,27 @@ def cmd_vanishing(args) -> None:
         [
             *sft_base,
             *task,
+            # its train split from seeds disjoint from the pool's val and test problems
+            f"task.seed={args.sft_task_seed}",
             "alg=sft",
             f"{ALG['sft_steps']}={args.sft_steps}",
             f"{ALG['sft_frac']}={args.sft_frac}",
             f"{ALG['eval_every']}=0",
             "eval.before_training=false",
+            "task.n_test_prompts=4",  # its own test split is not the GRPO runs': a token check
         ],
         {"cmd": "vanishing"},
     )
     after = extract(args, task, "extract_sft", f"model.init_from={sft}")
     stop_at_budget(args.budget)
     arms = {"grpo_from_init": [], "grpo_after_sft": [f"model.init_from={sft}"]}
+    run_name = {"grpo_from_init": "uniform", "grpo_after_sft": "grpo_after_sft"}
     results: dict = {"extract": {"init": extraction_stats(before), "sft": extraction_stats(after)}}
     rows = []
     for arm, extra in arms.items():
         per_seed = {}
         for seed in args.seeds:
-            d = run(args.out, f"{arm}_s{seed}", grpo(args, seed, *task, *extra), {"cmd": "grpo"})
+            d = grpo_run(args, run_name[arm], seed, *extra)
             m, c = metrics(d), curve(d)
             per_seed[seed] = {
                 "pass1_init": (m["test_init/pass@1"], m["test_init/pass@1_se"]),
@@ -407,9 +415,7 @@ def cmd_vanishing(args) -> None:
         results[arm] = per_seed
     diffs = {}
     for seed in args.seeds:
-        a, b = (
-            args.out / "runs" / f"{arm}_s{seed}" for arm in ("grpo_after_sft", "grpo_from_init")
-        )
+        a, b = (run_dir(args, run_name[arm], seed) for arm in ("grpo_after_sft", "grpo_from_init"))
         diffs[seed] = paired_runs(a, b)
     results["after_sft_minus_from_init"] = diffs
     rows.append("")
@@ -427,7 +433,7 @@ def cmd_vanishing(args) -> None:
         f"Extraction on {e['init']['n_prompts']} train prompts × K = {e['init']['k']}: zero-std "
         f"share {e['init']['zero_std_share']:.2f} (initial policy) → "
         f"{e['sft']['zero_std_share']:.2f} (after SFT, {args.sft_steps} steps on "
-        f"{args.sft_frac:.0%} of the train solutions); mean pass rate "
+        f"{args.sft_frac:.0%} of a {exp.task.n_train}-problem train split's solutions); mean pass rate "
         f"{e['init']['pass_rate_mean']:.3f} → {e['sft']['pass_rate_mean']:.3f}.\n\n"
         "| arm | seed | test pass@1 before | test pass@1 after | paired gain | zero-std share"
         " (mean over its.) | tokens generated |\n|---|---|---|---|---|---|---|\n" + "\n".join(rows)
@@ -443,10 +449,22 @@ REMEDIES = {
 }
 
 
-def cmd_remedies(args) -> None:
-    # a train pool of the first --pool problems: at a CPU's budget a run draws a few dozen
-    # prompts, so a sampler can only prefer prompts it knows on a pool it has measured
+def run_dir(args, method: str, seed: int) -> Path:
+    return args.out / "runs" / f"{method}_pool{args.pool}_s{seed}"
+
+
+def grpo_run(args, method: str, seed: int, *extra: str) -> Path:
+    """GRPO on the task's first --pool train problems: vanishing's GRPO from the initial model
+    is remedies' uniform run (the same folder, reused when both commands get the same flags).
+    The pool: at a CPU's budget a run draws a few dozen prompts, so a sampler can only prefer
+    prompts it knows on a pool it has measured."""
     task = [*task_overrides(args), *pool(args)]
+    d = run_dir(args, method, seed)
+    over = grpo(args, seed, *task, *REMEDIES.get(method, []), *extra)
+    return run(args.out, d.name, over, {"cmd": "grpo"})
+
+
+def cmd_remedies(args) -> None:
     seeded = []
     if args.seed_samplers:
         # the samplers' estimates start from the initial policy's extraction of the whole pool
@@ -457,10 +475,9 @@ def cmd_remedies(args) -> None:
     stop_at_budget(args.budget)
     runs: dict = {}
     for method in args.methods:
-        over = REMEDIES[method] + (seeded if method in ("std_aware", "learnability") else [])
+        over = seeded if method in ("std_aware", "learnability") else []
         for seed in args.seeds:
-            name = f"{method}_pool{args.pool}_s{seed}"
-            d = run(args.out, name, grpo(args, seed, *task, *over), {"cmd": "grpo"})
+            d = grpo_run(args, method, seed, *over)
             m = metrics(d)
             runs.setdefault(method, {})[seed] = {
                 **curve(d),
@@ -609,6 +626,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--prompts", type=int, default=8, help="prompts per GRPO batch")
     ap.add_argument("--G", type=int, default=8, help="samples per prompt (and extraction K)")
     ap.add_argument("--lr", type=float, default=1e-6)
+    ap.add_argument(
+        "--micro-batch", type=int, default=8, help="GRPO sequences per forward/backward (memory)"
+    )
     ap.add_argument("--eval-every", type=int, default=5, help="iterations between val evals")
     ap.add_argument("--n-prompts", type=int, default=128, help="pick: train prompts extracted")
     ap.add_argument(
@@ -619,6 +639,12 @@ def main(argv: list[str] | None = None) -> None:
     )
     ap.add_argument("--sft-steps", type=int, default=30)
     ap.add_argument("--sft-frac", type=float, default=0.01, help="of the train solutions")
+    ap.add_argument(
+        "--sft-task-seed",
+        type=int,
+        default=100_000,
+        help="vanishing: task.seed of the SFT data (train problems away from the pool's test)",
+    )
     ap.add_argument("--iterations", type=int, default=3, help="humaneval: GRPO iterations timed")
     ap.add_argument("--test-prompts", type=int, help="task.n_test_prompts (rg_grpo: 200)")
     ap.add_argument("--test-samples", type=int, help="eval.samples_per_prompt (rg_grpo: 8)")
