@@ -184,12 +184,12 @@ def timings() -> str:
     return "\n\n| run | wall s | CPU s |\n|---|---|---|\n" + "\n".join(rows)
 
 
-def base(args, experiment: str = "rg_grpo") -> list[str]:
+def base(args, experiment: str = "rg_grpo", evaluates: bool = True) -> list[str]:
     return [
         f"experiment={experiment}",
         f"hardware.torch_threads={args.threads}",
         *(SMOKE if args.smoke else []),
-        *(eval_sizes(args) if experiment == "rg_grpo" else []),
+        *(eval_sizes(args) if experiment == "rg_grpo" and evaluates else []),
         *args.override,
     ]
 
@@ -245,6 +245,7 @@ def extraction_stats(run_dir: Path) -> dict:
         "all_fail_share": float((p == 0).mean()),
         "all_pass_share": float((p == 1).mean()),
         "pass_rate_quantiles": [float(q) for q in np.quantile(p, [0.1, 0.25, 0.5, 0.75, 0.9])],
+        "pass_rate_max": float(p.max()),
     }
 
 
@@ -290,7 +291,8 @@ def extract(args, task: list[str], name: str, *extra: str) -> Path:
     G samples: the zero-std share of a policy (vanishing) and, for the initial policy, the seed
     of the prompt samplers' estimates on remedies' train pool, which is these problems."""
     ex = ["mode=extract", "diag.n_prompts=-1", f"diag.k_samples={args.G}"]
-    return run(args.out, name, [*base(args), *task, *pool(args), *ex, *extra], {"cmd": "extract"})
+    over = [*base(args, evaluates=False), *task, *pool(args), *ex, *extra]  # no evaluation
+    return run(args.out, name, over, {"cmd": "extract"})
 
 
 def curve(run_dir: Path) -> dict:
@@ -345,11 +347,12 @@ def cmd_pick(args) -> None:
         q = ", ".join(f"{x:.2f}" for x in s["pass_rate_quantiles"])
         rows.append(
             f"| {name} | {s['pass_rate_mean']:.3f} | {s['zero_std_share']:.2f} |"
-            f" {s['all_fail_share']:.2f} | {s['all_pass_share']:.2f} | {q} | {s['n_prompts']}×{s['k']} |"
+            f" {s['all_fail_share']:.2f} | {s['all_pass_share']:.2f} | {q} |"
+            f" {s['pass_rate_max']:.2f} | {s['n_prompts']}×{s['k']} |"
         )
     table = (
         "| candidate | mean pass rate | zero-std share | all fail | all pass |"
-        " pass-rate p10, p25, p50, p75, p90 | prompts × K |\n|---|---|---|---|---|---|---|\n"
+        " pass-rate p10, p25, p50, p75, p90 | max | prompts × K |\n|---|---|---|---|---|---|---|---|\n"
         + "\n".join(rows)
     )
     write(args.out, "pick", args, table, {"candidates": data})
