@@ -36,7 +36,7 @@ def error_lines(stderr: str) -> list[str]:
             " expected one of [fixed, adaptive_rl4lms, adaptive_ziegler]. Fix the value",
         ),
         ("alg.lrr=1", "Key 'lrr' not in 'PPOConfig'. Check the key's spelling"),
-        ("alg=ppoo", "Could not find 'alg/ppoo'. Available options in 'alg': a_lol, a_lol_kl,"),
+        ("alg=ppoo", "Could not find 'alg/ppoo'. Available options in 'alg': a2c, a_lol,"),
         ("model.lora.r=[1", "rft: error: no viable alternative at input '[1'. Quote a value"),
         ("task=jsonl", "rft: error: task.path is required but not set (required: the train file"),
     ],
