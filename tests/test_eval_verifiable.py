@@ -176,3 +176,31 @@ def test_an_evaluation_leaves_no_reward_stats_for_the_next_rollout():
     assert reward.pop_stats() == {}
     reward(["p"], ["<answer>1</answer>"], [None])  # a rollout's scoring after it
     assert reward.pop_stats() == {"reward/unparsable_share": 0.0, "reward/correct_share": 1.0}
+
+
+# ---------------------------------------------------- the reward's format against the check
+@pytest.mark.parametrize(
+    "overrides, warned",
+    [
+        (["reward=math_verify", "reward.format=any"], "reward.format=any"),
+        (["reward=math_verify", "reward.format=boxed"], "reward.format=boxed"),
+        (["reward=math_verify"], None),  # follows task.answer_format
+        (["reward=answer_format"], None),
+    ],
+)
+def test_a_reward_format_other_than_the_tasks_check_is_named(overrides, warned, caplog):
+    """issue #26's mismatch: reward.format=any rewarded tag-free answers that test/pass@1 (the
+    task's check) did not count; the run now says so before anything loads."""
+    from rft.eval.evaluate import check_eval_config
+    from tests.conftest import compose_cfg
+
+    cfg = compose_cfg("model=tiny", "task=reasoning_gym", "logger=none", *overrides)
+    with caplog.at_level("WARNING", logger="rft.eval.evaluate"):
+        check_eval_config(cfg)
+    lines = [r.getMessage() for r in caplog.records if "task.answer_format" in r.getMessage()]
+    if warned is None:
+        assert lines == []
+    else:
+        (line,) = lines
+        assert line.startswith(f"{warned} but task.answer_format=tag")
+        assert "test/reward_mean" in line

@@ -327,6 +327,47 @@ def check_eval_config(cfg) -> None:
                     f"eval.{key}={ev[key]} with eval.generation.do_sample=false: greedy and beam "
                     f"decoding give the same completion every time. Set eval.{key}=1."
                 )
+    check_answer_formats(cfg)
+
+
+def reward_formats(reward, key: str = "reward"):
+    """(key, format) of every verifier reward in a reward config, weighted_sum terms included."""
+    if not hasattr(reward, "get"):
+        return
+    if reward.get("format") is not None:
+        yield f"{key}.format", str(reward.get("format"))
+    for name, term in (reward.get("terms") or {}).items():
+        yield from reward_formats(
+            term.get("reward") if hasattr(term, "get") else None, f"{key}.terms.{name}.reward"
+        )
+
+
+def check_answer_formats(cfg) -> None:
+    """Warn when a verifier reward reads answers in another format than the task's check, which
+    is what evaluation's pass@k, maj@k and format-error share use: the reward then counts
+    answers that test/pass@1 does not (docs/results.md, issue #26: reward.format=any scored
+    about 0.09 while test_init/pass@1 was 0)."""
+    from omegaconf import OmegaConf
+
+    task_format = OmegaConf.select(cfg, "task.answer_format", default=None)
+    if task_format is None:
+        return
+    task_format = str(getattr(task_format, "value", task_format))
+    for key, fmt in reward_formats(OmegaConf.select(cfg, "reward")):
+        fmt = fmt.split(".")[-1]  # an Enum prints as AnswerFormat.tag
+        if fmt != task_format:
+            log.warning(
+                "%s=%s but task.answer_format=%s: the reward counts answers in the %s format,"
+                " evaluation's pass@k, maj@k and format-error share only those in the task's %s"
+                " format, so test/pass@1 can read 0 while the reward rises. Compare runs on"
+                " test/reward_mean, or leave %s unset to train on the task's format.",
+                key,
+                fmt,
+                task_format,
+                fmt,
+                task_format,
+                key,
+            )
 
 
 def evaluate_split(cfg, task, policy, ref, reward_fn, split: str) -> tuple[EvalResult, dict]:
