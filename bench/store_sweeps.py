@@ -2,6 +2,8 @@
 side by side on the same machine, then the reports of both compared number for number.
 
     python bench/store_sweeps.py OUT --sweep lr [--budget cpu] [-- EXTRA OVERRIDES]
+    python bench/store_sweeps.py OUT --sweep sft_budget --name again --store OUT/sft_budget/store \
+        alg.lr=3e-5      # a second sweep against the store the first one filled
 
 Runs two ``python run.py --multirun sweep=<name>`` processes at once (the same overrides; one
 with ``store.reuse=false store.publish=false``, the other with a fresh store under OUT), each
@@ -48,17 +50,19 @@ json.dump({"rc": rc, "wall_s": time.perf_counter() - t, "cpu_s": ru.ru_utime + r
 """
 
 
-def start(arm: str, out: Path, sweep: str, overrides: list[str]) -> subprocess.Popen:
-    sweep_dir = out / sweep / arm
+def start(
+    arm: str, out: Path, sweep: str, overrides: list[str], name: str, store_dir: Path
+) -> subprocess.Popen:
+    sweep_dir = out / name / arm
     store = (
         ["store.reuse=false", "store.publish=false"]
         if arm == "before"
-        else [f"store.path={out / sweep / 'store'}"]
+        else [f"store.path={store_dir}"]
     )
     cmd = [sys.executable, "run.py", "--multirun", f"sweep={sweep}", *overrides, *store]
     cmd.append(f"hydra.sweep.dir={sweep_dir}")
-    log = open(out / sweep / f"{arm}.log", "w")
-    timed = [sys.executable, "-c", TIMED, str(out / sweep / f"{arm}.time.json"), *cmd]
+    log = open(out / name / f"{arm}.log", "w")
+    timed = [sys.executable, "-c", TIMED, str(out / name / f"{arm}.time.json"), *cmd]
     print(" ".join(cmd), flush=True)
     return subprocess.Popen(timed, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
 
@@ -80,7 +84,7 @@ def report_numbers(sweep_dir: Path) -> list[str]:
     return NUMBER.findall("\n".join(rows))
 
 
-def compare(out: Path, sweep: str) -> dict:
+def compare(out: Path, sweep: str) -> dict:  # sweep: the pair's folder name under out
     before, after = (job_metrics(out / sweep / arm) for arm in ("before", "after"))
     keys = lambda m: {k for k in m if k.startswith(("test", "reward/"))}  # noqa: E731
     differing = [
@@ -134,24 +138,36 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("out", type=Path)
     p.add_argument("--sweep", default="lr")
     p.add_argument("--budget", choices=["cpu", "full"], default="cpu")
+    p.add_argument("--name", help="folder under OUT for this pair (default: the sweep's name)")
+    p.add_argument(
+        "--store",
+        type=Path,
+        help="the 'on' arm's store (default: a fresh OUT/<name>/store); name an earlier"
+        " pair's store to measure a second sweep against what the first one published",
+    )
     p.add_argument("extra", nargs="*", help="more overrides for both arms")
     args = p.parse_intermixed_args(argv)
-    (args.out / args.sweep).mkdir(parents=True, exist_ok=True)
+    name = args.name or args.sweep
+    store_dir = args.store or args.out / name / "store"
+    (args.out / name).mkdir(parents=True, exist_ok=True)
     overrides = [*(CPU_BUDGET if args.budget == "cpu" else ()), *args.extra]
     env_ok = os.environ.get("RFT_DATA_DIR")
     if not env_ok:
         print("set RFT_DATA_DIR (README 'Run')", file=sys.stderr)
         return 2
     t = time.time()
-    procs = [start(arm, args.out, args.sweep, overrides) for arm in ("before", "after")]
+    procs = [
+        start(arm, args.out, args.sweep, overrides, name, store_dir) for arm in ("before", "after")
+    ]
     rcs = [q.wait() for q in procs]
     if any(rcs):
-        print(f"a sweep failed ({rcs}): see {args.out / args.sweep}/*.log", file=sys.stderr)
+        print(f"a sweep failed ({rcs}): see {args.out / name}/*.log", file=sys.stderr)
         return 1
-    r = compare(args.out, args.sweep)
+    r = compare(args.out, name)
     r["overrides"] = overrides
+    r["store"] = str(store_dir)
     r["elapsed_s"] = time.time() - t
-    (args.out / f"{args.sweep}.json").write_text(json.dumps(r, indent=1))
+    (args.out / f"{name}.json").write_text(json.dumps(r, indent=1))
     print(table(args.sweep, r))
     return 0 if r["metrics_identical"] and r["report_numbers_identical"] else 1
 
