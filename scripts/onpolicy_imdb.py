@@ -15,7 +15,6 @@ sampling seed): against the initial policy, and against PPO of the same seed.
 from __future__ import annotations
 
 import json
-import math
 import resource
 import statistics as st
 import subprocess
@@ -63,38 +62,17 @@ def run(out: Path) -> None:
                 f.write(line + "\n")
 
 
-def _per_prompt(path: Path) -> tuple[dict, dict]:
-    d = json.loads(path.read_text())
-    pp = d["per_prompt"]
-    rewards = {
-        i: st.mean(r) if isinstance(r, list) else r for i, r in zip(pp["prompt_id"], pp["reward"])
-    }
-    return rewards, d["metrics"]
-
-
-def _evals(run_dir: Path) -> tuple[tuple[dict, dict], tuple[dict, dict]]:
-    files = sorted((run_dir / "eval").glob("test_*.json"))
-    init = [f for f in files if "init" in f.name]
-    final = [f for f in files if "init" not in f.name]
-    return _per_prompt(init[0]), _per_prompt(final[-1])
-
-
-def _paired(a: dict, b: dict) -> tuple[float, float]:
-    d = [a[i] - b[i] for i in sorted(set(a) & set(b))]
-    return st.mean(d), st.stdev(d) / math.sqrt(len(d))
-
-
 def table(out: Path) -> None:
-    runs, inits = {}, {}
-    for alg in ALGS:
-        for seed in SEEDS:
-            name = f"{alg}_s{seed}"
-            if (out / name / "metrics.json").is_file():
-                (inits[name], _), runs[name] = _evals(out / name)
-    first = next(iter(runs))
-    i0, m0 = _evals(out / first)[0]
-    for name, init in inits.items():  # the comparison rests on one start for all runs
-        assert init == i0, f"{name}: its initial evaluation differs from {first}'s"
+    from rft.report import load_evals, paired, pooled_paired  # rft report's pairing, reused
+
+    names = [f"{a}_s{s}" for a in ALGS for s in SEEDS if (out / f"{a}_s{s}/metrics.json").is_file()]
+    evals = {n: load_evals(out / n) for n in names}
+    metrics = {n: json.loads((out / n / "metrics.json").read_text()) for n in names}
+    init = evals[names[0]]["test_init"]
+    for n in names:  # the comparison rests on one start for all runs
+        same = evals[n]["test_init"]["reward"] == init["reward"]
+        assert same, f"{n}: its initial evaluation differs from {names[0]}'s"
+    m0 = metrics[names[0]]
     print(
         f"initial policy: test reward {m0['test_init/reward_mean']:.4f} ±"
         f" {m0['test_init/reward_mean_se']:.4f}, perplexity {m0['test_init/perplexity']:.2f}\n"
@@ -104,17 +82,17 @@ def table(out: Path) -> None:
         " perplexity | distinct-2 | KL/seq, last it. | update s (6 it.) |"
     )
     print("|---|---|---|---|---|---|---|---|")
-    for name, (pr, m) in runs.items():
-        hist = [json.loads(x) for x in open(out / name / "history.jsonl")]
-        its = [x for x in hist if "time/iteration_s" in x]
-        di = _paired(pr, i0)
-        ppo = "ppo_s" + name[-1]
-        dp = _paired(pr, runs[ppo][0]) if not name.startswith("ppo") and ppo in runs else None
+    pm = lambda p: f"{p.diff:+.4f} ± {p.se:.4f}" if p else "—"  # noqa: E731
+    for n in names:
+        m = metrics[n]
+        its = [json.loads(x) for x in open(out / n / "history.jsonl")]
+        its = [x for x in its if "time/iteration_s" in x]
+        ppo = "ppo_s" + n[-1]
+        vs_ppo = paired(evals[n]["test"], evals[ppo]["test"]) if ppo in evals and ppo != n else None
         print(
-            f"| {name} | {m['test/reward_mean']:.4f} ± {m['test/reward_mean_se']:.4f}"
-            f" | {di[0]:+.4f} ± {di[1]:.4f} | "
-            + (f"{dp[0]:+.4f} ± {dp[1]:.4f}" if dp else "—")
-            + f" | {m['test/perplexity']:.2f} ± {m['test/perplexity_se']:.2f}"
+            f"| {n} | {m['test/reward_mean']:.4f} ± {m['test/reward_mean_se']:.4f}"
+            f" | {pm(paired(evals[n]['test'], init))} | {pm(vs_ppo)}"
+            f" | {m['test/perplexity']:.2f} ± {m['test/perplexity_se']:.2f}"
             f" | {m['test/distinct_2']:.3f} | {its[-1]['objective/kl_seq']:.3f}"
             f" | {sum(x['time/update_s'] for x in its):.0f} |"
         )
@@ -124,22 +102,21 @@ def table(out: Path) -> None:
     )
     print("|---|---|---|---|")
     for alg in ALGS:
-        names = [f"{alg}_s{s}" for s in SEEDS if f"{alg}_s{s}" in runs]
-        if len(names) < len(SEEDS):
+        runs = [f"{alg}_s{s}" for s in SEEDS]
+        if not all(r in evals for r in runs):
             continue
-        v = [runs[n][1]["test/reward_mean"] for n in names]
-        pooled = {i: st.mean(runs[n][0][i] for n in names) for i in runs[names[0]][0]}
-        di = _paired(pooled, i0)
-        line = f"| {alg} | {st.mean(v):.4f} ± {abs(v[0] - v[1]) / 2:.4f} | {di[0]:+.4f} ± {di[1]:.4f} | "
-        ppo = [f"ppo_s{s}" for s in SEEDS]
-        if alg != "ppo" and all(p in runs for p in ppo):
-            pp = {i: st.mean(runs[p][0][i] for p in ppo) for i in pooled}
-            d = _paired(pooled, pp)
-            line += f"{d[0]:+.4f} ± {d[1]:.4f} |"
-        else:
-            line += "— |"
-        print(line)
-    for name in runs:
+        v = [metrics[r]["test/reward_mean"] for r in runs]
+        vs_init = pooled_paired([(evals[r]["test"], init) for r in runs])
+        ppos = [f"ppo_s{s}" for s in SEEDS]
+        vs_ppo = None
+        if alg != "ppo" and all(p in evals for p in ppos):
+            vs_ppo = pooled_paired(
+                [(evals[r]["test"], evals[p]["test"]) for r, p in zip(runs, ppos)]
+            )
+        print(
+            f"| {alg} | {st.mean(v):.4f} ± {abs(v[0] - v[1]) / 2:.4f} | {pm(vs_init)} | {pm(vs_ppo)} |"
+        )
+    for name in names:
         if name.startswith("trpo"):
             its = [json.loads(x) for x in open(out / name / "history.jsonl")]
             its = [x for x in its if "trpo/kl_after" in x]
