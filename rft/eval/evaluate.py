@@ -334,8 +334,9 @@ def reward_formats(reward, key: str = "reward"):
     """(key, format) of every verifier reward in a reward config, weighted_sum terms included."""
     if not hasattr(reward, "get"):
         return
-    if reward.get("format") is not None:
-        yield f"{key}.format", str(reward.get("format"))
+    fmt = reward.get("format")
+    if fmt is not None:
+        yield f"{key}.format", str(getattr(fmt, "value", fmt))  # an AnswerFormat or a string
     for name, term in (reward.get("terms") or {}).items():
         yield from reward_formats(
             term.get("reward") if hasattr(term, "get") else None, f"{key}.terms.{name}.reward"
@@ -354,7 +355,6 @@ def check_answer_formats(cfg) -> None:
         return
     task_format = str(getattr(task_format, "value", task_format))
     for key, fmt in reward_formats(OmegaConf.select(cfg, "reward")):
-        fmt = fmt.split(".")[-1]  # an Enum prints as AnswerFormat.tag
         if fmt != task_format:
             log.warning(
                 "%s=%s but task.answer_format=%s: the reward counts answers in the %s format,"
