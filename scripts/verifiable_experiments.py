@@ -52,6 +52,7 @@ table of its runs' wall and CPU seconds.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import gc
 import json
 import math
@@ -148,10 +149,20 @@ SMOKE = [
 def run(out: Path, name: str, overrides: list[str], settings: dict) -> Path:
     """Train ``overrides`` into OUT/runs/<name> unless a finished run with the same settings is
     there; returns the run folder."""
-    from rft.train import train
-
     run_dir = out / "runs" / name
     USED.append(run_dir)
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    # one process per run folder: a second driver on the same OUT (another seed, say) waits for
+    # the run it also needs, then reuses it
+    with open(run_dir.parent / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _run_locked(run_dir, overrides, settings)
+
+
+def _run_locked(run_dir: Path, overrides: list[str], settings: dict) -> Path:
+    from rft.train import train
+
+    name = run_dir.name
     stamp = run_dir / "settings.json"
     settings = {**settings, "overrides": overrides}
     if (run_dir / "metrics.json").is_file() and stamp.is_file():
@@ -257,14 +268,34 @@ def metrics(run_dir: Path) -> dict:
     return json.loads((run_dir / "metrics.json").read_text())
 
 
+# The pass@1 the tables report: the task's own check ("pass@1": the answer in the task's
+# format), or, for a candidate whose reward searches the whole reply (reward.format=any), the
+# reward itself ("reward": math-verify's 0/1 verdict, the mean over samples = pass@1 under the
+# check GRPO trains on). The task's tag check would read 0 for a policy that never writes the tag
+# (evaluate.check_answer_formats warns about exactly this). Set in main from --task.
+SCORE = {"per_prompt": "pass@1", "metric": "pass@1", "name": "pass@1"}
+
+
+def score_for(task: list[str]) -> dict:
+    if "reward.format=any" in task:
+        return {"per_prompt": "reward", "metric": "reward_mean", "name": "pass@1 (any)"}
+    return {"per_prompt": "pass@1", "metric": "pass@1", "name": "pass@1"}
+
+
+def m_score(m: dict, split: str) -> tuple[float, float]:
+    """(mean, SE) of the score in a run's metrics for split test_init / test / val."""
+    k = f"{split}/{SCORE['metric']}"
+    return (m[k], m[f"{k}_se"])
+
+
 def paired_pass1(run_dir: Path) -> tuple[float, float]:
-    """Final minus initial test pass@1 of one run, paired over prompts (rft report's pairing)."""
+    """Final minus initial test score of one run, paired over prompts (rft report's pairing)."""
     from rft.report import paired
 
     ev = run_dir / "eval"
     init = json.loads(sorted(ev.glob("test_init_*.json"))[-1].read_text())["per_prompt"]
     final = json.loads(sorted(ev.glob("test_0*.json"))[-1].read_text())["per_prompt"]
-    p = paired(final, init, "pass@1")
+    p = paired(final, init, SCORE["per_prompt"])
     return (p.diff, p.se) if p else (math.nan, math.nan)
 
 
@@ -276,7 +307,7 @@ def paired_runs(a: Path, b: Path) -> tuple[float, float]:
     def final(d: Path) -> dict:
         return json.loads(sorted((d / "eval").glob("test_0*.json"))[-1].read_text())["per_prompt"]
 
-    p = paired(final(a), final(b), "pass@1")
+    p = paired(final(a), final(b), SCORE["per_prompt"])
     return (p.diff, p.se) if p else (math.nan, math.nan)
 
 
@@ -305,7 +336,7 @@ def curve(run_dir: Path) -> dict:
         tokens[r["iteration"]] = r["rollout/generated_tokens_total"]
     points = []
     for r in rows:
-        for key in ("test_init/pass@1", "val/pass@1", "test/pass@1"):
+        for key in (f"{sp}/{SCORE['metric']}" for sp in ("test_init", "val", "test")):
             if key in r:
                 points.append((tokens.get(r["iteration"], tokens[max(tokens)]), r[key]))
     return {
@@ -403,8 +434,8 @@ def cmd_vanishing(args) -> None:
             d = grpo_run(args, run_name[arm], seed, *extra)
             m, c = metrics(d), curve(d)
             per_seed[seed] = {
-                "pass1_init": (m["test_init/pass@1"], m["test_init/pass@1_se"]),
-                "pass1_final": (m["test/pass@1"], m["test/pass@1_se"]),
+                "pass1_init": m_score(m, "test_init"),
+                "pass1_final": m_score(m, "test"),
                 "gain_paired": paired_pass1(d),
                 "zero_std_share_mean": float(np.mean(c["zero_std_share"])),
                 "tokens": c["tokens"][-1],
@@ -423,14 +454,14 @@ def cmd_vanishing(args) -> None:
     results["after_sft_minus_from_init"] = diffs
     rows.append("")
     rows.append(
-        "Final test pass@1, GRPO after SFT minus GRPO from the initial model (same seed, same"
+        f"Final test {SCORE['name']}, GRPO after SFT minus GRPO from the initial model (same seed, same"
         " test prompts and evaluation seed; paired over prompts): "
         + "; ".join(f"seed {s}: {fmt(d)}" for s, d in diffs.items())
         + f"; mean over seeds {fmt(mean_se([d[0] for d in diffs.values()]))}."
     )
     for arm in arms:
         fin = [results[arm][s]["pass1_final"][0] for s in args.seeds]
-        rows.append(f"{arm}: final test pass@1 mean ± SE over seeds {fmt(mean_se(fin))}.")
+        rows.append(f"{arm}: final test {SCORE['name']} mean ± SE over seeds {fmt(mean_se(fin))}.")
     e = results["extract"]
     table = (
         f"Extraction on {e['init']['n_prompts']} train prompts × K = {e['init']['k']}: zero-std "
@@ -438,7 +469,7 @@ def cmd_vanishing(args) -> None:
         f"{e['sft']['zero_std_share']:.2f} (after SFT, {args.sft_steps} steps on "
         f"{args.sft_frac:.0%} of a {exp.task.n_train}-problem train split's solutions); mean pass rate "
         f"{e['init']['pass_rate_mean']:.3f} → {e['sft']['pass_rate_mean']:.3f}.\n\n"
-        "| arm | seed | test pass@1 before | test pass@1 after | paired gain | zero-std share"
+        f"| arm | seed | test {SCORE['name']} before | after | paired gain | zero-std share"
         " (mean over its.) | tokens generated |\n|---|---|---|---|---|---|---|\n" + "\n".join(rows)
     )
     write(args.out, "vanishing", args, table, results)
@@ -484,8 +515,8 @@ def cmd_remedies(args) -> None:
             m = metrics(d)
             runs.setdefault(method, {})[seed] = {
                 **curve(d),
-                "test_pass1": (m["test/pass@1"], m["test/pass@1_se"]),
-                "test_init_pass1": (m["test_init/pass@1"], m["test_init/pass@1_se"]),
+                "test_pass1": m_score(m, "test"),
+                "test_init_pass1": m_score(m, "test_init"),
                 "run": str(d),
             }
     rows = []
@@ -670,6 +701,8 @@ def main(argv: list[str] | None = None) -> None:
     # an upper bound (every completion ≥ 1 token): the budget stops a run first
     args.max_iterations = math.ceil(args.budget / (args.prompts * args.G)) + 1
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.command in ("vanishing", "remedies"):
+        SCORE.update(score_for(task_overrides(args)))
     {
         "pick": cmd_pick,
         "vanishing": cmd_vanishing,
