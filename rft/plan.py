@@ -226,7 +226,7 @@ class Plan:
     first_signal_s: float  # when iteration 1's training row is logged
     first_signal: str
     calibration: Calibration
-    results: list[str] = field(default_factory=list)
+    results: list[tuple[str, str]] = field(default_factory=list)  # (label, where)
 
     @property
     def total_s(self) -> float:
@@ -254,8 +254,8 @@ class Plan:
             f"  {'total':<12} ~{duration(self.total_s)}{end} ({self.episodes:,} episodes;"
             " estimates from one calibration batch each)"
         )
-        for r in self.results:
-            lines.append(f"  {'results':<12} {r}")
+        for label, where in self.results:
+            lines.append(f"  {label:<12} {where}")
         return "\n".join(lines)
 
 
@@ -310,9 +310,9 @@ def estimate(
     before = sum(p.seconds for p in phases if p.name in ("warm_start", "test_init"))
     results = []
     if run_dir is not None:
-        results.append(f"{run_dir}/ (metrics.json, history.jsonl, eval/, policy/)")
+        results.append(("results", f"{run_dir}/ (metrics.json, history.jsonl, eval/, policy/)"))
     if store is not None:
-        results.append(f"shared results: {store} (rft cache ls)")
+        results.append(("store", f"{store}: results shared between runs (rft cache ls)"))
     return Plan(
         phases=phases,
         episodes=w.n_units * w.episodes_per_unit,
