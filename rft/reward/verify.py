@@ -197,8 +197,9 @@ class MathVerifyReward(Verifier):
     fractions, LaTeX expressions, sets), else 0.
 
     ``format``: where the answer is (tag | boxed | hash: the extracted text is parsed, a
-    completion without one is unparsable) or ``any`` (math-verify's own search over the whole
-    completion: "final answer is", ``\\boxed{}``, "answer:", else the last number). The gold
+    completion without one is unparsable) or ``any``: the answer in the first of those formats
+    the completion has, else math-verify's own search over the whole completion ("final answer
+    is", "answer:", else the last number). Its search alone misses an ``<answer>`` tag. The gold
     is parsed once per distinct string; ``verify(gold, answer)`` is called gold first (it is
     asymmetric, §A2).
 
@@ -206,6 +207,8 @@ class MathVerifyReward(Verifier):
     >>> r(["p"] * 3, ["<answer>0.5</answer>", "<answer>\\\\frac{1}{2}</answer>", "<answer>2</answer>"],
     ...   ["1/2", "0.5", "3"])
     [1.0, 1.0, 0.0]
+    >>> MathVerifyReward("any")(["p"] * 3, ["<answer>3</answer>", "so 4 - 1 = 3.", "#### 3"], ["3"] * 3)
+    [1.0, 1.0, 1.0]
     """
 
     name = "math_verify"
@@ -251,14 +254,17 @@ class MathVerifyReward(Verifier):
         for i, (c, ref) in enumerate(zip(completions, references)):
             gold = self._gold(str(gold_of(ref, i, self.name)), t)
             if self.format == "any":
-                pred = parse(c, parsing_timeout=t)
+                # a marked answer first: math-verify's own search does not see inside an
+                # <answer> tag ("<answer>3</answer>" parses to nothing), so a policy that learns
+                # the task's format would score 0
+                a = next(filter(None, (answers.extract(c, f) for f in answers.FORMATS)), None)
             else:
                 a = answers.extract(c, self.format)
-                pred = []
-                if a is not None:
-                    pred = parse(f"\\boxed{{{a}}}", parsing_timeout=t) or parse(
-                        a, parsing_timeout=t
-                    )
+            pred = []
+            if a is not None:
+                pred = parse(f"\\boxed{{{a}}}", parsing_timeout=t) or parse(a, parsing_timeout=t)
+            elif self.format == "any":
+                pred = parse(c, parsing_timeout=t)
             if not pred:
                 out.append(Verdict(0.0, False, None))
                 continue

@@ -108,6 +108,21 @@ def test_math_verify_any_searches_the_whole_completion_gsm8k_style():
     ]
 
 
+def test_math_verify_any_reads_a_marked_answer_first():
+    """math-verify's own search finds nothing in "<answer>3</answer>": "any" must read the tag
+    (the format SFT teaches on reasoning-gym tasks), then boxed and ####, before searching."""
+    r = MathVerifyReward("any")
+    comps = [
+        "<answer>3</answer>",
+        "<answer>-28</answer>",
+        "5 + 7 = 12, so <answer>3</answer>",  # the marked answer wins over the last number
+        "\\boxed{3}",
+        "<answer></answer> so it is 3",  # an empty tag: search the text
+        "<answer>4</answer>",
+    ]
+    assert r(P * 6, comps, ["3", "-28", "3", "3", "3", "3"]) == [1.0, 1.0, 1.0, 1.0, 1.0, 0.0]
+
+
 def test_math_verify_hash_format_reads_the_gsm8k_line():
     r = MathVerifyReward("hash")
     assert r(P * 3, ["4 + 14 = 18\n#### 18", "#### 1,018", "18"], ["18", "1018", "18"]) == [1, 1, 0]
