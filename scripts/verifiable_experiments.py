@@ -428,11 +428,13 @@ def cmd_vanishing(args) -> None:
     run_name = {"grpo_from_init": "uniform", "grpo_after_sft": "grpo_after_sft"}
     results: dict = {"extract": {"init": extraction_stats(before), "sft": extraction_stats(after)}}
     rows = []
+    curves: dict = {}
     for arm, extra in arms.items():
         per_seed = {}
         for seed in args.seeds:
             d = grpo_run(args, run_name[arm], seed, *extra)
             m, c = metrics(d), curve(d)
+            curves.setdefault(arm, {})[seed] = c
             per_seed[seed] = {
                 "pass1_init": m_score(m, "test_init"),
                 "pass1_final": m_score(m, "test"),
@@ -473,6 +475,7 @@ def cmd_vanishing(args) -> None:
         " (mean over its.) | tokens generated |\n|---|---|---|---|---|---|---|\n" + "\n".join(rows)
     )
     write(args.out, "vanishing", args, table, results)
+    plot_curves(curves, args, args.out / "vanishing.png")
 
 
 REMEDIES = {
@@ -565,27 +568,33 @@ def cmd_remedies(args) -> None:
         "|---|---|---|---|---|---|---|---|\n" + "\n".join(rows)
     )
     write(args.out, "remedies", args, table, {"summary": summary, "runs": runs})
-    plot_remedies(runs, args, args.out / "remedies.png")
+    plot_curves(runs, args, args.out / "remedies.png", target=args.target)
 
 
-def plot_remedies(runs: dict, args, path: Path) -> None:
+def plot_curves(runs: dict, args, path: Path, target: float | None = None) -> None:
+    """Left: the score against generated tokens (initial test, val evaluations, final test);
+    right: the zero-std share of each iteration's groups. One colour per method or arm, one
+    line per seed."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
-    colors = dict(zip(REMEDIES, ["tab:gray", "tab:orange", "tab:blue", "tab:green"]))
+    palette = ["tab:gray", "tab:orange", "tab:blue", "tab:green", "tab:red"]
+    colors = dict(zip(runs, palette))
     for method, by_seed in runs.items():
         for i, r in enumerate(by_seed.values()):
             t, y = zip(*r["curve"])
             lab = method if i == 0 else None
             ax1.plot(t, y, color=colors[method], alpha=0.8, label=lab)
             ax2.plot(r["tokens"], r["zero_std_share"], color=colors[method], marker=".", label=lab)
-    ax1.axhline(args.target, color="k", lw=0.8, ls="--", label=f"target {args.target}")
-    ax1.set(xlabel="generated tokens", ylabel="pass@1 (val; 0: initial test)")
+    if target is not None:
+        ax1.axhline(target, color="k", lw=0.8, ls="--", label=f"target {target}")
+    name = SCORE["name"]
+    ax1.set(xlabel="generated tokens", ylabel=f"{name} (val; at 0 and the end: test)")
     ax2.set(xlabel="generated tokens", ylabel="group/zero_std_share")
-    ax1.set_title("pass@1 vs generated tokens (one line per seed)")
+    ax1.set_title(f"{name} vs generated tokens (one line per seed)")
     ax2.set_title("zero-std share of the drawn groups per iteration")
     for ax in (ax1, ax2):
         ax.axvline(args.budget, color="k", lw=0.5)

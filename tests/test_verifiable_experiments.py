@@ -7,9 +7,8 @@ import json
 
 import pytest
 
-pytestmark = pytest.mark.slow
 
-
+@pytest.mark.slow
 @pytest.mark.parametrize("command", ["pick", "vanishing", "remedies", "humaneval"])
 def test_each_command_runs_on_the_tiny_model(command, tmp_path, monkeypatch):
     from rft.alg.group import GroupPG
@@ -23,3 +22,15 @@ def test_each_command_runs_on_the_tiny_model(command, tmp_path, monkeypatch):
     assert (tmp_path / f"{command}.md").read_text().count("|") > 10
     data = json.loads((tmp_path / f"{command}.json").read_text())
     assert data["settings"]["smoke"] is True
+    if command in ("vanishing", "remedies"):
+        assert (tmp_path / f"{command}.png").stat().st_size > 0
+
+
+def test_candidates_searching_the_whole_reply_are_scored_by_their_reward():
+    """A reward.format=any candidate's pass@1 under the task's tag check reads 0 for a policy
+    that never writes the tag: its tables score the reward's own 0/1 verdict instead."""
+    from scripts.verifiable_experiments import CANDIDATES, score_for
+
+    assert score_for(CANDIDATES["chain_sum_2t_1-2d_any"])["per_prompt"] == "reward"
+    assert score_for(CANDIDATES["chain_sum_2t_1-2d_any"])["metric"] == "reward_mean"
+    assert score_for(CANDIDATES["chain_sum_2t_1-2d"])["per_prompt"] == "pass@1"
