@@ -85,6 +85,18 @@ def make_loggers(cfg, run_dir: Path, run_name: str) -> list:
     raise ConfigError(f"logger.kind={kind!r}: choose wandb, csv or none.")
 
 
+def close_loggers(loggers: list, status: str = "success") -> None:
+    """Finalize each logger and end its W&B run. Lightning's ``finalize`` leaves the wandb run
+    open, so a second ``train()`` in the same process (a local ``--multirun``, a driver script
+    running several runs) would log into the first run's W&B run."""
+    for lg in loggers:
+        lg.finalize(status)
+        run = getattr(lg, "_experiment", None)  # WandbLogger: the wandb run, once started
+        if run is not None and hasattr(run, "finish"):
+            run.finish(exit_code=0 if status == "success" else 1)
+            lg._experiment = None
+
+
 def wandb_group_and_tags(cfg) -> tuple[str | None, list[str]]:
     """``logger.group`` / ``logger.tags``; in a multirun sweep the group defaults to the sweep
     folder's name and the tags gain it and this job's overrides (the swept values among them)."""

@@ -38,7 +38,7 @@ from rft.io import (
     write_json_atomic,
     write_text_atomic,
 )
-from rft.loggers import make_loggers
+from rft.loggers import close_loggers, make_loggers
 from rft.model import attention
 from rft.model.build import load_trained_policy, reference_policy
 from rft.model.load import check_model_source
@@ -308,22 +308,25 @@ def _run(cfg: DictConfig, run_dir: str | Path | None) -> dict[str, float]:
         check_state_checkpoint(ckpt)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     module, loggers = build_module(cfg, run_dir)
-    trainer = run_module(
-        cfg,
-        module,
-        run_dir,
-        ckpt,
-        desc=cfg.alg.name,
-        loggers=loggers,
-        eval_before=cfg.eval.before_training,
-    )
-    metrics = final_metrics(trainer, module, run_dir)
-    if module.store is not None:  # what this run reused, and from where
-        metrics.update(reuse_metrics(module.store.reused))
-    if trainer.is_global_zero:  # under DDP every rank has the same metrics: one writer
-        write_outputs(cfg, run_dir, metrics)
-    for lg in loggers:
-        lg.finalize("success")
+    status = "failed"
+    try:
+        trainer = run_module(
+            cfg,
+            module,
+            run_dir,
+            ckpt,
+            desc=cfg.alg.name,
+            loggers=loggers,
+            eval_before=cfg.eval.before_training,
+        )
+        metrics = final_metrics(trainer, module, run_dir)
+        if module.store is not None:  # what this run reused, and from where
+            metrics.update(reuse_metrics(module.store.reused))
+        if trainer.is_global_zero:  # under DDP every rank has the same metrics: one writer
+            write_outputs(cfg, run_dir, metrics)
+        status = "success"
+    finally:  # end the W&B run whatever happened, so the next run in this process gets its own
+        close_loggers(loggers, status)
     _summary(run_dir, metrics)
     return metrics
 

@@ -27,8 +27,8 @@ def files_holding(folder: Path, secret: str) -> list[str]:
     return hits
 
 
-# W&B (offline) for one of the two: a second train() in one process logs into the first one's
-# W&B run (rft.train finalizes the logger but never calls wandb.finish()).
+# W&B (offline) for one of the two (each train() ends its own W&B run: rft.loggers.close_loggers,
+# tests/integration/test_wandb_runs.py); the guard below covers a run another test left open.
 @pytest.mark.parametrize("source,logger", [("env", "wandb"), ("file", "csv")])
 def test_the_key_is_used_but_never_written(source, logger, tmp_path, monkeypatch, capfd, caplog):
     import wandb
