@@ -32,6 +32,7 @@ import functools
 import json
 import logging
 import pickle
+import re
 import secrets
 import sys
 import threading
@@ -268,9 +269,28 @@ class MathVerifyReward(Verifier):
             if not pred:
                 out.append(Verdict(0.0, False, None))
                 continue
+            if _is_number(gold[0]) and not _is_number_answer(pred):
+                # the problem restated ("7 + 8 =" for 15): math-verify keeps "7 + 8" unevaluated
+                # and verifies it equal to 15, a reward GRPO learned to collect (docs/results.md,
+                # issue #26). A number's answer must be a number (or a plain fraction).
+                out.append(Verdict(0.0, False, str(pred[-1])))
+                continue
             ok = bool(verify(gold, pred, timeout_seconds=t))
             out.append(Verdict(float(ok), ok, str(pred[-1]) if len(pred) > 1 else str(pred[0])))
         return out
+
+
+_FRACTION = re.compile(r"^\s*-?\d+\s*/\s*\d+\s*$")
+
+
+def _is_number(x) -> bool:
+    return bool(getattr(x, "is_Number", False))
+
+
+def _is_number_answer(pred: list) -> bool:
+    """math-verify's parse of an answer is a number (sympy evaluates \\frac{30}{2} to 15), or a
+    plain fraction "3/4"; not an expression left unevaluated such as "7 + 8" or "3*5"."""
+    return _is_number(pred[0]) or bool(_FRACTION.match(str(pred[-1])))
 
 
 # ------------------------------------------------------------------------------ reasoning-gym

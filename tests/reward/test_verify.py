@@ -123,6 +123,29 @@ def test_math_verify_any_reads_a_marked_answer_first():
     assert r(P * 6, comps, ["3", "-28", "3", "3", "3", "3"]) == [1.0, 1.0, 1.0, 1.0, 1.0, 0.0]
 
 
+def test_math_verify_does_not_pay_for_the_problem_restated():
+    """GRPO on chain_sum with format=any learned to reply "7 + 8 =": math-verify keeps the
+    expression unevaluated and verifies it equal to the gold 15. A numeric gold now needs a
+    number (or a plain fraction); an expression gold is compared as before."""
+    r = MathVerifyReward("any")
+    comps = [
+        "7 + 8 =",  # the hack, any format
+        "3 * 5 =",
+        "so 7 + 8 = 15",  # working, then the number: right
+        "\\frac{30}{2}",  # sympy evaluates it: a number
+        "15.0",
+    ]
+    assert r(P * 5, comps, ["15"] * 5) == [0.0, 0.0, 1.0, 1.0, 1.0]
+    assert MathVerifyReward("tag")(
+        P * 2, ["<answer>7+8</answer>", "<answer>15</answer>"], ["15"] * 2
+    ) == [
+        0.0,
+        1.0,
+    ]
+    assert r(P * 2, ["1/2", "3/4"], ["0.5", "0.5"]) == [1.0, 0.0]  # a plain fraction is a number
+    assert MathVerifyReward("tag")(P, ["<answer>1+x</answer>"], ["x+1"]) == [1.0]
+
+
 def test_math_verify_hash_format_reads_the_gsm8k_line():
     r = MathVerifyReward("hash")
     assert r(P * 3, ["4 + 14 = 18\n#### 18", "#### 1,018", "18"], ["18", "1018", "18"]) == [1, 1, 0]
