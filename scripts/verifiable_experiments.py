@@ -164,7 +164,7 @@ def _run_locked(run_dir: Path, overrides: list[str], settings: dict) -> Path:
 
     name = run_dir.name
     stamp = run_dir / "settings.json"
-    settings = {**settings, "overrides": overrides}
+    settings = {**settings, "overrides": overrides, "runs_version": RUNS_VERSION}
     if (run_dir / "metrics.json").is_file() and stamp.is_file():
         if json.loads(stamp.read_text()) == settings:
             return run_dir
@@ -177,6 +177,11 @@ def _run_locked(run_dir: Path, overrides: list[str], settings: dict) -> Path:
     print(f"  {name}: {t['wall_s']:.0f}s wall, {t['cpu_s']:.0f}s CPU", flush=True)
     return run_dir
 
+
+# Part of every run's settings stamp: bump it when a change to rft makes finished runs stale, so
+# the driver reruns them instead of reusing them. 2: math_verify reads tags in format=any and no
+# longer pays for the problem restated ("7 + 8 =").
+RUNS_VERSION = 2
 
 USED: list[Path] = []  # the run folders a command used, for its timing table
 
