@@ -293,14 +293,21 @@ def m_score(m: dict, split: str) -> tuple[float, float]:
     return (m[k], m[f"{k}_se"])
 
 
+def per_prompt(run_dir: Path, prefix: str) -> dict:
+    """The per-prompt scores of a run's last evaluation file eval/<prefix>*.json (test_0: the
+    final test evaluation, test_init_: the initial one)."""
+    return json.loads(sorted((run_dir / "eval").glob(f"{prefix}*.json"))[-1].read_text())[
+        "per_prompt"
+    ]
+
+
 def paired_pass1(run_dir: Path) -> tuple[float, float]:
     """Final minus initial test score of one run, paired over prompts (rft report's pairing)."""
     from rft.report import paired
 
-    ev = run_dir / "eval"
-    init = json.loads(sorted(ev.glob("test_init_*.json"))[-1].read_text())["per_prompt"]
-    final = json.loads(sorted(ev.glob("test_0*.json"))[-1].read_text())["per_prompt"]
-    p = paired(final, init, SCORE["per_prompt"])
+    p = paired(
+        per_prompt(run_dir, "test_0"), per_prompt(run_dir, "test_init_"), SCORE["per_prompt"]
+    )
     return (p.diff, p.se) if p else (math.nan, math.nan)
 
 
@@ -309,10 +316,7 @@ def paired_runs(a: Path, b: Path) -> tuple[float, float]:
     same seed, evaluated on the same prompts with the same evaluation seed."""
     from rft.report import paired
 
-    def final(d: Path) -> dict:
-        return json.loads(sorted((d / "eval").glob("test_0*.json"))[-1].read_text())["per_prompt"]
-
-    p = paired(final(a), final(b), SCORE["per_prompt"])
+    p = paired(per_prompt(a, "test_0"), per_prompt(b, "test_0"), SCORE["per_prompt"])
     return (p.diff, p.se) if p else (math.nan, math.nan)
 
 
