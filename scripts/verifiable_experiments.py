@@ -281,9 +281,21 @@ def metrics(run_dir: Path) -> dict:
 SCORE = {"per_prompt": "pass@1", "metric": "pass@1", "name": "pass@1"}
 
 
-def score_for(task: list[str]) -> dict:
-    if "reward.format=any" in task:
-        return {"per_prompt": "reward", "metric": "reward_mean", "name": "pass@1 (any)"}
+def score_for(cfg) -> dict:
+    """The score a composed run config's tables use: pass@1 under the task's own answer check,
+    unless a verifier reward reads answers in another format (rft.eval.evaluate.reward_formats,
+    the check that warns at run start); then the task's check reads 0 for a policy that never
+    writes its format, and the reward's own 0/1 verdict (test/reward_mean) is the score."""
+    from omegaconf import OmegaConf
+
+    from rft.eval.evaluate import reward_formats
+
+    task_format = OmegaConf.select(cfg, "task.answer_format", default=None)
+    task_format = str(getattr(task_format, "value", task_format))
+    formats = {fmt for _, fmt in reward_formats(OmegaConf.select(cfg, "reward"))}
+    if task_format is not None and formats - {task_format}:
+        name = "pass@1 (" + ", ".join(sorted(formats - {task_format})) + ")"
+        return {"per_prompt": "reward", "metric": "reward_mean", "name": name}
     return {"per_prompt": "pass@1", "metric": "pass@1", "name": "pass@1"}
 
 
@@ -720,7 +732,7 @@ def main(argv: list[str] | None = None) -> None:
     args.max_iterations = math.ceil(args.budget / (args.prompts * args.G)) + 1
     args.out.mkdir(parents=True, exist_ok=True)
     if args.command in ("vanishing", "remedies"):
-        SCORE.update(score_for(task_overrides(args)))
+        SCORE.update(score_for(compose_cfg(*base(args), *task_overrides(args))))
     {
         "pick": cmd_pick,
         "vanishing": cmd_vanishing,

@@ -29,8 +29,21 @@ def test_each_command_runs_on_the_tiny_model(command, tmp_path, monkeypatch):
 def test_candidates_searching_the_whole_reply_are_scored_by_their_reward():
     """A reward.format=any candidate's pass@1 under the task's tag check reads 0 for a policy
     that never writes the tag: its tables score the reward's own 0/1 verdict instead."""
+    from scripts.std_sampler_experiment import compose_cfg
     from scripts.verifiable_experiments import CANDIDATES, score_for
 
-    assert score_for(CANDIDATES["chain_sum_2t_1-2d_any"])["per_prompt"] == "reward"
-    assert score_for(CANDIDATES["chain_sum_2t_1-2d_any"])["metric"] == "reward_mean"
-    assert score_for(CANDIDATES["chain_sum_2t_1-2d"])["per_prompt"] == "pass@1"
+    def score(*overrides):
+        return score_for(compose_cfg("experiment=rg_grpo", *overrides))
+
+    any_ = score(*CANDIDATES["chain_sum_2t_1-2d_any"])
+    assert (any_["per_prompt"], any_["metric"], any_["name"]) == (
+        "reward",
+        "reward_mean",
+        "pass@1 (any)",
+    )
+    assert score(*CANDIDATES["chain_sum_2t_1-2d"])["per_prompt"] == "pass@1"
+    # the format read from the composed config, not from how the overrides spell it: a
+    # weighted sum whose verifier term reads boxed answers on a tag task
+    tag = CANDIDATES["chain_sum_2t_1-2d"]
+    assert score(*tag, "reward.format=boxed")["name"] == "pass@1 (boxed)"
+    assert score(*tag, "reward.format=tag")["per_prompt"] == "pass@1"
