@@ -13,10 +13,10 @@
 # Every run folder is $OUT/<name>; `time` appends wall and CPU seconds to $OUT/times.tsv.
 # Re-running an rl command with the same folder resumes it (the folder's state.ckpt).
 # Environment: PY (rft's python), VLLM_PY (the vLLM venv's python: README "vLLM rollouts"),
-# RFT_DATA_DIR, OUT (default /work/rexp_out), NICE (default 5).
+# RFT_DATA_DIR, OUT (default outputs/remote_experiments), NICE (default 5).
 set -euo pipefail
 
-OUT=${OUT:-/work/rexp_out}
+OUT=$(realpath -m "${OUT:-$(dirname "$0")/../outputs/remote_experiments}")
 PY=${PY:-python}
 VLLM_PY=${VLLM_PY:-python}
 NICE=${NICE:-5}
