@@ -625,6 +625,11 @@ class UnparsablePolicy(str, Enum):
     score = "score"  # give unparsable_score, warn, and count it (remote/judge/unparsable)
 
 
+class JudgeScoreFrom(str, Enum):
+    text = "text"  # the score the answer states (score_pattern)
+    logprobs = "logprobs"  # the probability-weighted mean of the score tokens (G-Eval)
+
+
 DEFAULT_JUDGE_TEMPLATE = (
     "You grade a text written in answer to a prompt.\n"
     "Rubric: {rubric}\n\n"
@@ -658,6 +663,16 @@ class JudgeRewardConfig(RemoteServerConfig):
         r"(?i)score\s*[:=]\s*(-?\d+(?:\.\d+)?)",
         "regex whose group 1 is the score (the last match counts); an answer that is only a"
         " number also parses",
+    )
+    score_from: JudgeScoreFrom = knob(
+        JudgeScoreFrom.text,
+        "text: the score the answer states (score_pattern) | logprobs: the mean of the score"
+        " tokens weighted by their probabilities at the first answer position whose top tokens"
+        " hold one (G-Eval's expected score: continuous, so a small judge whose answers are"
+        " nearly constant still ranks completions; scores must be single tokens, e.g. 0-9)",
+    )
+    top_logprobs: int = knob(
+        20, "score_from=logprobs: top tokens the server returns per position (vLLM's cap: 20)"
     )
     normalize: bool = knob(True, "reward = (score - min) / (max - min), in [0, 1]; false: raw")
     on_unparsable: UnparsablePolicy = knob(

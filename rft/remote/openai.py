@@ -24,6 +24,9 @@ class Answer:
     text: str
     finish_reason: str | None
     token_ids: list[int] | None = None
+    # per generated position, the server's top tokens and their log-probabilities (asked for
+    # with ``logprobs``; the LLM judge's score_from=logprobs reads them)
+    top_logprobs: list[dict[str, float]] | None = None
 
     @property
     def stopped(self) -> bool:
@@ -31,11 +34,14 @@ class Answer:
         return self.finish_reason == "stop"
 
     def to_json(self) -> dict:
-        return {"text": self.text, "finish_reason": self.finish_reason, "token_ids": self.token_ids}
+        out = {"text": self.text, "finish_reason": self.finish_reason, "token_ids": self.token_ids}
+        if self.top_logprobs is not None:
+            out["top_logprobs"] = self.top_logprobs
+        return out
 
     @classmethod
     def from_json(cls, d: dict) -> Answer:
-        return cls(d["text"], d.get("finish_reason"), d.get("token_ids"))
+        return cls(d["text"], d.get("finish_reason"), d.get("token_ids"), d.get("top_logprobs"))
 
 
 def sampling_fields(generation, vllm_extras: bool, key: str) -> dict:
@@ -139,13 +145,14 @@ def _short(obj, n: int = 300) -> str:
     return text[:n] + ("..." if len(text) > n else "")
 
 
-def parse_answer(resp, what: str, chat: bool) -> Answer:
+def parse_answer(resp, what: str, chat: bool, logprobs: bool = False) -> Answer:
     """The first choice of a completions (``choices[0].text``) or chat
     (``choices[0].message.content``) answer; a missing or mistyped field is a RemoteError naming
-    it and the request.
+    it and the request. ``logprobs``: the top tokens per position are read too
+    (``choices[0].logprobs.top_logprobs``, or the chat form ``choices[0].logprobs.content``).
 
     >>> parse_answer({"choices": [{"text": " hi", "finish_reason": "length"}]}, "r", chat=False)
-    Answer(text=' hi', finish_reason='length', token_ids=None)
+    Answer(text=' hi', finish_reason='length', token_ids=None, top_logprobs=None)
     """
     path = ["choices", 0, "message", "content"] if chat else ["choices", 0, "text"]
     text = _field(resp, path, what, resp)
@@ -168,4 +175,37 @@ def parse_answer(resp, what: str, chat: bool) -> Answer:
             f"malformed answer to {what}: `choices[0].token_ids` is not a list of integers "
             f"(answer: {_short(resp)})."
         )
-    return Answer(text, finish, ids)
+    top = _top_logprobs(choice, what, chat, resp) if logprobs else None
+    return Answer(text, finish, ids, top)
+
+
+def _top_logprobs(choice: dict, what: str, chat: bool, resp) -> list[dict[str, float]]:
+    """Per generated position, {token text: log-probability} of the server's top tokens.
+
+    >>> _top_logprobs({"logprobs": {"top_logprobs": [{" 7": -0.1, " 8": -2.4}]}}, "r", False, {})
+    [{' 7': -0.1, ' 8': -2.4}]
+    >>> chat = {"token": "7", "logprob": -0.1, "top_logprobs": [{"token": "7", "logprob": -0.1}]}
+    >>> _top_logprobs({"logprobs": {"content": [chat]}}, "r", True, {})
+    [{'7': -0.1}]
+    """
+    path = ["choices", 0, "logprobs", "content" if chat else "top_logprobs"]
+    if not isinstance(choice.get("logprobs"), dict):
+        raise RemoteError(
+            f"the answer to {what} has no `choices[0].logprobs`: the server did not return "
+            "log-probabilities, which reward.score_from=logprobs reads. Use a server that does "
+            f"(vLLM, OpenAI-style completions), or reward.score_from=text (answer: {_short(resp)})."
+        )
+    positions = _field({"choices": [choice]}, path, what, resp)
+    out = []
+    try:
+        for pos in positions:
+            if chat:
+                out.append({str(t["token"]): float(t["logprob"]) for t in pos["top_logprobs"]})
+            else:  # a position may be null (vLLM: the prompt's first token)
+                out.append({str(k): float(v) for k, v in (pos or {}).items()})
+    except (TypeError, KeyError, ValueError, AttributeError):
+        raise RemoteError(
+            f"malformed answer to {what}: `{_name(path)}` is not a list of top tokens with "
+            f"log-probabilities (answer: {_short(resp)}). Does the server return logprobs?"
+        ) from None
+    return out

@@ -8,7 +8,17 @@ and the score is read from its answer.
              or POST {base_url}/completions (the text as the prompt), temperature, max_tokens, seed
     score  = the last match of reward.score_pattern in the answer (group 1), or the answer
              itself when it is only a number; it must lie in [min_score, max_score]
+             (score_from=text), or
+             sum_s p(s) s / sum_s p(s) over the score tokens s in [min_score, max_score] among
+             the top_logprobs of the first answer position that has any (score_from=logprobs:
+             G-Eval's probability-weighted score, Liu et al. 2023)
     R      = (score - min_score) / (max_score - min_score)     (normalize=true; else the score)
+
+The probability-weighted score is continuous where the stated one is a few integers: a 135M
+judge answered "2" to 84 % of IMDB continuations in a few-shot prompt (docs/results.md, issue
+#27), a near-constant reward PPO cannot climb, while its probabilities over the digits still
+rank them. Each score must be one token of the judge's tokenizer (0-9 in most; "10" is two
+tokens in SmolLM2's), so a scale above 9 warns at build time.
 
 An answer without a score in range is *unparsable*: ``on_unparsable=fail`` stops the run with a
 RewardError quoting it; ``on_unparsable=score`` gives it ``unparsable_score`` (as the reward, not
@@ -24,9 +34,10 @@ before any model loads.
 from __future__ import annotations
 
 import logging
+import math
 import re
 
-from rft.config import JudgeRewardConfig, choice
+from rft.config import JudgeRewardConfig, JudgeScoreFrom, choice
 from rft.errors import ConfigError, RewardError
 from rft.remote.client import RemoteClient
 from rft.remote.openai import Answer, chat_body, completion_body, parse_answer
@@ -63,6 +74,31 @@ def parse_score(answer: str, pattern: re.Pattern, lo: float, hi: float) -> float
     return score if lo <= score <= hi else None
 
 
+def expected_score(positions: list[dict[str, float]], lo: float, hi: float) -> float | None:
+    """The probability-weighted score at the first position whose top tokens include a number
+    in [lo, hi]: sum p(s) s / sum p(s) over those tokens (their probabilities renormalized);
+    None when no position has one.
+
+    >>> expected_score([{" The": -0.1}, {" 2": math.log(0.6), " 4": math.log(0.2), "x": -1}], 0, 9)
+    2.5
+    >>> expected_score([{" 12": -0.1, "-1": -0.2}], 0, 9) is None
+    True
+    """
+    for top in positions:
+        weights: dict[float, float] = {}
+        for token, logprob in top.items():
+            bare = BARE_NUMBER.fullmatch(token)
+            if bare is None:
+                continue
+            value = float(bare.group(1))
+            if lo <= value <= hi:
+                weights[value] = weights.get(value, 0.0) + math.exp(logprob)
+        total = sum(weights.values())
+        if total > 0:
+            return sum(v * w for v, w in weights.items()) / total
+    return None
+
+
 class JudgeReward:
     """R = the judge's score of each completion (see the module docstring); keyword
     arguments: JudgeRewardConfig's fields."""
@@ -92,6 +128,23 @@ class JudgeReward:
         self.fail = choice(s.on_unparsable) == "fail"
         self.unparsable_score = float(s.unparsable_score)
         self.normalize = bool(s.normalize)
+        self.logprobs = choice(s.score_from) == JudgeScoreFrom.logprobs.value
+        self.top_logprobs = int(s.top_logprobs)
+        if self.logprobs:
+            if self.top_logprobs < 1:
+                raise ConfigError(
+                    f"reward.top_logprobs={s.top_logprobs}: score_from=logprobs needs at least "
+                    "1 top token per position (20 is vLLM's default cap)."
+                )
+            if self.lo < 0 or self.hi > 9:
+                log.warning(
+                    "reward.score_from=logprobs with scores from %g to %g: each score is read "
+                    'as one token, and a number outside 0-9 is often several ("10" = "1" '
+                    '"0"), so its first digit would be read. Use reward.min_score=0 '
+                    "reward.max_score=9 (or 1-5) in the template's scale.",
+                    self.lo,
+                    self.hi,
+                )
         self.client = RemoteClient(s, name="judge", prefix="reward")
         self.client.check_reachable("/models")
         self.n_judged = self.n_unparsable = 0
@@ -122,10 +175,22 @@ class JudgeReward:
 
     def body(self, text: str) -> dict:
         if not self.chat:
-            return completion_body(self.model, text, self.max_tokens, self.sampling, seed=self.seed)
+            body = completion_body(self.model, text, self.max_tokens, self.sampling, seed=self.seed)
+            if self.logprobs:
+                body["logprobs"] = self.top_logprobs
+            return body
         messages = [{"role": "system", "content": self.system_prompt}] * bool(self.system_prompt)
         messages.append({"role": "user", "content": text})
-        return chat_body(self.model, messages, self.max_tokens, self.sampling, seed=self.seed)
+        body = chat_body(self.model, messages, self.max_tokens, self.sampling, seed=self.seed)
+        if self.logprobs:
+            body.update(logprobs=True, top_logprobs=self.top_logprobs)
+        return body
+
+    def score(self, answer: Answer) -> float | None:
+        """The judge's score in one answer (score_from), None when it has none in range."""
+        if self.logprobs:
+            return expected_score(answer.top_logprobs or [], self.lo, self.hi)
+        return parse_score(answer.text, self.pattern, self.lo, self.hi)
 
     def __call__(self, prompts: list[str], completions: list[str], references=None) -> list[float]:
         references = list(references) if references is not None else [None] * len(prompts)
@@ -135,13 +200,13 @@ class JudgeReward:
         route = "/chat/completions" if self.chat else "/completions"
 
         def validate(resp, what):
-            return parse_answer(resp, what, self.chat).to_json()
+            return parse_answer(resp, what, self.chat, logprobs=self.logprobs).to_json()
 
-        got = self.client.post_many(route, bodies, whats, validate=validate)
-        answers = [Answer.from_json(a).text for a in got]
+        got = [Answer.from_json(a) for a in self.client.post_many(route, bodies, whats, validate)]
+        answers = [a.text for a in got]
         out, bad = [], []
-        for i, answer in enumerate(answers):
-            score = parse_score(answer, self.pattern, self.lo, self.hi)
+        for i, answer in enumerate(got):
+            score = self.score(answer)
             if score is None:
                 bad.append(i)
                 out.append(self.unparsable_score)
@@ -153,7 +218,11 @@ class JudgeReward:
         self.n_unparsable += len(bad)
         if bad:
             first = answers[bad[0]]
-            where = f"no score in [{self.lo:g}, {self.hi:g}] (reward.score_pattern)"
+            where = f"no score in [{self.lo:g}, {self.hi:g}] " + (
+                f"among its top {self.top_logprobs} tokens at any position"
+                if self.logprobs
+                else "(reward.score_pattern)"
+            )
             if self.fail:
                 raise RewardError(
                     f"reward=judge: the answer to {whats[bad[0]]} has {where}: {first[:200]!r} "

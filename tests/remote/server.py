@@ -156,6 +156,8 @@ class FakeServer:
             choice["text"] = out["text"]
         if body.get("return_token_ids") and "token_ids" in out:
             choice["token_ids"] = out["token_ids"]
+        if body.get("logprobs") and "logprobs" in out:  # the generator's, in the API's form
+            choice["logprobs"] = out["logprobs"]
         prompt = body.get("prompt") or body.get("messages")
         n_prompt = len(prompt) if isinstance(prompt, list) else len(str(prompt).split())
         return {

@@ -5,13 +5,14 @@ policies (fail / a fixed score with a warning, counted), bad settings named, the
 from __future__ import annotations
 
 import logging
+import math
 import re
 
 import pytest
 from omegaconf import OmegaConf
 
 from rft.config import JudgeRewardConfig
-from rft.errors import ConfigError, RewardError
+from rft.errors import ConfigError, RemoteError, RewardError
 from rft.reward import build_reward
 from tests.remote.server import FakeServer
 
@@ -131,3 +132,77 @@ def test_a_judge_not_serving_the_model_fails_at_build_time():
     with FakeServer(models=("judge",), generator=judge) as srv:
         with pytest.raises(ConfigError, match=r"reward.model=gpt-x: .* serves \['judge'\]"):
             build_reward(judge_cfg(srv.url, model="gpt-x"))
+
+
+def digit_judge(body: dict, chat: bool) -> dict:
+    """Answers ' It is 2' with top tokens at each position: the first holds no number, the
+    second ' 2' (p 0.5), ' 4' (0.25) and ' x' (0.25), in the completions or the chat form;
+    '???' in the graded text gets top tokens without any number."""
+    text = body["messages"][-1]["content"] if chat else body["prompt"]
+    top = [{" It": math.log(0.9), " I": math.log(0.1)}]
+    if "???" not in text:
+        top.append({" 2": math.log(0.5), " 4": math.log(0.25), " x": math.log(0.25)})
+    if chat:
+        lp = {
+            "content": [
+                {
+                    "token": next(iter(t)),
+                    "logprob": next(iter(t.values())),
+                    "top_logprobs": [{"token": k, "logprob": v} for k, v in t.items()],
+                }
+                for t in top
+            ]
+        }
+    else:
+        lp = {"top_logprobs": top, "tokens": [next(iter(t)) for t in top]}
+    return {"text": " It is 2", "finish_reason": "stop", "completion_tokens": 3, "logprobs": lp}
+
+
+@pytest.mark.parametrize("endpoint", ["completions", "chat"])
+def test_logprob_scores_are_the_probability_weighted_mean(endpoint):
+    """score_from=logprobs: (2 * 0.5 + 4 * 0.25) / 0.75 at the first position with a score
+    token, normalized to [0, 9]; the request asks for the top tokens in the endpoint's form."""
+    with FakeServer(models=("judge",), generator=digit_judge) as srv:
+        cfg = judge_cfg(srv.url, endpoint=endpoint, score_from="logprobs", max_score=9)
+        cfg.top_logprobs = 5
+        scores = build_reward(cfg)(["p"], ["good"], None)
+        body = srv.posts()[-1]["body"]
+    assert scores.tolist() == pytest.approx([(2 * 0.5 + 4 * 0.25) / 0.75 / 9])
+    if endpoint == "chat":
+        assert (body["logprobs"], body["top_logprobs"]) == (True, 5)
+    else:
+        assert body["logprobs"] == 5 and "top_logprobs" not in body
+
+
+def test_logprob_scores_unparsable_without_a_score_token_and_cached(tmp_path, caplog):
+    with FakeServer(models=("judge",), generator=digit_judge) as srv:
+        cfg = judge_cfg(
+            srv.url,
+            endpoint="completions",
+            score_from="logprobs",
+            max_score=9,
+            on_unparsable="score",
+            cache_dir=str(tmp_path),
+        )
+        with caplog.at_level(logging.WARNING, logger="rft.reward.judge"):
+            first = build_reward(cfg)(["p", "p"], ["good", "???"], None).tolist()
+        assert "1 of 2 answers have no score in [0, 9] among its top 20 tokens" in caplog.text
+        again = build_reward(cfg)(["p", "p"], ["good", "???"], None).tolist()
+        assert len(srv.posts("/completions")) == 2  # the second reward read the cache
+    assert first == again == pytest.approx([(2 / 0.75 * 0.5 + 4 / 0.75 * 0.25) / 9, 0.0])
+
+
+def test_logprob_scores_need_a_server_that_returns_them():
+    with FakeServer(models=("judge",), generator=judge) as srv:
+        r = build_reward(judge_cfg(srv.url, score_from="logprobs", max_score=9))
+        with pytest.raises(RemoteError, match=r"no `choices\[0\].logprobs`.*score_from=text"):
+            r(["p"], ["good"], None)
+
+
+def test_logprob_scores_warn_for_a_scale_of_several_tokens(caplog):
+    with FakeServer(models=("judge",), generator=digit_judge) as srv:
+        with caplog.at_level(logging.WARNING, logger="rft.reward.judge"):
+            build_reward(judge_cfg(srv.url, score_from="logprobs"))
+    assert "scores from 0 to 10" in caplog.text and "reward.max_score=9" in caplog.text
+    with pytest.raises(ConfigError, match="reward.top_logprobs=0"):
+        build_reward(judge_cfg("http://127.0.0.1:9/v1", score_from="logprobs", top_logprobs=0))
