@@ -188,10 +188,17 @@ def _walk(x: Any, found: list[tuple[str, str]], key: str = "") -> None:
         found.append((key, x))
 
 
+# keys whose folder holds what a reward has already answered (a remote judge's verdicts), not
+# what it answers: their contents grow as runs score, and hashing them would give every run a
+# new key (a second seed could not reuse the first's test_init)
+NOT_INPUTS = frozenset({"cache_dir"})
+
+
 def reward_parts(reward_cfg) -> dict[str, Any]:
     """The reward's identity: its resolved config; for every ``_target_`` outside rft, the
     hash of its source file (rft's own code is in ``code``); for every string that names an
-    existing local file or folder (a classifier's model), its files_fingerprint."""
+    existing local file or folder (a classifier's model), its files_fingerprint, caches
+    (``NOT_INPUTS``) excepted."""
     config = jsonable(reward_cfg)
     strings: list[tuple[str, str]] = []
     _walk(config, strings)
@@ -199,7 +206,11 @@ def reward_parts(reward_cfg) -> dict[str, Any]:
     for key, s in strings:
         if key == "_target_" and not s.startswith("rft."):
             code[s] = source_fingerprint(s)
-        elif (os.sep in s or s.startswith(".")) and Path(s).expanduser().exists():
+        elif (
+            key not in NOT_INPUTS
+            and (os.sep in s or s.startswith("."))
+            and Path(s).expanduser().exists()
+        ):
             files[s] = files_fingerprint(Path(s).expanduser())
     out: dict[str, Any] = {"config": config}
     if code:

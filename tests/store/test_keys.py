@@ -192,3 +192,21 @@ def test_weights_fingerprint_sees_dtype_shape_and_ties():
     assert weights_fingerprint({"w": w, "v": w.clone()}) == base  # bytes, not identity
     bf = torch.ones(3, dtype=torch.bfloat16)
     assert weights_fingerprint({"b": bf}) != weights_fingerprint({"b": bf.clone().fill_(2)})
+
+
+def test_a_reward_cache_folder_is_not_an_input_but_a_model_folder_is(tmp_path):
+    """A judge's cache_dir fills as runs score: hashing it would change the key of every
+    evaluation after the first (issue #27's second seed recomputed test_init). A model folder
+    named by the reward is an input: changing its files changes the key."""
+    from rft.store.fingerprint import reward_parts
+
+    cache, model = tmp_path / "judge_cache", tmp_path / "model"
+    cache.mkdir(), model.mkdir()
+    (model / "w.bin").write_bytes(b"1")
+    cfg = {"_target_": "rft.reward.judge.JudgeReward", "cache_dir": str(cache), "model": str(model)}
+    before = reward_parts(cfg)
+    (cache / "ab.json").write_text("{}")
+    assert reward_parts(cfg) == before
+    assert list(before["files"]) == [str(model)]
+    (model / "w.bin").write_bytes(b"2")
+    assert reward_parts(cfg) != before
