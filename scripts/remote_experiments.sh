@@ -8,6 +8,7 @@
 #   scripts/remote_experiments.sh stop guide|judge         # stop it (prints its CPU seconds)
 #   scripts/remote_experiments.sh classifier               # the learned sentiment classifier
 #   scripts/remote_experiments.sh judge_ppo SEED [extra overrides...]   # PPO on the judge
+#   scripts/remote_experiments.sh judge_ppo_lp SEED [extra...]  # ... its logprob-weighted score
 #   python scripts/remote_results.py guide|judge OUT       # the tables (docs/results.md)
 #
 # Every run folder is $OUT/<name>; `time` appends wall and CPU seconds to $OUT/times.tsv.
@@ -116,6 +117,16 @@ judge_ppo)
     alg.n_iterations=10 alg.rollout_prompts=16 alg.eval_every=1000 task.n_test_prompts=128 \
     eval.samples_per_prompt=2 eval.n_samples_table=100000 "$@" \
     hydra.run.dir="$OUT/judge/ppo_s$seed" ;;
+judge_ppo_lp)
+  seed=$2; shift 2
+  # the same judge and prompt on a 0-9 scale (one token per score), reward = its
+  # probability-weighted score over the digits (reward.score_from=logprobs): the stated
+  # score of the 135M judge is "2" for most completions (docs/results.md)
+  timed "judge_ppo_lp_s$seed" "$PY" run.py "${COMMON[@]}" alg=ppo seed="$seed" "${JUDGE[@]}" \
+    reward.score_from=logprobs reward.max_score=9 reward.max_tokens=2 \
+    alg.n_iterations=10 alg.rollout_prompts=16 alg.eval_every=1000 task.n_test_prompts=128 \
+    eval.samples_per_prompt=2 eval.n_samples_table=100000 "$@" \
+    hydra.run.dir="$OUT/judge/ppo_lp_s$seed" ;;
 *)
-  sed -n '2,16p' "$0"; exit 2 ;;
+  sed -n '2,17p' "$0"; exit 2 ;;
 esac

@@ -16,7 +16,8 @@ by VADER and by the learned classifier (paired); then, over every completion, th
 agreement with VADER and with the classifier (Pearson, Spearman, agreement of the binarised
 labels) and its unparsable answers, asked again through rft's JudgeReward with the run's
 settings (a cache makes that free), and with the default chat template for comparison (needs
-the judge server up). Writes OUT/<command>.md and OUT/<command>.json.
+the judge server up). Writes OUT/guide.{md,json}, or OUT/judge_<runs>.{md,json} (``--runs ppo_lp_s``: the runs on the
+logprob-weighted score).
 """
 
 from __future__ import annotations
@@ -260,7 +261,7 @@ def judge_answers(cfg_reward, prompts, completions) -> tuple[list[str], list[flo
     """The judge's raw answers and parsed scores (None: unparsable), asked through rft's
     JudgeReward exactly as the run asks (its client, cache and template)."""
     from rft.remote.openai import Answer, parse_answer
-    from rft.reward.judge import JudgeReward, parse_score
+    from rft.reward.judge import JudgeReward
 
     j = JudgeReward(**cfg_reward)
     bodies = [j.body(j.render(p, c, None)) for p, c in zip(prompts, completions)]
@@ -268,11 +269,10 @@ def judge_answers(cfg_reward, prompts, completions) -> tuple[list[str], list[flo
     route = "/chat/completions" if j.chat else "/completions"
 
     def validate(resp, what):
-        return parse_answer(resp, what, j.chat).to_json()
+        return parse_answer(resp, what, j.chat, logprobs=j.logprobs).to_json()
 
-    got = j.client.post_many(route, bodies, whats, validate=validate)
-    texts = [Answer.from_json(a).text for a in got]
-    return texts, [parse_score(t, j.pattern, j.lo, j.hi) for t in texts]
+    got = [Answer.from_json(a) for a in j.client.post_many(route, bodies, whats, validate)]
+    return [a.text for a in got], [j.score(a) for a in got]
 
 
 def correlations(a: np.ndarray, b: np.ndarray) -> dict:
@@ -298,12 +298,14 @@ def correlations(a: np.ndarray, b: np.ndarray) -> dict:
     }
 
 
-def judge_tables(out: Path, classifier: str | None, url: str | None) -> tuple[str, dict]:
+def judge_tables(
+    out: Path, classifier: str | None, url: str | None, runs_prefix: str = "ppo_s"
+) -> tuple[str, dict]:
     from omegaconf import OmegaConf
 
     res: dict = {"runs": {}}
     md = []
-    runs = sorted((out / "judge").glob("ppo_s*"))
+    runs = sorted((out / "judge").glob(f"{runs_prefix}[0-9]*"))
     pooled_rows: dict[str, list] = {}
     everything = {"prompt": [], "completion": [], "judge": [], "which": []}
     for d in runs:
@@ -421,10 +423,13 @@ def judge_tables(out: Path, classifier: str | None, url: str | None) -> tuple[st
     chat_cfg.update(
         endpoint="chat",
         max_tokens=32,
+        score_from="text",
+        min_score=0.0,
+        max_score=10.0,
         rubric="How positive is the continuation of this movie review?",
     )
     c_texts, c_parsed = judge_answers(chat_cfg, P, C)
-    c_raw = np.array([np.nan if p is None else (p - lo) / (hi - lo) for p in c_parsed])
+    c_raw = np.array([np.nan if p is None else p / 10.0 for p in c_parsed])
     res["agreement_default_chat"] = {
         "unparsable_share": float(np.mean([p is None for p in c_parsed])),
         "score_histogram": hist(c_parsed),
@@ -514,13 +519,20 @@ def main(argv=None) -> None:
     p.add_argument("out", type=Path)
     p.add_argument("--classifier", help="the classifier run's reward_model folder")
     p.add_argument("--judge-url", help="the judge server's base_url, if not the run's")
+    p.add_argument(
+        "--runs",
+        default="ppo_s",
+        help="judge: the run folders' prefix under OUT/judge (ppo_s: the stated score, "
+        "ppo_lp_s: the logprob-weighted one)",
+    )
     a = p.parse_args(argv)
     if a.command == "guide":
         md, res = guide_tables(a.out)
     else:
-        md, res = judge_tables(a.out, a.classifier, a.judge_url)
-    (a.out / f"{a.command}.md").write_text(md + "\n")
-    (a.out / f"{a.command}.json").write_text(json.dumps(res, indent=1))
+        md, res = judge_tables(a.out, a.classifier, a.judge_url, a.runs)
+    name = a.command if a.command == "guide" else f"judge_{a.runs.removesuffix('_s')}"
+    (a.out / f"{name}.md").write_text(md + "\n")
+    (a.out / f"{name}.json").write_text(json.dumps(res, indent=1))
     print(md)
 
 
