@@ -299,7 +299,11 @@ def correlations(a: np.ndarray, b: np.ndarray) -> dict:
 
 
 def judge_tables(
-    out: Path, classifier: str | None, url: str | None, runs_prefix: str = "ppo_s"
+    out: Path,
+    classifier: str | None,
+    url: str | None,
+    runs_prefix: str = "ppo_s",
+    default_chat: bool = True,
 ) -> tuple[str, dict]:
     from omegaconf import OmegaConf
 
@@ -418,6 +422,8 @@ def judge_tables(
         res["agreement"]["vader_vs_classifier_completion"] = correlations(
             all_scores["vader"], all_scores["classifier_completion"]
         )
+    if not default_chat:
+        return judge_markdown(md, res, P, unparsable, same), res
     # the default chat template (README's rubric) on the same completions
     chat_cfg = {k: v for k, v in judge_cfg.items() if k not in ("template", "score_pattern")}
     chat_cfg.update(
@@ -440,6 +446,10 @@ def judge_tables(
         res["agreement_default_chat"]["judge_vs_classifier"] = correlations(
             c_raw, all_scores["classifier"]
         )
+    return judge_markdown(md, res, P, unparsable, same), res
+
+
+def judge_markdown(md: list[str], res: dict, P: list, unparsable: list, same: bool) -> str:
     md += [
         "## The judge's agreement with VADER and the learned classifier",
         "",
@@ -451,10 +461,10 @@ def judge_tables(
         "agreement at the medians |",
         "|---|---|---|---|---|---|---|",
     ]
-    for name, block in (
-        ("few-shot judge", res["agreement"]),
-        ("default chat judge", res["agreement_default_chat"]),
-    ):
+    blocks = [("few-shot judge", res["agreement"])]
+    if "agreement_default_chat" in res:
+        blocks.append(("default chat judge", res["agreement_default_chat"]))
+    for name, block in blocks:
         for pair, c in block.items():
             if not isinstance(c, dict) or "pearson" not in c:
                 continue
@@ -464,20 +474,21 @@ def judge_tables(
                 f"{' / '.join(f'{x:.2f}' for x in c.get('positive_share', []))} | "
                 f"{fmt(c.get('agree_at_median', float('nan')))} |"
             )
-    md += [
-        "",
-        f"few-shot judge's scores: {res['agreement']['score_histogram']}",
-        f"default chat judge: unparsable {100 * res['agreement_default_chat']['unparsable_share']:.1f} %,"
-        f" scores {res['agreement_default_chat']['score_histogram']}",
-        "",
-    ]
-    return "\n".join(md), res
+    md += ["", f"few-shot judge's scores: {res['agreement']['score_histogram']}"]
+    if "agreement_default_chat" in res:
+        chat = res["agreement_default_chat"]
+        md.append(
+            f"default chat judge: unparsable {100 * chat['unparsable_share']:.1f} %,"
+            f" scores {chat['score_histogram']}"
+        )
+    return "\n".join(md + [""])
 
 
 def hist(parsed) -> dict:
     out: dict = {}
     for p in parsed:
-        key = "unparsable" if p is None else f"{p:g}"
+        # logprob-weighted scores are continuous: counted at the nearest integer
+        key = "unparsable" if p is None else f"{round(p):g}"
         out[key] = out.get(key, 0) + 1
     return dict(
         sorted(
@@ -520,6 +531,11 @@ def main(argv=None) -> None:
     p.add_argument("--classifier", help="the classifier run's reward_model folder")
     p.add_argument("--judge-url", help="the judge server's base_url, if not the run's")
     p.add_argument(
+        "--no-default-chat",
+        action="store_true",
+        help="judge: skip asking the default chat template too (one more request per completion)",
+    )
+    p.add_argument(
         "--runs",
         default="ppo_s",
         help="judge: the run folders' prefix under OUT/judge (ppo_s: the stated score, "
@@ -529,7 +545,7 @@ def main(argv=None) -> None:
     if a.command == "guide":
         md, res = guide_tables(a.out)
     else:
-        md, res = judge_tables(a.out, a.classifier, a.judge_url, a.runs)
+        md, res = judge_tables(a.out, a.classifier, a.judge_url, a.runs, not a.no_default_chat)
     name = a.command if a.command == "guide" else f"judge_{a.runs.removesuffix('_s')}"
     (a.out / f"{name}.md").write_text(md + "\n")
     (a.out / f"{name}.json").write_text(json.dumps(res, indent=1))

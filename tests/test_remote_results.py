@@ -47,7 +47,9 @@ def test_accounting_adds_each_process_of_a_resumed_run_once():
 def test_hist_counts_scores_in_order_and_unparsable_last():
     from scripts.remote_results import hist
 
-    assert hist([3.0, None, 10.0, 3.0, 0.5]) == {"0.5": 1, "3": 2, "10": 1, "unparsable": 1}
+    assert hist([3.0, None, 10.0, 3.0, 0.0]) == {"0": 1, "3": 2, "10": 1, "unparsable": 1}
+    # logprob-weighted scores are counted at the nearest integer
+    assert hist([2.6, 3.4, 0.2]) == {"0": 1, "3": 2}
     assert list(hist([None, 2.0])) == ["2", "unparsable"]
 
 
