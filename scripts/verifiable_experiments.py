@@ -283,19 +283,19 @@ SCORE = {"per_prompt": "pass@1", "metric": "pass@1", "name": "pass@1"}
 
 def score_for(cfg) -> dict:
     """The score a composed run config's tables use: pass@1 under the task's own answer check,
-    unless a verifier reward reads answers in another format (rft.eval.evaluate.reward_formats,
-    the check that warns at run start); then the task's check reads 0 for a policy that never
-    writes its format, and the reward's own 0/1 verdict (test/reward_mean) is the score."""
-    from omegaconf import OmegaConf
+    unless a verifier reward reads answers in another format (the mismatch the run warns about
+    at start, rft.eval.evaluate.answer_format_mismatches); then the task's check reads 0 for a
+    policy that never writes its format, and the reward's own 0/1 verdict (test/reward_mean) is
+    the score."""
+    from rft.eval.evaluate import answer_format_mismatches
 
-    from rft.eval.evaluate import reward_formats
-
-    task_format = OmegaConf.select(cfg, "task.answer_format", default=None)
-    task_format = str(getattr(task_format, "value", task_format))
-    formats = {fmt for _, fmt in reward_formats(OmegaConf.select(cfg, "reward"))}
-    if task_format is not None and formats - {task_format}:
-        name = "pass@1 (" + ", ".join(sorted(formats - {task_format})) + ")"
-        return {"per_prompt": "reward", "metric": "reward_mean", "name": name}
+    other = sorted({fmt for _, fmt, _ in answer_format_mismatches(cfg)})
+    if other:
+        return {
+            "per_prompt": "reward",
+            "metric": "reward_mean",
+            "name": f"pass@1 ({', '.join(other)})",
+        }
     return {"per_prompt": "pass@1", "metric": "pass@1", "name": "pass@1"}
 
 

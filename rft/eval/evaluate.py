@@ -343,31 +343,40 @@ def reward_formats(reward, key: str = "reward"):
         )
 
 
+def answer_format_mismatches(cfg) -> list[tuple[str, str, str]]:
+    """(key, its format, the task's format) of every verifier reward in a run config that reads
+    answers in another format than the task's check; [] when the task has no answer format."""
+    from omegaconf import OmegaConf
+
+    task_format = OmegaConf.select(cfg, "task.answer_format", default=None)
+    if task_format is None:
+        return []
+    task_format = str(getattr(task_format, "value", task_format))
+    return [
+        (key, fmt, task_format)
+        for key, fmt in reward_formats(OmegaConf.select(cfg, "reward"))
+        if fmt != task_format
+    ]
+
+
 def check_answer_formats(cfg) -> None:
     """Warn when a verifier reward reads answers in another format than the task's check, which
     is what evaluation's pass@k, maj@k and format-error share use: the reward then counts
     answers that test/pass@1 does not (docs/results.md, issue #26: reward.format=any scored
     about 0.09 while test_init/pass@1 was 0)."""
-    from omegaconf import OmegaConf
-
-    task_format = OmegaConf.select(cfg, "task.answer_format", default=None)
-    if task_format is None:
-        return
-    task_format = str(getattr(task_format, "value", task_format))
-    for key, fmt in reward_formats(OmegaConf.select(cfg, "reward")):
-        if fmt != task_format:
-            log.warning(
-                "%s=%s but task.answer_format=%s: the reward counts answers in the %s format,"
-                " evaluation's pass@k, maj@k and format-error share only those in the task's %s"
-                " format, so test/pass@1 can read 0 while the reward rises. Compare runs on"
-                " test/reward_mean, or leave %s unset to train on the task's format.",
-                key,
-                fmt,
-                task_format,
-                fmt,
-                task_format,
-                key,
-            )
+    for key, fmt, task_format in answer_format_mismatches(cfg):
+        log.warning(
+            "%s=%s but task.answer_format=%s: the reward counts answers in the %s format,"
+            " evaluation's pass@k, maj@k and format-error share only those in the task's %s"
+            " format, so test/pass@1 can read 0 while the reward rises. Compare runs on"
+            " test/reward_mean, or leave %s unset to train on the task's format.",
+            key,
+            fmt,
+            task_format,
+            fmt,
+            task_format,
+            key,
+        )
 
 
 def evaluate_split(cfg, task, policy, ref, reward_fn, split: str) -> tuple[EvalResult, dict]:
