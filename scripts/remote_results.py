@@ -260,19 +260,10 @@ def accounting(rows: list[dict]) -> dict:
 def judge_answers(cfg_reward, prompts, completions) -> tuple[list[str], list[float | None]]:
     """The judge's raw answers and parsed scores (None: unparsable), asked through rft's
     JudgeReward exactly as the run asks (its client, cache and template)."""
-    from rft.remote.openai import Answer, parse_answer
     from rft.reward.judge import JudgeReward
 
-    j = JudgeReward(**cfg_reward)
-    bodies = [j.body(j.render(p, c, None)) for p, c in zip(prompts, completions)]
-    whats = [f"judge request {i + 1}" for i in range(len(bodies))]
-    route = "/chat/completions" if j.chat else "/completions"
-
-    def validate(resp, what):
-        return parse_answer(resp, what, j.chat, logprobs=j.logprobs).to_json()
-
-    got = [Answer.from_json(a) for a in j.client.post_many(route, bodies, whats, validate)]
-    return [a.text for a in got], [j.score(a) for a in got]
+    answers, scores, _ = JudgeReward(**cfg_reward).verdicts(prompts, completions)
+    return [a.text for a in answers], scores
 
 
 def correlations(a: np.ndarray, b: np.ndarray) -> dict:

@@ -69,9 +69,11 @@ def completion_body(
     min_tokens: int = 0,
     vllm_extras: bool = False,
     token_ids: bool = False,
+    top_logprobs: int = 0,
 ) -> dict:
     """``POST /completions``: continue ``prompt`` (text, or token ids on vLLM) by at most
-    ``max_tokens`` tokens; ``token_ids`` asks vLLM for the generated ids too."""
+    ``max_tokens`` tokens; ``token_ids`` asks vLLM for the generated ids too; ``top_logprobs``
+    > 0 for that many top tokens per position (``"logprobs": N``)."""
     body: dict = {"prompt": prompt, "max_tokens": int(max_tokens), "n": 1, **sampling}
     if model:
         body["model"] = model
@@ -83,6 +85,8 @@ def completion_body(
             body["min_tokens"] = int(min_tokens)
     if token_ids:
         body["return_token_ids"] = True
+    if top_logprobs > 0:
+        body["logprobs"] = int(top_logprobs)
     return body
 
 
@@ -96,9 +100,12 @@ def chat_body(
     min_tokens: int = 0,
     vllm_extras: bool = False,
     prefill: bool = False,
+    top_logprobs: int = 0,
 ) -> dict:
     """``POST /chat/completions``. ``prefill``: the last message is a partial assistant turn
-    the server continues (vLLM: ``continue_final_message``, without a new generation prompt)."""
+    the server continues (vLLM: ``continue_final_message``, without a new generation prompt);
+    ``top_logprobs`` > 0 for that many top tokens per position (the chat form:
+    ``"logprobs": true, "top_logprobs": N``)."""
     body: dict = {"messages": messages, "max_tokens": int(max_tokens), "n": 1, **sampling}
     if model:
         body["model"] = model
@@ -109,6 +116,8 @@ def chat_body(
     if prefill:
         body["continue_final_message"] = True
         body["add_generation_prompt"] = False
+    if top_logprobs > 0:
+        body.update(logprobs=True, top_logprobs=int(top_logprobs))
     return body
 
 

@@ -174,17 +174,16 @@ class JudgeReward:
             ) from None
 
     def body(self, text: str) -> dict:
+        top = self.top_logprobs if self.logprobs else 0
         if not self.chat:
-            body = completion_body(self.model, text, self.max_tokens, self.sampling, seed=self.seed)
-            if self.logprobs:
-                body["logprobs"] = self.top_logprobs
-            return body
+            return completion_body(
+                self.model, text, self.max_tokens, self.sampling, seed=self.seed, top_logprobs=top
+            )
         messages = [{"role": "system", "content": self.system_prompt}] * bool(self.system_prompt)
         messages.append({"role": "user", "content": text})
-        body = chat_body(self.model, messages, self.max_tokens, self.sampling, seed=self.seed)
-        if self.logprobs:
-            body.update(logprobs=True, top_logprobs=self.top_logprobs)
-        return body
+        return chat_body(
+            self.model, messages, self.max_tokens, self.sampling, seed=self.seed, top_logprobs=top
+        )
 
     def score(self, answer: Answer) -> float | None:
         """The judge's score in one answer (score_from), None when it has none in range."""
@@ -192,7 +191,11 @@ class JudgeReward:
             return expected_score(answer.top_logprobs or [], self.lo, self.hi)
         return parse_score(answer.text, self.pattern, self.lo, self.hi)
 
-    def __call__(self, prompts: list[str], completions: list[str], references=None) -> list[float]:
+    def verdicts(
+        self, prompts: list[str], completions: list[str], references=None
+    ) -> tuple[list[Answer], list[float | None], list[str]]:
+        """The judge's answers, their scores (None: unparsable) and each request's name, asked
+        through the client (its cache, caps and accounting)."""
         references = list(references) if references is not None else [None] * len(prompts)
         n = len(prompts)
         bodies = [self.body(self.render(*row)) for row in zip(prompts, completions, references)]
@@ -203,10 +206,14 @@ class JudgeReward:
             return parse_answer(resp, what, self.chat, logprobs=self.logprobs).to_json()
 
         got = [Answer.from_json(a) for a in self.client.post_many(route, bodies, whats, validate)]
+        return got, [self.score(a) for a in got], whats
+
+    def __call__(self, prompts: list[str], completions: list[str], references=None) -> list[float]:
+        got, scores, whats = self.verdicts(prompts, completions, references)
+        n = len(got)
         answers = [a.text for a in got]
         out, bad = [], []
-        for i, answer in enumerate(got):
-            score = self.score(answer)
+        for i, score in enumerate(scores):
             if score is None:
                 bad.append(i)
                 out.append(self.unparsable_score)
