@@ -111,6 +111,8 @@ def check_by_name(key: str, v) -> None:
         raise ConfigError(f"{key}={v}: must be > 0 (null turns gradient clipping off).")
     if name == "eval_every" and v < 0:
         raise ConfigError(f"{key}={v}: must be ≥ 0 (0 = never).")
+    if name == "degenerate_after" and v < 1:
+        raise ConfigError(f"{key}={v}: must be ≥ 1 (completions in a row; 1 = the first batch).")
     if name.startswith("every_n") and v < 1:
         raise ConfigError(f"{key}={v}: must be ≥ 1.")
 

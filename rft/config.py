@@ -902,6 +902,13 @@ class Config:
         " KL penalty outweighing the reward; rft/degenerate.py) stops with an error instead of"
         " a warning: for sweeps",
     )
+    degenerate_after: int = knob(
+        128,
+        "completions in a row that show a no-gradient condition chance can produce (every"
+        " completion scored alike; every group of a batch without a spread) before it is named"
+        " (a warning, or an error under strict): one all-fail batch of a hard pass/fail task is"
+        " chance, 128 in a row is not. 1 names the first such batch",
+    )
     plan: bool = knob(
         True,
         "print the run's plan at start: its phases and a time estimate from one short"

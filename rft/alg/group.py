@@ -69,7 +69,7 @@ from rft.core.group import (
 )
 from rft.core.kl import approx_kl
 from rft.core.tis import logprob_gap_stats, tis_weights
-from rft.degenerate import degenerate
+from rft.degenerate import Streak, degenerate, evidence_needed
 from rft.errors import ConfigError
 from rft.model.policy import PolicyLM
 from rft.rng import dynamic_sampling_rng, prompt_batch_rng, rollout_seed
@@ -206,6 +206,9 @@ class GroupPG(OnlineRL):
         self.use_ref = self.kl_placement != "none" or a.log_kl
         self.generated_tokens_total = 0
         self._degenerate_named: set[str] = set()  # kinds already warned about (once per run)
+        # completions in a row in batches whose every advantage is 0 (rft.degenerate: one such
+        # batch of a hard pass/fail task is chance, degenerate_after in a row is not)
+        self._zero_adv = Streak()
         frac = a.overlong.buffer_frac
         self.overlong_buffer = max(1, round(frac * task.max_new_tokens)) if frac > 0 else 0
         self.sampler = None
@@ -525,13 +528,16 @@ class GroupPG(OnlineRL):
         # step per batch, nothing scored) from the update's own first forward (micro_loss)
         stats.update(self.kl_stats(b))
         stats.update(self.compute_advantages(b))
-        if not self.a.dynamic_sampling and bool((b.advantages == 0).all()):
+        zero = not self.a.dynamic_sampling and bool((b.advantages == 0).all())
+        if self._zero_adv.add(len(b), zero) >= evidence_needed(self.cfg):
             self.name_degenerate(
                 "zero_advantage",
-                f"iteration {it + 1}: every advantage of the batch is 0 (each group's rewards"
-                " are equal), so the policy gradient is 0. Fix: a reward with a spread over a"
-                " prompt's samples, more samples per prompt, alg.dynamic_sampling=true or"
-                " alg.prompt_sampling=std_aware, or a warm start (alg.warm_start.steps).",
+                f"iteration {it + 1}: every advantage of the last {self._zero_adv.n}"
+                " completions is 0 (each group's rewards are equal), so the policy gradient is"
+                " 0. Fix: a reward with a spread over a prompt's samples, more samples per"
+                " prompt, alg.dynamic_sampling=true or alg.prompt_sampling=std_aware, or a warm"
+                f" start (alg.warm_start.steps). degenerate_after={evidence_needed(self.cfg)}"
+                " sets how many in a row are named.",
             )
         t0 = time.perf_counter()
         stats.update(self.update(b))

@@ -19,6 +19,7 @@ import torch
 from hydra.utils import get_object
 from omegaconf import DictConfig, OmegaConf
 
+from rft.degenerate import Streak, degenerate, evidence_needed
 from rft.errors import (
     ConfigError,
     RewardError,
@@ -56,10 +57,13 @@ class CheckedReward:
         self.n_empty = 0  # empty (or whitespace-only) completions scored so far
         self.n_scored = 0
         self.cfg = cfg  # the reward's config node: its root says strict (rft.degenerate)
-        # a batch in which every completion scores the same is named once (a weighted sum's
-        # terms are not checked one by one: a constant term is fine if the sum varies)
+        # completions in a row that all scored the same are named once, after
+        # degenerate_after of them (rft.degenerate: one all-fail batch of a hard task is chance;
+        # a weighted sum's terms are not checked one by one: a constant term is fine if the sum
+        # varies)
         self.check_spread = check_spread
         self.spread_warned = False
+        self.alike = Streak()
 
     def __call__(
         self, prompts: list[str], completions: list[str], references: list | None = None
@@ -109,20 +113,24 @@ class CheckedReward:
         )
 
     def _note_spread(self, scores: torch.Tensor) -> None:
-        """Every completion of a batch scored alike: no advantage, no gradient (Razin et al.'s
-        vanishing gradient at its extreme). Named once; under strict=true an error."""
+        """Completions that all score alike, over batches in a row: no advantage, no gradient
+        (Razin et al.'s vanishing gradient at its extreme). Named once, when the streak reaches
+        ``degenerate_after`` completions (rft.degenerate); under strict=true an error."""
         if not self.check_spread or self.spread_warned or len(scores) < 2:
             return
-        if bool((scores == scores[0]).all()):
-            from rft.degenerate import degenerate
-
+        alike = bool((scores == scores[0]).all())
+        n = self.alike.add(len(scores), alike, float(scores[0]))
+        need = evidence_needed(self.cfg)
+        if n >= need:
             self.spread_warned = True
             degenerate(
-                f"reward {self.name}: all {len(scores)} completions of a batch scored "
+                f"reward {self.name}: the last {n} completions it scored all scored "
                 f"{float(scores[0]):.4g}, so their advantages (and the policy gradient) are 0."
                 f" A constant reward cannot train; check the function named by {self.key} (a "
                 "weighted sum's weights, a threshold every completion misses, the references "
-                "it compares with).",
+                "it compares with). A pass/fail reward on a task the policy never passes shows"
+                " the same: an easier task or a warm start (alg.warm_start.steps, an SFT"
+                f" model). degenerate_after={need} sets how many in a row are named.",
                 self.cfg,
                 log,
             )

@@ -192,12 +192,15 @@ def test_a_reward_with_no_spread_is_named_once_and_is_an_error_under_strict(
         "reward=custom",
         f"reward._target_={CONST}",
         "eval.before_training=false",
+        "degenerate_after=4",  # one 4-completion batch (the default waits for 128 in a row)
     ]
     with caplog.at_level(logging.WARNING, logger="rft"):
         train(compose_cfg(*over), run_dir=tmp_path / "warn")
     warned = [r.getMessage() for r in caplog.records if "scored 0.5" in r.getMessage()]
     assert len(warned) == 1  # once, although every batch of both iterations is constant
-    assert warned[0].startswith("reward constant_reward: all 4 completions of a batch scored 0.5,")
+    assert warned[0].startswith(
+        "reward constant_reward: the last 4 completions it scored all scored 0.5,"
+    )
     assert f"reward._target_={CONST}" in warned[0]
     from rft.degenerate import DegenerateRunError
 
@@ -215,11 +218,13 @@ def test_cli_strict_degenerate_run_is_one_line(prompts_file, tmp_path):
         "reward=custom",
         f"reward._target_={CONST}",
         "strict=true",
+        "degenerate_after=4",
         f"hydra.run.dir={tmp_path / 'run'}",
     )
     assert p.returncode == 2
     (line,) = error_lines(p.stderr)
-    assert line.startswith("rft: error: reward constant_reward: all ")
+    assert line.startswith("rft: error: reward constant_reward: the last ")  # (eval's batch: 8)
+    assert "completions it scored all scored 0.5" in line
     assert "Traceback" not in p.stderr
 
 
