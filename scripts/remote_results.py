@@ -186,8 +186,13 @@ def guide_tables(out: Path) -> tuple[str, dict]:
         rows = read_history(d / "history.jsonl")
         hits = [r for r in rows if "remote/guide/cache_hit_rate" in r]
         if any(r["remote/guide/cache_hit_rate"] > 0 for r in hits):
+            # the cache is shared by every run with the same cache_tag: a run of one process
+            # hits what an earlier run asked (the same prompt, prefix and seed); a resumed run
+            # also replays its own iterations after the last checkpoint
+            n = accounting(hits)["processes"]
+            why = f"resumed: {n} processes" if n > 1 else "one process: hits already in the cache"
             md += [
-                f"### Cache hit rate of {d.name} (resumed): every row",
+                f"### Cache hit rate of {d.name} ({why}): every row",
                 "",
                 "| iteration | cache_hit_rate (process total) | hits | misses | requests |",
                 "|---|---|---|---|---|",
