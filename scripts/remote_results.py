@@ -16,7 +16,7 @@ by VADER and by the learned classifier (paired); then, over every completion, th
 agreement with VADER and with the classifier (Pearson, Spearman, agreement of the binarised
 labels) and its unparsable answers, asked again through rft's JudgeReward with the run's
 settings (a cache makes that free), and with the default chat template for comparison (needs
-the judge server up). Writes OUT/guide.{md,json}, or OUT/judge_<runs>.{md,json} (``--runs ppo_lp_s``: the runs on the
+the judge server up). Writes OUT/guide.{md,json,png}, or OUT/judge_<runs>.{md,json} (``--runs ppo_lp_s``: the runs on the
 logprob-weighted score).
 """
 
@@ -219,6 +219,64 @@ def guide_tables(out: Path) -> tuple[str, dict]:
                 for r in hits
             ]
     return "\n".join(md), res
+
+
+def plot_guide(out: Path, res: dict, path: Path) -> Path | None:
+    """Left: the reward of the policy's own rollouts per iteration (PPO: every rollout; the
+    guided runs: ``guided/reward_policy_only``, the episodes without a guide roll-in), smoothed,
+    one line per run, served guide dashed; right: each run's final test reward ± SE."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from rft.plots import ema
+
+    root = out / "guide"
+    colors = {"ppo": "tab:gray", "ppo_pp": "tab:blue", "dlols": "tab:green"}
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.2), gridspec_kw={"width_ratios": [3, 2]})
+    labels, means, ses, bar_colors, hatches = [], [], [], [], []
+    for label, alg, where in CONDITIONS:
+        for s in SEEDS:
+            d = root / run_name(alg, where, s)
+            rows = read_history(d / "history.jsonl") if (d / "history.jsonl").is_file() else []
+            key = "reward/mean" if alg == "ppo" else "guided/reward_policy_only"
+            pts = {r["iteration"]: r[key] for r in rows if isinstance(r.get(key), float)}
+            pts = {i: v for i, v in pts.items() if math.isfinite(v)}
+            if pts:
+                its = sorted(pts)
+                ax1.plot(
+                    its,
+                    ema([pts[i] for i in its], 0.8),
+                    color=colors[alg],
+                    ls="--" if where == "remote" else "-",
+                    alpha=0.9 if s == 0 else 0.55,
+                    label=f"{label}, seed {s}",
+                )
+            r = res["runs"].get(run_name(alg, where, s))
+            if r is not None:
+                labels.append(f"{label.replace(', ', chr(10))}\nseed {s}")
+                means.append(r["mean"]), ses.append(r["se"]), bar_colors.append(colors[alg])
+                hatches.append("//" if where == "remote" else "")
+    if not labels:
+        plt.close(fig)
+        return None
+    ax1.set(xlabel="iteration", ylabel="VADER reward (EMA, smoothing 0.8)")
+    ax1.set_title("the policy's own rollouts (guided runs: episodes without a roll-in)")
+    ax1.legend(fontsize=7, ncol=2)
+    x = np.arange(len(labels))
+    ax2.bar(x, means, yerr=ses, color=bar_colors, hatch=hatches, alpha=0.8, capsize=3)
+    if "init" in res:
+        ax2.axhline(res["init"]["mean"], color="k", lw=0.8, ls=":", label="SFT init")
+        ax2.legend(fontsize=8)
+    ax2.set_xticks(x, labels, fontsize=6)
+    ax2.set_ylim(min(means) - 0.1, max(means) + 0.05)
+    ax2.set_title("final test reward ± SE, 128 prompts × 2")
+    ax2.set_ylabel("VADER reward (hatched: served guide)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
 
 
 def accounting(rows: list[dict]) -> dict:
@@ -540,6 +598,9 @@ def main(argv=None) -> None:
     a = p.parse_args(argv)
     if a.command == "guide":
         md, res = guide_tables(a.out)
+        png = plot_guide(a.out, res, a.out / "guide.png")
+        if png is not None:
+            print(f"plot: {png}")
     else:
         md, res = judge_tables(a.out, a.classifier, a.judge_url, a.runs, not a.no_default_chat)
     name = a.command if a.command == "guide" else f"judge_{a.runs.removesuffix('_s')}"
