@@ -221,6 +221,17 @@ def guide_tables(out: Path) -> tuple[str, dict]:
     return "\n".join(md), res
 
 
+def policy_curve(rows: list[dict], alg: str) -> tuple[list[int], list[float]]:
+    """The reward of the policy's own rollouts per iteration: ``reward/mean`` for PPO,
+    ``guided/reward_policy_only`` for a guided run (its episodes without a guide roll-in; absent
+    or NaN in an iteration where every episode was restarted). A resumed run's replayed
+    iterations appear twice in its history: the later row is kept."""
+    key = "reward/mean" if alg == "ppo" else "guided/reward_policy_only"
+    pts = {r["iteration"]: float(r[key]) for r in rows if isinstance(r.get(key), (int, float))}
+    its = sorted(i for i, v in pts.items() if math.isfinite(v))
+    return its, [pts[i] for i in its]
+
+
 def plot_guide(out: Path, res: dict, path: Path) -> Path | None:
     """Left: the reward of the policy's own rollouts per iteration (PPO: every rollout; the
     guided runs: ``guided/reward_policy_only``, the episodes without a guide roll-in), smoothed,
@@ -240,14 +251,11 @@ def plot_guide(out: Path, res: dict, path: Path) -> Path | None:
         for s in SEEDS:
             d = root / run_name(alg, where, s)
             rows = read_history(d / "history.jsonl") if (d / "history.jsonl").is_file() else []
-            key = "reward/mean" if alg == "ppo" else "guided/reward_policy_only"
-            pts = {r["iteration"]: r[key] for r in rows if isinstance(r.get(key), float)}
-            pts = {i: v for i, v in pts.items() if math.isfinite(v)}
-            if pts:
-                its = sorted(pts)
+            its, values = policy_curve(rows, alg)
+            if its:
                 ax1.plot(
                     its,
-                    ema([pts[i] for i in its], 0.8),
+                    ema(values, 0.8),
                     color=colors[alg],
                     ls="--" if where == "remote" else "-",
                     alpha=0.9 if s == 0 else 0.55,

@@ -44,6 +44,35 @@ def test_accounting_adds_each_process_of_a_resumed_run_once():
     assert acc["rollout_s_per_iteration"] == pytest.approx((2 + 4 + 4 + 6) / 4)
 
 
+def test_policy_curve_reads_the_policys_own_rollouts_and_keeps_a_replayed_rows_last():
+    from scripts.remote_results import policy_curve
+
+    rows = [
+        {"iteration": 0, "test_init/reward_mean": 0.5},
+        {"iteration": 1, "reward/mean": 0.9, "guided/reward_policy_only": 0.2},
+        {"iteration": 2, "reward/mean": 0.8, "guided/reward_policy_only": float("nan")},
+        {"iteration": 3, "reward/mean": 0.7, "guided/reward_policy_only": 0.4},
+        {"iteration": 3, "reward/mean": 0.6, "guided/reward_policy_only": 0.5},  # resumed
+    ]
+    assert policy_curve(rows, "ppo") == ([1, 2, 3], [0.9, 0.8, 0.6])
+    assert policy_curve(rows, "dlols") == ([1, 3], [0.2, 0.5])  # every episode restarted in 2
+
+
+def test_plot_guide_draws_what_exists_and_nothing_without_runs(tmp_path):
+    import json
+
+    from scripts.remote_results import plot_guide
+
+    assert plot_guide(tmp_path, {"runs": {}}, tmp_path / "none.png") is None
+    d = tmp_path / "guide" / "ppo_pp_remote_s0"
+    d.mkdir(parents=True)
+    rows = [{"iteration": i, "guided/reward_policy_only": 0.1 * i} for i in (1, 2, 3)]
+    (d / "history.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    res = {"runs": {"ppo_pp_remote_s0": {"mean": 0.7, "se": 0.02}}, "init": {"mean": 0.6}}
+    assert plot_guide(tmp_path, res, tmp_path / "g.png") == tmp_path / "g.png"
+    assert (tmp_path / "g.png").stat().st_size > 10_000
+
+
 def test_hist_counts_scores_in_order_and_unparsable_last():
     from scripts.remote_results import hist
 
