@@ -529,15 +529,16 @@ class GroupPG(OnlineRL):
         stats.update(self.kl_stats(b))
         stats.update(self.compute_advantages(b))
         zero = not self.a.dynamic_sampling and bool((b.advantages == 0).all())
-        if self._zero_adv.add(len(b), zero) >= evidence_needed(self.cfg):
+        need = evidence_needed(self.cfg)
+        if self._zero_adv.add(len(b), zero) >= need:
             self.name_degenerate(
                 "zero_advantage",
                 f"iteration {it + 1}: every advantage of the last {self._zero_adv.n}"
                 " completions is 0 (each group's rewards are equal), so the policy gradient is"
                 " 0. Fix: a reward with a spread over a prompt's samples, more samples per"
                 " prompt, alg.dynamic_sampling=true or alg.prompt_sampling=std_aware, or a warm"
-                f" start (alg.warm_start.steps). degenerate_after={evidence_needed(self.cfg)}"
-                " sets how many in a row are named.",
+                f" start (alg.warm_start.steps). degenerate_after={need} sets how many in a"
+                " row are named.",
             )
         t0 = time.perf_counter()
         stats.update(self.update(b))
